@@ -1,0 +1,33 @@
+# agentrunner — build, test, benchmark, lint, demo.
+GO      ?= go
+BIN     := bin/runner
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: build test bench lint demo fuzz clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/runner
+
+# The whole suite, Docker integration tests included: a missing engine fails them loudly.
+test:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 25m ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime=1x -timeout 60m ./... | tee bench.txt
+
+lint:
+	test -z "$$(gofmt -l .)" || (gofmt -l . && exit 1)
+	$(GO) vet ./...
+	staticcheck ./...
+
+# Short fuzzing of every parser; the corpus lives in testdata/fuzz and is replayed by `make test`.
+fuzz:
+	$(GO) test ./config -run '^$$' -fuzz FuzzLoad -fuzztime 30s
+
+demo: build
+	./scripts/demo.sh
+
+clean:
+	rm -rf bin bench.txt

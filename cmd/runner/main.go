@@ -1,0 +1,17 @@
+// Command runner is agentrunner's single binary: it validates and plans `.agents/*.yaml`,
+// runs routines locally (`exec`), and serves GitHub webhooks, schedules and dispatches (`serve`).
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
