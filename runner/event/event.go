@@ -13,6 +13,10 @@ const (
 	KindSchedule     = "schedule"
 	KindDispatch     = "dispatch"
 	KindWebhook      = "webhook"
+	// KindInstallation and KindPing are GitHub events that never start a routine; they are
+	// normalized so the server can record and answer them like any other delivery.
+	KindInstallation = "installation"
+	KindPing         = "ping"
 )
 
 // Event is a trigger normalized for matching and planning. Payload keeps the original JSON
