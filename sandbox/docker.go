@@ -1,0 +1,610 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+)
+
+// Defaults of the Docker sandbox, used when Options and Spec leave a value zero.
+var (
+	DefaultResources = Resources{CPUs: 1, Memory: 2 << 30, Pids: 512}
+)
+
+const (
+	defaultTimeout        = time.Hour
+	defaultStopGrace      = 10 * time.Second
+	defaultTmpSize        = 256 << 20
+	defaultCleanupTimeout = 30 * time.Second
+	// maxEnvPrompt keeps AGENT_PROMPT below Linux's 128 KiB limit on one environment string;
+	// a longer prompt is only in prompt.md (exec would fail with E2BIG otherwise).
+	maxEnvPrompt = 100 << 10
+)
+
+// Options configure the Docker sandbox. Zero values mean the defaults.
+type Options struct {
+	Logger *slog.Logger
+	// Resources fill the zero fields of a Spec's Resources; zero fields here use
+	// DefaultResources.
+	Resources Resources
+	// Timeout is used when a Spec has none (default 1h).
+	Timeout time.Duration
+	// StopGrace is how long an agent has between SIGTERM and SIGKILL (default 10s; rounded up
+	// to whole seconds, Docker's unit).
+	StopGrace time.Duration
+	// TmpSize is the size of the /tmp tmpfs in bytes (default 256 MiB).
+	TmpSize int64
+	// CleanupTimeout bounds stopping and removing a container once the run is over or
+	// cancelled (default 30s, plus StopGrace).
+	CleanupTimeout time.Duration
+	// NoInit disables Docker's init process (PID 1 that forwards signals and reaps zombies).
+	NoInit bool
+}
+
+// Docker is the Sandbox on a Docker engine (API 1.41 or newer).
+type Docker struct {
+	cli  client.APIClient
+	opts Options
+	log  *slog.Logger
+	// images caches images known to be present, so if-missing and never cost one inspect per
+	// image per process rather than one per run.
+	images sync.Map
+}
+
+var _ Sandbox = (*Docker)(nil)
+
+// NewDocker returns a Docker sandbox using cli.
+func NewDocker(cli client.APIClient, opts Options) *Docker {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Resources.CPUs == 0 {
+		opts.Resources.CPUs = DefaultResources.CPUs
+	}
+	if opts.Resources.Memory == 0 {
+		opts.Resources.Memory = DefaultResources.Memory
+	}
+	if opts.Resources.Pids == 0 {
+		opts.Resources.Pids = DefaultResources.Pids
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = defaultTimeout
+	}
+	if opts.StopGrace <= 0 {
+		opts.StopGrace = defaultStopGrace
+	}
+	if opts.TmpSize <= 0 {
+		opts.TmpSize = defaultTmpSize
+	}
+	if opts.CleanupTimeout <= 0 {
+		opts.CleanupTimeout = defaultCleanupTimeout
+	}
+	return &Docker{cli: cli, opts: opts, log: opts.Logger}
+}
+
+// Connect makes a client from the environment (DOCKER_HOST, ...) with API version
+// negotiation, checks that the engine answers, and returns a Docker sandbox on it.
+func Connect(ctx context.Context, opts Options) (*Docker, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, &InfraError{Op: "connect to", Object: "the Docker engine", Err: err}
+	}
+	if _, err := cli.Ping(ctx); err != nil {
+		cli.Close()
+		return nil, &InfraError{Op: "connect to", Object: "the Docker engine at " + cli.DaemonHost(), Err: err}
+	}
+	return NewDocker(cli, opts), nil
+}
+
+// Client returns the Docker client the sandbox uses.
+func (d *Docker) Client() client.APIClient { return d.cli }
+
+// Prepare implements Sandbox.
+func (d *Docker) Prepare(ctx context.Context, spec *Spec) (*Handle, error) {
+	if err := validate(spec); err != nil {
+		return nil, err
+	}
+	if err := d.ensureImage(ctx, spec); err != nil {
+		return nil, err
+	}
+	if err := prepareDirs(spec); err != nil {
+		return nil, err
+	}
+	cfg, hc, nc := d.containerConfig(spec)
+	name := containerName(spec)
+	resp, err := d.cli.ContainerCreate(ctx, cfg, hc, nc, nil, name)
+	if err != nil {
+		return nil, &InfraError{Op: "create container", Object: fmt.Sprintf("for job %q", spec.JobID), Err: err}
+	}
+	for _, w := range resp.Warnings {
+		d.log.WarnContext(ctx, "docker warning on create", "run_id", spec.RunID, "job", spec.JobID, "warning", w)
+	}
+	h := &Handle{ID: resp.ID, Name: name, Spec: spec}
+	for _, v := range spec.Secrets {
+		h.secrets = append(h.secrets, v)
+	}
+	return h, nil
+}
+
+// Run implements Sandbox.
+func (d *Docker) Run(ctx context.Context, h *Handle, logs io.Writer) (*Result, error) {
+	if h == nil || h.ID == "" {
+		return nil, errors.New("sandbox: Run on a handle that Prepare did not return")
+	}
+	if h.ran {
+		return nil, fmt.Errorf("sandbox: Run called twice for job %q", h.Spec.JobID)
+	}
+	h.ran = true
+	if logs == nil {
+		logs = io.Discard
+	}
+	spec := h.Spec
+	job := fmt.Sprintf("for job %q", spec.JobID)
+	timeout := spec.Timeout
+	if timeout <= 0 {
+		timeout = d.opts.Timeout
+	}
+	// Stopping, collecting the exit and removing must happen even when ctx is cancelled.
+	bg := context.WithoutCancel(ctx)
+	res := &Result{Started: time.Now()}
+	defer d.remove(bg, h)
+
+	if ctx.Err() != nil {
+		res.Outcome, res.Finished = Cancelled, time.Now()
+		return res, nil
+	}
+	if err := d.cli.ContainerStart(ctx, h.ID, container.StartOptions{}); err != nil {
+		if ctx.Err() != nil {
+			res.Outcome, res.Finished = Cancelled, time.Now()
+			return res, nil
+		}
+		return nil, &InfraError{Op: "start container", Object: job, Err: err}
+	}
+
+	waitCtx, stopWaiting := context.WithCancel(bg)
+	defer stopWaiting()
+	logsDone := make(chan struct{})
+	go func() {
+		defer close(logsDone)
+		d.copyLogs(waitCtx, h, logs)
+	}()
+	statusCh, errCh := d.cli.ContainerWait(waitCtx, h.ID, container.WaitConditionNotRunning)
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+
+	var status container.WaitResponse
+	var stopReason Outcome
+	select {
+	case status = <-statusCh:
+	case err := <-errCh:
+		return nil, &InfraError{Op: "wait for container", Object: job, Err: err}
+	case <-timer.C:
+		stopReason = TimedOut
+	case <-ctx.Done():
+		stopReason = Cancelled
+	}
+	if stopReason != "" {
+		var err error
+		if status, err = d.stop(bg, h, statusCh, errCh); err != nil {
+			return nil, err
+		}
+	}
+	res.Finished = time.Now()
+	res.Duration = res.Finished.Sub(res.Started)
+	res.ExitCode = int(status.StatusCode)
+
+	// The log stream ends when the container stops; bound the wait in case the engine is slow.
+	select {
+	case <-logsDone:
+	case <-time.After(5 * time.Second):
+		d.log.WarnContext(ctx, "log stream did not end after the container stopped", "run_id", spec.RunID, "job", spec.JobID)
+		stopWaiting()
+		<-logsDone
+	}
+
+	switch {
+	case stopReason != "":
+		res.Outcome = stopReason
+	case res.ExitCode == 0:
+		res.Outcome = Success
+	default:
+		// Only a failure can be an OOM kill, so a successful run costs no inspect.
+		res.Outcome = Failed
+		info, err := d.cli.ContainerInspect(bg, h.ID)
+		if err != nil {
+			return nil, &InfraError{Op: "inspect container", Object: job, Err: err}
+		}
+		if info.State != nil && info.State.OOMKilled {
+			res.Outcome = OOM
+		}
+	}
+	return res, nil
+}
+
+// stop sends SIGTERM, waits the grace period, kills, and returns the container's exit status.
+func (d *Docker) stop(ctx context.Context, h *Handle, statusCh <-chan container.WaitResponse, errCh <-chan error) (container.WaitResponse, error) {
+	job := fmt.Sprintf("for job %q", h.Spec.JobID)
+	grace := int(math.Ceil(d.opts.StopGrace.Seconds()))
+	ctx, cancel := context.WithTimeout(ctx, d.opts.CleanupTimeout+d.opts.StopGrace)
+	defer cancel()
+	if err := d.cli.ContainerStop(ctx, h.ID, container.StopOptions{Timeout: &grace}); err != nil && !cerrdefs.IsNotFound(err) {
+		return container.WaitResponse{}, &InfraError{Op: "stop container", Object: job, Err: err}
+	}
+	select {
+	case st := <-statusCh:
+		return st, nil
+	case err := <-errCh:
+		return container.WaitResponse{}, &InfraError{Op: "wait for container", Object: job, Err: err}
+	case <-ctx.Done():
+		return container.WaitResponse{}, &InfraError{Op: "wait for container", Object: job, Err: fmt.Errorf("still running after stop: %w", ctx.Err())}
+	}
+}
+
+// copyLogs follows the container's output, demultiplexed, with secrets masked per stream.
+func (d *Docker) copyLogs(ctx context.Context, h *Handle, logs io.Writer) {
+	rc, err := d.cli.ContainerLogs(ctx, h.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: true})
+	if err != nil {
+		d.log.WarnContext(ctx, "follow container logs", "run_id", h.Spec.RunID, "job", h.Spec.JobID, "err", CleanDockerError(err))
+		return
+	}
+	defer rc.Close()
+	var out, errw io.Writer = logs, logs
+	var flush []*MaskingWriter
+	if len(h.secrets) > 0 {
+		mo, me := NewMaskingWriter(logs, h.secrets), NewMaskingWriter(logs, h.secrets)
+		out, errw, flush = mo, me, []*MaskingWriter{mo, me}
+	}
+	if _, err := stdcopy.StdCopy(out, errw, rc); err != nil && ctx.Err() == nil {
+		d.log.WarnContext(ctx, "copy container logs", "run_id", h.Spec.RunID, "job", h.Spec.JobID, "err", err)
+	}
+	for _, m := range flush {
+		_ = m.Flush()
+	}
+}
+
+// remove force-removes the container, on its own deadline; a failure is logged and left for
+// Destroy or the reaper.
+func (d *Docker) remove(ctx context.Context, h *Handle) {
+	if h.removed {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.opts.CleanupTimeout)
+	defer cancel()
+	err := d.cli.ContainerRemove(ctx, h.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		d.log.WarnContext(ctx, "remove container", "run_id", h.Spec.RunID, "job", h.Spec.JobID, "container", h.Name, "err", CleanDockerError(err))
+		return
+	}
+	h.removed = true
+}
+
+// Destroy implements Sandbox.
+func (d *Docker) Destroy(ctx context.Context, h *Handle) error {
+	if h == nil || h.ID == "" || h.removed {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.opts.CleanupTimeout)
+	defer cancel()
+	err := d.cli.ContainerRemove(ctx, h.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return &InfraError{Op: "remove container", Object: fmt.Sprintf("for job %q", h.Spec.JobID), Err: err}
+	}
+	h.removed = true
+	return nil
+}
+
+// ensureImage applies the pull policy. Presence is cached per process for never and
+// if-missing; always pulls every time, as asked.
+func (d *Docker) ensureImage(ctx context.Context, spec *Spec) error {
+	policy := spec.PullPolicy
+	if policy == "" {
+		policy = PullIfMissing
+	}
+	img := spec.Image
+	obj := strconv.Quote(img)
+	if policy != PullAlways {
+		if _, ok := d.images.Load(img); ok {
+			return nil
+		}
+		_, err := d.cli.ImageInspect(ctx, img)
+		switch {
+		case err == nil:
+			d.images.Store(img, true)
+			return nil
+		case !cerrdefs.IsNotFound(err):
+			return &InfraError{Op: "inspect image", Object: obj, Err: err}
+		case policy == PullNever:
+			return &InfraError{Op: "find image", Object: obj, Err: errors.New(
+				"not present on the Docker engine and pull-policy is never: build or load it first")}
+		}
+	}
+	if err := d.pull(ctx, img); err != nil {
+		why := "not present on the Docker engine and the pull failed (pull-policy if-missing)"
+		if policy == PullAlways {
+			why = "the pull failed (pull-policy always)"
+		}
+		return &InfraError{Op: "pull image", Object: obj, Err: fmt.Errorf("%s: %w", why, err)}
+	}
+	d.images.Store(img, true)
+	return nil
+}
+
+func (d *Docker) pull(ctx context.Context, img string) error {
+	rc, err := d.cli.ImagePull(ctx, img, image.PullOptions{})
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	// The pull's outcome is in its JSON message stream, not in the HTTP status.
+	dec := json.NewDecoder(rc)
+	for {
+		var msg struct {
+			Error string `json:"error"`
+		}
+		if err := dec.Decode(&msg); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("read pull progress: %w", err)
+		}
+		if msg.Error != "" {
+			return errors.New(msg.Error)
+		}
+	}
+}
+
+// containerConfig is the hardened container for spec; the benchmark's baseline uses it too.
+func (d *Docker) containerConfig(spec *Spec) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
+	labels := map[string]string{}
+	for k, v := range spec.Labels {
+		labels[k] = v
+	}
+	labels[LabelRun] = spec.RunID
+	labels[LabelJob] = spec.JobID
+
+	user := spec.User
+	if user == "" {
+		user = DefaultUser
+	}
+	cfg := &container.Config{
+		Image:      spec.Image,
+		Env:        containerEnv(spec),
+		WorkingDir: WorkspacePath,
+		User:       user,
+		Labels:     labels,
+	}
+	if len(spec.Argv) > 0 {
+		cfg.Entrypoint = spec.Argv[:1]
+		cfg.Cmd = spec.Argv[1:]
+		if cfg.Cmd == nil {
+			cfg.Cmd = []string{}
+		}
+	}
+
+	r := spec.Resources
+	if r.CPUs == 0 {
+		r.CPUs = d.opts.Resources.CPUs
+	}
+	if r.Memory == 0 {
+		r.Memory = d.opts.Resources.Memory
+	}
+	if r.Pids == 0 {
+		r.Pids = d.opts.Resources.Pids
+	}
+	pids := r.Pids
+	initProc := !d.opts.NoInit
+	hc := &container.HostConfig{
+		NetworkMode: container.NetworkMode(NetworkNone),
+		Mounts: []mount.Mount{
+			{Type: mount.TypeBind, Source: spec.WorkspaceDir, Target: WorkspacePath},
+			{Type: mount.TypeBind, Source: spec.OutputDir, Target: OutputPath},
+		},
+		CapDrop:        []string{"ALL"},
+		SecurityOpt:    []string{"no-new-privileges"},
+		ReadonlyRootfs: true,
+		Tmpfs:          map[string]string{"/tmp": fmt.Sprintf("rw,nosuid,nodev,size=%d,mode=1777", d.opts.TmpSize)},
+		IpcMode:        "private",
+		Init:           &initProc,
+		Resources: container.Resources{
+			Memory:     r.Memory,
+			MemorySwap: r.Memory, // equal to Memory: no swap, so a hog is killed rather than slowed
+			NanoCPUs:   int64(r.CPUs * 1e9),
+			PidsLimit:  &pids,
+		},
+	}
+	switch spec.Network.Mode {
+	case NetworkOpen:
+		hc.NetworkMode = "bridge"
+	case NetworkAllow:
+		hc.NetworkMode = container.NetworkMode(spec.Network.DockerNetwork)
+	}
+	return cfg, hc, nil
+}
+
+// containerEnv is the declared env, the secrets, the proxy env, then the sandbox contract,
+// which wins over anything declared with the same name.
+func containerEnv(spec *Spec) []string {
+	env := map[string]string{}
+	for k, v := range spec.Env {
+		env[k] = v
+	}
+	for k, v := range spec.Secrets {
+		env[k] = v
+	}
+	if spec.Network.Mode == NetworkAllow {
+		for k, v := range spec.Network.ProxyEnv {
+			env[k] = v
+		}
+	}
+	env["HOME"] = "/tmp"
+	env[EnvOutputDir] = OutputPath
+	if len(spec.Prompt) <= maxEnvPrompt {
+		env[EnvPrompt] = spec.Prompt
+	}
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// validate refuses a Spec the sandbox cannot run safely, before anything touches Docker.
+func validate(spec *Spec) error {
+	if spec == nil {
+		return errors.New("sandbox: nil Spec")
+	}
+	bad := func(field, format string, args ...any) error {
+		return &SpecError{JobID: spec.JobID, Field: field, Msg: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case spec.RunID == "":
+		return bad("RunID", "empty")
+	case spec.JobID == "":
+		return bad("JobID", "empty")
+	case spec.Image == "":
+		return bad("Image", "empty")
+	}
+	switch spec.PullPolicy {
+	case "", PullNever, PullIfMissing, PullAlways:
+	default:
+		return bad("PullPolicy", "%q is not never, if-missing or always", spec.PullPolicy)
+	}
+	switch spec.Network.Mode {
+	case "", NetworkNone, NetworkOpen:
+	case NetworkAllow:
+		if spec.Network.DockerNetwork == "" {
+			return bad("Network", "an allow-list (%s) needs the runner's egress proxy, which is not available yet; "+
+				"use network: none, or network: open for full egress", strings.Join(spec.Network.Allow, ", "))
+		}
+	default:
+		return bad("Network.Mode", "%q is not none, open or allow", spec.Network.Mode)
+	}
+	for name, dir := range map[string]string{"WorkspaceDir": spec.WorkspaceDir, "OutputDir": spec.OutputDir} {
+		if !filepath.IsAbs(dir) {
+			return bad(name, "%q is not an absolute host path", dir)
+		}
+		if fi, err := os.Stat(dir); err != nil {
+			return bad(name, "%v", err)
+		} else if !fi.IsDir() {
+			return bad(name, "%s is not a directory", dir)
+		}
+	}
+	for _, m := range []map[string]string{spec.Env, spec.Secrets} {
+		for k := range m {
+			if k == "" || strings.ContainsAny(k, "=\x00") {
+				return bad("Env", "%q is not a valid variable name", k)
+			}
+		}
+	}
+	if spec.Resources.CPUs < 0 || spec.Resources.Memory < 0 || spec.Resources.Pids < 0 {
+		return bad("Resources", "negative limit")
+	}
+	if spec.Resources.Memory != 0 && spec.Resources.Memory < 6<<20 {
+		return bad("Resources.Memory", "%d bytes is below Docker's minimum of 6 MiB", spec.Resources.Memory)
+	}
+	if _, _, err := parseUser(spec.User); err != nil {
+		return bad("User", "%v", err)
+	}
+	return nil
+}
+
+// parseUser reads uid[:gid]; ok is false for names, which Docker resolves in the image.
+func parseUser(user string) (uid, gid int, err error) {
+	if user == "" {
+		user = DefaultUser
+	}
+	u, g, hasGroup := strings.Cut(user, ":")
+	if u == "" || (hasGroup && g == "") {
+		return -1, -1, fmt.Errorf("%q is not uid[:gid]", user)
+	}
+	uid, uerr := strconv.Atoi(u)
+	gid = uid
+	var gerr error
+	if hasGroup {
+		gid, gerr = strconv.Atoi(g)
+	}
+	if uerr != nil || gerr != nil {
+		return -1, -1, nil // a name: the image resolves it, Prepare cannot chown for it
+	}
+	if uid < 0 || gid < 0 {
+		return -1, -1, fmt.Errorf("%q has a negative id", user)
+	}
+	return uid, gid, nil
+}
+
+// prepareDirs writes prompt.md and makes both directories writable for the container user.
+func prepareDirs(spec *Spec) error {
+	prompt := filepath.Join(spec.OutputDir, PromptFile)
+	if err := os.WriteFile(prompt, []byte(spec.Prompt), 0o644); err != nil {
+		return &InfraError{Op: "write prompt", Object: fmt.Sprintf("for job %q", spec.JobID), Err: err}
+	}
+	uid, gid, _ := parseUser(spec.User)
+	if uid < 0 || os.Geteuid() != 0 {
+		// Without root the runner cannot chown; it must create the directories writable.
+		return nil
+	}
+	for _, dir := range []string{spec.OutputDir, spec.WorkspaceDir} {
+		if err := chownTree(dir, uid, gid); err != nil {
+			return &InfraError{Op: "make writable for uid " + strconv.Itoa(uid), Object: dir, Err: err}
+		}
+	}
+	return nil
+}
+
+// chownTree gives dir to uid:gid, unless its top is already theirs (the workspace package
+// may create it that way). Files under .git/objects are skipped: git never rewrites them, and
+// with `git clone --local` they are hard links shared with the source repository, whose
+// owner must not change.
+func chownTree(dir string, uid, gid int) error {
+	if owned(dir, uid, gid) {
+		return nil
+	}
+	return filepath.WalkDir(dir, func(path string, e os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !e.IsDir() && strings.Contains(filepath.ToSlash(path), "/.git/objects/") {
+			return nil
+		}
+		return os.Lchown(path, uid, gid)
+	})
+}
+
+func containerName(spec *Spec) string {
+	clean := func(s string) string {
+		b := []byte(s)
+		for i, c := range b {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+				b[i] = '_'
+			}
+		}
+		if len(b) > 40 {
+			b = b[:40]
+		}
+		return string(b)
+	}
+	r := make([]byte, 3)
+	_, _ = rand.Read(r)
+	return "agentrunner-" + clean(spec.RunID) + "-" + clean(spec.JobID) + "-" + hex.EncodeToString(r)
+}

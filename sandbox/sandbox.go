@@ -1,0 +1,199 @@
+// Package sandbox runs one agent command in an isolated, hardened container: the Sandbox
+// interface the engine talks to, and its Docker implementation (images and pull policy,
+// hardening, limits, network mode, live logs with secrets masked, typed outcomes, cleanup and
+// the reaping of a crash's leftovers).
+//
+// It knows nothing about routines, plans, git or GitHub: the engine hands it a concrete Spec
+// with host paths for the workspace and the output directory, and reads the output directory
+// (outputs.json, report.md, findings.json) itself afterwards.
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Labels put on every Docker object the sandbox creates, so a crash's leftovers can be found.
+const (
+	LabelRun = "agentrunner.run"
+	LabelJob = "agentrunner.job"
+)
+
+// Paths and variables inside the sandbox: the contract an agent sees.
+const (
+	WorkspacePath = "/workspace"  // the job's git workspace, the working directory
+	OutputPath    = "/agent/out"  // $AGENT_OUTPUT_DIR: outputs.json, report.md, findings.json
+	PromptFile    = "prompt.md"   // written into the output directory before the agent starts
+	EnvPrompt     = "AGENT_PROMPT" // the prompt text
+	EnvOutputDir  = "AGENT_OUTPUT_DIR"
+	DefaultUser   = "10001:10001" // a fixed non-root uid:gid no image is likely to give privileges
+)
+
+// Sandbox runs agents. Implementations must be safe for concurrent use by many goroutines on
+// different Handles; one Handle is used by one goroutine at a time.
+//
+// Call order for one job: Prepare, then Run at most once, then Destroy. Run removes the
+// container itself when the agent ends, whatever the outcome; Destroy removes whatever is left
+// (Run never called, Run's cleanup failed). Destroy is safe to call twice, on a nil Handle, and
+// after a failed Prepare (which cleans up after itself and returns a nil Handle). Cancel a
+// running agent by cancelling Run's context, not by calling Destroy concurrently.
+type Sandbox interface {
+	// Prepare validates spec, makes the image available (per spec.PullPolicy), writes the
+	// prompt into the output directory and creates the container without starting it.
+	Prepare(ctx context.Context, spec *Spec) (*Handle, error)
+	// Run starts the prepared container, streams its stdout and stderr to logs (secret values
+	// masked) while it runs, waits for it and removes it. The agent's fate is the Result's
+	// Outcome; a non-nil error means the infrastructure failed (an *InfraError), never the
+	// agent. When ctx is cancelled or spec.Timeout passes, the agent is stopped (SIGTERM, a
+	// grace period, SIGKILL) and the outcome is Cancelled or TimedOut.
+	Run(ctx context.Context, h *Handle, logs io.Writer) (*Result, error)
+	// Destroy removes the container and anything else Prepare created, if still there.
+	Destroy(ctx context.Context, h *Handle) error
+}
+
+// Handle is one prepared sandbox. Its exported fields are informational; a fake Sandbox may
+// fill them however it likes.
+type Handle struct {
+	// ID is the container id (or the fake's own id).
+	ID string
+	// Name is the container name, agentrunner-<run>-<job>-<random>.
+	Name string
+	Spec *Spec
+
+	secrets []string
+	removed bool
+	ran     bool
+}
+
+// Pull policies.
+const (
+	PullNever     = "never"
+	PullIfMissing = "if-missing" // the default
+	PullAlways    = "always"
+)
+
+// Network modes.
+const (
+	NetworkNone  = "none"  // loopback only (the default)
+	NetworkOpen  = "open"  // full egress through the engine's default bridge
+	NetworkAllow = "allow" // egress only to Allow, through the runner's egress proxy
+)
+
+// Spec is everything needed to run one job's agent.
+type Spec struct {
+	RunID string
+	JobID string // readable, e.g. audit[3]; used in names, labels and error messages
+	Image string
+	// PullPolicy is never, if-missing (empty means if-missing) or always.
+	PullPolicy string
+	// Argv replaces the image's entrypoint and command; empty keeps the image's own.
+	Argv []string
+	// Env is exactly what the routine declares; nothing of the runner's environment leaks in.
+	Env map[string]string
+	// Secrets are added to the environment and their values masked in the logs.
+	Secrets map[string]string
+	Prompt  string
+	// WorkspaceDir and OutputDir are host paths, bind-mounted at /workspace and /agent/out.
+	// Both must exist. Prepare makes them writable for User.
+	WorkspaceDir string
+	OutputDir    string
+	// User is uid:gid (or uid); empty means DefaultUser.
+	User      string
+	Resources Resources
+	Network   Network
+	// Timeout bounds the run; zero means the Docker sandbox's default.
+	Timeout time.Duration
+	// Labels are added to the container next to agentrunner.run and agentrunner.job.
+	Labels map[string]string
+}
+
+// Resources are container limits; a zero field means the sandbox's default.
+type Resources struct {
+	CPUs   float64
+	Memory int64 // bytes; swap is disabled (memory-swap = memory)
+	Pids   int64
+}
+
+// Network is the egress policy.
+type Network struct {
+	// Mode is none (empty means none), open or allow.
+	Mode  string
+	Allow []string // host:port entries, for Mode allow
+	// DockerNetwork is the seam for the egress proxy: the name of a network created for the
+	// run on which a proxy enforces Allow. Mode allow is refused while it is empty, because an
+	// allow-list must never be approximated by full egress.
+	DockerNetwork string
+	// ProxyEnv is added to the container's environment with Mode allow (HTTPS_PROXY, ...).
+	ProxyEnv map[string]string
+}
+
+// Outcome is what happened to the agent.
+type Outcome string
+
+// Outcomes. Infrastructure failures are errors, never outcomes.
+const (
+	Success   Outcome = "success"
+	Failed    Outcome = "failed" // non-zero exit code
+	TimedOut  Outcome = "timed_out"
+	OOM       Outcome = "oom" // killed by the kernel for exceeding its memory limit
+	Cancelled Outcome = "cancelled"
+)
+
+// Result is one finished agent.
+type Result struct {
+	Outcome  Outcome
+	ExitCode int
+	Started  time.Time
+	Finished time.Time
+	Duration time.Duration
+}
+
+// InfraError is a failure of the infrastructure (Docker, the host), as opposed to the agent.
+// Its message reads `<Op> <Object>: <cause>`, e.g.
+// `create container for job "audit[3]": no such image: x:1`.
+type InfraError struct {
+	Op     string // what was being done: "create container", "pull image"
+	Object string // what it was done to: `for job "audit[3]"`, `"alpine:3"`
+	Err    error
+}
+
+func (e *InfraError) Error() string {
+	msg := CleanDockerError(e.Err)
+	if e.Object == "" {
+		return e.Op + ": " + msg
+	}
+	return e.Op + " " + e.Object + ": " + msg
+}
+
+func (e *InfraError) Unwrap() error { return e.Err }
+
+// CleanDockerError returns err's message without the noise Docker adds: the
+// "Error response from daemon: " prefix and containerd's ": unknown" status suffix.
+func CleanDockerError(err error) string {
+	if err == nil {
+		return ""
+	}
+	msg := err.Error()
+	for {
+		trimmed := strings.TrimPrefix(msg, "Error response from daemon: ")
+		trimmed = strings.TrimSuffix(strings.TrimSpace(trimmed), ": unknown")
+		if trimmed == msg {
+			return msg
+		}
+		msg = trimmed
+	}
+}
+
+// SpecError is a Spec the sandbox refuses before touching Docker.
+type SpecError struct {
+	JobID string
+	Field string
+	Msg   string
+}
+
+func (e *SpecError) Error() string {
+	return fmt.Sprintf("sandbox for job %q: %s: %s", e.JobID, e.Field, e.Msg)
+}
