@@ -1,0 +1,550 @@
+// Package expr owns `${{ … }}` expressions: GitHub Actions syntax (single-quoted strings,
+// ==, !=, &&, ||, !, <, >, property access and index, contains/startsWith/endsWith/format/join/
+// toJSON/fromJSON and the status functions) compiled once with expr-lang/expr and evaluated many
+// times against a Context (event, routine, inputs, matrix, needs, env). Secrets are not a
+// context: they reach agents only as environment variables, never through text.
+//
+// It knows nothing about routines or plans; callers hand it source text, a config position for
+// errors, and the values of the contexts.
+package expr
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/agentrunner/agentrunner/config"
+)
+
+// Context names, as expressions spell them.
+const (
+	CtxEvent   = "event"
+	CtxRoutine = "routine"
+	CtxInputs  = "inputs"
+	CtxMatrix  = "matrix"
+	CtxNeeds   = "needs"
+	CtxEnv     = "env"
+)
+
+var contextBits = map[string]uint8{
+	CtxEvent: 1 << 0, CtxRoutine: 1 << 1, CtxInputs: 1 << 2, CtxMatrix: 1 << 3, CtxNeeds: 1 << 4, CtxEnv: 1 << 5,
+}
+
+// Context is what expressions read. Nil maps are empty contexts; a missing property is null.
+type Context struct {
+	// Event is the raw event payload.
+	Event map[string]any
+	// Routine has name and file.
+	Routine map[string]any
+	Inputs  map[string]string
+	Matrix  map[string]any
+	Needs   map[string]Need
+	Env     map[string]string
+	// Status drives success(), failure() and cancelled(); nil means every need succeeded.
+	Status *Status
+}
+
+// Need is one finished agent as `needs.<agent>` shows it. For a fanned-out agent Outputs is
+// the list of every instance's outputs.
+type Need struct {
+	Result  string
+	Outputs any
+	Report  string
+	Counts  map[string]int
+}
+
+// Status is the outcome of a node's needs as the status functions see it.
+type Status struct {
+	Success   bool // every need succeeded
+	Failure   bool // some need failed or missed its quorum
+	Cancelled bool // the run was cancelled
+}
+
+func (c *Context) vars() map[string]any {
+	st := Status{Success: true}
+	if c.Status != nil {
+		st = *c.Status
+	}
+	m := map[string]any{
+		CtxEvent:     orEmpty(c.Event),
+		CtxRoutine:   orEmpty(c.Routine),
+		CtxInputs:    stringMap(c.Inputs),
+		CtxMatrix:    orEmpty(c.Matrix),
+		CtxEnv:       stringMap(c.Env),
+		varSuccess:   st.Success,
+		varFailure:   st.Failure,
+		varCancelled: st.Cancelled,
+	}
+	needs := make(map[string]any, len(c.Needs))
+	for name, n := range c.Needs {
+		counts := make(map[string]any, len(n.Counts))
+		for k, v := range n.Counts {
+			counts[k] = v
+		}
+		needs[name] = map[string]any{"result": n.Result, "outputs": n.Outputs, "report": n.Report, "counts": counts}
+	}
+	m[CtxNeeds] = needs
+	return m
+}
+
+func orEmpty(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}
+
+func stringMap(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// baseOptions are shared by every compile; the per-compile patcher is appended.
+var baseOptions = []expr.Option{
+	expr.AllowUndefinedVariables(),
+	expr.Optimize(false),
+	expr.Function(fnContains, contains),
+	expr.Function(fnStartsWith, startsWith),
+	expr.Function(fnEndsWith, endsWith),
+	expr.Function(fnFormat, format),
+	expr.Function(fnJoin, join),
+	expr.Function(fnToJSON, toJSON),
+	expr.Function(fnFromJSON, fromJSON),
+	expr.Function(fnGet, get),
+	expr.Function(fnTruthy, truthy, new(func(any) bool)),
+	expr.Function(fnCmp, cmp, new(func(string, any, any) bool)),
+}
+
+// compiled is one expression, ready to run.
+type compiled struct {
+	src    string // as the user wrote it, without ${{ }}
+	off    int    // byte offset of src in the template or condition source
+	prog   *vm.Program
+	refs   uint8
+	needs  []string
+	status bool // calls a status function
+}
+
+// compileExpr compiles one expression. On failure it returns the byte offset in src of the
+// problem and a message.
+func compileExpr(src string) (*compiled, int, string) {
+	rewritten, offs, serr := rewrite(src)
+	if serr != nil {
+		return nil, serr.offset, serr.msg
+	}
+	p := &patcher{}
+	opts := append(baseOptions[:len(baseOptions):len(baseOptions)], expr.Patch(p))
+	prog, err := expr.Compile(rewritten, opts...)
+	if p.err != nil {
+		return nil, mapOffset(rewritten, offs, p.err.loc.From), p.err.msg
+	}
+	if err != nil {
+		var fe *file.Error
+		if errors.As(err, &fe) {
+			return nil, mapOffset(rewritten, offs, fe.From), publicMessage(fe.Message)
+		}
+		return nil, 0, err.Error()
+	}
+	return &compiled{src: src, prog: prog, refs: p.refs, needs: p.needs, status: p.status}, 0, ""
+}
+
+// mapOffset turns a rune offset in the rewritten source into a byte offset in the original.
+func mapOffset(rewritten string, offs []int, runeOff int) int {
+	n := 0
+	for i := range rewritten {
+		if n == runeOff {
+			return offs[i]
+		}
+		n++
+	}
+	if len(offs) == 0 {
+		return 0
+	}
+	return offs[len(offs)-1]
+}
+
+// publicMessage replaces internal names in expr-lang's messages with what the user wrote.
+func publicMessage(msg string) string {
+	for internal, public := range publicName {
+		msg = strings.ReplaceAll(msg, internal, public)
+	}
+	msg = strings.ReplaceAll(msg, fnGet, "property access")
+	msg = strings.ReplaceAll(msg, fnCmp, "comparison")
+	msg = strings.ReplaceAll(msg, fnTruthy, "condition")
+	return msg
+}
+
+func (c *compiled) run(vars map[string]any) (any, error) {
+	v, err := expr.Run(c.prog, vars)
+	if err != nil {
+		var fe *file.Error
+		if errors.As(err, &fe) {
+			return nil, errors.New(publicMessage(fe.Message))
+		}
+		return nil, err
+	}
+	return v, nil
+}
+
+type nodeErr struct {
+	loc  file.Location
+	msg  string
+	node ast.Node
+}
+
+// patcher checks names and turns GitHub semantics into calls: nil-safe, case-insensitive,
+// list-projecting property access; loose comparisons; value-returning && and ||; truthiness
+// for !; status functions as variables the caller sets per evaluation.
+type patcher struct {
+	refs   uint8
+	needs  []string
+	status bool
+	err    *nodeErr
+}
+
+func (p *patcher) fail(n ast.Node, msg string) {
+	if p.err == nil {
+		p.err = &nodeErr{loc: n.Location(), msg: msg, node: n}
+	}
+}
+
+func call(name string, args ...ast.Node) *ast.CallNode {
+	return &ast.CallNode{Callee: &ast.IdentifierNode{Value: name}, Arguments: args}
+}
+
+// Visit implements ast.Visitor. ast.Walk visits children first, so a node's operands are
+// already rewritten when it is visited.
+func (p *patcher) Visit(node *ast.Node) {
+	switch n := (*node).(type) {
+	case *ast.IdentifierNode:
+		switch {
+		case contextBits[n.Value] != 0:
+			p.refs |= contextBits[n.Value]
+		case strings.HasPrefix(n.Value, "__"):
+		case n.Value == "secrets":
+			p.fail(n, "secrets are never interpolated into text: declare the secret under the routine's `secrets:` "+
+				"and the agent's `secrets:`, and the agent receives it as an environment variable")
+		case n.Value == "github":
+			p.fail(n, "there is no `github` context: the event payload is `event` (for example event.pull_request.number)")
+		default:
+			p.fail(n, fmt.Sprintf("unknown name %q: expressions read event, routine, inputs, matrix, needs and env", n.Value))
+		}
+	case *ast.MemberNode:
+		if id, ok := n.Node.(*ast.IdentifierNode); ok && id.Value == CtxNeeds {
+			if s, ok := n.Property.(*ast.StringNode); ok && !containsString(p.needs, s.Value) {
+				p.needs = append(p.needs, s.Value)
+			}
+		}
+		if n.Method {
+			p.fail(n, "method calls are not supported; call functions like contains(a, b)")
+			return
+		}
+		ast.Patch(node, call(fnGet, n.Node, n.Property))
+	case *ast.CallNode:
+		id, ok := n.Callee.(*ast.IdentifierNode)
+		if !ok {
+			p.fail(n, "only functions can be called")
+			return
+		}
+		if p.err != nil && p.err.node == ast.Node(id) {
+			p.err.msg = fmt.Sprintf("unknown function %s(): available are contains, startsWith, endsWith, format, join, "+
+				"toJSON, fromJSON, success, failure, always, cancelled", id.Value)
+			return
+		}
+		status := map[string]string{fnSuccess: varSuccess, fnFailure: varFailure, fnCancelled: varCancelled, fnAlways: ""}
+		if v, ok := status[id.Value]; ok {
+			if len(n.Arguments) != 0 {
+				p.fail(n, publicName[id.Value]+"() takes no arguments")
+				return
+			}
+			p.status = true
+			if v == "" {
+				ast.Patch(node, &ast.BoolNode{Value: true})
+			} else {
+				ast.Patch(node, &ast.IdentifierNode{Value: v})
+			}
+		}
+	case *ast.BinaryNode:
+		switch n.Operator {
+		case "==", "!=", "<", "<=", ">", ">=":
+			ast.Patch(node, call(fnCmp, &ast.StringNode{Value: n.Operator}, n.Left, n.Right))
+		case "&&", "and":
+			ast.Patch(node, &ast.ConditionalNode{Cond: call(fnTruthy, n.Left), Exp1: n.Right, Exp2: n.Left})
+		case "||", "or":
+			ast.Patch(node, &ast.ConditionalNode{Cond: call(fnTruthy, n.Left), Exp1: n.Left, Exp2: n.Right})
+		}
+	case *ast.UnaryNode:
+		if n.Operator == "!" || n.Operator == "not" {
+			n.Node = call(fnTruthy, n.Node)
+		}
+	}
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// errorAt builds a config error for a byte offset inside src, which starts at pos. On one
+// line the column moves with the offset; on later lines only the line is known, because the
+// indentation of a YAML block scalar is not part of the value.
+func errorAt(pos config.Pos, src string, off int, msg string) *config.Error {
+	if off > len(src) {
+		off = len(src)
+	}
+	p := pos
+	before := src[:off]
+	if nl := strings.Count(before, "\n"); nl > 0 && pos.Line > 0 {
+		p.Line = pos.Line + nl
+		if strings.HasSuffix(src, "\n") {
+			p.Line++ // a `|` block scalar starts on the line after its indicator
+		}
+		p.Col = 0
+	} else if pos.Col > 0 {
+		p.Col = pos.Col + utf8.RuneCountInString(before)
+	}
+	return &config.Error{Pos: p, Msg: msg}
+}
+
+// Template is text with embedded `${{ }}` expressions (prompts, titles, groups, matrix axes).
+type Template struct {
+	src    string
+	pos    config.Pos
+	parts  []part
+	single *compiled // set when the template is exactly one expression
+	refs   uint8
+	needs  []string
+	status bool
+}
+
+type part struct {
+	lit string
+	e   *compiled
+}
+
+// CompileTemplate compiles src, found at pos in a config file. The error is a *config.Error.
+func CompileTemplate(src string, pos config.Pos) (*Template, error) {
+	t := &Template{src: src, pos: pos}
+	segs, serr := split(src)
+	if serr != nil {
+		return nil, errorAt(pos, src, serr.offset, serr.msg)
+	}
+	exprs := 0
+	for _, s := range segs {
+		if !s.isExpr {
+			t.parts = append(t.parts, part{lit: s.text})
+			continue
+		}
+		c, off, msg := compileExpr(s.text)
+		if c == nil {
+			return nil, errorAt(pos, src, s.offset+off, fmt.Sprintf("in ${{ %s }}: %s", strings.TrimSpace(s.text), msg))
+		}
+		c.off = s.offset
+		t.parts = append(t.parts, part{e: c})
+		t.refs |= c.refs
+		t.status = t.status || c.status
+		for _, n := range c.needs {
+			if !containsString(t.needs, n) {
+				t.needs = append(t.needs, n)
+			}
+		}
+		exprs++
+		t.single = c
+	}
+	if exprs != 1 || strings.TrimSpace(stripExprs(segs)) != "" {
+		t.single = nil
+	}
+	return t, nil
+}
+
+func stripExprs(segs []segment) string {
+	var b strings.Builder
+	for _, s := range segs {
+		if !s.isExpr {
+			b.WriteString(s.text)
+		}
+	}
+	return b.String()
+}
+
+// Source is the template as written.
+func (t *Template) Source() string { return t.src }
+
+// Pos is where the template is in the config.
+func (t *Template) Pos() config.Pos { return t.pos }
+
+// Literal reports whether the template has no expressions.
+func (t *Template) Literal() bool { return t.refs == 0 && !t.hasExprs() }
+
+func (t *Template) hasExprs() bool {
+	for _, p := range t.parts {
+		if p.e != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// Uses reports whether any expression reads the named context (CtxNeeds, CtxMatrix, ...).
+func (t *Template) Uses(context string) bool { return t.refs&contextBits[context] != 0 }
+
+// Needs lists the agents read through needs.<agent>, in order of appearance.
+func (t *Template) Needs() []string { return t.needs }
+
+// UsesStatus reports whether a status function (success(), failure(), ...) is called.
+func (t *Template) UsesStatus() bool { return t.status }
+
+// Render evaluates every expression and joins the text. Values are formatted with Text.
+func (t *Template) Render(ctx *Context) (string, error) {
+	if !t.hasExprs() {
+		return t.src, nil
+	}
+	return t.render(ctx, nil, 0)
+}
+
+// Partial renders like Render but keeps, as written, every expression that reads one of the
+// contexts in keep: a preview of text that is resolved later.
+func (t *Template) Partial(ctx *Context, keep ...string) (string, error) {
+	var mask uint8
+	for _, k := range keep {
+		mask |= contextBits[k]
+	}
+	return t.render(ctx, nil, mask)
+}
+
+func (t *Template) render(ctx *Context, vars map[string]any, keep uint8) (string, error) {
+	var b strings.Builder
+	for _, p := range t.parts {
+		if p.e == nil {
+			b.WriteString(p.lit)
+			continue
+		}
+		if p.e.refs&keep != 0 {
+			b.WriteString("${{")
+			b.WriteString(p.e.src)
+			b.WriteString("}}")
+			continue
+		}
+		if vars == nil {
+			vars = ctx.vars()
+		}
+		v, err := p.e.run(vars)
+		if err != nil {
+			return "", t.evalError(p.e, err)
+		}
+		b.WriteString(Text(v))
+	}
+	return b.String(), nil
+}
+
+// Value evaluates the template: the expression's own value (a list, a map, a number) when
+// the template is exactly one expression, the rendered text otherwise.
+func (t *Template) Value(ctx *Context) (any, error) {
+	if t.single == nil {
+		return t.Render(ctx)
+	}
+	v, err := t.single.run(ctx.vars())
+	if err != nil {
+		return nil, t.evalError(t.single, err)
+	}
+	return v, nil
+}
+
+func (t *Template) evalError(c *compiled, err error) error {
+	return errorAt(t.pos, t.src, c.off, fmt.Sprintf("evaluating ${{ %s }}: %v", strings.TrimSpace(c.src), err))
+}
+
+// Condition is an `if:` expression.
+type Condition struct {
+	src string
+	pos config.Pos
+	e   *compiled // nil: the default, success()
+}
+
+// CompileCondition compiles an `if:` value, bare or wrapped in ${{ }}. An empty source is the
+// default condition, success(). A condition that calls no status function is implicitly
+// `success() && (…)`, as in GitHub Actions. The error is a *config.Error.
+func CompileCondition(src string, pos config.Pos) (*Condition, error) {
+	c := &Condition{src: src, pos: pos}
+	inner, off := src, 0
+	if strings.Contains(src, "${{") {
+		segs, serr := split(src)
+		if serr != nil {
+			return nil, errorAt(pos, src, serr.offset, serr.msg)
+		}
+		var e *segment
+		for i := range segs {
+			if segs[i].isExpr {
+				if e != nil {
+					return nil, errorAt(pos, src, segs[i].offset, "an if: condition must be one expression; "+
+						"write it without ${{ }} or wrap all of it in one ${{ }}")
+				}
+				e = &segs[i]
+			}
+		}
+		if strings.TrimSpace(stripExprs(segs)) != "" {
+			return nil, errorAt(pos, src, 0, "an if: condition mixes text and ${{ }}, which would always be true; "+
+				"write it without ${{ }} or wrap all of it in one ${{ }}")
+		}
+		inner, off = e.text, e.offset
+	}
+	if strings.TrimSpace(inner) == "" {
+		return c, nil
+	}
+	if len(inner) > maxExprLen {
+		return nil, errorAt(pos, src, off, fmt.Sprintf("expression longer than %d bytes", maxExprLen))
+	}
+	e, eoff, msg := compileExpr(inner)
+	if e == nil {
+		return nil, errorAt(pos, src, off+eoff, fmt.Sprintf("in if: %s: %s", strings.TrimSpace(inner), msg))
+	}
+	e.off = off
+	c.e = e
+	return c, nil
+}
+
+// Source is the condition as written.
+func (c *Condition) Source() string { return c.src }
+
+// Needs lists the agents the condition reads through needs.<agent>.
+func (c *Condition) Needs() []string {
+	if c.e == nil {
+		return nil
+	}
+	return c.e.needs
+}
+
+// Uses reports whether the condition reads the named context.
+func (c *Condition) Uses(context string) bool {
+	return c.e != nil && c.e.refs&contextBits[context] != 0
+}
+
+// Eval evaluates the condition with GitHub truthiness.
+func (c *Condition) Eval(ctx *Context) (bool, error) {
+	success := ctx.Status == nil || ctx.Status.Success
+	if c.e == nil {
+		return success, nil
+	}
+	v, err := c.e.run(ctx.vars())
+	if err != nil {
+		return false, errorAt(c.pos, c.src, c.e.off, fmt.Sprintf("evaluating if: %s: %v", strings.TrimSpace(c.e.src), err))
+	}
+	ok := Truthy(v)
+	if !c.e.status {
+		ok = ok && success
+	}
+	return ok, nil
+}
