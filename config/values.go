@@ -1,0 +1,283 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// Built-in defaults merged into agents that set neither the field nor `defaults:`.
+const (
+	DefaultPullPolicy = "if-missing"
+	DefaultTimeout    = 30 * time.Minute
+	DefaultCPUs       = 1.0
+	DefaultMemory     = 2 << 30 // 2g
+	DefaultPids       = 512
+	DefaultMaxFanOut  = 256
+)
+
+// Pull policies for agent images.
+const (
+	PullNever     = "never"
+	PullIfMissing = "if-missing"
+	PullAlways    = "always"
+)
+
+// PullRequestTypes are the pull_request activity types GitHub sends, the values `types:` accepts.
+var PullRequestTypes = []string{
+	"assigned", "unassigned", "labeled", "unlabeled", "opened", "edited", "closed", "reopened",
+	"synchronize", "converted_to_draft", "ready_for_review", "locked", "unlocked",
+	"review_requested", "review_request_removed", "auto_merge_enabled", "auto_merge_disabled",
+	"milestoned", "demilestoned", "enqueued", "dequeued",
+}
+
+// IssueCommentTypes are the issue_comment activity types GitHub sends.
+var IssueCommentTypes = []string{"created", "edited", "deleted"}
+
+// ParseSize reads a byte size: a plain number of bytes (1024) or a number with a binary
+// suffix k, m, g or t (512m, 1.5g), optionally followed by b or ib (2GB, 2GiB).
+func ParseSize(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	if t == "" {
+		return 0, fmt.Errorf("empty size")
+	}
+	t = strings.TrimSuffix(t, "ib")
+	if t != "" && t[len(t)-1] == 'b' {
+		t = t[:len(t)-1]
+	}
+	mult := 1.0
+	if t != "" {
+		switch t[len(t)-1] {
+		case 'k':
+			mult = 1 << 10
+		case 'm':
+			mult = 1 << 20
+		case 'g':
+			mult = 1 << 30
+		case 't':
+			mult = 1 << 40
+		}
+		if mult != 1 {
+			t = t[:len(t)-1]
+		}
+	}
+	if t == "" || strings.ContainsAny(t, "eE+-_xXpP") {
+		return 0, fmt.Errorf("%q is not a size", s)
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, fmt.Errorf("%q is not a size", s)
+	}
+	v := f * mult
+	if v >= math.MaxInt64 {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return int64(v), nil
+}
+
+// parseDuration reads a Go duration (30m, 1h30m, 90s) that must be positive.
+func parseDuration(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration", s)
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%q is not positive", s)
+	}
+	return d, nil
+}
+
+// cronParser is the standard 5-field parser plus @daily-style descriptors, what GitHub users know.
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// ParseCron parses a schedule's cron expression the way the daemon will schedule it.
+func ParseCron(spec string) (cron.Schedule, error) {
+	if strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=") {
+		return nil, fmt.Errorf("put the time zone in `timezone:`, not in the cron expression")
+	}
+	return cronParser.Parse(spec)
+}
+
+// checkGlob checks a filter pattern's syntax: non-empty, brackets balanced and non-empty.
+// Matching semantics belong to the trigger matcher; this only catches typos early.
+func checkGlob(p string) error {
+	body := strings.TrimPrefix(p, "!")
+	if strings.TrimSpace(body) == "" {
+		return fmt.Errorf("empty pattern")
+	}
+	open := -1
+	for i := 0; i < len(body); i++ {
+		switch body[i] {
+		case '\\':
+			i++
+		case '[':
+			if open >= 0 {
+				return fmt.Errorf("'[' at %d opens a class inside another; close the first with ']'", i+1)
+			}
+			open = i
+		case ']':
+			if open < 0 {
+				return fmt.Errorf("']' at %d has no matching '['", i+1)
+			}
+			if i == open+1 {
+				return fmt.Errorf("empty character class \"[]\"")
+			}
+			open = -1
+		}
+	}
+	if open >= 0 {
+		return fmt.Errorf("'[' has no closing ']'")
+	}
+	return nil
+}
+
+// checkHostPort checks a network allow entry: host:port where host is a name, an IP, or
+// *.domain, and port is 1..65535.
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (like api.openai.com:443 or \"*.github.com:443\")", s)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("%q has port %q; a port is a number from 1 to 65535", s, port)
+	}
+	if net.ParseIP(host) != nil {
+		return nil
+	}
+	name := strings.TrimPrefix(host, "*.")
+	if name == "" {
+		return fmt.Errorf("%q has no host name", s)
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("%q has an invalid host name", s)
+		}
+		for _, c := range label {
+			if !(c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+				if c == '*' {
+					return fmt.Errorf("%q: a wildcard is allowed only as a leading \"*.\"", s)
+				}
+				return fmt.Errorf("%q has an invalid host name (character %q)", s, c)
+			}
+		}
+	}
+	return nil
+}
+
+// isIdent reports whether s is a name usable in expressions and file names:
+// a letter or _, then letters, digits, _ or -.
+func isIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, c := range s {
+		switch {
+		case c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+		case i > 0 && (c == '-' || c >= '0' && c <= '9'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// isEnvName reports whether s is a POSIX environment variable name.
+func isEnvName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, c := range s {
+		switch {
+		case c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+		case i > 0 && c >= '0' && c <= '9':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// isRoutineName reports whether s can name a routine: it appears in branch names and URLs.
+func isRoutineName(s string) bool {
+	if s == "" || s[0] == '.' || s[0] == '-' {
+		return false
+	}
+	for _, c := range s {
+		if !(c == '_' || c == '-' || c == '.' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return !strings.Contains(s, "..")
+}
+
+// isExpr reports whether s is exactly one `${{ … }}` expression.
+func isExpr(s string) bool {
+	t := strings.TrimSpace(s)
+	return strings.HasPrefix(t, "${{") && strings.HasSuffix(t, "}}") && len(t) >= 5 &&
+		strings.Count(t, "${{") == 1
+}
+
+// suggest returns the candidate closest to s, or "" when none is close enough to be a typo.
+// Case and _ versus - are ignored, the usual slips in YAML keys.
+func suggest(s string, candidates []string) string {
+	norm := func(x string) string { return strings.ReplaceAll(strings.ToLower(x), "_", "-") }
+	ns := norm(s)
+	best, bestD := "", 1<<30
+	for _, c := range candidates {
+		d := levenshtein(ns, norm(c))
+		if d < bestD {
+			best, bestD = c, d
+		}
+	}
+	limit := max(1, len(s)/3)
+	if bestD <= limit {
+		return best
+	}
+	return ""
+}
+
+func levenshtein(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		if a == b {
+			return 0
+		}
+		return 1 << 20
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// didYouMean formats a suggestion suffix, or lists the valid choices when none is close.
+func didYouMean(s string, candidates []string) string {
+	if m := suggest(s, candidates); m != "" {
+		return fmt.Sprintf("; did you mean %q?", m)
+	}
+	if len(candidates) == 0 {
+		return ""
+	}
+	if len(candidates) > 12 {
+		return "; valid: " + strings.Join(candidates[:12], ", ") + ", …"
+	}
+	return "; valid: " + strings.Join(candidates, ", ")
+}
