@@ -1,0 +1,492 @@
+package workspace
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// Names of the entries in a Manager's root that are not runs.
+const (
+	mirrorsDir = "mirrors"
+	trashDir   = ".trash"
+	homeDir    = ".home"
+	tmpDir     = ".tmp"
+)
+
+// Option configures a Manager.
+type Option func(*Manager)
+
+// WithLogger makes the Manager log what it does (creation, removal, sweeping, fetches) to l.
+func WithLogger(l *slog.Logger) Option {
+	return func(m *Manager) { m.log = l }
+}
+
+// Manager creates and removes workspaces under one data directory, laid out as
+//
+//	<root>/<runID>/<job>/repo      the workspace (bind-mount this)
+//	<root>/<runID>/<job>/private   the runner's own git directory for reading changes back
+//	<root>/mirrors/<name>          bare mirrors of remote repositories
+//	<root>/.trash/                 removed workspaces still being deleted
+//
+// so that a crashed run's leftovers are found by run id and swept. A Manager is safe for
+// concurrent use. Close waits for background deletions.
+type Manager struct {
+	root string
+	log  *slog.Logger
+	git  gitRunner
+
+	bg      sync.WaitGroup
+	mu      sync.Mutex
+	pending map[string]bool // trash entries being deleted by this process
+}
+
+// NewManager returns a Manager keeping everything under root, which it creates (mode 0700) if
+// needed.
+func NewManager(root string, opts ...Option) (*Manager, error) {
+	if root == "" {
+		return nil, errors.New("workspace root is empty")
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("resolve workspace root %q: %w", root, err)
+	}
+	m := &Manager{root: abs, log: slog.New(slog.DiscardHandler), pending: map[string]bool{}}
+	for _, o := range opts {
+		o(m)
+	}
+	for _, d := range []string{abs, filepath.Join(abs, homeDir), filepath.Join(abs, trashDir), filepath.Join(abs, tmpDir)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("create workspace directory %s: %w", d, err)
+		}
+	}
+	m.git = newGitRunner(filepath.Join(abs, homeDir))
+	return m, nil
+}
+
+// Root returns the Manager's data directory.
+func (m *Manager) Root() string { return m.root }
+
+// Close waits until every workspace removed in the background is deleted from disk.
+func (m *Manager) Close() error {
+	m.bg.Wait()
+	return nil
+}
+
+// Owner is the numeric user and group the container runs as. Create gives it the workspace.
+type Owner struct {
+	UID, GID int
+}
+
+// Source says what a workspace starts from.
+type Source struct {
+	// RepoDir is a local repository (a checkout, or a bare mirror from Mirror).
+	RepoDir string
+	// SHA is the commit to check out; empty means RepoDir's HEAD.
+	SHA string
+	// IncludeUncommitted starts from RepoDir's working tree as it is now (tracked changes,
+	// deletions, untracked files that are not ignored) instead of HEAD; see Snapshot.
+	IncludeUncommitted bool
+}
+
+// Workspace is one job's git repository. Path is what the container mounts at /workspace.
+type Workspace struct {
+	m       *Manager
+	runID   string
+	jobID   string
+	dir     string // <root>/<runID>/<job>
+	path    string // dir/repo
+	private string // dir/private: git dir with alternates to the source's objects
+	base    string
+	branch  string
+
+	removeOnce sync.Once
+	removeErr  error
+}
+
+// Path returns the workspace's working tree (a complete git repository with its .git directory).
+func (w *Workspace) Path() string { return w.path }
+
+// BaseSHA returns the commit the workspace started from: Source.SHA, or with IncludeUncommitted
+// the snapshot commit holding the uncommitted state. Changes are computed against it.
+func (w *Workspace) BaseSHA() string { return w.base }
+
+// Branch returns the branch checked out in the workspace, agentrunner/<job>, which starts at
+// BaseSHA. Agents committing inside the workspace advance it.
+func (w *Workspace) Branch() string { return w.branch }
+
+// ContainerEnv returns environment variables for the container so that git inside it trusts the
+// workspace even when its files belong to another uid: git ignores safe.directory in a
+// repository's own config, but honours it from GIT_CONFIG_* variables.
+func (w *Workspace) ContainerEnv() []string {
+	return []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=safe.directory", "GIT_CONFIG_VALUE_0=*"}
+}
+
+var runIDRE = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$`)
+
+func checkRunID(runID string) error {
+	if !runIDRE.MatchString(runID) || runID == mirrorsDir {
+		return fmt.Errorf("run id %q is not usable as a directory name (letters, digits, '.', '_', '-'; not starting with '.'; not %q)", runID, mirrorsDir)
+	}
+	return nil
+}
+
+var unsafeNameRE = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// sanitizeName turns s into a file and branch name. When characters had to be replaced a short
+// hash of s is appended, so "a/b" and "a_b" stay distinct.
+func sanitizeName(s string) string {
+	clean := strings.Trim(unsafeNameRE.ReplaceAllString(s, "_"), "._")
+	if len(clean) > 80 {
+		clean = clean[:80]
+	}
+	if clean == s {
+		return s
+	}
+	sum := sha256.Sum256([]byte(s))
+	if clean == "" {
+		return "job-" + hex.EncodeToString(sum[:4])
+	}
+	return clean + "-" + hex.EncodeToString(sum[:4])
+}
+
+// Create makes the workspace of job jobID of run runID: a clone of src.RepoDir whose objects are
+// hard links to the source's (no copy, no alternates path the container could not see), with
+// branch agentrunner/<job> checked out at the commit. With owner, the tree belongs to
+// owner.UID:GID; object files shared by hard link keep their owner and stay read-only, except
+// those owner would own, which are copied so the container cannot rewrite the source's objects.
+// Create fails if the workspace already exists. On failure nothing is left behind.
+func (m *Manager) Create(ctx context.Context, src Source, runID, jobID string, owner *Owner) (_ *Workspace, err error) {
+	if err := checkRunID(runID); err != nil {
+		return nil, err
+	}
+	if jobID == "" {
+		return nil, errors.New("job id is empty")
+	}
+	if src.RepoDir == "" {
+		return nil, errors.New("source repository directory is empty")
+	}
+	if src.SHA != "" {
+		if err := checkSHA("source commit", src.SHA); err != nil {
+			return nil, err
+		}
+	}
+	name := sanitizeName(jobID)
+	repoDir, err := filepath.Abs(src.RepoDir)
+	if err != nil {
+		return nil, fmt.Errorf("resolve source %q: %w", src.RepoDir, err)
+	}
+	w := &Workspace{
+		m: m, runID: runID, jobID: jobID,
+		dir:    filepath.Join(m.root, runID, name),
+		branch: "agentrunner/" + name,
+	}
+	w.path = filepath.Join(w.dir, "repo")
+	w.private = filepath.Join(w.dir, "private")
+	log := m.log.With("run_id", runID, "job", jobID)
+
+	common, err := m.git.commonDir(ctx, repoDir)
+	if err != nil {
+		return nil, fmt.Errorf("create workspace for job %q: %w", jobID, err)
+	}
+	switch {
+	case src.IncludeUncommitted:
+		head, err := m.git.resolveCommit(ctx, repoDir, "HEAD")
+		if err != nil {
+			return nil, fmt.Errorf("create workspace for job %q: %s has no HEAD commit: %w", jobID, repoDir, err)
+		}
+		if src.SHA != "" && !strings.HasPrefix(head, src.SHA) {
+			return nil, fmt.Errorf("create workspace for job %q: IncludeUncommitted needs the source's HEAD (%s), not %s", jobID, head, src.SHA)
+		}
+		if w.base, err = snapshot(ctx, m.git, repoDir, head); err != nil {
+			return nil, fmt.Errorf("create workspace for job %q: %w", jobID, err)
+		}
+	default:
+		rev := src.SHA
+		if rev == "" {
+			rev = "HEAD"
+		}
+		if w.base, err = m.git.resolveCommit(ctx, repoDir, rev); err != nil {
+			return nil, fmt.Errorf("create workspace for job %q: %w", jobID, err)
+		}
+	}
+
+	if err := os.MkdirAll(filepath.Dir(w.dir), 0o700); err != nil {
+		return nil, fmt.Errorf("create run directory: %w", err)
+	}
+	if err := os.Mkdir(w.dir, 0o700); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("workspace for job %q of run %q already exists at %s", jobID, runID, w.dir)
+		}
+		return nil, fmt.Errorf("create workspace directory: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			if rmErr := removeTree(w.dir); rmErr != nil {
+				log.Warn("remove failed workspace", "path", w.dir, "err", rmErr)
+			}
+			removeIfEmpty(filepath.Dir(w.dir))
+		}
+	}()
+
+	g := m.git
+	if _, err := g.run(ctx, w.dir, nil, "clone", "--quiet", "--local", "--no-checkout", "--template=", "--", repoDir, w.path); err != nil {
+		return nil, fmt.Errorf("create workspace for job %q: clone %s: %w", jobID, repoDir, err)
+	}
+	// The clone's origin is a host path; show the source's own remote instead (credentials
+	// stripped) so agents see a meaningful URL and remote-tracking branches stay.
+	originURL := "https://invalid.agentrunner/local-source"
+	if u, err := g.out(ctx, repoDir, "config", "--get", "remote.origin.url"); err == nil && u != "" {
+		originURL = userinfoRE.ReplaceAllString(u, "${1}")
+	}
+	for _, kv := range [][2]string{
+		{"remote.origin.url", originURL},
+		{"safe.directory", "*"},
+		{"user.name", authorName},
+		{"user.email", authorEmail},
+		// Objects are hard links shared with the source: an automatic repack inside the
+		// container would only duplicate them.
+		{"gc.auto", "0"},
+	} {
+		if _, err := g.run(ctx, w.path, nil, "config", kv[0], kv[1]); err != nil {
+			return nil, fmt.Errorf("configure workspace: %w", err)
+		}
+	}
+	if _, err := g.run(ctx, w.path, nil, "-c", "checkout.workers=0", "checkout", "--quiet", "--no-track", "-b", w.branch, w.base); err != nil {
+		return nil, fmt.Errorf("create workspace for job %q: check out %s: %w", jobID, w.base, err)
+	}
+	if err := prepareOwnership(w.path, owner); err != nil {
+		return nil, fmt.Errorf("create workspace for job %q: %w", jobID, err)
+	}
+	// chown changed every file's ctime; refresh the index so neither the agent's first
+	// `git status` nor Changes has to re-hash the whole tree.
+	if _, err := g.run(ctx, w.path, nil, "update-index", "-q", "--refresh"); err != nil {
+		return nil, fmt.Errorf("refresh workspace index: %w", err)
+	}
+	if err := m.initPrivate(ctx, w, common); err != nil {
+		return nil, fmt.Errorf("create workspace for job %q: %w", jobID, err)
+	}
+	if owner != nil {
+		// update-index rewrote .git/index as the runner.
+		if err := os.Lchown(filepath.Join(w.path, ".git", "index"), owner.UID, owner.GID); err != nil {
+			return nil, fmt.Errorf("chown workspace index: %w", err)
+		}
+	}
+	log.Debug("workspace created", "path", w.path, "base", w.base)
+	return w, nil
+}
+
+// initPrivate makes the runner's own git directory for the workspace: it borrows the source's
+// objects through alternates and starts from a copy of the index written before any agent ran.
+func (m *Manager) initPrivate(ctx context.Context, w *Workspace, srcCommon string) error {
+	if _, err := m.git.run(ctx, w.dir, nil, "init", "--quiet", "--bare", "--template=", w.private); err != nil {
+		return fmt.Errorf("init private git dir: %w", err)
+	}
+	alt := filepath.Join(w.private, "objects", "info", "alternates")
+	if err := os.MkdirAll(filepath.Dir(alt), 0o700); err != nil {
+		return fmt.Errorf("init private git dir: %w", err)
+	}
+	if err := os.WriteFile(alt, []byte(filepath.Join(srcCommon, "objects")+"\n"), 0o600); err != nil {
+		return fmt.Errorf("init private git dir: %w", err)
+	}
+	return copyFile(filepath.Join(w.path, ".git", "index"), filepath.Join(w.private, "index"), 0o600)
+}
+
+// prepareOwnership gives the tree to owner. Object files shared with the source by hard link
+// stay as they are (git never writes an object file twice), unless the container user would own
+// them or could not read them: those are replaced by private copies first.
+func prepareOwnership(root string, owner *Owner) error {
+	uid := os.Getuid()
+	if owner != nil {
+		uid = owner.UID
+	}
+	objects := filepath.Join(root, ".git", "objects") + string(filepath.Separator)
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		shared := false
+		if d.Type().IsRegular() && strings.HasPrefix(p, objects) {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+				shared = int(st.Uid) != uid && info.Mode().Perm()&0o004 != 0
+				if !shared {
+					if err := breakLink(p, info.Mode().Perm()); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		if owner == nil || shared {
+			return nil
+		}
+		if err := os.Lchown(p, owner.UID, owner.GID); err != nil {
+			return fmt.Errorf("give %s to uid %d: %w", p, owner.UID, err)
+		}
+		return nil
+	})
+}
+
+// breakLink replaces the hard link p by a private copy of its content.
+func breakLink(p string, perm fs.FileMode) error {
+	tmp := p + ".copy"
+	if err := copyFile(p, tmp, perm|0o444); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("replace shared object %s: %w", p, err)
+	}
+	return nil
+}
+
+func copyFile(from, to string, perm fs.FileMode) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", from, err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return fmt.Errorf("copy to %s: %w", to, err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copy %s to %s: %w", from, to, err)
+	}
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("copy to %s: %w", to, err)
+	}
+	return nil
+}
+
+// Remove deletes the workspace. It returns once the workspace is gone from its path (renamed
+// into the trash, which is instant); the files are deleted in the background, and Manager.Close
+// waits for that, while Sweep deletes what a crash left in the trash. Remove is safe to call
+// twice and after a failed Create.
+func (w *Workspace) Remove(ctx context.Context) error {
+	w.removeOnce.Do(func() { w.removeErr = w.m.discard(ctx, w.dir) })
+	return w.removeErr
+}
+
+// discard moves dir into the trash and deletes it in the background.
+func (m *Manager) discard(_ context.Context, dir string) error {
+	trash := filepath.Join(m.root, trashDir, randomName(filepath.Base(dir)))
+	if err := os.Rename(dir, trash); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		// Another filesystem or a permission problem: delete in place.
+		if rmErr := removeTree(dir); rmErr != nil {
+			return fmt.Errorf("remove workspace %s: %w", dir, rmErr)
+		}
+		removeIfEmpty(filepath.Dir(dir))
+		return nil
+	}
+	removeIfEmpty(filepath.Dir(dir))
+	m.mu.Lock()
+	m.pending[filepath.Base(trash)] = true
+	m.mu.Unlock()
+	m.bg.Add(1)
+	go func() {
+		defer m.bg.Done()
+		if err := removeTree(trash); err != nil {
+			m.log.Warn("delete removed workspace", "path", trash, "err", err)
+		}
+		m.mu.Lock()
+		delete(m.pending, filepath.Base(trash))
+		m.mu.Unlock()
+	}()
+	m.log.Debug("workspace removed", "path", dir)
+	return nil
+}
+
+func randomName(prefix string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return prefix + "-" + hex.EncodeToString(b[:])
+}
+
+// removeIfEmpty removes dir when it is empty (a run directory whose last workspace went away).
+func removeIfEmpty(dir string) {
+	_ = os.Remove(dir)
+}
+
+// removeTree deletes p and everything below it. When an agent left directories without write
+// permission (possible when it runs as the runner's own uid), it restores them and retries.
+func removeTree(p string) error {
+	err := os.RemoveAll(p)
+	if err == nil || !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	_ = filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(q, 0o700)
+		}
+		return nil
+	})
+	return os.RemoveAll(p)
+}
+
+// Sweep removes the workspaces of every run for which keep returns false (keep may be nil to
+// remove all) and whatever a crash left in the trash. It returns the run ids it removed. Call it
+// at start-up, before new runs start, or with keep answering true for every live run.
+func (m *Manager) Sweep(ctx context.Context, keep func(runID string) bool) (removed []string, err error) {
+	entries, err := os.ReadDir(m.root)
+	if err != nil {
+		return nil, fmt.Errorf("sweep %s: %w", m.root, err)
+	}
+	var errs []error
+	for _, e := range entries {
+		if ctx.Err() != nil {
+			return removed, ctx.Err()
+		}
+		name := e.Name()
+		if !e.IsDir() || checkRunID(name) != nil {
+			continue
+		}
+		if keep != nil && keep(name) {
+			continue
+		}
+		if err := removeTree(filepath.Join(m.root, name)); err != nil {
+			errs = append(errs, fmt.Errorf("sweep run %s: %w", name, err))
+			continue
+		}
+		m.log.Info("swept leftover workspaces", "run_id", name)
+		removed = append(removed, name)
+	}
+	for _, sub := range []string{trashDir, tmpDir} {
+		trash, err := os.ReadDir(filepath.Join(m.root, sub))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("sweep %s: %w", sub, err))
+			continue
+		}
+		for _, e := range trash {
+			m.mu.Lock()
+			busy := m.pending[e.Name()]
+			m.mu.Unlock()
+			if busy {
+				continue
+			}
+			if err := removeTree(filepath.Join(m.root, sub, e.Name())); err != nil {
+				errs = append(errs, fmt.Errorf("sweep %s: %w", sub, err))
+			}
+		}
+	}
+	return removed, errors.Join(errs...)
+}
