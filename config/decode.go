@@ -297,20 +297,6 @@ func (d *decoder) seq(n *yaml.Node, what string, one bool) ([]*yaml.Node, bool) 
 	return nil, false
 }
 
-func (d *decoder) strList(n *yaml.Node, what string, one bool) []string {
-	items, ok := d.seq(n, what, one)
-	if !ok {
-		return nil
-	}
-	out := make([]string, 0, len(items))
-	for i, it := range items {
-		if s, ok := d.str(it, fmt.Sprintf("%s[%d]", what, i)); ok {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 // mapping returns a mapping's entries; null counts as an empty mapping when empty is true.
 func (d *decoder) mapping(n *yaml.Node, what string, empty bool) ([]kv, bool) {
 	r := d.resolve(n)

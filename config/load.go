@@ -210,6 +210,12 @@ func yamlError(file string, data []byte, err error) *Error {
 	if tl, tc := tabIndent(lines, line); tl > 0 {
 		return Errorf(Pos{File: file, Line: tl, Col: tc}, "tabs are not allowed for indentation; use spaces")
 	}
+	if strings.Contains(msg, "did not find expected key") || strings.Contains(msg, "did not find expected '-' indicator") {
+		// yaml.v3 reports where the enclosing mapping or list starts, not the stray line.
+		if bad := badIndent(lines, line); bad > 0 {
+			line = bad
+		}
+	}
 	col := 0
 	if line >= 1 && line <= len(lines) {
 		col = firstNonSpace(lines[line-1])
@@ -272,4 +278,60 @@ func firstNonSpace(s string) int {
 		}
 	}
 	return 1
+}
+
+// badIndent finds the first line at or after from whose indentation matches no open level:
+// deeper lines open a level, shallower ones must return to one already open. Block scalars
+// (| and >) and comments are skipped. It returns 0 when every line fits.
+func badIndent(lines []string, from int) int {
+	var levels []int
+	block := -1 // indentation of the key whose block scalar is being skipped
+	for i, s := range lines {
+		t := strings.TrimLeft(s, " ")
+		if t == "" || t[0] == '#' {
+			continue
+		}
+		ind := len(s) - len(t)
+		if block >= 0 {
+			if ind > block {
+				continue
+			}
+			block = -1
+		}
+		for len(levels) > 0 && levels[len(levels)-1] > ind {
+			levels = levels[:len(levels)-1]
+		}
+		if len(levels) == 0 || levels[len(levels)-1] < ind {
+			if len(levels) > 0 && i+1 > from && !opensBlock(lines, i) {
+				// Deeper than a line that opened nothing: a stray indentation.
+				return i + 1
+			}
+			levels = append(levels, ind)
+		}
+		if strings.HasPrefix(t, "- ") {
+			// "- key: v" puts the item's keys two columns to the right of the dash.
+			levels = append(levels, ind+2)
+		}
+		if v := strings.TrimSpace(t); strings.HasSuffix(v, "|") || strings.HasSuffix(v, ">") ||
+			strings.HasSuffix(v, "|-") || strings.HasSuffix(v, ">-") || strings.HasSuffix(v, "|+") || strings.HasSuffix(v, ">+") {
+			block = ind
+		}
+	}
+	return 0
+}
+
+// opensBlock reports whether the last meaningful line before i ends with ':' (a key whose
+// value follows on the next lines) or is a list item, so a deeper line after it is expected.
+func opensBlock(lines []string, i int) bool {
+	for j := i - 1; j >= 0; j-- {
+		t := strings.TrimSpace(lines[j])
+		if t == "" || t[0] == '#' {
+			continue
+		}
+		if k := strings.Index(t, " #"); k >= 0 {
+			t = strings.TrimSpace(t[:k])
+		}
+		return strings.HasSuffix(t, ":") || strings.HasPrefix(t, "- ") || t == "-"
+	}
+	return true
 }

@@ -385,12 +385,14 @@ const exprPattern = `^\s*\$\{\{.*\}\}\s*$`
 var agentObj = newObject("agent", "agent",
 	"One sub-agent: a preset (uses) or a command, run in its own container on its own git workspace.",
 	field[Agent]{key: "uses", doc: "Preset: " + strings.Join(preset.Names(), ", ") + ".",
-		schema: func(*schemaGen) map[string]any { return map[string]any{"type": "string", "enum": toAny(preset.Names())} },
+		schema: func(*schemaGen) map[string]any {
+			return map[string]any{"type": "string", "enum": toAny(preset.Names())}
+		},
 		decode: func(d *decoder, _, v *yaml.Node, t *Agent) {
 			if s, ok := d.str(v, "uses"); ok {
 				t.Uses = s
 				if _, known := preset.Get(s); !known {
-					d.errorf(v, "unknown preset %q%s; for any other tool use `command: [argv...]`", s, didYouMean(s, preset.Names()))
+					d.errorf(v, "unknown preset %q (for any other tool use `command: [argv...]`)%s", s, didYouMean(s, preset.Names()))
 				}
 			}
 		}},
