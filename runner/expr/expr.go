@@ -298,14 +298,19 @@ func containsString(list []string, s string) bool {
 	return false
 }
 
-// errorAt builds a config error for a byte offset inside src, which starts at pos. On one
-// line the column moves with the offset; on later lines only the line is known, because the
-// indentation of a YAML block scalar is not part of the value.
+// errorAt builds a config error for a byte offset inside src. When pos.Col is set, pos is
+// where the value itself starts: on its first line the column moves with the offset; on later
+// lines only the line is known, because the indentation of a YAML block scalar is not part of
+// the value. Without a column, pos is just the line to report.
 func errorAt(pos config.Pos, src string, off int, msg string) *config.Error {
 	if off > len(src) {
 		off = len(src)
 	}
 	p := pos
+	if pos.Col == 0 {
+		// pos is only the line of the field's key: an offset inside the value cannot be placed.
+		return &config.Error{Pos: p, Msg: msg}
+	}
 	before := src[:off]
 	if nl := strings.Count(before, "\n"); nl > 0 && pos.Line > 0 {
 		p.Line = pos.Line + nl
@@ -313,7 +318,7 @@ func errorAt(pos config.Pos, src string, off int, msg string) *config.Error {
 			p.Line++ // a `|` block scalar starts on the line after its indicator
 		}
 		p.Col = 0
-	} else if pos.Col > 0 {
+	} else {
 		p.Col = pos.Col + utf8.RuneCountInString(before)
 	}
 	return &config.Error{Pos: p, Msg: msg}

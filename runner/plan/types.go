@@ -16,6 +16,14 @@ import (
 type Plan struct {
 	Event *event.Event `json:"event"`
 	Runs  []*Run       `json:"runs"`
+	// Skipped are the routines considered but not started, with the reason (for dry runs).
+	Skipped []Skip `json:"skipped,omitempty"`
+}
+
+// Skip is a routine the event did not start.
+type Skip struct {
+	Routine string `json:"routine"`
+	Reason  string `json:"reason"`
 }
 
 // Run is one routine fired by the event.
@@ -130,7 +138,6 @@ type NeedResult struct {
 // and the status functions' view of the run.
 type State struct {
 	Needs map[string]NeedResult
+	// Cancelled is true once the run is being cancelled: cancelled() then holds.
+	Cancelled bool
 }
-
-// compiledNode is filled in by Build (plan.go).
-type compiledNode struct{}

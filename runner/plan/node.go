@@ -1,0 +1,264 @@
+package plan
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+
+	"github.com/agentrunner/agentrunner/config"
+	"github.com/agentrunner/agentrunner/runner/expr"
+)
+
+// compiledNode is what Expand and Condition evaluate. It is read-only after Build, so the
+// engine may call both from several goroutines.
+type compiledNode struct {
+	ca        *compiledAgent
+	base      expr.Context // event, routine, inputs and the run's env
+	secrets   []string     // the agent's secrets this run may hand out
+	maxFanOut int
+}
+
+// errNotBuilt is returned for nodes that did not come from Build (a plan read back from JSON).
+var errNotBuilt = errors.New("node has no compiled expressions: it was not made by plan.Build (a plan decoded from JSON cannot be expanded; build it again)")
+
+// Condition evaluates the node's `if:` against the finished needs in st. Without `if:` it is
+// success(): every need succeeded and the run is not cancelled. success() is false when a
+// need failed, missed its quorum, was skipped or was cancelled; failure() is true when a need
+// failed or missed its quorum; cancelled() is st.Cancelled; always() is true.
+func (n *Node) Condition(st State) (bool, error) {
+	status := statusOf(n.Needs, st)
+	if n.compiled == nil {
+		if n.If != "" {
+			return false, fmt.Errorf("agent %s: if: %w", n.Agent, errNotBuilt)
+		}
+		return status.Success, nil
+	}
+	ctx := n.compiled.base
+	ctx.Needs = needsContext(n.Needs, st)
+	ctx.Status = status
+	ok, err := n.compiled.ca.cond.Eval(&ctx)
+	if err != nil {
+		return false, fmt.Errorf("agent %s: %w", n.Agent, err)
+	}
+	return ok, nil
+}
+
+// Expand returns the node's final instances, resolving everything that reads needs.* against
+// st (a dynamic matrix from fromJSON(needs.plan.outputs.tasks), prompts, commands), within the
+// routine's fan-out cap. For a static node it returns Instances unchanged. The error names the
+// agent and, for expression failures, the config position.
+func (n *Node) Expand(st State) ([]*Instance, error) {
+	if !n.Dynamic {
+		return n.Instances, nil
+	}
+	if n.compiled == nil {
+		return nil, fmt.Errorf("agent %s: %w", n.Agent, errNotBuilt)
+	}
+	return n.compiled.expand(needsContext(n.Needs, st), false)
+}
+
+func statusOf(needs []string, st State) *expr.Status {
+	s := &expr.Status{Success: !st.Cancelled, Cancelled: st.Cancelled}
+	for _, name := range needs {
+		r, ok := st.Needs[name]
+		if !ok || r.Result != ResultSuccess {
+			s.Success = false
+		}
+		if r.Result == ResultFailure || r.Result == ResultNoQuorum {
+			s.Failure = true
+		}
+	}
+	return s
+}
+
+// needsContext exposes only the node's own needs, as GitHub does: reading an agent further
+// up the graph goes through the agent in between.
+func needsContext(needs []string, st State) map[string]expr.Need {
+	out := make(map[string]expr.Need, len(needs))
+	for _, name := range needs {
+		if r, ok := st.Needs[name]; ok {
+			out[name] = expr.Need{Result: r.Result, Outputs: r.Outputs, Report: r.Report, Counts: r.Counts}
+		}
+	}
+	return out
+}
+
+// pending is a matrix value known only at run time; previews show its expression.
+type pending string
+
+// expand resolves the node's instances. With preview set, whatever reads needs.* (and a
+// dynamic matrix) is left as written, for Plan.Instances of a dynamic node.
+func (cn *compiledNode) expand(needs map[string]expr.Need, preview bool) ([]*Instance, error) {
+	ca := cn.ca
+	a := ca.a
+	ctx := cn.base
+	ctx.Needs = needs
+
+	var combos []combo
+	switch {
+	case a.Matrix == nil:
+		combos = []combo{{}}
+	case ca.staticComboErr != nil:
+		return nil, ca.staticComboErr
+	case !ca.dynamicMatrix:
+		combos = ca.staticCombos
+	case preview:
+		combos = ca.previewCombos()
+	default:
+		var err error
+		if combos, err = ca.dynamicCombos(&ctx); err != nil {
+			return nil, err
+		}
+	}
+	reps := replicas(a)
+	if total := len(combos) * reps; total > cn.maxFanOut {
+		return nil, fanOutError(a, len(combos), total, cn.maxFanOut)
+	}
+	var ids []string
+	if a.Matrix != nil {
+		ids = labels(combos)
+	}
+	var keep []string
+	if preview {
+		keep = []string{expr.CtxNeeds}
+		if ca.dynamicMatrix {
+			keep = append(keep, expr.CtxMatrix)
+		}
+	}
+	render := func(t *expr.Template, c *expr.Context) (string, error) {
+		if preview {
+			return t.Partial(c, keep...)
+		}
+		return t.Render(c)
+	}
+
+	network := a.Network
+	if network.Mode == "" {
+		network.Mode = config.NetworkNone
+	}
+	pull := a.PullPolicy
+	if pull == "" {
+		pull = "if-missing"
+	}
+	insts := make([]*Instance, 0, len(combos)*reps)
+	for i, c := range combos {
+		ictx := ctx
+		if a.Matrix != nil {
+			ictx.Matrix = c.vals
+		}
+		env := maps.Clone(cn.base.Env)
+		if len(ca.env) > 0 && env == nil {
+			env = make(map[string]string, len(ca.env))
+		}
+		for _, e := range ca.env {
+			v, err := render(e.t, &ictx)
+			if err != nil {
+				return nil, fmt.Errorf("agent %s: %w", a.Name, err)
+			}
+			env[e.name] = v
+		}
+		ictx.Env = env
+		prompt := a.Prompt
+		if ca.prompt != nil {
+			var err error
+			if prompt, err = render(ca.prompt, &ictx); err != nil {
+				return nil, fmt.Errorf("agent %s: %w", a.Name, err)
+			}
+		}
+		argv, err := cn.argv(prompt, &ictx, render)
+		if err != nil {
+			return nil, err
+		}
+		id := a.Name
+		if ids != nil {
+			id += "[" + ids[i] + "]"
+		}
+		var matrix map[string]any
+		if a.Matrix != nil {
+			matrix = c.vals
+		}
+		for r := 1; r <= reps; r++ {
+			inst := &Instance{
+				ID:         id,
+				Agent:      a.Name,
+				Matrix:     matrix,
+				Prompt:     prompt,
+				Argv:       argv,
+				Preset:     a.Uses,
+				Image:      a.Image,
+				PullPolicy: pull,
+				User:       a.User,
+				Env:        env,
+				Secrets:    cn.secrets,
+				Timeout:    a.Timeout,
+				Resources:  a.Resources,
+				Network:    network,
+			}
+			if reps > 1 {
+				inst.ID += "#" + strconv.Itoa(r)
+				inst.Replica = r
+				// Replicas are independent jobs: none may share mutable state.
+				inst.Argv = slices.Clone(argv)
+				inst.Env = maps.Clone(env)
+			}
+			insts = append(insts, inst)
+		}
+	}
+	return insts, nil
+}
+
+// argv is the preset's command line for the prompt, or the `command:` elements, each
+// evaluated to exactly one argv element whatever its text holds.
+func (cn *compiledNode) argv(prompt string, ctx *expr.Context, render func(*expr.Template, *expr.Context) (string, error)) ([]string, error) {
+	ca := cn.ca
+	a := ca.a
+	if ca.preset != nil {
+		with := a.With
+		if len(ca.with) > 0 {
+			with = maps.Clone(a.With)
+			for k, t := range ca.with {
+				v, err := render(t, ctx)
+				if err != nil {
+					return nil, fmt.Errorf("agent %s: %w", a.Name, err)
+				}
+				with[k] = v
+			}
+		}
+		argv, err := ca.preset.Argv(prompt, with)
+		if err != nil {
+			return nil, fmt.Errorf("agent %s: preset %s: %w", a.Name, ca.preset.Name, err)
+		}
+		return argv, nil
+	}
+	argv := make([]string, len(ca.command))
+	for i, t := range ca.command {
+		if t == nil {
+			argv[i] = a.Command[i]
+			continue
+		}
+		v, err := render(t, ctx)
+		if err != nil {
+			return nil, fmt.Errorf("agent %s: command[%d]: %w", a.Name, i, err)
+		}
+		argv[i] = v
+	}
+	return argv, nil
+}
+
+// previewCombos stands in for a dynamic matrix at plan time: a dynamic axis holds its
+// expression, static axes expand as usual.
+func (ca *compiledAgent) previewCombos() []combo {
+	if ca.matrixExpr != nil {
+		return []combo{{keys: []string{"*"}, vals: map[string]any{"*": pending(ca.matrixExpr.Source())}}}
+	}
+	axes := make([]axis, len(ca.axes))
+	for i, ax := range ca.axes {
+		axes[i] = ax
+		if ax.expr != nil {
+			axes[i].values = []any{pending(ax.expr.Source())}
+		}
+	}
+	return expandMatrix(axes, nil, nil)
+}
