@@ -123,7 +123,7 @@ func Parse(file string, data []byte) (r *Routine, errs Errors) {
 	r = &Routine{Pos: Pos{File: file, Line: 1, Col: 1}, Name: routineNameFromFile(file)}
 	doc := d.resolve(root)
 	switch {
-	case isNull(doc) || doc.Kind == yaml.MappingNode && len(doc.Content) == 0:
+	case isNull(doc) || doc.Kind == 0 || doc.Kind == yaml.MappingNode && len(doc.Content) == 0:
 		return nil, Errors{Errorf(Pos{File: file}, "file is empty; a routine needs at least `on:` and `agents:`")}
 	case doc.Kind != yaml.MappingNode:
 		return nil, Errors{Errorf(d.pos(doc), "a routine file must be a mapping of keys (on:, agents:, ...), got %s", describe(doc))}

@@ -235,13 +235,14 @@ func suggest(s string, candidates []string) string {
 			best, bestD = c, d
 		}
 	}
-	limit := max(1, len(s)/3)
+	limit := max(1, (len(s)+2)/3)
 	if bestD <= limit {
 		return best
 	}
 	return ""
 }
 
+// levenshtein is the optimal-string-alignment distance: edits plus swaps of neighbours.
 func levenshtein(a, b string) int {
 	if len(a) > 64 || len(b) > 64 {
 		if a == b {
@@ -249,6 +250,7 @@ func levenshtein(a, b string) int {
 		}
 		return 1 << 20
 	}
+	prev2 := make([]int, len(b)+1)
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
@@ -262,8 +264,11 @@ func levenshtein(a, b string) int {
 				cost = 0
 			}
 			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1) // a swap of neighbours is one typo
+			}
 		}
-		prev, cur = cur, prev
+		prev2, prev, cur = prev, cur, prev2
 	}
 	return prev[len(b)]
 }
