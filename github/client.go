@@ -215,7 +215,8 @@ func (c *Client) InstallationToken(ctx context.Context, id int64) (string, time.
 	if e.token != "" && c.clock.Now().Before(e.expires.Add(-c.cfg.TokenRefreshBefore)) {
 		return e.token, e.expires, nil
 	}
-	tok, _, err := c.app.Apps.CreateInstallationToken(ctx, id, nil)
+	// Empty options, not nil: go-github would send a JSON null, which GitHub's schema rejects.
+	tok, _, err := c.app.Apps.CreateInstallationToken(ctx, id, &gh.InstallationTokenOptions{})
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("mint an access token for GitHub App installation %d: %w", id, err)
 	}
