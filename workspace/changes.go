@@ -49,16 +49,16 @@ func snapshot(ctx context.Context, g gitRunner, dir, head string) (string, error
 	if tree == headTree {
 		return head, nil
 	}
-	return commitTree(ctx, g, top, tree, head, "agentrunner: uncommitted changes\n\nThe working tree of the source when the run started.\n")
+	return commitTree(ctx, g, top, tree, head, "agentrunner: uncommitted changes\n\nThe working tree of the source when the run started.\n", true)
 }
 
-// commitTree writes a commit of tree with parent, made by the runner. Dates are fixed so the id
-// depends only on content.
-func commitTree(ctx context.Context, g gitRunner, dir, tree, parent, message string) (string, error) {
-	gc := g.withEnv(
-		"GIT_AUTHOR_DATE=1700000000 +0000",
-		"GIT_COMMITTER_DATE=1700000000 +0000",
-	)
+// commitTree writes a commit of tree with parent, made by the runner. With fixedDate the id
+// depends only on content (snapshots shared by the jobs of a run).
+func commitTree(ctx context.Context, g gitRunner, dir, tree, parent, message string, fixedDate bool) (string, error) {
+	gc := g
+	if fixedDate {
+		gc = g.withEnv("GIT_AUTHOR_DATE=1700000000 +0000", "GIT_COMMITTER_DATE=1700000000 +0000")
+	}
 	sha, err := gc.run(ctx, dir, []byte(message), "commit-tree", tree, "-p", parent)
 	if err != nil {
 		return "", fmt.Errorf("commit tree %s: %w", tree, err)
