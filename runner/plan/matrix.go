@@ -88,6 +88,11 @@ func expandMatrix(axes []axis, include, exclude []map[string]any) []combo {
 		}
 		if !merged {
 			c := combo{vals: map[string]any{}}
+			for _, ax := range axes {
+				if v, ok := inc[ax.name]; ok {
+					c = c.set(ax.name, v)
+				}
+			}
 			for _, k := range keys {
 				c = c.set(k, inc[k])
 			}
