@@ -123,3 +123,5 @@ func readTree(t testing.TB, dir string) map[string]string {
 	}
 	return out
 }
+
+var execLookPath = exec.LookPath
