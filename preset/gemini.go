@@ -67,12 +67,13 @@ func buildGemini(prompt string, w opts, o Options) (Command, error) {
 	return Command{Argv: argv, Env: env}, nil
 }
 
-// parseGemini reads the last JSON object of --output-format json that has any of the output
-// fields. The CLI pretty-prints it over many lines; warnings may precede it.
+// parseGemini reads the last JSON object of --output-format json that has response, stats or
+// error. The CLI pretty-prints it over many lines; warnings may precede it.
 func parseGemini(out []byte) (*Result, error) {
 	var res jobj
 	for _, o := range objects(out) {
-		if o.has("response") || o.has("stats") || o.has("error") || o.has("session_id") {
+		// Top-level "type" marks another CLI's event (claude, codex, gemini stream-json).
+		if !o.has("type") && (o.has("response") || o.has("stats") || o.has("error")) {
 			res = o
 		}
 	}

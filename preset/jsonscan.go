@@ -22,8 +22,14 @@ type jobj map[string]any
 // objects returns every JSON object that begins a line of out (after optional blanks), in
 // order. Objects may span lines (gemini pretty-prints); lines that are not JSON (logs,
 // warnings, progress) are skipped, and so is a truncated object.
+//
+// A failed attempt is retried from the next line, which finds an object hidden behind a line
+// that opened a structure it never closed. Output is untrusted (the agent writes it), and
+// lines like `{"a":[` repeated would make that quadratic, so once the bytes re-read by failed
+// attempts exceed a few times the output, a failure skips everything its attempt read.
 func objects(out []byte) []jobj {
 	var res []jobj
+	budget := 4*len(out) + 1<<16
 	off := 0
 	for off < len(out) {
 		i := off
@@ -33,9 +39,19 @@ func objects(out []byte) []jobj {
 		if i < len(out) && out[i] == '{' {
 			dec := json.NewDecoder(bytes.NewReader(out[i:]))
 			var m map[string]any
-			if err := dec.Decode(&m); err == nil {
+			err := dec.Decode(&m)
+			if err == nil {
 				res = append(res, m)
 				off = i + int(dec.InputOffset())
+			} else {
+				used := len(out) - i
+				var se *json.SyntaxError
+				if errors.As(err, &se) && se.Offset > 0 && int(se.Offset) < used {
+					used = int(se.Offset)
+				}
+				if budget -= used; budget < 0 {
+					off = i + used - 1 // stay on the line where the attempt failed
+				}
 			}
 		}
 		nl := bytes.IndexByte(out[off:], '\n')
