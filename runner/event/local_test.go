@@ -140,10 +140,8 @@ func TestFromLocalRepoFindsTheDefaultBranch(t *testing.T) {
 		upstream := newGitRepo(t, filepath.Join(root, "acme", "tools"))
 		upstream.git("checkout", "-q", "-b", "trunk")
 		upstream.commit("one", map[string]string{"a": "1"})
+		(&gitRepo{t: t, dir: root}).git("clone", "-q", upstream.dir, filepath.Join(root, "clone"))
 		clone := &gitRepo{t: t, dir: filepath.Join(root, "clone")}
-		clone.dir = root
-		clone.git("clone", "-q", filepath.Join(root, "acme", "tools"), filepath.Join(root, "clone"))
-		clone.dir = filepath.Join(root, "clone")
 		clone.git("config", "user.name", "Mona")
 		clone.git("config", "user.email", "mona@example.com")
 		clone.git("checkout", "-q", "-b", "topic")
