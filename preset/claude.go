@@ -79,7 +79,8 @@ func buildClaude(prompt string, w opts, o Options) (Command, error) {
 		argv = append(argv, "--append-system-prompt", s)
 	}
 	// "--" ends the options, so a prompt that starts with "-" (it may come from event text)
-	// is never read as a flag.
+	// is never read as a flag: without it claude exits with "unknown option"
+	// (anthropics/claude-code#25925); "--" verified with claude 2.1.161 in alamops/agetor#44.
 	argv = append(argv, "--", prompt)
 
 	env := map[string]string{}
