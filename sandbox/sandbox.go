@@ -171,20 +171,17 @@ func (e *InfraError) Error() string {
 func (e *InfraError) Unwrap() error { return e.Err }
 
 // CleanDockerError returns err's message without the noise Docker adds: the
-// "Error response from daemon: " prefix and containerd's ": unknown" status suffix.
+// "Error response from daemon: " prefix (wherever wrapping put it) and containerd's
+// ": unknown" status suffix.
 func CleanDockerError(err error) string {
 	if err == nil {
 		return ""
 	}
-	msg := err.Error()
-	for {
-		trimmed := strings.TrimPrefix(msg, "Error response from daemon: ")
-		trimmed = strings.TrimSuffix(strings.TrimSpace(trimmed), ": unknown")
-		if trimmed == msg {
-			return msg
-		}
-		msg = trimmed
+	msg := strings.ReplaceAll(err.Error(), "Error response from daemon: ", "")
+	for strings.HasSuffix(msg, ": unknown") {
+		msg = strings.TrimSuffix(msg, ": unknown")
 	}
+	return strings.TrimSpace(msg)
 }
 
 // SpecError is a Spec the sandbox refuses before touching Docker.
