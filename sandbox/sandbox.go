@@ -24,9 +24,9 @@ const (
 
 // Paths and variables inside the sandbox: the contract an agent sees.
 const (
-	WorkspacePath = "/workspace"  // the job's git workspace, the working directory
-	OutputPath    = "/agent/out"  // $AGENT_OUTPUT_DIR: outputs.json, report.md, findings.json
-	PromptFile    = "prompt.md"   // written into the output directory before the agent starts
+	WorkspacePath = "/workspace"   // the job's git workspace, the working directory
+	OutputPath    = "/agent/out"   // $AGENT_OUTPUT_DIR: outputs.json, report.md, findings.json
+	PromptFile    = "prompt.md"    // written into the output directory before the agent starts
 	EnvPrompt     = "AGENT_PROMPT" // the prompt text
 	EnvOutputDir  = "AGENT_OUTPUT_DIR"
 	DefaultUser   = "10001:10001" // a fixed non-root uid:gid no image is likely to give privileges
