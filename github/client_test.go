@@ -232,7 +232,9 @@ func TestRetryPolicy(t *testing.T) {
 		wantInErr string
 	}{
 		{name: "502 then 200 is retried, even for a POST", method: "POST",
-			faults:    func(f *githubfake.Fake, _ *githubfake.Clock) { f.FailNext("POST", "/repos/{owner}/{repo}/check-runs", 502, nil) },
+			faults: func(f *githubfake.Fake, _ *githubfake.Clock) {
+				f.FailNext("POST", "/repos/{owner}/{repo}/check-runs", 502, nil)
+			},
 			wantTries: 2, minSlept: 500 * time.Millisecond, maxSlept: time.Second},
 		{name: "429 with retry-after 2 waits at least 2s", method: "POST",
 			faults: func(f *githubfake.Fake, _ *githubfake.Clock) {
@@ -240,7 +242,9 @@ func TestRetryPolicy(t *testing.T) {
 			},
 			wantTries: 2, minSlept: 2 * time.Second, maxSlept: 2 * time.Second},
 		{name: "422 is not retried", method: "POST",
-			faults:    func(f *githubfake.Fake, _ *githubfake.Clock) { f.FailNext("POST", "/repos/{owner}/{repo}/check-runs", 422, nil) },
+			faults: func(f *githubfake.Fake, _ *githubfake.Clock) {
+				f.FailNext("POST", "/repos/{owner}/{repo}/check-runs", 422, nil)
+			},
 			wantTries: 1, wantErr: true},
 		{name: "a plain 403 is not retried", method: "GET",
 			faults:    func(f *githubfake.Fake, _ *githubfake.Clock) { f.FailNext("GET", "/repos/{owner}/{repo}", 403, nil) },
@@ -262,7 +266,9 @@ func TestRetryPolicy(t *testing.T) {
 			},
 			wantTries: 2, minSlept: 60 * time.Second, maxSlept: 60 * time.Second},
 		{name: "500 on a POST is not retried: it may have been applied", method: "POST",
-			faults:    func(f *githubfake.Fake, _ *githubfake.Clock) { f.FailNext("POST", "/repos/{owner}/{repo}/check-runs", 500, nil) },
+			faults: func(f *githubfake.Fake, _ *githubfake.Clock) {
+				f.FailNext("POST", "/repos/{owner}/{repo}/check-runs", 500, nil)
+			},
 			wantTries: 1, wantErr: true, wantInErr: "500"},
 		{name: "500 on a GET is retried", method: "GET",
 			faults:    func(f *githubfake.Fake, _ *githubfake.Clock) { f.FailNext("GET", "/repos/{owner}/{repo}", 500, nil) },

@@ -114,12 +114,11 @@ func parseSpec(path string) (*spec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("githubfake: parse %s: %w", path, err)
 	}
-	root, ok := doc.(map[string]any)
-	if !ok {
+	if _, ok := doc.(map[string]any); !ok {
 		return nil, fmt.Errorf("githubfake: %s: not a JSON object", path)
 	}
-	doc = convertNullable(doc)
-	root = doc.(map[string]any)
+	doc = convertNullable(doc) // the root stays an object: only nullable schemas are wrapped
+	root := doc.(map[string]any)
 
 	// OpenAPI 3.0 schemas are a draft-04 dialect: $ref replaces its siblings, exclusiveMinimum is
 	// a boolean. Formats (date-time) are asserted, as GitHub does.
