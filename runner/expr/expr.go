@@ -12,11 +12,16 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/checker"
+	"github.com/expr-lang/expr/compiler"
+	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/agentrunner/agentrunner/config"
@@ -108,7 +113,7 @@ func stringMap(m map[string]string) map[string]any {
 	return out
 }
 
-// baseOptions are shared by every compile; the per-compile patcher is appended.
+// baseOptions configure every compile.
 var baseOptions = []expr.Option{
 	expr.AllowUndefinedVariables(),
 	expr.Optimize(false),
@@ -124,6 +129,34 @@ var baseOptions = []expr.Option{
 	expr.Function(fnCmp, cmp, new(func(string, any, any) bool)),
 }
 
+// configPool holds expr-lang configurations with our functions registered. Building one
+// costs more than compiling a short expression, and a configuration is not safe for
+// concurrent compiles (it caches type information), so each compile borrows one.
+var configPool = sync.Pool{New: func() any {
+	c := conf.CreateNew()
+	for _, op := range baseOptions {
+		op(c)
+	}
+	c.Check()
+	return c
+}}
+
+func exprErrorOffset(rewritten string, offs []int, err error) int {
+	var fe *file.Error
+	if errors.As(err, &fe) {
+		return mapOffset(rewritten, offs, fe.From)
+	}
+	return 0
+}
+
+func exprErrorMessage(err error) string {
+	var fe *file.Error
+	if errors.As(err, &fe) {
+		return publicMessage(fe.Message)
+	}
+	return err.Error()
+}
+
 // compiled is one expression, ready to run.
 type compiled struct {
 	src    string // as the user wrote it, without ${{ }}
@@ -137,22 +170,69 @@ type compiled struct {
 // compileExpr compiles one expression. On failure it returns the byte offset in src of the
 // problem and a message.
 func compileExpr(src string) (*compiled, int, string) {
+	if c := memo.get(src); c != nil {
+		cp := *c
+		return &cp, 0, ""
+	}
+	c, off, msg := compileFresh(src)
+	if c != nil {
+		memo.put(src, c)
+		cp := *c
+		return &cp, 0, ""
+	}
+	return nil, off, msg
+}
+
+// memo remembers compiled expressions by source. Compiling is pure and a program is
+// immutable and safe to run concurrently, so `runner validate` then planning, many routines
+// repeating `${{ event.pull_request.number }}`, and every config reload share the work. It is
+// bounded: when full it starts over.
+var memo = &programMemo{m: map[string]*compiled{}}
+
+const memoSize = 8192
+
+type programMemo struct {
+	mu sync.Mutex
+	m  map[string]*compiled
+}
+
+func (pm *programMemo) get(src string) *compiled {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	return pm.m[src]
+}
+
+func (pm *programMemo) put(src string, c *compiled) {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	if len(pm.m) >= memoSize {
+		clear(pm.m)
+	}
+	pm.m[src] = c
+}
+
+func compileFresh(src string) (*compiled, int, string) {
 	rewritten, offs, serr := rewrite(src)
 	if serr != nil {
 		return nil, serr.offset, serr.msg
 	}
+	cfg := configPool.Get().(*conf.Config)
+	defer configPool.Put(cfg)
+	tree, err := parser.ParseWithConfig(rewritten, cfg)
+	if err != nil {
+		return nil, exprErrorOffset(rewritten, offs, err), exprErrorMessage(err)
+	}
 	p := &patcher{}
-	opts := append(baseOptions[:len(baseOptions):len(baseOptions)], expr.Patch(p))
-	prog, err := expr.Compile(rewritten, opts...)
+	ast.Walk(&tree.Node, p)
 	if p.err != nil {
 		return nil, mapOffset(rewritten, offs, p.err.loc.From), p.err.msg
 	}
+	if _, err := checker.Check(tree, cfg); err != nil {
+		return nil, exprErrorOffset(rewritten, offs, err), exprErrorMessage(err)
+	}
+	prog, err := compiler.Compile(tree, cfg)
 	if err != nil {
-		var fe *file.Error
-		if errors.As(err, &fe) {
-			return nil, mapOffset(rewritten, offs, fe.From), publicMessage(fe.Message)
-		}
-		return nil, 0, err.Error()
+		return nil, exprErrorOffset(rewritten, offs, err), exprErrorMessage(err)
 	}
 	return &compiled{src: src, prog: prog, refs: p.refs, needs: p.needs, status: p.status}, 0, ""
 }

@@ -21,8 +21,8 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden.json from the
 // eventFile is testdata/<case>.event.json: the normalized event, its raw payload, and the
 // Build options.
 type eventFile struct {
-	Event   event.Event       `json:"event"`
-	Payload map[string]any    `json:"payload"`
+	Event   event.Event    `json:"event"`
+	Payload map[string]any `json:"payload"`
 	Options struct {
 		Routine string            `json:"routine"`
 		Inputs  map[string]string `json:"inputs"`

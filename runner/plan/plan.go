@@ -276,6 +276,9 @@ func branchSafe(s string) string {
 	for strings.Contains(out, "..") {
 		out = strings.ReplaceAll(out, "..", ".")
 	}
+	for strings.Contains(out, "--") {
+		out = strings.ReplaceAll(out, "--", "-")
+	}
 	for strings.Contains(out, "//") {
 		out = strings.ReplaceAll(out, "//", "/")
 	}
