@@ -196,6 +196,25 @@ func (d *decoder) str(n *yaml.Node, what string) (string, bool) {
 	return r.Value, true
 }
 
+// parseBool reads the booleans yaml.v3 tags as !!bool.
+func parseBool(s string) (bool, bool) {
+	switch strings.ToLower(s) {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	}
+	return false, false
+}
+
+// strItem is str for the i-th item of a list, naming it key[i] only when it is wrong.
+func (d *decoder) strItem(n *yaml.Node, key string, i int) (string, bool) {
+	if r := d.resolve(n); r != nil && r.Kind == yaml.ScalarNode && r.Tag == "!!str" {
+		return r.Value, true
+	}
+	return d.str(n, fmt.Sprintf("%s[%d]", key, i))
+}
+
 // text accepts any non-null scalar as its written text: `user: 1000`, `default: 3`.
 func (d *decoder) text(n *yaml.Node, what string) (string, bool) {
 	r := d.resolve(n)
@@ -209,8 +228,7 @@ func (d *decoder) text(n *yaml.Node, what string) (string, bool) {
 func (d *decoder) boolean(n *yaml.Node, what string) (bool, bool) {
 	r := d.resolve(n)
 	if r != nil && r.Kind == yaml.ScalarNode && r.Tag == "!!bool" {
-		var b bool
-		if err := r.Decode(&b); err == nil {
+		if b, ok := parseBool(r.Value); ok {
 			return b, true
 		}
 	}
@@ -221,8 +239,7 @@ func (d *decoder) boolean(n *yaml.Node, what string) (bool, bool) {
 func (d *decoder) integer(n *yaml.Node, what string, minimum int) (int, bool) {
 	r := d.resolve(n)
 	if r != nil && r.Kind == yaml.ScalarNode && r.Tag == "!!int" {
-		var i int64
-		if err := r.Decode(&i); err == nil && i <= math.MaxInt32 {
+		if i, err := strconv.ParseInt(r.Value, 0, 64); err == nil && i <= math.MaxInt32 {
 			if int(i) < minimum {
 				d.errorf(n, "%s must be at least %d, got %d", what, minimum, i)
 				return 0, false
@@ -239,8 +256,7 @@ func (d *decoder) integer(n *yaml.Node, what string, minimum int) (int, bool) {
 func (d *decoder) number(n *yaml.Node, what string) (float64, bool) {
 	r := d.resolve(n)
 	if r != nil && r.Kind == yaml.ScalarNode && (r.Tag == "!!int" || r.Tag == "!!float") {
-		var f float64
-		if err := r.Decode(&f); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
+		if f, err := strconv.ParseFloat(r.Value, 64); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
 			return f, true
 		}
 	}
@@ -323,13 +339,17 @@ func (d *decoder) value(n *yaml.Node, depth int) (any, bool) {
 		switch r.Tag {
 		case "!!null":
 			return nil, true
-		case "!!bool", "!!int", "!!float":
-			var v any
-			if err := r.Decode(&v); err == nil {
-				if f, ok := v.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
-					return r.Value, true
-				}
-				return v, true
+		case "!!bool":
+			if b, ok := parseBool(r.Value); ok {
+				return b, true
+			}
+		case "!!int":
+			if i, err := strconv.ParseInt(r.Value, 0, 64); err == nil {
+				return int(i), true
+			}
+		case "!!float":
+			if f, err := strconv.ParseFloat(r.Value, 64); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
+				return f, true
 			}
 		}
 		return r.Value, true
@@ -532,7 +552,7 @@ func listField[T any](key, doc string, one bool, p func(*T) *[]string, check fun
 			}
 			out := make([]string, 0, len(items))
 			for i, it := range items {
-				s, ok := d.str(it, fmt.Sprintf("%s[%d]", key, i))
+				s, ok := d.strItem(it, key, i)
 				if !ok {
 					continue
 				}

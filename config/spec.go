@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	_ "time/tzdata" // timezones must load the same on every runner, with or without /usr/share/zoneinfo
 
@@ -113,7 +114,7 @@ var scheduleObj = newObject("schedule entry", "schedule",
 			t.Timezone = s
 			if s == "" || s == "Local" {
 				d.errorf(v, "timezone %q is not allowed: name a zone like UTC or Europe/Berlin, so every runner agrees", s)
-			} else if _, err := time.LoadLocation(s); err != nil {
+			} else if !knownZone(s) {
 				d.errorf(v, "unknown timezone %q; use an IANA name like UTC, Europe/Berlin or America/New_York", s)
 			}
 		}},
@@ -635,4 +636,16 @@ func routineKeyHint(key string) string {
 		return fmt.Sprintf("%q is an event; indent it under on:", key)
 	}
 	return ""
+}
+
+// zones caches time zone lookups: each LoadLocation reads the zone database again.
+var zones sync.Map // name → bool
+
+func knownZone(name string) bool {
+	if ok, hit := zones.Load(name); hit {
+		return ok.(bool)
+	}
+	_, err := time.LoadLocation(name)
+	zones.Store(name, err == nil)
+	return err == nil
 }
