@@ -29,10 +29,13 @@ type sqlStore struct {
 
 	// SQLite group commit: RecordDelivery hands its delivery to the committer goroutine.
 	deliveries chan deliveryReq
-	quit       chan struct{}
-	wg         sync.WaitGroup
-	closeOnce  sync.Once
-	closeErr   error
+	// stmts caches statements prepared on the SQLite writer connection for the hot path: parsing
+	// and planning cost more CPU than executing them. (pgx caches prepared statements itself.)
+	stmts     sync.Map // query → *sql.Stmt
+	quit      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 }
 
 var _ Store = (*sqlStore)(nil)
@@ -80,6 +83,31 @@ func (s *sqlStore) tx(ctx context.Context, what string, fn func(tx *sql.Tx) erro
 	return nil
 }
 
+// queryRow runs a hot-path query in tx, through a cached prepared statement on SQLite.
+func (s *sqlStore) queryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+	if s.deliveries == nil { // not SQLite
+		return tx.QueryRowContext(ctx, query, args...)
+	}
+	st, ok := s.stmts.Load(query)
+	if !ok {
+		return tx.QueryRowContext(ctx, query, args...)
+	}
+	return tx.StmtContext(ctx, st.(*sql.Stmt)).QueryRowContext(ctx, args...)
+}
+
+// prepareHot prepares the hot-path statements on the SQLite writer; it must run while no
+// transaction holds the writer's one connection.
+func (s *sqlStore) prepareHot(ctx context.Context) error {
+	for _, q := range []string{qInsertDelivery, qReacceptDelivery, qInsertJob} {
+		st, err := s.w.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", strings.Fields(q)[0:3], err)
+		}
+		s.stmts.Store(q, st)
+	}
+	return nil
+}
+
 // placeholders returns "$first, $first+1, …" for n values.
 func placeholders(first, n int) string {
 	var b strings.Builder
@@ -91,6 +119,18 @@ func placeholders(first, n int) string {
 	}
 	return b.String()
 }
+
+// The statements of RecordDelivery, prepared once on SQLite.
+const (
+	qInsertDelivery = `INSERT INTO deliveries (id, event, body, received_at, status, updated_at)
+		VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (id) DO NOTHING RETURNING generation`
+	qReacceptDelivery = `UPDATE deliveries SET status = 'pending', error = '', generation = generation + 1,
+			event = $2, body = $3, received_at = $4, updated_at = $5
+			WHERE id = $1 AND status = 'failed' RETURNING generation`
+	qInsertJob = `INSERT INTO jobs (kind, key, payload, run_id, delivery_id, state, max_attempts, run_after,
+			result, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, 'available', $6, $7, $8, $9, $9) ON CONFLICT (key) DO NOTHING RETURNING id`
+)
 
 // ---- deliveries ----
 
@@ -128,13 +168,10 @@ func (s *sqlStore) RecordDelivery(ctx context.Context, d Delivery) (bool, error)
 func (s *sqlStore) recordDeliveryTx(ctx context.Context, tx *sql.Tx, d Delivery) (bool, error) {
 	now := micros(s.now())
 	var gen int
-	err := tx.QueryRowContext(ctx, `INSERT INTO deliveries (id, event, body, received_at, status, updated_at)
-		VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (id) DO NOTHING RETURNING generation`,
+	err := s.queryRow(ctx, tx, qInsertDelivery,
 		d.ID, d.Event, nz(d.Body), micros(d.ReceivedAt), now).Scan(&gen)
 	if errors.Is(err, sql.ErrNoRows) {
-		err = tx.QueryRowContext(ctx, `UPDATE deliveries SET status = 'pending', error = '', generation = generation + 1,
-			event = $2, body = $3, received_at = $4, updated_at = $5
-			WHERE id = $1 AND status = 'failed' RETURNING generation`,
+		err = s.queryRow(ctx, tx, qReacceptDelivery,
 			d.ID, d.Event, nz(d.Body), micros(d.ReceivedAt), now).Scan(&gen)
 		if errors.Is(err, sql.ErrNoRows) {
 			return false, nil // a duplicate of a delivery that is pending or done
@@ -419,9 +456,7 @@ func (s *sqlStore) enqueueTx(ctx context.Context, tx *sql.Tx, j Job) (int64, boo
 		j.RunAfter = now
 	}
 	var id int64
-	err := tx.QueryRowContext(ctx, `INSERT INTO jobs (kind, key, payload, run_id, delivery_id, state, max_attempts, run_after,
-			result, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, 'available', $6, $7, $8, $9, $9) ON CONFLICT (key) DO NOTHING RETURNING id`,
+	err := s.queryRow(ctx, tx, qInsertJob,
 		j.Kind, j.Key, nz(j.Payload), j.RunID, j.DeliveryID, j.MaxAttempts, micros(j.RunAfter), []byte{}, micros(now)).Scan(&id)
 	if err == nil {
 		return id, true, nil
@@ -849,6 +884,10 @@ func (s *sqlStore) Close() error {
 			close(s.quit)
 			s.wg.Wait()
 		}
+		s.stmts.Range(func(_, st any) bool {
+			_ = st.(*sql.Stmt).Close()
+			return true
+		})
 		err := s.w.Close()
 		if s.r != s.w {
 			err = errors.Join(err, s.r.Close())
