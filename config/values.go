@@ -235,8 +235,11 @@ func suggest(s string, candidates []string) string {
 			best, bestD = c, d
 		}
 	}
-	limit := max(1, (len(s)+2)/3)
-	if bestD <= limit {
+	limit := (len(s) + 2) / 3
+	if len(s) < 4 && len(best) == len(s) {
+		limit = 0 // "y" is not a typo of "x", but "bb" may be one of "b"
+	}
+	if bestD <= limit && best != "" {
 		return best
 	}
 	return ""

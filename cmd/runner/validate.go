@@ -1,0 +1,109 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/agentrunner/agentrunner/config"
+	"github.com/spf13/cobra"
+)
+
+func init() { register(newValidateCmd) }
+
+func newValidateCmd(s *streams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate [DIR]",
+		Short: "Check .agents/*.yaml and print every problem as file:line:col",
+		Long: "Validate loads every routine of DIR (default: the .agents directory of the git\n" +
+			"repository around the current directory), prints each problem as file:line:col: message\n" +
+			"and exits 1, or prints a one-line summary and exits 0.",
+		Args: argsUsage(cobra.MaximumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := ""
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			return runValidate(s, dir)
+		},
+	}
+}
+
+func runValidate(s *streams, dir string) error {
+	cwd, err := os.Getwd()
+	if err != nil {
+		return fmt.Errorf("find the current directory: %w", err)
+	}
+	if dir == "" {
+		if dir, err = findAgentsDir(cwd); err != nil {
+			return err
+		}
+	}
+	shown := relTo(cwd, dir)
+	cfg, err := config.Load(dir)
+	var errs config.Errors
+	if errors.As(err, &errs) {
+		for _, e := range errs {
+			e.Pos.File = relTo(cwd, e.Pos.File)
+			fmt.Fprintln(s.Out, e.Error())
+		}
+		fmt.Fprintf(s.Err, "%s: %d problem(s)\n", shown, len(errs))
+		return errSilent
+	}
+	if err != nil {
+		return err
+	}
+	// TODO(plan): call plan.Compile(cfg) here and print its config.Errors the same way, once
+	// runner/plan provides it; it compiles the ${{ }} expressions, which config does not.
+	if len(cfg.Routines) == 0 {
+		fmt.Fprintf(s.Out, "%s: no routine files (*.yaml, *.yml); add one, see examples/.agents\n", shown)
+		return errSilent
+	}
+	agents := 0
+	for _, r := range cfg.Routines {
+		agents += len(r.Agents)
+	}
+	_, err = fmt.Fprintf(s.Out, "%s: %d %s, %d %s OK\n", shown,
+		len(cfg.Routines), plural(len(cfg.Routines), "routine"), agents, plural(agents, "agent"))
+	return err
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
+}
+
+// relTo shows path relative to the working directory when that is shorter, as editors and
+// terminals make file:line:col clickable that way.
+func relTo(cwd, path string) string {
+	abs := path
+	if !filepath.IsAbs(abs) {
+		abs = filepath.Join(cwd, abs)
+	}
+	rel, err := filepath.Rel(cwd, abs)
+	if err != nil || len(rel) >= len(abs) {
+		return abs
+	}
+	return rel
+}
+
+// findAgentsDir returns the .agents directory of the git repository containing dir.
+func findAgentsDir(dir string) (string, error) {
+	for d := dir; ; {
+		if _, err := os.Stat(filepath.Join(d, ".git")); err == nil {
+			agents := filepath.Join(d, ".agents")
+			if st, err := os.Stat(agents); err != nil || !st.IsDir() {
+				return "", fmt.Errorf("the git repository at %s has no .agents directory; create it with a routine (see examples/.agents), or pass a directory: runner validate DIR", d)
+			}
+			return agents, nil
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return "", fmt.Errorf("%s is not inside a git repository; pass the directory to check: runner validate DIR", dir)
+		}
+		d = parent
+	}
+}
