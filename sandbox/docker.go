@@ -131,6 +131,10 @@ func (d *Docker) Prepare(ctx context.Context, spec *Spec) (*Handle, error) {
 	if err := prepareDirs(spec); err != nil {
 		return nil, err
 	}
+	if len(spec.Prompt) > maxEnvPrompt {
+		d.log.WarnContext(ctx, "prompt too long for $AGENT_PROMPT; it is only in $AGENT_OUTPUT_DIR/prompt.md",
+			"run_id", spec.RunID, "job", spec.JobID, "bytes", len(spec.Prompt))
+	}
 	cfg, hc, nc := d.containerConfig(spec)
 	name := containerName(spec)
 	resp, err := d.cli.ContainerCreate(ctx, cfg, hc, nc, nil, name)
