@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/agentrunner/agentrunner/config"
+	"github.com/agentrunner/agentrunner/runner/plan"
 	"github.com/spf13/cobra"
 )
 
@@ -43,19 +44,23 @@ func runValidate(s *streams, dir string) error {
 	shown := relTo(cwd, dir)
 	cfg, err := config.Load(dir)
 	var errs config.Errors
-	if errors.As(err, &errs) {
-		for _, e := range errs {
-			e.Pos.File = relTo(cwd, e.Pos.File)
-			fmt.Fprintln(s.Out, e.Error())
-		}
-		fmt.Fprintf(s.Err, "%s: %d problem(s)\n", shown, len(errs))
-		return errSilent
-	}
-	if err != nil {
+	if err != nil && !errors.As(err, &errs) {
 		return err
 	}
-	// TODO(plan): call plan.Compile(cfg) here and print its config.Errors the same way, once
-	// runner/plan provides it; it compiles the ${{ }} expressions, which config does not.
+	if err == nil {
+		// The loader checks the format; compiling the ${{ }} expressions is the planner's.
+		errs = plan.Compile(cfg)
+	}
+	if len(errs) > 0 {
+		for _, e := range errs {
+			if e.Pos.File != "" {
+				e.Pos.File = relTo(cwd, e.Pos.File)
+			}
+			fmt.Fprintln(s.Out, e.Error())
+		}
+		fmt.Fprintf(s.Err, "%s: %d %s\n", shown, len(errs), plural(len(errs), "problem"))
+		return errSilent
+	}
 	if len(cfg.Routines) == 0 {
 		fmt.Fprintf(s.Out, "%s: no routine files (*.yaml, *.yml); add one, see examples/.agents\n", shown)
 		return errSilent

@@ -71,6 +71,8 @@ func TestValidate(t *testing.T) {
 				`.agents/a.yaml:5:33: unknown key "timout" in agent "c"; did you mean "timeout"?`,
 				`.agents/b.yaml:4:29: agent "x" needs "y", but there is no agent "y" in this routine; valid: x`,
 			}},
+		{name: "a bad expression is reported by the planner's compiler", files: map[string]string{"r.yaml": "on: push\ndefaults: {image: i}\nagents:\n  a: {uses: codex, prompt: \"${{ nope.x }}\"}\n"},
+			args: []string{"validate"}, wantCode: 1},
 		{name: "an empty directory is an error", files: map[string]string{}, args: []string{"validate"}, wantCode: 1,
 			wantOut: []string{".agents: no routine files (*.yaml, *.yml); add one, see examples/.agents"}},
 		{name: "too many arguments is a usage error", files: map[string]string{}, args: []string{"validate", "a", "b"}, wantCode: 2},
