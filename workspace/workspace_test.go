@@ -29,7 +29,7 @@ func agentUser() (*Owner, *syscall.Credential) {
 
 // openPath makes the directories above the workspace traversable for the agent uid, as the bind
 // mount does for a container.
-func openPath(t *testing.T, m *Manager, w *Workspace) {
+func openPath(t *testing.T, w *Workspace) {
 	t.Helper()
 	for p := filepath.Dir(w.path); p != os.TempDir() && p != "/"; p = filepath.Dir(p) {
 		if err := os.Chmod(p, 0o711); err != nil {
@@ -128,7 +128,7 @@ func TestChanges(t *testing.T) {
 			if w.BaseSHA() != head {
 				t.Fatalf("BaseSHA = %s, want %s", w.BaseSHA(), head)
 			}
-			openPath(t, m, w)
+			openPath(t, w)
 			tc.change(t, w.Path())
 			c, err := w.Changes(t.Context())
 			if err != nil {
@@ -162,7 +162,7 @@ func TestCreateMakesAWorkingRepository(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Remove(t.Context()) })
-	openPath(t, m, w)
+	openPath(t, w)
 
 	if want := filepath.Join(m.Root(), "run-a"); filepath.Dir(filepath.Dir(w.Path())) != want {
 		t.Errorf("workspace %s is not below %s", w.Path(), want)
