@@ -1,0 +1,427 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentrunner/agentrunner/config"
+	"github.com/agentrunner/agentrunner/runner/event"
+	"github.com/agentrunner/agentrunner/runner/plan"
+)
+
+func init() { register(newExecCmd) }
+
+// execOptions are `runner exec`'s flags.
+type execOptions struct {
+	Routine            string
+	Dir                string
+	Event              string
+	EventFile          string
+	Inputs             []string
+	DryRun             bool
+	JSON               bool
+	Progress           string
+	Secrets            []string
+	SecretsFile        string
+	Apply              bool
+	IncludeUncommitted bool
+	MaxAgents          int
+	Image              string
+}
+
+func newExecCmd(s *streams) *cobra.Command {
+	o := &execOptions{}
+	cmd := &cobra.Command{
+		Use:   "exec [ROUTINE]",
+		Short: "Run routines from .agents/ locally in Docker (or show the plan with --dry-run)",
+		Long: `Run the routines of the repository in the current directory the way the daemon would,
+each agent in its own hardened Docker container on its own git workspace.
+
+The event is built from the local repository (HEAD, the current branch, the files changed
+against the default branch) unless --event-file gives a real GitHub webhook payload.
+Results land in .agents/.runs/<run-id>/: logs, outputs, reports, one patch per agent and
+the combined patch.`,
+		Example: `  runner exec --dry-run
+  runner exec pr-review --event pull_request
+  runner exec nightly-audit --secret ANTHROPIC_API_KEY
+  runner exec --event-file push.json --dry-run --json`,
+		Args: argsUsage(cobra.MaximumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				o.Routine = args[0]
+			}
+			return runExec(cmd.Context(), s, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.Dir, "dir", "C", ".", "the repository to run in")
+	f.StringVar(&o.Event, "event", "", "event to simulate: push, pull_request, schedule, dispatch (default: push, or the kind of --event-file)")
+	f.StringVar(&o.EventFile, "event-file", "", "a GitHub webhook payload (JSON) to replay instead of the local repository's state")
+	f.StringArrayVar(&o.Inputs, "input", nil, "dispatch input `key=value` (repeatable)")
+	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan; run nothing")
+	f.BoolVar(&o.JSON, "json", false, "print the plan (with --dry-run) or progress as JSON")
+	f.StringVar(&o.Progress, "progress", "auto", "progress display: auto, tty or plain")
+	f.StringArrayVar(&o.Secrets, "secret", nil, "pass secret `NAME` from the environment (repeatable)")
+	f.StringVar(&o.SecretsFile, "secrets-file", "", "read secrets from a `file` of NAME=value lines")
+	f.BoolVar(&o.Apply, "apply", false, "apply the combined patch to the working tree after the run")
+	f.BoolVar(&o.IncludeUncommitted, "include-uncommitted", false, "run on the working tree as it is, not HEAD")
+	f.IntVar(&o.MaxAgents, "max-agents", 8, "containers running at once")
+	return cmd
+}
+
+func runExec(ctx context.Context, s *streams, o *execOptions) error {
+	switch o.Progress {
+	case "auto", "tty", "plain":
+	default:
+		return usageError{fmt.Errorf("--progress must be auto, tty or plain, not %q", o.Progress)}
+	}
+	inputs, err := parseInputs(o.Inputs)
+	if err != nil {
+		return usageError{err}
+	}
+	root, err := repoRoot(ctx, o.Dir)
+	if err != nil {
+		return err
+	}
+	agentsDir := filepath.Join(root, ".agents")
+	cfg, err := config.Load(agentsDir)
+	if err != nil {
+		var ce config.Errors
+		if errors.As(err, &ce) {
+			printConfigErrors(s.Err, ce)
+			return errSilent
+		}
+		return err
+	}
+	if errs := plan.Compile(cfg); len(errs) > 0 {
+		printConfigErrors(s.Err, errs)
+		return errSilent
+	}
+	if o.Routine != "" && cfg.Routine(o.Routine) == nil {
+		return fmt.Errorf("no routine %q in %s (have: %s)", o.Routine, agentsDir, strings.Join(routineNames(cfg), ", "))
+	}
+	ev, err := buildEvent(ctx, root, o, inputs)
+	if err != nil {
+		return err
+	}
+	p, err := plan.Build(cfg, ev, plan.Options{Routine: o.Routine, Inputs: inputs})
+	if err != nil {
+		return err
+	}
+	if o.DryRun {
+		if o.JSON {
+			enc := json.NewEncoder(s.Out)
+			enc.SetIndent("", "  ")
+			return enc.Encode(p)
+		}
+		printPlan(s.Out, cfg, ev, p, o.Routine)
+		return nil
+	}
+	if len(p.Runs) == 0 {
+		fmt.Fprintf(s.Err, "no routine matches this %s event; `runner exec --dry-run` says why\n", ev.Kind)
+		return nil
+	}
+	return execRuns(ctx, s, o, root, ev, p)
+}
+
+// buildEvent makes the event from a payload file or from the local repository.
+func buildEvent(ctx context.Context, root string, o *execOptions, inputs map[string]string) (*event.Event, error) {
+	kind := o.Event
+	if o.EventFile == "" {
+		if kind == "" {
+			kind = event.KindPush
+			if o.Routine != "" && len(inputs) > 0 {
+				kind = event.KindDispatch
+			}
+		}
+		ev, err := event.FromLocalRepo(ctx, root, kind)
+		if err != nil {
+			return nil, fmt.Errorf("build a %s event from %s: %w", kind, root, err)
+		}
+		if kind == event.KindDispatch {
+			ev.Routine, ev.Inputs = o.Routine, inputs
+		}
+		return ev, nil
+	}
+	body, err := os.ReadFile(o.EventFile)
+	if err != nil {
+		return nil, fmt.Errorf("read event file: %w", err)
+	}
+	if kind == "" {
+		kind = guessKind(body)
+		if kind == "" {
+			return nil, usageError{fmt.Errorf("%s: cannot tell which GitHub event this payload is; pass --event", o.EventFile)}
+		}
+	}
+	ev, err := event.FromGitHub(kind, "local-"+filepath.Base(o.EventFile), body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.EventFile, err)
+	}
+	return ev, nil
+}
+
+// guessKind recognises a webhook payload by the keys only that event has.
+func guessKind(body []byte) string {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(body, &m) != nil {
+		return ""
+	}
+	has := func(k string) bool { _, ok := m[k]; return ok }
+	switch {
+	case has("pull_request") && !has("comment"):
+		return event.KindPullRequest
+	case has("comment") && has("issue"):
+		return event.KindIssueComment
+	case has("check_run"):
+		return event.KindCheckRun
+	case has("check_suite"):
+		return event.KindCheckSuite
+	case has("ref") && has("before") && has("after"):
+		return event.KindPush
+	}
+	return ""
+}
+
+func parseInputs(kvs []string) (map[string]string, error) {
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--input %q: want key=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// repoRoot finds the top of the git repository containing dir.
+func repoRoot(ctx context.Context, dir string) (string, error) {
+	out, err := exec.CommandContext(ctx, "git", "-C", dir, "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s is not inside a git repository (runner exec runs routines of a repository's .agents/)", dir)
+	}
+	root := strings.TrimSpace(string(out))
+	if _, err := os.Stat(filepath.Join(root, ".agents")); err != nil {
+		return "", fmt.Errorf("%s has no .agents/ directory; see examples/ for routines to start from", root)
+	}
+	return root, nil
+}
+
+func routineNames(cfg *config.Config) []string {
+	names := make([]string, len(cfg.Routines))
+	for i, r := range cfg.Routines {
+		names[i] = r.Name
+	}
+	return names
+}
+
+func printConfigErrors(w io.Writer, errs config.Errors) {
+	cwd, _ := os.Getwd()
+	for _, e := range errs {
+		c := *e
+		if rel, err := filepath.Rel(cwd, c.Pos.File); err == nil && !strings.HasPrefix(rel, "..") {
+			c.Pos.File = rel
+		}
+		fmt.Fprintln(w, c.Error())
+	}
+}
+
+// printPlan shows the plan for a person: what fires and why the rest does not, each agent's
+// expansion, and what gets published.
+func printPlan(w io.Writer, cfg *config.Config, ev *event.Event, p *plan.Plan, only string) {
+	bw := bufio.NewWriter(w)
+	defer bw.Flush()
+	fmt.Fprintf(bw, "event: %s", ev.Kind)
+	if ev.Action != "" {
+		fmt.Fprintf(bw, " (%s)", ev.Action)
+	}
+	if ev.Branch != "" {
+		fmt.Fprintf(bw, " on %s", ev.Branch)
+	}
+	if ev.Tag != "" {
+		fmt.Fprintf(bw, " tag %s", ev.Tag)
+	}
+	if ev.PullRequest != nil {
+		fmt.Fprintf(bw, " #%d %s → %s", ev.PullRequest.Number, ev.PullRequest.HeadRef, ev.PullRequest.BaseRef)
+	}
+	fmt.Fprintf(bw, " at %s", shortSHA(ev.SHA))
+	if ev.ChangedFiles != nil {
+		fmt.Fprintf(bw, ", %d changed files", len(ev.ChangedFiles))
+	}
+	fmt.Fprintln(bw)
+
+	fired := map[string]bool{}
+	for _, r := range p.Runs {
+		fired[r.Routine] = true
+	}
+	for _, r := range cfg.Routines {
+		if fired[r.Name] || (only != "" && r.Name != only) {
+			continue
+		}
+		_, why := event.Match(&r.On, ev)
+		if why == "" {
+			why = "not triggered by this event"
+		}
+		fmt.Fprintf(bw, "\n○ %s: skipped: %s\n", r.Name, why)
+	}
+	for _, r := range p.Runs {
+		fmt.Fprintf(bw, "\n● %s  (%s)\n", r.Routine, relPath(r.File))
+		if r.Concurrency != nil {
+			fmt.Fprintf(bw, "  concurrency: %s", r.Concurrency.Group)
+			if r.Concurrency.CancelInProgress {
+				fmt.Fprint(bw, " (cancels in-progress runs)")
+			}
+			fmt.Fprintln(bw)
+		}
+		if len(r.Secrets) > 0 {
+			fmt.Fprintf(bw, "  secrets: %s\n", strings.Join(r.Secrets, ", "))
+		}
+		for i, n := range r.Nodes {
+			fmt.Fprintf(bw, "  %d. %s", i+1, n.Agent)
+			if len(n.Needs) > 0 {
+				fmt.Fprintf(bw, "  needs %s", strings.Join(n.Needs, ", "))
+			}
+			if n.If != "" {
+				fmt.Fprintf(bw, "  if %s", n.If)
+			}
+			fmt.Fprintln(bw)
+			fmt.Fprintf(bw, "     %s\n", describeNode(n))
+			for j, in := range n.Instances {
+				if j == 8 && len(n.Instances) > 10 {
+					fmt.Fprintf(bw, "     … %d more\n", len(n.Instances)-8)
+					break
+				}
+				fmt.Fprintf(bw, "     - %-22s %s  timeout %s  network %s\n", in.ID, in.Image, in.Timeout, describeNetwork(in))
+				if j == 0 {
+					fmt.Fprintf(bw, "       argv: %s\n", quoteArgv(in.Argv, 100))
+					if in.Prompt != "" {
+						fmt.Fprintf(bw, "       prompt: %s\n", oneLine(in.Prompt, 100))
+					}
+				}
+			}
+		}
+		fmt.Fprintf(bw, "  publish: %s\n", describePublish(r))
+	}
+	if len(p.Runs) == 0 {
+		fmt.Fprintln(bw, "\nnothing runs for this event")
+	}
+}
+
+func describeNode(n *plan.Node) string {
+	var parts []string
+	switch {
+	case n.Dynamic:
+		parts = append(parts, fmt.Sprintf("dynamic: expanded when %s finish (preview %d)", strings.Join(n.Needs, ", "), len(n.Instances)))
+	case len(n.Instances) == 1:
+		parts = append(parts, "1 job")
+	default:
+		parts = append(parts, fmt.Sprintf("%d jobs", len(n.Instances)))
+	}
+	if n.MaxParallel > 0 {
+		parts = append(parts, fmt.Sprintf("max-parallel %d", n.MaxParallel))
+	}
+	if n.Replicas > 1 {
+		s := fmt.Sprintf("%d replicas", n.Replicas)
+		if n.Quorum > 0 {
+			s += fmt.Sprintf(", quorum %d on %s", n.Quorum, n.Vote)
+		}
+		if n.Judge != "" {
+			s += ", judged by " + n.Judge
+		}
+		parts = append(parts, s)
+	}
+	if n.FailFast {
+		parts = append(parts, "fail-fast")
+	}
+	if n.ContinueOnError {
+		parts = append(parts, "continue-on-error")
+	}
+	parts = append(parts, "changes "+n.Changes)
+	return strings.Join(parts, " · ")
+}
+
+func describeNetwork(in *plan.Instance) string {
+	if in.Network.Mode == config.NetworkAllow {
+		return "allow " + strings.Join(in.Network.Allow, ",")
+	}
+	return in.Network.Mode
+}
+
+func describePublish(r *plan.Run) string {
+	var parts []string
+	if r.Publish.Check {
+		parts = append(parts, "check run agents/"+r.Routine)
+	}
+	if pr := r.Publish.PullRequest; pr != nil {
+		s := fmt.Sprintf("pull request %q on agents/%s/%s", pr.Title, r.Routine, pr.Key)
+		if pr.Draft {
+			s += " (draft)"
+		}
+		parts = append(parts, s)
+	}
+	if r.Publish.Comment {
+		parts = append(parts, "PR comment")
+	}
+	if len(parts) == 0 {
+		return "nothing"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func quoteArgv(argv []string, limit int) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		q[i] = oneLine(a, 40)
+		if strings.ContainsAny(a, " \t\"'") {
+			q[i] = fmt.Sprintf("%q", oneLine(a, 40))
+		}
+	}
+	return oneLine(strings.Join(q, " "), limit)
+}
+
+func oneLine(s string, limit int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > limit {
+		return string(r[:limit-1]) + "…"
+	}
+	return s
+}
+
+func relPath(p string) string {
+	cwd, _ := os.Getwd()
+	if rel, err := filepath.Rel(cwd, p); err == nil && !strings.HasPrefix(rel, "..") {
+		return rel
+	}
+	return p
+}
+
+func shortSHA(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
+}
+
+// sortedKeys is used wherever maps are printed, so output is stable.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/agentrunner/agentrunner/reporters"
+	"github.com/agentrunner/agentrunner/runner"
+	"github.com/agentrunner/agentrunner/runner/event"
+	"github.com/agentrunner/agentrunner/runner/plan"
+	"github.com/agentrunner/agentrunner/runner/result"
+	"github.com/agentrunner/agentrunner/sandbox"
+	"github.com/agentrunner/agentrunner/workspace"
+)
+
+// execRuns really runs the planned routines, one after the other, and leaves their results
+// under .agents/.runs/<run-id>/.
+func execRuns(ctx context.Context, s *streams, o *execOptions, root string, ev *event.Event, p *plan.Plan) error {
+	secrets, err := loadSecrets(o.Secrets, o.SecretsFile)
+	if err != nil {
+		return usageError{err}
+	}
+	logger := slog.New(slog.NewTextHandler(s.Err, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	docker, err := sandbox.Connect(ctx, sandbox.Options{Logger: logger})
+	if err != nil {
+		return fmt.Errorf("runner exec runs agents in Docker: %w", err)
+	}
+	runsDir := filepath.Join(root, ".agents", ".runs")
+	if err := os.MkdirAll(runsDir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", runsDir, err)
+	}
+	// Results must never be committed by accident, whatever the repository's own ignores say.
+	_ = os.WriteFile(filepath.Join(runsDir, ".gitignore"), []byte("*\n"), 0o644)
+	wsm, err := workspace.NewManager(filepath.Join(runsDir, ".workspaces"), workspace.WithLogger(logger))
+	if err != nil {
+		return err
+	}
+	defer wsm.Close()
+
+	base := ev.SHA
+	if o.IncludeUncommitted {
+		if base, err = wsm.Snapshot(ctx, root); err != nil {
+			return err
+		}
+	} else if err := exec.CommandContext(ctx, "git", "-C", root, "cat-file", "-e", base+"^{commit}").Run(); err != nil {
+		return fmt.Errorf("commit %s (from the event) is not in %s; fetch it first", base, root)
+	}
+
+	uid, gid := ownerIDs(sandbox.DefaultUser)
+	interactive := o.Progress == "tty" || o.Progress == "auto" && isTerminal(s.Out)
+	failed := false
+	for _, r := range p.Runs {
+		id := newRunID()
+		dir := filepath.Join(runsDir, id)
+		term := reporters.NewTerminal(s.Out, interactive)
+		term.RunDir = relPath(dir)
+		var rep reporters.Reporter = term
+		if o.JSON {
+			rep = reporters.NewJSON(s.Out)
+		}
+		eng := &runner.Engine{
+			Sandbox: &runner.Containers{Sandbox: docker},
+			Workspaces: &runner.GitWorkspaces{
+				Manager: wsm,
+				Source:  workspace.Source{RepoDir: root, SHA: base},
+				Owner:   &workspace.Owner{UID: uid, GID: gid},
+			},
+			Merger:    &runner.GitMerger{RepoDir: root, BaseSHA: base},
+			Reporter:  rep,
+			Logger:    logger,
+			MaxAgents: o.MaxAgents,
+		}
+		info := &reporters.RunInfo{ID: id, Repo: ev.Repo.FullName(), Plan: r, Event: ev}
+		res, err := eng.Run(ctx, info, runner.RunOptions{Dir: dir, Secrets: secrets})
+		if err != nil {
+			return err
+		}
+		if err := writeResults(dir, r, res); err != nil {
+			return err
+		}
+		if res.Conclusion != result.ConclusionSuccess && res.Conclusion != result.ConclusionNeutral {
+			failed = true
+		}
+		if o.Apply && len(res.Patch) > 0 {
+			if err := applyPatch(ctx, root, filepath.Join(dir, "combined.patch")); err != nil {
+				return err
+			}
+			fmt.Fprintf(s.Err, "applied the combined patch of %s to the working tree\n", r.Routine)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if _, err := wsm.Sweep(context.WithoutCancel(ctx), func(string) bool { return false }); err != nil {
+		logger.Warn("remove leftover workspaces", "err", err)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if failed {
+		return errSilent
+	}
+	return nil
+}
+
+// writeResults leaves what a person or a script wants after a run: the plan, the result, the
+// combined report and the combined patch (each job's own files are already under jobs/).
+func writeResults(dir string, p *plan.Run, res *result.Run) error {
+	write := func(name string, b []byte) error {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+		return nil
+	}
+	pj, _ := json.MarshalIndent(p, "", "  ")
+	rj, _ := json.MarshalIndent(res, "", "  ")
+	if err := write("plan.json", pj); err != nil {
+		return err
+	}
+	if err := write("result.json", rj); err != nil {
+		return err
+	}
+	if err := write("report.md", []byte(res.Report)); err != nil {
+		return err
+	}
+	if len(res.Patch) > 0 {
+		return write("combined.patch", res.Patch)
+	}
+	return nil
+}
+
+func applyPatch(ctx context.Context, root, patch string) error {
+	out, err := exec.CommandContext(ctx, "git", "-C", root, "apply", "--whitespace=nowarn", patch).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("apply %s: %s", patch, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// loadSecrets reads --secret names from the environment and --secrets-file NAME=value lines.
+func loadSecrets(names []string, file string) (map[string]string, error) {
+	out := map[string]string{}
+	if file != "" {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, fmt.Errorf("--secrets-file: %w", err)
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for n := 1; sc.Scan(); n++ {
+			line := strings.TrimSpace(sc.Text())
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			k, v, ok := strings.Cut(line, "=")
+			if !ok || strings.TrimSpace(k) == "" {
+				return nil, fmt.Errorf("%s:%d: want NAME=value", file, n)
+			}
+			out[strings.TrimSpace(k)] = v
+		}
+		if err := sc.Err(); err != nil {
+			return nil, fmt.Errorf("--secrets-file: %w", err)
+		}
+	}
+	for _, n := range names {
+		v, ok := os.LookupEnv(n)
+		if !ok {
+			return nil, fmt.Errorf("--secret %s: no such environment variable", n)
+		}
+		out[n] = v
+	}
+	return out, nil
+}
+
+func newRunID() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b)
+}
+
+func ownerIDs(user string) (uid, gid int) {
+	if _, err := fmt.Sscanf(user, "%d:%d", &uid, &gid); err != nil {
+		return 10001, 10001
+	}
+	return uid, gid
+}
+
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

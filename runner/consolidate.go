@@ -1,0 +1,163 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/agentrunner/agentrunner/runner/plan"
+	"github.com/agentrunner/agentrunner/runner/result"
+)
+
+// keptPatches lists, in plan order, the patches that make up the run's changes: every
+// successful instance of a `changes: keep` agent, except that of replicas only the winner
+// (or, without a vote, the first successful one) counts, so replicas never stack.
+func keptPatches(p *plan.Run, res *result.Run, agents map[string]*result.Agent) []NamedPatch {
+	var out []NamedPatch
+	for _, n := range p.Nodes {
+		if n.Changes != "keep" {
+			continue
+		}
+		a := agents[n.Agent]
+		if a == nil {
+			continue
+		}
+		replicated := n.Replicas > 1
+		winner := ""
+		if a.Vote != nil {
+			if !a.Vote.Reached {
+				continue
+			}
+			winner = a.Vote.WinningJob
+		}
+		taken := map[string]bool{}
+		for _, id := range a.Jobs {
+			j := res.Job(id)
+			if j == nil || j.Outcome != result.Success || j.Changes == nil || len(j.Changes.Patch) == 0 {
+				continue
+			}
+			if replicated {
+				key := fmt.Sprint(j.Matrix)
+				if winner != "" && id != winner || taken[key] {
+					continue
+				}
+				taken[key] = true
+			}
+			out = append(out, NamedPatch{Name: id, Patch: j.Changes.Patch})
+		}
+	}
+	return out
+}
+
+// consolidate merges the kept patches into one change set.
+func (r *runState) consolidate(ctx context.Context) {
+	agents := map[string]*result.Agent{}
+	for _, a := range r.res.Agents {
+		agents[a.Name] = a
+	}
+	// Keep plan order for agents in the result too: goroutines finished in any order.
+	ordered := make([]*result.Agent, 0, len(r.res.Agents))
+	for _, n := range r.info.Plan.Nodes {
+		if a := agents[n.Agent]; a != nil {
+			ordered = append(ordered, a)
+		}
+	}
+	r.res.Agents = ordered
+	r.res.Jobs = orderJobs(ordered, r.res.Jobs)
+
+	patches := keptPatches(r.info.Plan, r.res, agents)
+	if len(patches) == 0 {
+		return
+	}
+	if r.e.Merger == nil {
+		if len(patches) == 1 {
+			r.res.Patch = patches[0].Patch
+			r.res.Applied = []string{patches[0].Name}
+			if j := r.res.Job(patches[0].Name); j != nil {
+				r.res.Files = j.Changes.Files
+			}
+			return
+		}
+		r.res.Error = "several agents kept changes but this runner has no merger to consolidate them"
+		return
+	}
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+	defer cancel()
+	m, err := r.e.Merger.Merge(mctx, patches)
+	if err != nil {
+		r.res.Error = fmt.Sprintf("consolidate changes: %v", err)
+		return
+	}
+	r.res.Patch, r.res.Files, r.res.Commit = m.Patch, m.Files, m.Commit
+	r.res.Applied, r.res.Conflicts = m.Applied, m.Conflicts
+}
+
+func orderJobs(agents []*result.Agent, jobs []*result.Job) []*result.Job {
+	byID := make(map[string]*result.Job, len(jobs))
+	for _, j := range jobs {
+		byID[j.ID] = j
+	}
+	out := make([]*result.Job, 0, len(jobs))
+	for _, a := range agents {
+		for _, id := range a.Jobs {
+			if j := byID[id]; j != nil {
+				out = append(out, j)
+				delete(byID, id)
+			}
+		}
+	}
+	for _, j := range jobs {
+		if _, left := byID[j.ID]; left {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// conclusion is the run's verdict as a check run would show it.
+func (r *runState) conclusion(ctx context.Context) result.Conclusion {
+	if ctx.Err() != nil {
+		return result.ConclusionCancelled
+	}
+	ran, cancelled := false, false
+	failing := []*result.Agent{}
+	for _, a := range r.res.Agents {
+		switch a.Result {
+		case plan.ResultFailure, plan.ResultNoQuorum:
+			if !a.ContinueOnError {
+				failing = append(failing, a)
+			}
+		case plan.ResultCancelled:
+			cancelled = true
+		}
+	}
+	for _, j := range r.res.Jobs {
+		if j.Outcome != result.Skipped {
+			ran = true
+		}
+	}
+	if len(failing) > 0 {
+		allTimedOut := true
+		for _, a := range failing {
+			for _, id := range a.Jobs {
+				if j := r.res.Job(id); j != nil && j.Outcome != result.Success && j.Outcome != result.TimedOut {
+					allTimedOut = false
+				}
+			}
+		}
+		if allTimedOut {
+			return result.ConclusionTimedOut
+		}
+		return result.ConclusionFailure
+	}
+	if len(r.res.Conflicts) > 0 || r.res.Error != "" {
+		return result.ConclusionFailure
+	}
+	if cancelled {
+		return result.ConclusionCancelled
+	}
+	if !ran {
+		return result.ConclusionNeutral
+	}
+	return result.ConclusionSuccess
+}

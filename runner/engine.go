@@ -1,0 +1,573 @@
+// Package runner is the engine: it executes a plan's DAG of agents, each instance in a
+// sandbox on its own workspace, resolves dynamic fan-out and `if:` as needs finish, decides
+// replica votes, consolidates kept changes into one patch and one report, and tells reporters.
+// It sees only interfaces (Sandbox, Workspaces, Merger, Reporter), so a unit test runs whole
+// plans on fakes and an integration test runs them on Docker.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agentrunner/agentrunner/reporters"
+	"github.com/agentrunner/agentrunner/runner/plan"
+	"github.com/agentrunner/agentrunner/runner/result"
+)
+
+// Task is one instance ready to run in a container.
+type Task struct {
+	RunID    string
+	Instance *plan.Instance
+	// WorkspaceDir and OutputDir are host paths, mounted at /workspace and /agent/out.
+	WorkspaceDir string
+	OutputDir    string
+	// Env is the instance's declared environment; Secrets are values by name, to be added to
+	// the environment and masked in logs.
+	Env     map[string]string
+	Secrets map[string]string
+}
+
+// Exit is how a container run ended.
+type Exit struct {
+	Outcome  result.Outcome
+	ExitCode int
+	Started  time.Time
+	Finished time.Time
+	// Blocked lists egress destinations refused for this task, when a proxy enforced a list.
+	Blocked []string
+}
+
+// Sandbox runs tasks in containers. Run returns an error only when the infrastructure failed
+// (the agent's own failure is an Exit outcome), and leaves no container behind either way.
+// It must be safe for concurrent use.
+type Sandbox interface {
+	Run(ctx context.Context, t *Task, logs io.Writer) (*Exit, error)
+}
+
+// Workspaces gives each job its own git workspace at the run's commit.
+type Workspaces interface {
+	Create(ctx context.Context, runID, jobID string) (Workspace, error)
+}
+
+// Workspace is one job's working copy. Remove is safe to call twice.
+type Workspace interface {
+	Path() string
+	// ContainerEnv is what git inside the container needs to use the workspace (KEY=value).
+	ContainerEnv() []string
+	Changes(ctx context.Context) (*result.Changes, error)
+	Remove(ctx context.Context) error
+}
+
+// NamedPatch is one job's kept changes.
+type NamedPatch struct {
+	Name  string
+	Patch []byte
+}
+
+// Merged is the consolidation of kept patches.
+type Merged struct {
+	Patch     []byte
+	Files     []result.FileChange
+	Commit    string
+	Applied   []string
+	Conflicts []result.Conflict
+}
+
+// Merger consolidates patches in order with a three-way merge; a conflicting patch is left
+// out whole and reported, never half-applied.
+type Merger interface {
+	Merge(ctx context.Context, patches []NamedPatch) (*Merged, error)
+}
+
+// Engine runs plans. Its fields are set once; Run is safe to call concurrently.
+type Engine struct {
+	Sandbox    Sandbox
+	Workspaces Workspaces
+	// Merger may be nil: kept changes are then reported per job but not consolidated.
+	Merger   Merger
+	Reporter reporters.Reporter
+	Logger   *slog.Logger
+	// MaxAgents bounds containers running at once across every run of this engine (0: 8).
+	MaxAgents int
+
+	once sync.Once
+	sem  chan struct{}
+}
+
+// RunOptions are the per-run inputs that are not in the plan.
+type RunOptions struct {
+	// Dir receives each job's output directory and log: <Dir>/jobs/<job>/{out/,log.txt}.
+	Dir string
+	// Secrets are the values the runner holds, by name; the plan decides who gets which.
+	Secrets map[string]string
+}
+
+func (e *Engine) slots() chan struct{} {
+	e.once.Do(func() {
+		n := e.MaxAgents
+		if n <= 0 {
+			n = 8
+		}
+		e.sem = make(chan struct{}, n)
+	})
+	return e.sem
+}
+
+func (e *Engine) logger() *slog.Logger {
+	if e.Logger != nil {
+		return e.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Run executes one planned run to the end and returns its result. The error is reserved for
+// failures that leave no meaningful result (the run directory cannot be created); everything
+// else, including cancellation, is expressed in the result.
+func (e *Engine) Run(ctx context.Context, info *reporters.RunInfo, opts RunOptions) (*result.Run, error) {
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create run directory %s: %w", opts.Dir, err)
+	}
+	r := &runState{
+		e:     e,
+		info:  info,
+		opts:  opts,
+		log:   e.logger().With("run_id", info.ID, "repo", info.Repo, "routine", info.Plan.Routine, "sha", info.Plan.SHA),
+		nodes: make(map[string]*nodeState, len(info.Plan.Nodes)),
+		res: &result.Run{
+			ID:      info.ID,
+			Routine: info.Plan.Routine,
+			Repo:    info.Repo,
+			SHA:     info.Plan.SHA,
+			Started: time.Now(),
+		},
+	}
+	r.events = make(chan reporters.Update, 64)
+	reported := make(chan struct{})
+	go r.deliver(ctx, reported)
+	r.emit(reporters.Update{Kind: reporters.RunQueued})
+
+	for _, n := range info.Plan.Nodes {
+		r.nodes[n.Agent] = &nodeState{node: n, ready: make(chan struct{}), done: make(chan struct{})}
+	}
+	// A judge needs the agent it judges even if the YAML did not say so.
+	judgeOf := map[string]string{}
+	for _, n := range info.Plan.Nodes {
+		if n.Judge != "" {
+			judgeOf[n.Judge] = n.Agent
+		}
+	}
+	var wg sync.WaitGroup
+	for _, n := range info.Plan.Nodes {
+		ns := r.nodes[n.Agent]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.runNode(ctx, ns, judgeOf[n.Agent])
+		}()
+	}
+	wg.Wait()
+
+	r.consolidate(ctx)
+	r.res.Finished = time.Now()
+	r.res.Conclusion = r.conclusion(ctx)
+	r.res.Report = Report(r.res)
+	r.emit(reporters.Update{Kind: reporters.RunFinished, Result: r.res})
+	close(r.events)
+	<-reported
+	return r.res, nil
+}
+
+// runState is one run in progress.
+type runState struct {
+	e      *Engine
+	info   *reporters.RunInfo
+	opts   RunOptions
+	log    *slog.Logger
+	nodes  map[string]*nodeState
+	events chan reporters.Update
+
+	mu      sync.Mutex
+	res     *result.Run
+	started bool
+}
+
+// nodeState is one agent in progress. ready closes when its instances have finished (what
+// a judge needs); done closes when its result is final (what dependents need).
+type nodeState struct {
+	node  *plan.Node
+	ready chan struct{}
+	done  chan struct{}
+	need  plan.NeedResult
+	agent *result.Agent
+	jobs  []*result.Job
+}
+
+// deliver hands updates to the reporter in order, off the hot path of the jobs.
+func (r *runState) deliver(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	// Reporting outlives cancellation: a cancelled run must still conclude its check run.
+	rctx := context.WithoutCancel(ctx)
+	for u := range r.events {
+		if r.e.Reporter == nil {
+			continue
+		}
+		if err := r.e.Reporter.Report(rctx, u); err != nil {
+			r.log.Warn("reporter failed", "update", u.Kind, "err", err)
+		}
+	}
+}
+
+func (r *runState) emit(u reporters.Update) {
+	u.Run = r.info
+	if u.Time.IsZero() {
+		u.Time = time.Now()
+	}
+	r.events <- u
+}
+
+func (r *runState) runNode(ctx context.Context, ns *nodeState, judged string) {
+	n := ns.node
+	log := r.log.With("agent", n.Agent)
+	defer close(ns.done)
+	for _, need := range n.Needs {
+		r.waitFor(ctx, need, need == judged)
+	}
+	if judged != "" && !contains(n.Needs, judged) {
+		r.waitFor(ctx, judged, true)
+	}
+
+	st := r.state(n, judged)
+	finish := func(res string, msg string) {
+		ns.need = plan.NeedResult{Result: res, Outputs: map[string]any{}}
+		ns.agent = &result.Agent{Name: n.Agent, Result: res, ContinueOnError: n.ContinueOnError}
+		if msg != "" {
+			// An agent that never got to run still needs a visible reason.
+			j := &result.Job{ID: n.Agent, Agent: n.Agent, Outcome: outcomeFor(res), Error: msg, Started: time.Now(), Finished: time.Now()}
+			ns.jobs = append(ns.jobs, j)
+			ns.agent.Jobs = []string{j.ID}
+			r.addJob(j)
+		}
+		r.addAgent(ns.agent)
+		close(ns.ready)
+		r.emit(reporters.Update{Kind: reporters.AgentFinished, Agent: n.Agent, AgentRes: ns.agent})
+	}
+
+	if ctx.Err() != nil {
+		finish(plan.ResultCancelled, "")
+		return
+	}
+	ok, err := n.Condition(st)
+	if err != nil {
+		log.Warn("if: failed to evaluate", "err", err)
+		finish(plan.ResultFailure, fmt.Sprintf("if: %v", err))
+		return
+	}
+	if !ok {
+		finish(plan.ResultSkipped, "")
+		return
+	}
+	insts, err := n.Expand(st)
+	if err != nil {
+		finish(plan.ResultFailure, fmt.Sprintf("expand %s: %v", n.Agent, err))
+		return
+	}
+	r.emit(reporters.Update{Kind: reporters.AgentExpanded, Agent: n.Agent, Instances: insts})
+	ns.jobs = r.runInstances(ctx, n, insts)
+	ns.agent, ns.need = aggregate(n, ns.jobs)
+	if n.Judge == "" {
+		r.addAgent(ns.agent)
+		close(ns.ready)
+		r.emit(reporters.Update{Kind: reporters.AgentFinished, Agent: n.Agent, AgentRes: ns.agent})
+		return
+	}
+	// The judge reads the replicas' outputs, then its verdict decides this agent.
+	close(ns.ready)
+	judge := r.nodes[n.Judge]
+	<-judge.done
+	ns.agent, ns.need = decideByJudge(n, ns.jobs, judge)
+	r.addAgent(ns.agent)
+	r.emit(reporters.Update{Kind: reporters.AgentFinished, Agent: n.Agent, AgentRes: ns.agent})
+}
+
+func (r *runState) waitFor(ctx context.Context, agent string, readyOnly bool) {
+	ns, ok := r.nodes[agent]
+	if !ok {
+		return
+	}
+	if readyOnly {
+		<-ns.ready
+		return
+	}
+	<-ns.done
+}
+
+// state snapshots the results of the node's needs (and the agent it judges).
+func (r *runState) state(n *plan.Node, judged string) plan.State {
+	st := plan.State{Needs: map[string]plan.NeedResult{}}
+	names := append([]string(nil), n.Needs...)
+	if judged != "" {
+		names = append(names, judged)
+	}
+	for _, name := range names {
+		if ns, ok := r.nodes[name]; ok {
+			need := ns.need
+			if name == judged {
+				need = replicaView(ns.jobs)
+			}
+			st.Needs[name] = need
+		}
+	}
+	return st
+}
+
+func (r *runState) addJob(j *result.Job) {
+	r.mu.Lock()
+	r.res.Jobs = append(r.res.Jobs, j)
+	r.mu.Unlock()
+}
+
+func (r *runState) addAgent(a *result.Agent) {
+	r.mu.Lock()
+	r.res.Agents = append(r.res.Agents, a)
+	r.mu.Unlock()
+}
+
+// runInstances runs a node's instances with its max-parallel and fail-fast, returning the
+// results in instance order.
+func (r *runState) runInstances(ctx context.Context, n *plan.Node, insts []*plan.Instance) []*result.Job {
+	nctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	limit := n.MaxParallel
+	if limit <= 0 || limit > len(insts) {
+		limit = len(insts)
+	}
+	local := make(chan struct{}, max(limit, 1))
+	jobs := make([]*result.Job, len(insts))
+	var wg sync.WaitGroup
+	for i, inst := range insts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			j := r.runJob(nctx, local, inst)
+			jobs[i] = j
+			if n.FailFast && j.Outcome != result.Success && j.Outcome != result.Cancelled {
+				cancel(fmt.Errorf("fail-fast: %s %s", j.ID, j.Outcome))
+			}
+		}()
+	}
+	wg.Wait()
+	return jobs
+}
+
+// runJob runs one instance: workspace, container, outputs, changes, cleanup.
+func (r *runState) runJob(ctx context.Context, local chan struct{}, inst *plan.Instance) *result.Job {
+	j := &result.Job{ID: inst.ID, Agent: inst.Agent, Replica: inst.Replica, Matrix: inst.Matrix}
+	defer r.addJob(j)
+	cancelled := func() *result.Job {
+		j.Outcome = result.Cancelled
+		j.Started, j.Finished = time.Now(), time.Now()
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			j.Error = cause.Error()
+		}
+		r.emit(reporters.Update{Kind: reporters.JobFinished, Job: j, Instance: inst})
+		return j
+	}
+	select {
+	case local <- struct{}{}:
+	case <-ctx.Done():
+		return cancelled()
+	}
+	defer func() { <-local }()
+	sem := r.e.slots()
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return cancelled()
+	}
+	defer func() { <-sem }()
+
+	r.mu.Lock()
+	first := !r.started
+	r.started = true
+	r.mu.Unlock()
+	if first {
+		r.emit(reporters.Update{Kind: reporters.RunStarted})
+	}
+	j.Started = time.Now()
+	r.emit(reporters.Update{Kind: reporters.JobStarted, Instance: inst, Time: j.Started})
+	r.execute(ctx, inst, j)
+	if j.Finished.IsZero() {
+		j.Finished = time.Now()
+	}
+	r.log.Info("job finished", "agent", inst.Agent, "job", inst.ID, "outcome", j.Outcome, "exit_code", j.ExitCode, "duration", j.Duration())
+	r.emit(reporters.Update{Kind: reporters.JobFinished, Job: j, Instance: inst})
+	return j
+}
+
+func (r *runState) execute(ctx context.Context, inst *plan.Instance, j *result.Job) {
+	fail := func(format string, args ...any) {
+		j.Outcome = result.Error
+		j.Error = fmt.Sprintf(format, args...)
+	}
+	dir := filepath.Join(r.opts.Dir, "jobs", safeName(inst.ID))
+	out := filepath.Join(dir, "out")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		fail("create output directory: %v", err)
+		return
+	}
+	// The container runs as an unprivileged uid that must write its outputs here.
+	if err := os.Chmod(out, 0o777); err != nil {
+		fail("open output directory to the agent: %v", err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(out, "prompt.md"), []byte(inst.Prompt), 0o644); err != nil {
+		fail("write prompt.md: %v", err)
+		return
+	}
+	secrets, err := pickSecrets(inst.Secrets, r.opts.Secrets)
+	if err != nil {
+		fail("%v", err)
+		return
+	}
+
+	ws, err := r.e.Workspaces.Create(ctx, r.info.ID, inst.ID)
+	if err != nil {
+		if ctx.Err() != nil {
+			j.Outcome = result.Cancelled
+			return
+		}
+		fail("prepare workspace: %v", err)
+		return
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := ws.Remove(cctx); err != nil {
+			r.log.Warn("remove workspace", "job", inst.ID, "err", err)
+		}
+	}()
+
+	logPath := filepath.Join(dir, "log.txt")
+	lf, err := os.Create(logPath)
+	if err != nil {
+		fail("create log file: %v", err)
+		return
+	}
+	defer lf.Close()
+	j.LogPath = logPath
+	tail := newTailBuffer(64 << 10)
+	capture := newCapBuffer(16 << 20)
+	logs := io.MultiWriter(lf, tail, capture)
+
+	exit, err := r.e.Sandbox.Run(ctx, &Task{
+		RunID:        r.info.ID,
+		Instance:     inst,
+		WorkspaceDir: ws.Path(),
+		OutputDir:    out,
+		Env:          withWorkspaceEnv(inst.Env, ws.ContainerEnv()),
+		Secrets:      secrets,
+	}, logs)
+	j.LogTail = tail.String()
+	if err != nil {
+		if ctx.Err() != nil {
+			j.Outcome = result.Cancelled
+			j.Error = err.Error()
+			return
+		}
+		fail("%v", err)
+		return
+	}
+	j.Outcome, j.ExitCode, j.Blocked = exit.Outcome, exit.ExitCode, exit.Blocked
+	if !exit.Started.IsZero() {
+		j.Started, j.Finished = exit.Started, exit.Finished
+	}
+	readOutputs(out, j)
+	applyPreset(inst.Preset, capture.Bytes(), j)
+	if wantsChanges(r.info.Plan, inst.Agent) && j.Outcome == result.Success {
+		ch, err := ws.Changes(context.WithoutCancel(ctx))
+		if err != nil {
+			fail("collect changes: %v", err)
+			return
+		}
+		j.Changes = ch
+		if len(ch.Patch) > 0 {
+			if err := os.WriteFile(filepath.Join(dir, "changes.patch"), ch.Patch, 0o644); err != nil {
+				fail("write changes.patch: %v", err)
+			}
+		}
+	}
+}
+
+func withWorkspaceEnv(env map[string]string, extra []string) map[string]string {
+	if len(extra) == 0 {
+		return env
+	}
+	out := make(map[string]string, len(env)+len(extra))
+	for _, kv := range extra {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			out[k] = v
+		}
+	}
+	for k, v := range env {
+		out[k] = v
+	}
+	return out
+}
+
+func wantsChanges(run *plan.Run, agent string) bool {
+	for _, n := range run.Nodes {
+		if n.Agent == agent {
+			return n.Changes == "keep"
+		}
+	}
+	return false
+}
+
+func pickSecrets(names []string, values map[string]string) (map[string]string, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]string, len(names))
+	var missing []string
+	for _, n := range names {
+		v, ok := values[n]
+		if !ok {
+			missing = append(missing, n)
+			continue
+		}
+		out[n] = v
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("secrets not provided to the runner: %v (exec: --secret NAME reads the environment; serve: the secrets file)", missing)
+	}
+	return out, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func outcomeFor(res string) result.Outcome {
+	switch res {
+	case plan.ResultSkipped:
+		return result.Skipped
+	case plan.ResultCancelled:
+		return result.Cancelled
+	case plan.ResultSuccess:
+		return result.Success
+	}
+	return result.Error
+}

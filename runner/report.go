@@ -1,0 +1,135 @@
+package runner
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/agentrunner/agentrunner/runner/result"
+)
+
+// Report renders a run as one markdown document: an overview table of agents, per-stage
+// counts, votes, the consolidated changes and conflicts, then a section per job with its
+// report (or the agent's final message). The check run and the pull request publish it.
+func Report(r *result.Run) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "## %s: %s\n\n", r.Routine, r.Conclusion)
+	if r.SHA != "" {
+		fmt.Fprintf(&b, "Commit `%s`", short(r.SHA))
+		if d := r.Finished.Sub(r.Started); d > 0 {
+			fmt.Fprintf(&b, " · %s", d.Round(time.Millisecond))
+		}
+		if u := r.Usage(); u.CostUSD > 0 {
+			fmt.Fprintf(&b, " · $%.4f", u.CostUSD)
+		}
+		b.WriteString("\n\n")
+	}
+	if r.Error != "" {
+		fmt.Fprintf(&b, "> **Error:** %s\n\n", r.Error)
+	}
+
+	b.WriteString("| agent | result | jobs | duration | cost |\n|---|---|---|---|---|\n")
+	for _, a := range r.Agents {
+		var dur time.Duration
+		var cost float64
+		for _, id := range a.Jobs {
+			if j := r.Job(id); j != nil {
+				dur = max(dur, j.Duration())
+				cost += j.Usage.CostUSD
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", a.Name, a.Result, counts(a), dur.Round(time.Millisecond), money(cost))
+	}
+	b.WriteString("\n")
+
+	for _, a := range r.Agents {
+		if a.Vote == nil {
+			continue
+		}
+		v := a.Vote
+		how := fmt.Sprintf("quorum %d on `%s`", v.Quorum, v.Key)
+		if v.Judge != "" {
+			how = "judged by " + v.Judge
+		}
+		if v.Reached {
+			fmt.Fprintf(&b, "**%s** (%s): accepted `%v` from %s.", a.Name, how, v.Winner, v.WinningJob)
+		} else {
+			fmt.Fprintf(&b, "**%s** (%s): no quorum.", a.Name, how)
+		}
+		if len(v.Dissent) > 0 {
+			fmt.Fprintf(&b, " Dissent: %s.", strings.Join(v.Dissent, ", "))
+		}
+		b.WriteString("\n\n")
+	}
+
+	if len(r.Files) > 0 {
+		fmt.Fprintf(&b, "### Changes\n\n%d files changed by %s.\n\n", len(r.Files), strings.Join(r.Applied, ", "))
+		for _, f := range r.Files {
+			fmt.Fprintf(&b, "- `%s` (%s)\n", f.Path, f.Status)
+		}
+		b.WriteString("\n")
+	}
+	if len(r.Conflicts) > 0 {
+		b.WriteString("### Conflicts\n\nThese agents' changes conflict with earlier ones and were left out:\n\n")
+		for _, c := range r.Conflicts {
+			fmt.Fprintf(&b, "- **%s**: %s\n", c.Job, strings.Join(c.Files, ", "))
+		}
+		b.WriteString("\n")
+	}
+
+	for _, j := range r.Jobs {
+		text := j.Report
+		if text == "" {
+			text = j.Final
+		}
+		if text == "" && j.Error == "" {
+			continue
+		}
+		fmt.Fprintf(&b, "### %s (%s)\n\n", j.ID, j.Outcome)
+		if j.Error != "" {
+			fmt.Fprintf(&b, "> %s\n\n", j.Error)
+		}
+		if text != "" {
+			b.WriteString(strings.TrimSpace(text))
+			b.WriteString("\n\n")
+		}
+	}
+	return b.String()
+}
+
+// counts reads like "37/40 success, 3 failed".
+func counts(a *result.Agent) string {
+	total := len(a.Jobs)
+	if total == 0 {
+		return "0"
+	}
+	keys := make([]string, 0, len(a.Counts))
+	for k := range a.Counts {
+		if k != string(result.Success) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	s := fmt.Sprintf("%d/%d success", a.Counts[string(result.Success)], total)
+	for _, k := range keys {
+		if a.Counts[k] > 0 {
+			s += fmt.Sprintf(", %d %s", a.Counts[k], k)
+		}
+	}
+	return s
+}
+
+func money(c float64) string {
+	if c == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("$%.4f", c)
+}
+
+func short(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
+}
