@@ -132,6 +132,15 @@ const (
 		VALUES ($1, $2, $3, $4, $5, 'available', $6, $7, $8, $9, $9) ON CONFLICT (key) DO NOTHING RETURNING id`
 )
 
+// qInsertDeliveryAndJobPG inserts a new delivery and its intake job in one statement
+// (Postgres allows INSERT in a WITH clause; SQLite does not).
+const qInsertDeliveryAndJobPG = `WITH d AS (
+		INSERT INTO deliveries (id, event, body, received_at, status, updated_at)
+		VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (id) DO NOTHING RETURNING id)
+	INSERT INTO jobs (kind, key, payload, run_id, delivery_id, state, max_attempts, run_after, result, created_at, updated_at)
+	SELECT $6, $7, convert_to(d.id, 'UTF8'), '', d.id, 'available', $8, $5, ''::bytea, $5, $5 FROM d
+	RETURNING id`
+
 // ---- deliveries ----
 
 func checkDelivery(d Delivery) error {
@@ -153,6 +162,19 @@ func (s *sqlStore) RecordDelivery(ctx context.Context, d Delivery) (bool, error)
 	}
 	if s.deliveries != nil {
 		return s.recordGrouped(ctx, d)
+	}
+	if s.dialect == "postgres" {
+		// The common case, a new delivery, in one statement and one round trip; a duplicate
+		// falls through to the transaction, which also handles a failed delivery sent again.
+		var id int64
+		err := s.w.QueryRowContext(ctx, qInsertDeliveryAndJobPG, d.ID, d.Event, nz(d.Body), micros(d.ReceivedAt),
+			micros(s.now()), KindIntake, KindIntake+"/"+d.ID+"/1", DefaultMaxAttempts).Scan(&id)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return false, fmt.Errorf("record delivery %s: %w", d.ID, err)
+		}
 	}
 	var fresh bool
 	err := s.tx(ctx, "record delivery "+d.ID, func(tx *sql.Tx) error {

@@ -98,7 +98,8 @@ func testDeliveryDedupe(t *testing.T, db DB) {
 		t.Fatalf("stored delivery = %+v", got)
 	}
 	jobs := must(s.ListJobs(ctx, store.JobFilter{Kind: store.KindIntake}))
-	if len(jobs) != 1 || string(jobs[0].Payload) != "d-1" || jobs[0].DeliveryID != "d-1" {
+	if len(jobs) != 1 || string(jobs[0].Payload) != "d-1" || jobs[0].DeliveryID != "d-1" || jobs[0].Result != nil ||
+		jobs[0].State != store.JobAvailable || jobs[0].MaxAttempts != store.DefaultMaxAttempts || jobs[0].RunAfter.IsZero() {
 		t.Fatalf("intake jobs = %+v, want one for d-1", jobs)
 	}
 	if _, err := s.GetDelivery(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
