@@ -502,6 +502,7 @@ func TestInstallationTokenConcurrentCallersMintOnce(t *testing.T) {
 	for i := range toks {
 		wg.Go(func() {
 			id := int64(100 + i%2) // two installations
+			var err error
 			toks[i], _, err = c.InstallationToken(t.Context(), id)
 			if err != nil {
 				t.Error(err)
