@@ -144,10 +144,16 @@ func Parse(file string, data []byte) (r *Routine, errs Errors) {
 	}
 	if len(d.errs) > 0 {
 		sortErrors(d.errs)
+		if len(d.errs) > maxErrors {
+			d.errs = append(d.errs[:maxErrors], Errorf(Pos{File: file}, "too many problems; fix the ones above first"))
+		}
 		return nil, d.errs
 	}
 	return r, nil
 }
+
+// maxErrors caps the problems listed for one file; past that they mostly repeat one mistake.
+const maxErrors = 50
 
 // validateLoose runs validate but keeps only the errors that do not follow from a decoding
 // error at the same key.
