@@ -15,7 +15,7 @@ func TestHostileInputIsBounded(t *testing.T) {
 		bomb.WriteString("x" + string(rune('0'+i)) + ": &a" + string(rune('0'+i)) + " [" + strings.Repeat(prev+", ", 8) + prev + "]\n")
 	}
 	tests := map[string]string{
-		"alias bomb in with": "on: push\nagents:\n  a:\n    uses: codex\n    prompt: p\n    image: i\n    with:\n      " + strings.ReplaceAll(bomb.String(), "\n", "\n      ") + "\n",
+		"alias bomb in with":   "on: push\nagents:\n  a:\n    uses: codex\n    prompt: p\n    image: i\n    with:\n      " + strings.ReplaceAll(bomb.String(), "\n", "\n      ") + "\n",
 		"alias bomb in matrix": "on: push\nagents:\n  a:\n    command: [x]\n    image: i\n    matrix:\n      " + strings.ReplaceAll(bomb.String(), "\n", "\n      ") + "\n",
 		"deep nesting":         "on: push\nagents: {a: {command: [x], image: i, with: {x: " + strings.Repeat("[", 5000) + strings.Repeat("]", 5000) + "}}}\n",
 		"self alias":           "a: &a\n  b: *a\n",
