@@ -1,0 +1,485 @@
+// Package egress runs the egress proxy (package proxy, `runner proxy`) for one run on Docker:
+// it builds the proxy image from the runner's own static executable, creates the run's
+// internal network (no route out) and outside network, starts the proxy on both, and tells
+// the sandbox what an agent needs: the network to join and its environment (proxy variables,
+// model API base URLs pointing at the proxy's key endpoints, placeholder keys).
+//
+// The real model API keys reach the proxy over its standard input (an attach stream), so they
+// are not in the proxy container's configuration (`docker inspect`), image or files, and never
+// in an agent container. Limits: they live in the proxy process's memory, where root on the
+// Docker host (or anyone with the Docker socket, which can exec into the proxy container) can
+// read them, and they cross the Docker API connection in clear text when that is plain TCP.
+//
+// Every Docker object carries the label agentrunner.run=<run id>, so the sandbox's reaper
+// (sandbox.(*Docker).Reap) removes a crashed run's proxy container and networks.
+package egress
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/agentrunner/agentrunner/preset"
+	"github.com/agentrunner/agentrunner/proxy"
+)
+
+// Labels and ports.
+const (
+	LabelRun  = "agentrunner.run" // mirrors sandbox.LabelRun
+	LabelRole = "agentrunner.role"
+	RoleProxy = "proxy"
+
+	ProxyPort = 3128 // the forward proxy (HTTPS_PROXY)
+	KeysPort  = 8081 // the key endpoints (base URLs)
+
+	// Placeholder is the value of an agent's key variables: CLIs refuse to start without a
+	// key, and the proxy replaces whatever they send with the real one.
+	Placeholder = "agentrunner-placeholder-key"
+)
+
+// Key is one model API key the proxy adds on the agents' behalf.
+type Key struct {
+	// API describes the API (from preset.(*Preset).APIs). Tests point API.Upstream at a test
+	// server; production keeps the real HTTPS base URL.
+	API preset.API
+	// Value is the real key.
+	Value string
+}
+
+// RunSpec describes one run's egress.
+type RunSpec struct {
+	RunID string
+	// Keys are the model API keys of the run, at most one per provider.
+	Keys []Key
+	// Executable is the static runner executable for the proxy image; "" is this process's
+	// own executable. Image, when set, is used as is instead.
+	Executable string
+	Image      string
+	Logger     *slog.Logger
+	// StartTimeout bounds waiting for the proxy to be ready (default 30s).
+	StartTimeout time.Duration
+
+	// testOnly widens the proxy's address filter; testAllowOutside adds the outside
+	// network's subnet to it. Only this package's tests set them, and only a runner built
+	// with the agentrunner_testonly tag accepts them.
+	testOnly         *proxy.TestOnly
+	testAllowOutside bool
+}
+
+// Egress is one run's running proxy and networks. Its methods are safe for concurrent use.
+type Egress struct {
+	cli       client.APIClient
+	log       *slog.Logger
+	runID     string
+	internal  string // network names
+	outside   string
+	container string // proxy container id
+	proxyIP   string // on the internal network
+	keys      map[preset.Provider]bool
+
+	hijack  types.HijackedResponse
+	replies chan proxy.Reply
+	dead    chan struct{} // closed when the proxy's output ends
+	ctlMu   sync.Mutex
+	broken  error
+
+	closeOnce sync.Once
+	closeErr  error
+	logsDone  chan struct{}
+}
+
+// AgentConfig is what one agent container needs.
+type AgentConfig struct {
+	// Network is the Docker network to join (sandbox.Network.DockerNetwork).
+	Network string
+	// Env goes into the container (sandbox.Network.ProxyEnv): HTTPS_PROXY, HTTP_PROXY,
+	// https_proxy, http_proxy, NO_PROXY, no_proxy, each API's base-URL variables and
+	// placeholder keys.
+	Env map[string]string
+	// BaseURL maps each served provider to its key endpoint, for preset.Options.BaseURL.
+	BaseURL map[preset.Provider]string
+}
+
+// Agent is one job asking for egress.
+type Agent struct {
+	JobID string
+	// Allow is the job's allow list (host:port, *.domain:port).
+	Allow []string
+	// APIs are the model APIs the agent's preset calls; those with a Key in the RunSpec are
+	// served by the key endpoints.
+	APIs []preset.API
+}
+
+var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
+
+// Start builds (or reuses) the proxy image, creates the run's networks and starts the proxy.
+// On error everything it created is removed.
+func Start(ctx context.Context, cli client.APIClient, spec RunSpec) (_ *Egress, err error) {
+	if spec.RunID == "" {
+		return nil, errors.New("start egress proxy: empty run id")
+	}
+	if spec.Logger == nil {
+		spec.Logger = slog.New(slog.DiscardHandler)
+	}
+	if spec.StartTimeout <= 0 {
+		spec.StartTimeout = 30 * time.Second
+	}
+	fc := proxy.FileConfig{Listen: fmt.Sprintf(":%d", ProxyPort), KeysListen: fmt.Sprintf(":%d", KeysPort)}
+	keys := map[preset.Provider]bool{}
+	for _, k := range spec.Keys {
+		if keys[k.API.Provider] {
+			return nil, fmt.Errorf("start egress proxy for run %s: two keys for provider %s", spec.RunID, k.API.Provider)
+		}
+		keys[k.API.Provider] = true
+		fc.Keys = append(fc.Keys, proxy.KeyEndpoint{Provider: string(k.API.Provider), Upstream: k.API.Upstream, Header: k.API.KeyHeader, Key: k.Value})
+	}
+	img := spec.Image
+	if img == "" {
+		if img, err = Image(ctx, cli, spec.Executable); err != nil {
+			return nil, err
+		}
+	}
+	base := "agentrunner-" + unsafeName.ReplaceAllString(spec.RunID, "_")
+	e := &Egress{
+		cli: cli, runID: spec.RunID, keys: keys,
+		log:     spec.Logger.With("run_id", spec.RunID, "component", "egress"),
+		replies: make(chan proxy.Reply, 1), dead: make(chan struct{}), logsDone: make(chan struct{}),
+	}
+	defer func() {
+		if err != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			_ = e.Close(cctx)
+		}
+	}()
+	labels := map[string]string{LabelRun: spec.RunID}
+	if e.internal, err = e.createNetwork(ctx, base+"-int", true, labels); err != nil {
+		return nil, err
+	}
+	if e.outside, err = e.createNetwork(ctx, base+"-ext", false, labels); err != nil {
+		return nil, err
+	}
+	if spec.testOnly != nil || spec.testAllowOutside {
+		t := proxy.TestOnly{}
+		if spec.testOnly != nil {
+			t = *spec.testOnly
+		}
+		if spec.testAllowOutside {
+			n, err := cli.NetworkInspect(ctx, e.outside, network.InspectOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("inspect network %s: %s", e.outside, cleanErr(err))
+			}
+			for _, c := range n.IPAM.Config {
+				t.AllowPrefixes = append(t.AllowPrefixes, c.Subnet)
+			}
+		}
+		fc.TestOnly = &t
+	}
+	if err := e.startProxy(ctx, img, base+"-proxy", labels, fc, spec.StartTimeout); err != nil {
+		return nil, err
+	}
+	e.log.Info("egress proxy started", "container", base+"-proxy", "internal_network", e.internal, "proxy_ip", e.proxyIP)
+	return e, nil
+}
+
+func (e *Egress) createNetwork(ctx context.Context, name string, internal bool, labels map[string]string) (string, error) {
+	_, err := e.cli.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Internal: internal, Labels: labels})
+	if err != nil {
+		return "", fmt.Errorf("create network %s for run %s: %s", name, e.runID, cleanErr(err))
+	}
+	return name, nil
+}
+
+func (e *Egress) startProxy(ctx context.Context, img, name string, labels map[string]string, fc proxy.FileConfig, timeout time.Duration) error {
+	lbl := map[string]string{LabelRole: RoleProxy}
+	for k, v := range labels {
+		lbl[k] = v
+	}
+	pids := int64(256)
+	cfg := &container.Config{
+		Image:        img,
+		Cmd:          []string{}, // the image's entrypoint is `/runner proxy`; config on stdin
+		User:         "65534:65534",
+		Labels:       lbl,
+		OpenStdin:    true,
+		StdinOnce:    true,
+		AttachStdin:  true,
+		AttachStdout: true,
+		AttachStderr: true,
+	}
+	hc := &container.HostConfig{
+		NetworkMode:    container.NetworkMode(e.internal),
+		CapDrop:        []string{"ALL"},
+		SecurityOpt:    []string{"no-new-privileges"},
+		ReadonlyRootfs: true,
+		Resources:      container.Resources{Memory: 512 << 20, PidsLimit: &pids},
+	}
+	created, err := e.cli.ContainerCreate(ctx, cfg, hc, &network.NetworkingConfig{
+		EndpointsConfig: map[string]*network.EndpointSettings{e.internal: {}},
+	}, nil, name)
+	if err != nil {
+		return fmt.Errorf("create proxy container %s: %s", name, cleanErr(err))
+	}
+	e.container = created.ID
+	if err := e.cli.NetworkConnect(ctx, e.outside, e.container, nil); err != nil {
+		return fmt.Errorf("connect proxy container %s to network %s: %s", name, e.outside, cleanErr(err))
+	}
+	e.hijack, err = e.cli.ContainerAttach(ctx, e.container, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
+	if err != nil {
+		return fmt.Errorf("attach to proxy container %s: %s", name, cleanErr(err))
+	}
+	outR, outW := io.Pipe()
+	errR, errW := io.Pipe()
+	go func() {
+		_, err := stdcopy.StdCopy(outW, errW, e.hijack.Reader)
+		outW.CloseWithError(err)
+		errW.CloseWithError(err)
+	}()
+	go e.relayLogs(errR)
+	go e.readReplies(outR)
+	if err := e.cli.ContainerStart(ctx, e.container, container.StartOptions{}); err != nil {
+		return fmt.Errorf("start proxy container %s: %s", name, cleanErr(err))
+	}
+	if err := json.NewEncoder(e.hijack.Conn).Encode(fc); err != nil {
+		return fmt.Errorf("send configuration to proxy container %s: %w", name, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	rep, err := e.reply(wctx)
+	if err != nil {
+		return fmt.Errorf("wait for proxy container %s to be ready: %w", name, err)
+	}
+	if !rep.OK || !rep.Ready {
+		return fmt.Errorf("proxy container %s refused its configuration: %s", name, rep.Error)
+	}
+	info, err := e.cli.ContainerInspect(ctx, e.container)
+	if err != nil {
+		return fmt.Errorf("inspect proxy container %s: %s", name, cleanErr(err))
+	}
+	if info.NetworkSettings != nil {
+		if ep := info.NetworkSettings.Networks[e.internal]; ep != nil {
+			e.proxyIP = ep.IPAddress
+		}
+	}
+	if _, err := netip.ParseAddr(e.proxyIP); err != nil {
+		return fmt.Errorf("proxy container %s has no address on network %s", name, e.internal)
+	}
+	return nil
+}
+
+// readReplies feeds the control replies (the proxy's stdout, one JSON object per line).
+func (e *Egress) readReplies(r io.Reader) {
+	defer close(e.dead)
+	dec := json.NewDecoder(r)
+	for {
+		var rep proxy.Reply
+		if err := dec.Decode(&rep); err != nil {
+			return
+		}
+		e.replies <- rep
+	}
+}
+
+// relayLogs copies the proxy's JSON log lines (its stderr) into the runner's logger.
+func (e *Egress) relayLogs(r io.Reader) {
+	defer close(e.logsDone)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			e.log.Info("proxy: " + sc.Text())
+			continue
+		}
+		level := slog.LevelInfo
+		if s, _ := m["level"].(string); s != "" {
+			_ = level.UnmarshalText([]byte(s))
+		}
+		msg, _ := m["msg"].(string)
+		delete(m, "level")
+		delete(m, "msg")
+		delete(m, "time")
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		attrs := make([]slog.Attr, 0, len(keys))
+		for _, k := range keys {
+			attrs = append(attrs, slog.Any(k, m[k]))
+		}
+		e.log.LogAttrs(context.Background(), level, "proxy: "+msg, attrs...)
+	}
+}
+
+func (e *Egress) reply(ctx context.Context) (proxy.Reply, error) {
+	select {
+	case rep := <-e.replies:
+		return rep, nil
+	case <-e.dead:
+		select {
+		case rep := <-e.replies:
+			return rep, nil
+		default:
+		}
+		return proxy.Reply{}, errors.New("the proxy stopped")
+	case <-ctx.Done():
+		return proxy.Reply{}, ctx.Err()
+	}
+}
+
+// call sends one control request and waits for its reply. A request whose reply did not come
+// leaves the channel out of step, so the Egress is then broken for good.
+func (e *Egress) call(ctx context.Context, req proxy.Request) (proxy.Reply, error) {
+	e.ctlMu.Lock()
+	defer e.ctlMu.Unlock()
+	if e.broken != nil {
+		return proxy.Reply{}, e.broken
+	}
+	if err := json.NewEncoder(e.hijack.Conn).Encode(req); err != nil {
+		e.broken = fmt.Errorf("egress proxy of run %s: control channel: %w", e.runID, err)
+		return proxy.Reply{}, e.broken
+	}
+	rep, err := e.reply(ctx)
+	if err != nil {
+		e.broken = fmt.Errorf("egress proxy of run %s: no reply to %s: %w", e.runID, req.Op, err)
+		return proxy.Reply{}, e.broken
+	}
+	if !rep.OK {
+		return rep, fmt.Errorf("egress proxy of run %s: %s: %s", e.runID, req.Op, rep.Error)
+	}
+	return rep, nil
+}
+
+// Networks returns the run's internal network (agents) and outside network (the proxy's way
+// out).
+func (e *Egress) Networks() (internal, outside string) { return e.internal, e.outside }
+
+// ProxyIP is the proxy's address on the internal network.
+func (e *Egress) ProxyIP() string { return e.proxyIP }
+
+// AgentConfig registers a job with the proxy (its allow list and the key endpoints it may use)
+// and returns what its container needs. Agents are identified by a per-job token in their
+// proxy URL and base URLs.
+func (e *Egress) AgentConfig(ctx context.Context, a Agent) (*AgentConfig, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("egress for job %q: make token: %w", a.JobID, err)
+	}
+	tok := hex.EncodeToString(b)
+	var provs []string
+	served := map[preset.Provider]bool{}
+	for _, api := range a.APIs {
+		if e.keys[api.Provider] && !served[api.Provider] {
+			served[api.Provider] = true
+			provs = append(provs, string(api.Provider))
+		}
+	}
+	if _, err := e.call(ctx, proxy.Request{Op: "register", Job: &proxy.Job{ID: a.JobID, Token: tok, Allow: a.Allow, Providers: provs}}); err != nil {
+		return nil, fmt.Errorf("egress for job %q: %w", a.JobID, err)
+	}
+	proxyURL := fmt.Sprintf("http://%s:x@%s:%d", tok, e.proxyIP, ProxyPort)
+	noProxy := strings.Join([]string{e.proxyIP, "localhost", "127.0.0.1", "::1"}, ",")
+	cfg := &AgentConfig{
+		Network: e.internal,
+		Env: map[string]string{
+			"HTTPS_PROXY": proxyURL, "https_proxy": proxyURL,
+			"HTTP_PROXY": proxyURL, "http_proxy": proxyURL,
+			"NO_PROXY": noProxy, "no_proxy": noProxy,
+		},
+		BaseURL: map[preset.Provider]string{},
+	}
+	for _, api := range a.APIs {
+		if !served[api.Provider] {
+			continue
+		}
+		u := fmt.Sprintf("http://%s:%d/%s/%s", e.proxyIP, KeysPort, tok, api.Provider)
+		cfg.BaseURL[api.Provider] = u
+		for _, v := range api.BaseURLEnv {
+			cfg.Env[v] = u
+		}
+		for _, v := range api.KeyEnv {
+			cfg.Env[v] = Placeholder
+		}
+	}
+	return cfg, nil
+}
+
+// Blocked returns the job's distinct refused destinations, "host:port (reason)".
+func (e *Egress) Blocked(ctx context.Context, jobID string) ([]string, error) {
+	rep, err := e.call(ctx, proxy.Request{Op: "blocked", JobID: jobID})
+	if err != nil {
+		return nil, err
+	}
+	return rep.Blocked, nil
+}
+
+// Attempts returns the job's recent attempts as the proxy recorded them.
+func (e *Egress) Attempts(ctx context.Context, jobID string) ([]proxy.Attempt, error) {
+	rep, err := e.call(ctx, proxy.Request{Op: "attempts", JobID: jobID})
+	if err != nil {
+		return nil, err
+	}
+	return rep.Attempts, nil
+}
+
+// Close stops the proxy and removes its container and the run's networks. Agents must be gone
+// first (a network with containers cannot be removed). It is safe to call twice; later calls
+// return the first result. Call it with a context that is not the cancelled run's (e.g.
+// context.WithoutCancel plus a timeout).
+func (e *Egress) Close(ctx context.Context) error {
+	e.closeOnce.Do(func() { e.closeErr = e.close(ctx) })
+	return e.closeErr
+}
+
+func (e *Egress) close(ctx context.Context) error {
+	var errs []error
+	if e.hijack.Conn != nil {
+		// End of stdin is the proxy's signal to stop.
+		_ = e.hijack.CloseWrite()
+	}
+	if e.container != "" {
+		err := e.cli.ContainerRemove(ctx, e.container, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove proxy container of run %s: %s", e.runID, cleanErr(err)))
+		}
+	}
+	if e.hijack.Conn != nil {
+		e.hijack.Close()
+		select {
+		case <-e.logsDone:
+		case <-time.After(2 * time.Second):
+		}
+	}
+	for _, n := range []string{e.internal, e.outside} {
+		if n == "" {
+			continue
+		}
+		if err := e.cli.NetworkRemove(ctx, n); err != nil && !cerrdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove network %s of run %s: %s", n, e.runID, cleanErr(err)))
+		}
+	}
+	if len(errs) == 0 {
+		e.log.Info("egress proxy removed")
+	}
+	return errors.Join(errs...)
+}
