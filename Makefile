@@ -4,7 +4,7 @@ BIN     := bin/runner
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test bench lint demo fuzz clean
+.PHONY: build test bench lint demo fuzz clean testagent-image
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/runner
@@ -28,6 +28,13 @@ fuzz:
 
 demo: build
 	./scripts/demo.sh
+
+# The test agent as a FROM-scratch image, built locally (there is no registry to pull from).
+testagent-image:
+	mkdir -p bin/testagent-image
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/testagent-image/testagent ./internal/testagent
+	printf 'FROM scratch\nCOPY testagent /testagent\nENTRYPOINT ["/testagent"]\n' > bin/testagent-image/Dockerfile
+	docker build -q -t agentrunner/testagent:dev bin/testagent-image >/dev/null
 
 clean:
 	rm -rf bin bench.txt
