@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/agentrunner/agentrunner/config"
+	"github.com/agentrunner/agentrunner/preset"
 	"github.com/agentrunner/agentrunner/runner/expr"
 )
 
@@ -167,9 +168,15 @@ func (cn *compiledNode) expand(needs map[string]expr.Need, preview bool) ([]*Ins
 				return nil, fmt.Errorf("agent %s: %w", a.Name, err)
 			}
 		}
-		argv, err := cn.argv(prompt, &ictx, render)
+		argv, presetEnv, err := cn.argv(prompt, &ictx, render)
 		if err != nil {
 			return nil, err
+		}
+		// The preset's own variables (e.g. IS_SANDBOX for claude) come first; the routine's win.
+		if len(presetEnv) > 0 {
+			merged := maps.Clone(presetEnv)
+			maps.Copy(merged, env)
+			env = merged
 		}
 		id := a.Name
 		if ids != nil {
@@ -211,7 +218,7 @@ func (cn *compiledNode) expand(needs map[string]expr.Need, preview bool) ([]*Ins
 
 // argv is the preset's command line for the prompt, or the `command:` elements, each
 // evaluated to exactly one argv element whatever its text holds.
-func (cn *compiledNode) argv(prompt string, ctx *expr.Context, render func(*expr.Template, *expr.Context) (string, error)) ([]string, error) {
+func (cn *compiledNode) argv(prompt string, ctx *expr.Context, render func(*expr.Template, *expr.Context) (string, error)) ([]string, map[string]string, error) {
 	ca := cn.ca
 	a := ca.a
 	if ca.preset != nil {
@@ -221,16 +228,16 @@ func (cn *compiledNode) argv(prompt string, ctx *expr.Context, render func(*expr
 			for k, t := range ca.with {
 				v, err := render(t, ctx)
 				if err != nil {
-					return nil, fmt.Errorf("agent %s: %w", a.Name, err)
+					return nil, nil, fmt.Errorf("agent %s: %w", a.Name, err)
 				}
 				with[k] = v
 			}
 		}
-		argv, err := ca.preset.Argv(prompt, with)
+		cmd, err := ca.preset.Command(prompt, with, preset.Options{})
 		if err != nil {
-			return nil, fmt.Errorf("agent %s: preset %s: %w", a.Name, ca.preset.Name, err)
+			return nil, nil, fmt.Errorf("agent %s: %w", a.Name, err)
 		}
-		return argv, nil
+		return cmd.Argv, cmd.Env, nil
 	}
 	argv := make([]string, len(ca.command))
 	for i, t := range ca.command {
@@ -240,11 +247,11 @@ func (cn *compiledNode) argv(prompt string, ctx *expr.Context, render func(*expr
 		}
 		v, err := render(t, ctx)
 		if err != nil {
-			return nil, fmt.Errorf("agent %s: command[%d]: %w", a.Name, i, err)
+			return nil, nil, fmt.Errorf("agent %s: command[%d]: %w", a.Name, i, err)
 		}
 		argv[i] = v
 	}
-	return argv, nil
+	return argv, nil, nil
 }
 
 // previewCombos stands in for a dynamic matrix at plan time: a dynamic axis holds its
