@@ -171,7 +171,9 @@ type Store interface {
 	// Requeue gives a leased job back without consuming its attempt (graceful shutdown).
 	Requeue(ctx context.Context, id int64, owner string) error
 	// RescueExpired makes the jobs whose lease expired before now available again, or dead with
-	// "lease expired after N attempts" when none remain. It returns the jobs it changed.
+	// "lease expired after N attempts" when none remain. It returns the jobs it changed, at most
+	// 1000 a call (call again while it returns 1000). On Postgres, jobs another daemon is rescuing
+	// at the same moment are skipped, not waited for.
 	RescueExpired(ctx context.Context, now time.Time) ([]Job, error)
 	// CancelJobs cancels the unfinished jobs of a run; a worker holding one sees ErrLeaseLost on
 	// its next Heartbeat or Complete.
