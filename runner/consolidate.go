@@ -137,15 +137,25 @@ func (r *runState) conclusion(ctx context.Context) result.Conclusion {
 		}
 	}
 	if len(failing) > 0 {
-		allTimedOut := true
+		// Timed out only when every failure is a timeout; a missed quorum among successful
+		// replicas is a failure.
+		allTimedOut, timedOut := true, false
 		for _, a := range failing {
+			if a.Result == plan.ResultNoQuorum {
+				allTimedOut = false
+			}
 			for _, id := range a.Jobs {
-				if j := r.res.Job(id); j != nil && j.Outcome != result.Success && j.Outcome != result.TimedOut {
+				j := r.res.Job(id)
+				switch {
+				case j == nil || j.Outcome == result.Success:
+				case j.Outcome == result.TimedOut:
+					timedOut = true
+				default:
 					allTimedOut = false
 				}
 			}
 		}
-		if allTimedOut {
+		if allTimedOut && timedOut {
 			return result.ConclusionTimedOut
 		}
 		return result.ConclusionFailure

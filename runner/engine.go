@@ -175,6 +175,7 @@ func (e *Engine) Run(ctx context.Context, info *reporters.RunInfo, opts RunOptio
 	}
 	wg.Wait()
 
+	r.markStarted()
 	r.consolidate(ctx)
 	r.res.Finished = time.Now()
 	r.res.Conclusion = r.conclusion(ctx)
@@ -194,9 +195,15 @@ type runState struct {
 	nodes  map[string]*nodeState
 	events chan reporters.Update
 
-	mu      sync.Mutex
-	res     *result.Run
-	started bool
+	mu  sync.Mutex
+	res *result.Run
+	// startOnce emits RunStarted before anything else the run does after RunQueued.
+	startOnce sync.Once
+}
+
+// markStarted tells reporters the run is under way; only the first call emits.
+func (r *runState) markStarted() {
+	r.startOnce.Do(func() { r.emit(reporters.Update{Kind: reporters.RunStarted}) })
 }
 
 // nodeState is one agent in progress. ready closes when its instances have finished (what
@@ -244,6 +251,7 @@ func (r *runState) runNode(ctx context.Context, ns *nodeState, judged string) {
 		r.waitFor(ctx, judged, true)
 	}
 
+	r.markStarted()
 	st := r.state(n, judged)
 	finish := func(res string, msg string) {
 		ns.need = plan.NeedResult{Result: res, Outputs: map[string]any{}}
@@ -341,7 +349,8 @@ func (r *runState) addAgent(a *result.Agent) {
 }
 
 // runInstances runs a node's instances with its max-parallel and fail-fast, returning the
-// results in instance order.
+// results in instance order. Instances start in instance order: the next one takes the slot
+// a finished one frees, so a fail-fast cancellation is seen before that slot is reused.
 func (r *runState) runInstances(ctx context.Context, n *plan.Node, insts []*plan.Instance) []*result.Job {
 	nctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -353,12 +362,21 @@ func (r *runState) runInstances(ctx context.Context, n *plan.Node, insts []*plan
 	jobs := make([]*result.Job, len(insts))
 	var wg sync.WaitGroup
 	for i, inst := range insts {
+		select {
+		case local <- struct{}{}:
+		case <-nctx.Done():
+		}
+		if nctx.Err() != nil {
+			jobs[i] = r.cancelledJob(nctx, inst)
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			j := r.runJob(nctx, local, inst)
+			defer func() { <-local }()
+			j := r.runJob(nctx, inst)
 			jobs[i] = j
-			if n.FailFast && j.Outcome != result.Success && j.Outcome != result.Cancelled {
+			if n.FailFast && j.Outcome != result.Success && j.Outcome != result.Cancelled && j.Outcome != result.Skipped {
 				cancel(fmt.Errorf("fail-fast: %s %s", j.ID, j.Outcome))
 			}
 		}()
@@ -367,40 +385,33 @@ func (r *runState) runInstances(ctx context.Context, n *plan.Node, insts []*plan
 	return jobs
 }
 
-// runJob runs one instance: workspace, container, outputs, changes, cleanup.
-func (r *runState) runJob(ctx context.Context, local chan struct{}, inst *plan.Instance) *result.Job {
-	j := &result.Job{ID: inst.ID, Agent: inst.Agent, Replica: inst.Replica, Matrix: inst.Matrix}
-	defer r.addJob(j)
-	cancelled := func() *result.Job {
-		j.Outcome = result.Cancelled
-		j.Started, j.Finished = time.Now(), time.Now()
-		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-			j.Error = cause.Error()
-		}
-		r.emit(reporters.Update{Kind: reporters.JobFinished, Job: j, Instance: inst})
-		return j
+// cancelledJob records an instance that never started because its run or node was cancelled.
+func (r *runState) cancelledJob(ctx context.Context, inst *plan.Instance) *result.Job {
+	now := time.Now()
+	j := &result.Job{ID: inst.ID, Agent: inst.Agent, Replica: inst.Replica, Matrix: inst.Matrix,
+		Outcome: result.Cancelled, Started: now, Finished: now}
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		j.Error = cause.Error()
 	}
-	select {
-	case local <- struct{}{}:
-	case <-ctx.Done():
-		return cancelled()
-	}
-	defer func() { <-local }()
+	r.addJob(j)
+	r.emit(reporters.Update{Kind: reporters.JobFinished, Job: j, Instance: inst})
+	return j
+}
+
+// runJob runs one instance once a slot of the engine is free: workspace, container,
+// outputs, changes, cleanup.
+func (r *runState) runJob(ctx context.Context, inst *plan.Instance) *result.Job {
 	sem := r.e.slots()
 	select {
 	case sem <- struct{}{}:
 	case <-ctx.Done():
-		return cancelled()
+	}
+	if ctx.Err() != nil {
+		return r.cancelledJob(ctx, inst)
 	}
 	defer func() { <-sem }()
-
-	r.mu.Lock()
-	first := !r.started
-	r.started = true
-	r.mu.Unlock()
-	if first {
-		r.emit(reporters.Update{Kind: reporters.RunStarted})
-	}
+	j := &result.Job{ID: inst.ID, Agent: inst.Agent, Replica: inst.Replica, Matrix: inst.Matrix}
+	defer r.addJob(j)
 	j.Started = time.Now()
 	r.emit(reporters.Update{Kind: reporters.JobStarted, Instance: inst, Time: j.Started})
 	r.execute(ctx, inst, j)
