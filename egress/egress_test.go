@@ -369,3 +369,25 @@ func TestImageRefusesDynamicExecutables(t *testing.T) {
 		})
 	}
 }
+
+func TestSandboxReaperRemovesACrashedRunsProxy(t *testing.T) {
+	cli := dockertest.Client(t)
+	exe, _ := testBinaries(t)
+	runID := dockertest.RunID(t)
+	eg, err := Start(t.Context(), cli, RunSpec{RunID: runID, Executable: exe})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	// A crash: nobody calls Close. The next start-up's reaper sweeps this run only.
+	removed, err := sandbox.NewDocker(cli, sandbox.Options{}).Reap(t.Context(), func(id string) bool { return id != runID })
+	if err != nil {
+		t.Fatalf("Reap: %v", err)
+	}
+	if len(removed) != 3 {
+		t.Errorf("Reap removed %v, want the proxy container and both networks", removed)
+	}
+	// Close after a reap finds nothing left and does not fail.
+	if err := eg.Close(t.Context()); err != nil {
+		t.Errorf("Close after Reap: %v", err)
+	}
+}
