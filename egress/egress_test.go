@@ -129,8 +129,8 @@ func runAgent(t *testing.T, cli client.APIClient, runID, jobID string, allow []s
 		RunID: runID, JobID: jobID, Image: dockertest.TestAgentImage(t), PullPolicy: sandbox.PullNever,
 		Argv:         append([]string{"/testagent"}, argv...),
 		WorkspaceDir: t.TempDir(), OutputDir: t.TempDir(),
-		Timeout:      2 * time.Minute,
-		Network:      sandbox.Network{Mode: sandbox.NetworkAllow, Allow: allow, DockerNetwork: cfg.Network, ProxyEnv: cfg.Env},
+		Timeout: 2 * time.Minute,
+		Network: sandbox.Network{Mode: sandbox.NetworkAllow, Allow: allow, DockerNetwork: cfg.Network, ProxyEnv: cfg.Env},
 	}
 	h, err := sb.Prepare(t.Context(), spec)
 	if err != nil {
