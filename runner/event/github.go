@@ -39,7 +39,13 @@ type ghRepo struct {
 	Private       bool    `json:"private"`
 }
 
-type ghCommon struct {
+// ghPayload is every top-level field the runner reads, of every kind, so the payload is
+// decoded into structs once.
+type ghPayload struct {
+	ghPush
+	ghPullRequest
+	ghIssueComment
+	ghCheck
 	Action       *string `json:"action"`
 	Repository   *ghRepo `json:"repository"`
 	Sender       *ghUser `json:"sender"`
@@ -51,7 +57,7 @@ type ghCommon struct {
 
 type ghPush struct {
 	Ref     *string `json:"ref"`
-	Before  string  `json:"before"`
+	Before  string  `json:"before"` // push and pull_request synchronize
 	After   *string `json:"after"`
 	Created bool    `json:"created"`
 	Deleted bool    `json:"deleted"`
@@ -69,7 +75,6 @@ type ghBranch struct {
 }
 
 type ghPullRequest struct {
-	Before      string `json:"before"`
 	PullRequest *struct {
 		Number int     `json:"number"`
 		Title  string  `json:"title"`
@@ -145,9 +150,9 @@ func fromGitHub(kind, deliveryID string, payload []byte) (*Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	var common ghCommon
+	var common ghPayload
 	if err := json.Unmarshal(payload, &common); err != nil {
-		return nil, fmt.Errorf("decode payload: %w", err)
+		return nil, fmt.Errorf("decode %s payload: %w", kind, err)
 	}
 	ev := &Event{Kind: kind, DeliveryID: deliveryID, Payload: raw}
 	if common.Action != nil {
@@ -185,13 +190,13 @@ func fromGitHub(kind, deliveryID string, payload []byte) (*Event, error) {
 	}
 	switch kind {
 	case KindPush:
-		err = fillPush(ev, payload)
+		err = fillPush(ev, &common.ghPush)
 	case KindPullRequest:
-		err = fillPullRequest(ev, payload)
+		err = fillPullRequest(ev, &common.ghPullRequest, common.Before)
 	case KindIssueComment:
-		err = fillIssueComment(ev, payload)
+		err = fillIssueComment(ev, &common.ghIssueComment)
 	default:
-		err = fillCheck(ev, payload)
+		err = fillCheck(ev, &common.ghCheck)
 	}
 	if err != nil {
 		return nil, err
@@ -240,11 +245,7 @@ func repoOf(r *ghRepo) (Repo, error) {
 	return repo, nil
 }
 
-func fillPush(ev *Event, payload []byte) error {
-	var p ghPush
-	if err := json.Unmarshal(payload, &p); err != nil {
-		return fmt.Errorf("decode push payload: %w", err)
-	}
+func fillPush(ev *Event, p *ghPush) error {
 	if p.Ref == nil || *p.Ref == "" {
 		return missing("ref")
 	}
@@ -283,11 +284,7 @@ func fillPush(ev *Event, payload []byte) error {
 	return nil
 }
 
-func fillPullRequest(ev *Event, payload []byte) error {
-	var p ghPullRequest
-	if err := json.Unmarshal(payload, &p); err != nil {
-		return fmt.Errorf("decode pull_request payload: %w", err)
-	}
+func fillPullRequest(ev *Event, p *ghPullRequest, before string) error {
 	pr := p.PullRequest
 	switch {
 	case pr == nil:
@@ -332,15 +329,11 @@ func fillPullRequest(ev *Event, payload []byte) error {
 	ev.SHA = out.HeadSHA
 	ev.Branch = out.BaseRef
 	ev.Ref = fmt.Sprintf("refs/pull/%d/head", out.Number)
-	ev.Before = p.Before
+	ev.Before = before
 	return nil
 }
 
-func fillIssueComment(ev *Event, payload []byte) error {
-	var p ghIssueComment
-	if err := json.Unmarshal(payload, &p); err != nil {
-		return fmt.Errorf("decode issue_comment payload: %w", err)
-	}
+func fillIssueComment(ev *Event, p *ghIssueComment) error {
 	if p.Issue == nil || p.Issue.Number == 0 {
 		return missing("issue.number")
 	}
@@ -364,11 +357,7 @@ func fillIssueComment(ev *Event, payload []byte) error {
 	return nil
 }
 
-func fillCheck(ev *Event, payload []byte) error {
-	var p ghCheck
-	if err := json.Unmarshal(payload, &p); err != nil {
-		return fmt.Errorf("decode %s payload: %w", ev.Kind, err)
-	}
+func fillCheck(ev *Event, p *ghCheck) error {
 	if ev.Kind == KindCheckSuite {
 		s := p.CheckSuite
 		if s == nil || s.HeadSHA == "" {

@@ -340,7 +340,7 @@ func TestFromGitHubRejectsBadPayloadsClearly(t *testing.T) {
 		{"truncated JSON", KindPush, []byte(`{"ref": "refs/heads/main"`), "decode payload"},
 		{"a JSON array", KindPush, []byte(`[1,2]`), "decode payload"},
 		{"JSON null", KindPush, []byte(`null`), "not a JSON object"},
-		{"a string where an object belongs", KindPush, []byte(`{"repository": "x"}`), "decode payload"},
+		{"a string where an object belongs", KindPush, []byte(`{"repository": "x"}`), "decode push payload"},
 		{"a push without after", KindPush, drop("push.json", "after"), `no "after"`},
 		{"a push without ref", KindPush, drop("push.json", "ref"), `no "ref"`},
 		{"a push without repository", KindPush, drop("push.json", "repository"), `no "repository"`},
@@ -427,4 +427,33 @@ func FuzzFromGitHub(f *testing.F) {
 		}
 		Match(&anyTriggers, ev)
 	})
+}
+
+// BenchmarkFromGitHub normalizes real payloads. The baseline is decoding the same bytes into a
+// map, which FromGitHub must do anyway for Payload; x-unmarshal is FromGitHub's time over it.
+func BenchmarkFromGitHub(b *testing.B) {
+	for _, file := range []string{"push.json", "pull_request.opened.json"} {
+		payload := readPayload(b, file)
+		var baseNs float64
+		b.Run(file+"/baseline-unmarshal", func(b *testing.B) {
+			b.SetBytes(int64(len(payload)))
+			for b.Loop() {
+				var m map[string]any
+				if err := json.Unmarshal(payload, &m); err != nil {
+					b.Fatal(err)
+				}
+			}
+			baseNs = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+		})
+		b.Run(file+"/FromGitHub", func(b *testing.B) {
+			b.SetBytes(int64(len(payload)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := FromGitHub(kindOf(file), "d", payload); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/baseNs, "x-unmarshal")
+		})
+	}
 }
