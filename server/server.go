@@ -84,6 +84,10 @@ func New(cfg Config) (*Server, error) {
 // Handler returns the server's routes.
 func (s *Server) Handler() http.Handler { return s.mux }
 
+// Mux returns the server's router, so other parts of the daemon (the dispatch and read API)
+// can add their routes beside the webhook.
+func (s *Server) Mux() *http.ServeMux { return s.mux }
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
@@ -154,50 +158,67 @@ func answer(w http.ResponseWriter, code int, status, id string) {
 	_, _ = fmt.Fprintf(w, `{"status":%q,"delivery":%s}`+"\n", status, q)
 }
 
-// routing is the part of a payload that decides whether a delivery is queued.
-type routing struct {
-	Action  *string `json:"action"`
-	Deleted bool    `json:"deleted"`
-	Issue   *struct {
-		PullRequest json.RawMessage `json:"pull_request"`
-	} `json:"issue"`
-	Comment *struct {
-		Body string `json:"body"`
-	} `json:"comment"`
-}
-
 // Route decides whether a verified delivery of kind is worth a run: it returns false for events
 // and actions that never start a routine (they are acknowledged and dropped) and an error for a
-// payload that is not valid JSON. Which routines run is decided later, on the repository's
-// config at the event's commit.
+// payload that is not a valid JSON object. Which routines run is decided later, on the
+// repository's config at the event's commit.
 func Route(kind string, body []byte) (queue bool, err error) {
-	var p routing
-	if err := json.Unmarshal(body, &p); err != nil {
-		return false, fmt.Errorf("webhook %s: payload is not valid JSON: %w", kind, err)
+	var action, deleted, issue, comment []byte
+	err = topLevel(body, func(k []byte) bool {
+		switch string(k) {
+		case "action", "deleted", "issue", "comment":
+			return true
+		}
+		return false
+	}, func(k, v []byte) {
+		switch string(k) {
+		case "action":
+			action = v
+		case "deleted":
+			deleted = v
+		case "issue":
+			issue = v
+		case "comment":
+			comment = v
+		}
+	})
+	if err != nil {
+		return false, fmt.Errorf("webhook %s: %w", kind, err)
 	}
-	action := ""
-	if p.Action != nil {
-		action = *p.Action
+	act := ""
+	if len(action) > 0 && action[0] == '"' {
+		if err := json.Unmarshal(action, &act); err != nil {
+			return false, fmt.Errorf("webhook %s: action: %w", kind, err)
+		}
 	}
 	switch kind {
 	case event.KindPush:
-		return !p.Deleted, nil
+		return string(deleted) != "true", nil
 	case event.KindPullRequest:
 		// Routines choose their types (labeled, closed, ...): every action may matter.
-		return action != "", nil
+		return act != "", nil
 	case event.KindIssueComment:
-		if action != "created" && action != "edited" {
+		if act != "created" && act != "edited" || issue == nil || comment == nil {
 			return false, nil
 		}
-		if p.Issue == nil || len(p.Issue.PullRequest) == 0 || string(p.Issue.PullRequest) == "null" || p.Comment == nil {
+		var is struct {
+			PullRequest json.RawMessage `json:"pull_request"`
+		}
+		var cm struct {
+			Body string `json:"body"`
+		}
+		if json.Unmarshal(issue, &is) != nil || json.Unmarshal(comment, &cm) != nil {
+			return false, fmt.Errorf("webhook %s: issue or comment is not an object", kind)
+		}
+		if len(is.PullRequest) == 0 || string(is.PullRequest) == "null" {
 			return false, nil
 		}
-		_, ok := event.ParseCommand(p.Comment.Body)
+		_, ok := event.ParseCommand(cm.Body)
 		return ok, nil
 	case event.KindCheckRun:
-		return action == "rerequested" || action == "requested_action", nil
+		return act == "rerequested" || act == "requested_action", nil
 	case event.KindCheckSuite:
-		return action == "rerequested", nil
+		return act == "rerequested", nil
 	case event.KindInstallation:
 		// Recorded so the daemon can track installations; it starts nothing.
 		return true, nil
