@@ -36,7 +36,6 @@ func push25KB(b testing.TB) []byte {
 	return body
 }
 
-
 // BenchmarkWebhook25KB measures one delivery through the HTTP handler (httptest, no network):
 // signature check, body read, routing parse, and an in-memory enqueue. The baseline measured in
 // the same run is the signature check alone (github.VerifySignature), the floor of any intake.
