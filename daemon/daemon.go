@@ -1,0 +1,366 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/agentrunner/agentrunner/store"
+)
+
+// Job kinds the daemon adds to the store's queue (intake jobs are store.KindIntake).
+const (
+	// KindRun runs one run; its RunID names it.
+	KindRun = "run"
+)
+
+// Errors the daemon returns to callers that map them to HTTP statuses.
+var (
+	// ErrDraining: the daemon is shutting down and accepts nothing new (503).
+	ErrDraining = errors.New("the runner is shutting down; retry later")
+)
+
+// Causes of a run's cancellation, told apart after the engine returns.
+var (
+	errShutdown  = errors.New("the runner is shutting down")
+	errLeaseLost = errors.New("the lease of this job was lost (rescued by another worker)")
+)
+
+// cancelledError is the cause of a run cancelled on purpose (CancelJobs).
+type cancelledError struct{ reason string }
+
+func (e *cancelledError) Error() string { return "cancelled: " + e.reason }
+
+// Options configure a Daemon. Store, Pipeline and Repos are required.
+type Options struct {
+	Store    store.Store
+	Pipeline Pipeline
+	Repos    *Repos
+	Logger   *slog.Logger
+	// Owner names this daemon in leases. It must be unique among daemons sharing the database
+	// and stable across restarts, so a restarted daemon takes back what it held at once.
+	Owner string
+	// Workers is how many runs this daemon runs at once (default 16); agents inside runs are
+	// bounded by the pipeline's sandbox (--max-agents).
+	Workers int
+	// IntakeWorkers plan deliveries at once (default 4).
+	IntakeWorkers int
+	// MaxPerRepo bounds the runs of one repository this daemon runs at once (0: no limit).
+	MaxPerRepo int
+	// LeaseTTL is how long a lease lives without a heartbeat (default 30s).
+	LeaseTTL time.Duration
+	// Poll is how often idle workers look for jobs (default 200ms).
+	Poll time.Duration
+	// ShutdownGrace is how long running agents may finish after shutdown starts (default 30s).
+	ShutdownGrace time.Duration
+	// Reap removes containers and workspaces of runs keep does not claim; called at start.
+	Reap func(ctx context.Context, keep func(runID string) bool) error
+	// NoSchedules turns the scheduler off.
+	NoSchedules bool
+	// ScheduleTick is how often schedules are checked (default 1s).
+	ScheduleTick time.Duration
+	// Now is the clock (tests).
+	Now func() time.Time
+}
+
+// Daemon runs deliveries from the store's queue.
+type Daemon struct {
+	o       Options
+	log     *slog.Logger
+	metrics *Metrics
+	sched   *scheduler
+
+	draining atomic.Bool
+	kick     chan struct{}
+	started  time.Time
+
+	mu       sync.Mutex
+	held     map[int64]context.CancelCauseFunc
+	repoSems map[string]chan struct{}
+	runWG    sync.WaitGroup
+	running  atomic.Int64
+}
+
+// New checks o and makes a daemon; Run starts it.
+func New(o Options) (*Daemon, error) {
+	if o.Store == nil || o.Pipeline == nil || o.Repos == nil {
+		return nil, errors.New("daemon: Store, Pipeline and Repos are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Owner == "" {
+		host, _ := os.Hostname()
+		o.Owner = host + "-" + randomHex(4)
+	}
+	if o.Workers <= 0 {
+		o.Workers = 16
+	}
+	if o.IntakeWorkers <= 0 {
+		o.IntakeWorkers = 4
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 30 * time.Second
+	}
+	if o.Poll <= 0 {
+		o.Poll = 200 * time.Millisecond
+	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = 30 * time.Second
+	}
+	if o.ScheduleTick <= 0 {
+		o.ScheduleTick = time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	d := &Daemon{
+		o:        o,
+		log:      o.Logger.With("owner", o.Owner),
+		kick:     make(chan struct{}, 1),
+		held:     map[int64]context.CancelCauseFunc{},
+		repoSems: map[string]chan struct{}{},
+	}
+	d.metrics = newMetrics(d)
+	d.sched = newScheduler(d)
+	return d, nil
+}
+
+// Metrics returns the daemon's Prometheus collectors, for /metrics.
+func (d *Daemon) Metrics() *Metrics { return d.metrics }
+
+// Draining reports whether shutdown has started (webhooks then answer 503).
+func (d *Daemon) Draining() bool { return d.draining.Load() }
+
+// Owner is the name this daemon leases jobs under.
+func (d *Daemon) Owner() string { return d.o.Owner }
+
+// wake makes idle intake workers look for jobs now.
+func (d *Daemon) wake() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// RecordDelivery is the queue the GitHub webhook handler hands deliveries to: the store's
+// RecordDelivery, refused while draining, and waking the intake workers.
+func (d *Daemon) RecordDelivery(ctx context.Context, del store.Delivery) (bool, error) {
+	if d.Draining() {
+		return false, ErrDraining
+	}
+	fresh, err := d.o.Store.RecordDelivery(ctx, del)
+	if err != nil {
+		return false, err
+	}
+	d.metrics.deliveries.WithLabelValues(del.Event, freshLabel(fresh)).Inc()
+	if fresh {
+		d.wake()
+	}
+	return fresh, nil
+}
+
+func freshLabel(fresh bool) string {
+	if fresh {
+		return "accepted"
+	}
+	return "duplicate"
+}
+
+// Run serves until ctx ends, then drains: intake stops at once, running runs get
+// ShutdownGrace to finish, then they are cancelled and given back to the queue.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.started = d.o.Now()
+	if err := d.recover(ctx); err != nil {
+		return err
+	}
+	// Runs and heartbeats outlive ctx: they end when the drain says so.
+	work, stopWork := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stopWork(errShutdown)
+	hbCtx, stopHB := context.WithCancel(context.WithoutCancel(ctx))
+	var loops sync.WaitGroup
+	spawn := func(f func()) {
+		loops.Add(1)
+		go func() { defer loops.Done(); f() }()
+	}
+	var hbDone sync.WaitGroup
+	hbDone.Add(1)
+	go func() { defer hbDone.Done(); d.heartbeatLoop(hbCtx) }()
+	spawn(func() { d.intakeLoop(ctx) })
+	spawn(func() { d.runLoop(ctx, work) })
+	spawn(func() { d.rescueLoop(ctx) })
+	if !d.o.NoSchedules {
+		spawn(func() { d.sched.loop(ctx) })
+	}
+	d.log.Info("runner daemon started", "workers", d.o.Workers, "lease_ttl", d.o.LeaseTTL)
+	<-ctx.Done()
+	d.draining.Store(true)
+	d.log.Info("shutting down: intake stopped, waiting for running runs", "running", d.running.Load(), "grace", d.o.ShutdownGrace)
+	loops.Wait()
+	done := make(chan struct{})
+	go func() { d.runWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d.o.ShutdownGrace):
+		d.log.Warn("shutdown grace is over: cancelling running runs and giving them back to the queue", "running", d.running.Load())
+		stopWork(errShutdown)
+		<-done
+	}
+	stopHB()
+	hbDone.Wait()
+	d.log.Info("runner daemon stopped")
+	return nil
+}
+
+// recover runs at start: leases a previous incarnation of this daemon held are ended (the
+// attempt counts, so a job that crashes the daemon is not retried forever), expired leases are
+// rescued, and containers and workspaces of runs nobody holds are reaped.
+func (d *Daemon) recover(ctx context.Context) error {
+	leased, err := d.o.Store.ListJobs(ctx, store.JobFilter{State: store.JobLeased, Limit: 100000})
+	if err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	for _, j := range leased {
+		if j.LeaseOwner != d.o.Owner {
+			continue
+		}
+		dead, err := d.o.Store.Fail(ctx, j.ID, d.o.Owner, fmt.Sprintf("the runner %s restarted during attempt %d", d.o.Owner, j.Attempts), 0)
+		if err != nil && !errors.Is(err, store.ErrLeaseLost) {
+			return fmt.Errorf("recover job %d: %w", j.ID, err)
+		}
+		d.log.Info("took back a job held before the restart", "job", j.ID, "kind", j.Kind, "run_id", j.RunID, "dead", dead)
+		if dead {
+			j.LastError = fmt.Sprintf("the runner restarted during each of %d attempts", j.Attempts)
+			d.concludeDead(ctx, j)
+		}
+	}
+	d.rescue(ctx)
+	if d.o.Reap != nil {
+		live, err := d.o.Store.ListJobs(ctx, store.JobFilter{State: store.JobLeased, Kind: KindRun, Limit: 100000})
+		if err != nil {
+			return fmt.Errorf("recover: list live runs: %w", err)
+		}
+		keep := map[string]bool{}
+		for _, j := range live {
+			keep[j.RunID] = true
+		}
+		if err := d.o.Reap(ctx, func(id string) bool { return keep[id] }); err != nil {
+			d.log.Warn("reap leftovers", "err", err)
+		}
+	}
+	return nil
+}
+
+func (d *Daemon) rescueLoop(ctx context.Context) {
+	t := time.NewTicker(d.o.LeaseTTL / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.rescue(ctx)
+		}
+	}
+}
+
+// rescue makes expired leases available again, and concludes the runs of jobs out of attempts.
+func (d *Daemon) rescue(ctx context.Context) {
+	jobs, err := d.o.Store.RescueExpired(ctx, d.o.Now())
+	if err != nil {
+		d.log.Warn("rescue expired leases", "err", err)
+		return
+	}
+	for _, j := range jobs {
+		d.log.Warn("rescued a job whose lease expired", "job", j.ID, "kind", j.Kind, "run_id", j.RunID, "state", j.State, "reason", j.LastError)
+		if j.State == store.JobDead {
+			d.concludeDead(ctx, j)
+		} else {
+			d.wake()
+		}
+	}
+}
+
+// heartbeatLoop extends the leases of held jobs and stops the ones lost or cancelled.
+func (d *Daemon) heartbeatLoop(ctx context.Context) {
+	t := time.NewTicker(d.o.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d.mu.Lock()
+		ids := make([]int64, 0, len(d.held))
+		for id := range d.held {
+			ids = append(ids, id)
+		}
+		d.mu.Unlock()
+		if len(ids) == 0 {
+			continue
+		}
+		lost, err := d.o.Store.Heartbeat(ctx, ids, d.o.Owner, d.o.LeaseTTL)
+		if err != nil {
+			d.log.Warn("heartbeat", "err", err)
+			continue
+		}
+		for _, id := range lost {
+			var cause error = errLeaseLost
+			if j, err := d.o.Store.GetJob(ctx, id); err == nil && j.State == store.JobCancelled {
+				cause = &cancelledError{reason: j.LastError}
+			}
+			d.mu.Lock()
+			cancel := d.held[id]
+			d.mu.Unlock()
+			if cancel != nil {
+				d.log.Info("stopping a job", "job", id, "why", cause)
+				cancel(cause)
+			}
+		}
+	}
+}
+
+func (d *Daemon) hold(id int64, cancel context.CancelCauseFunc) {
+	d.mu.Lock()
+	d.held[id] = cancel
+	d.mu.Unlock()
+}
+
+func (d *Daemon) release(id int64) {
+	d.mu.Lock()
+	delete(d.held, id)
+	d.mu.Unlock()
+}
+
+// sleep waits for the poll interval, a kick, or the end of ctx.
+func (d *Daemon) sleep(ctx context.Context, kick <-chan struct{}) {
+	t := time.NewTimer(d.o.Poll)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-kick:
+	}
+}
+
+// RunID is the id of the run a delivery starts for routine: the same on every attempt, so a
+// retried intake finds its run and the GitHub reporters find their check run (external_id).
+func RunID(deliveryID, routine string) string {
+	sum := sha256.Sum256([]byte(deliveryID + "\x00" + routine))
+	return "r" + hex.EncodeToString(sum[:10])
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

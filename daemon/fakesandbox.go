@@ -1,0 +1,39 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/agentrunner/agentrunner/runner"
+	"github.com/agentrunner/agentrunner/runner/result"
+)
+
+// FakeSleepEnv is the agent environment variable FakeSandbox waits on (a Go duration).
+const FakeSleepEnv = "AGENTRUNNER_FAKE_SLEEP"
+
+// FakeSandbox starts no container: each task succeeds at once, or after the duration in its
+// AGENTRUNNER_FAKE_SLEEP environment variable, and is cancelled with its context. It exists so
+// the daemon's crash and load tests (`runner serve --sandbox fake`) exercise the queue, the
+// store and the reporters at hundreds of runs a minute; the Docker path is covered by the
+// sandbox, runner and demo tests.
+type FakeSandbox struct{}
+
+// Run implements runner.Sandbox.
+func (FakeSandbox) Run(ctx context.Context, t *runner.Task, logs io.Writer) (*runner.Exit, error) {
+	start := time.Now()
+	fmt.Fprintf(logs, "fake sandbox: %s %v\n", t.Instance.ID, t.Instance.Argv)
+	if s := t.Env[FakeSleepEnv]; s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return nil, fmt.Errorf("fake sandbox: %s=%q: %w", FakeSleepEnv, s, err)
+		}
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return &runner.Exit{Outcome: result.Cancelled, ExitCode: -1, Started: start, Finished: time.Now()}, nil
+		}
+	}
+	return &runner.Exit{Outcome: result.Success, Started: start, Finished: time.Now()}, nil
+}

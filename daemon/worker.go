@@ -1,0 +1,277 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/agentrunner/agentrunner/runner/event"
+	"github.com/agentrunner/agentrunner/runner/plan"
+	"github.com/agentrunner/agentrunner/runner/result"
+	"github.com/agentrunner/agentrunner/store"
+)
+
+func (d *Daemon) runLoop(ctx, work context.Context) {
+	for ctx.Err() == nil {
+		free := d.o.Workers - int(d.running.Load())
+		if free <= 0 {
+			d.sleep(ctx, nil)
+			continue
+		}
+		jobs, err := d.o.Store.Lease(ctx, d.o.Owner, []string{KindRun}, free, d.o.LeaseTTL)
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log.Warn("lease run jobs", "err", err)
+			}
+			d.sleep(ctx, nil)
+			continue
+		}
+		for _, j := range jobs {
+			jctx, cancel := context.WithCancelCause(work)
+			d.hold(j.ID, cancel)
+			d.running.Add(1)
+			d.runWG.Add(1)
+			go func() {
+				defer d.runWG.Done()
+				defer d.running.Add(-1)
+				defer d.release(j.ID)
+				defer cancel(nil)
+				d.runJob(jctx, j)
+			}()
+		}
+		if len(jobs) == 0 {
+			d.sleep(ctx, d.kick)
+		}
+	}
+}
+
+// runJob runs one run job: wait for the concurrency group and the repository's limit, run,
+// record. How the run's context ended decides what happens to the job: a shutdown gives it
+// back to the queue, a lost lease drops the result (another worker owns the job now), a
+// cancellation concludes the run cancelled.
+func (d *Daemon) runJob(ctx context.Context, j store.Job) {
+	log := d.log.With("job", j.ID, "run_id", j.RunID)
+	// Store writes after the run's context ended must still happen.
+	bg := context.WithoutCancel(ctx)
+	run, err := d.o.Store.GetRun(ctx, j.RunID)
+	if err != nil {
+		d.failJob(bg, log, j, fmt.Errorf("read run %s: %w", j.RunID, err), nil, nil)
+		return
+	}
+	log = log.With("repo", run.Repo, "routine", run.Routine)
+	if run.Status == store.RunCompleted {
+		// A previous attempt finished the run and died before completing the job.
+		_ = d.o.Store.Complete(bg, j.ID, d.o.Owner, nil)
+		return
+	}
+	ev, pr, err := d.replan(ctx, run)
+	if err != nil {
+		d.failJob(bg, log, j, err, ev, pr)
+		return
+	}
+	if run.ConcurrencyGroup != "" {
+		if !d.acquireGroup(ctx, log, run, pr) {
+			d.endEarly(bg, log, j, run, ctx)
+			return
+		}
+	}
+	release, ok := d.repoSlot(ctx, run.Repo)
+	if !ok {
+		d.endEarly(bg, log, j, run, ctx)
+		return
+	}
+	defer release()
+
+	started := d.o.Now()
+	if err := d.o.Store.UpdateRun(bg, store.Run{ID: run.ID, Status: store.RunRunning, StartedAt: started}); err != nil {
+		log.Warn("mark run running", "err", err)
+	}
+	log.Info("run started", "attempt", j.Attempts)
+	res, err := d.o.Pipeline.Run(ctx, ev, pr, run.ID)
+	cause := context.Cause(ctx)
+	switch {
+	case errors.Is(cause, errShutdown):
+		d.requeue(bg, log, j, run)
+		return
+	case errors.Is(cause, errLeaseLost):
+		log.Warn("lease lost during the run; its result is dropped")
+		return
+	}
+	if err != nil {
+		d.failJob(bg, log, j, err, ev, pr)
+		return
+	}
+	upd := store.Run{ID: run.ID, Status: store.RunCompleted, Conclusion: string(res.Conclusion), FinishedAt: d.o.Now()}
+	var ce *cancelledError
+	if errors.As(cause, &ce) {
+		upd.Conclusion, upd.Error = string(result.ConclusionCancelled), ce.reason
+	}
+	if err := d.o.Store.UpdateRun(bg, upd); err != nil {
+		log.Warn("record run result", "err", err)
+	}
+	d.metrics.runs.WithLabelValues(upd.Conclusion).Inc()
+	summary, _ := json.Marshal(map[string]any{"conclusion": upd.Conclusion, "jobs": len(res.Jobs)})
+	if ce == nil {
+		if err := d.o.Store.Complete(bg, j.ID, d.o.Owner, summary); err != nil {
+			log.Warn("complete run job", "err", err)
+		}
+	}
+	log.Info("run finished", "conclusion", upd.Conclusion, "took", time.Since(started).Round(time.Millisecond))
+}
+
+// replan rebuilds the run's event and plan from its delivery.
+func (d *Daemon) replan(ctx context.Context, run store.Run) (*event.Event, *plan.Run, error) {
+	del, err := d.o.Store.GetDelivery(ctx, run.DeliveryID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read delivery %s of run %s: %w", run.DeliveryID, run.ID, err)
+	}
+	ev, err := d.eventOf(ctx, del)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ev == nil {
+		return nil, nil, permanentError{fmt.Errorf("delivery %s starts no run", del.ID)}
+	}
+	p, err := d.o.Pipeline.Plan(ctx, ev, run.Routine)
+	if p == nil || len(p.Runs) == 0 {
+		if err == nil {
+			err = fmt.Errorf("routine %s no longer matches delivery %s", run.Routine, del.ID)
+		}
+		return ev, nil, permanentError{fmt.Errorf("plan run %s: %w", run.ID, err)}
+	}
+	return ev, p.Runs[0], nil
+}
+
+// acquireGroup waits until run holds its concurrency group; with cancel-in-progress it cancels
+// the holder first. False when ctx ended while waiting.
+func (d *Daemon) acquireGroup(ctx context.Context, log *slog.Logger, run store.Run, pr *plan.Run) bool {
+	cancelIn := pr.Concurrency != nil && pr.Concurrency.CancelInProgress
+	marked := false
+	var cancelled string
+	var cancelledAt time.Time
+	for {
+		ok, holder, err := d.o.Store.AcquireGroup(ctx, run.ConcurrencyGroup, run.ID)
+		if err != nil {
+			log.Warn("acquire concurrency group", "group", run.ConcurrencyGroup, "err", err)
+		}
+		if ok {
+			return true
+		}
+		if err == nil && cancelIn && holder != "" {
+			if holder != cancelled {
+				reason := fmt.Sprintf("superseded by run %s in concurrency group %s", run.ID, run.ConcurrencyGroup)
+				if _, err := d.o.Store.CancelJobs(ctx, holder, reason); err != nil {
+					log.Warn("cancel the run in progress", "holder", holder, "err", err)
+				} else {
+					log.Info("cancelling the run in progress", "holder", holder, "group", run.ConcurrencyGroup)
+					cancelled, cancelledAt = holder, d.o.Now()
+				}
+			} else if d.o.Now().Sub(cancelledAt) > 2*d.o.LeaseTTL {
+				// Nobody concluded the cancelled holder: its worker is gone.
+				_ = d.o.Store.UpdateRun(ctx, store.Run{ID: holder, Status: store.RunCompleted,
+					Conclusion: string(result.ConclusionCancelled), Error: "superseded by run " + run.ID, FinishedAt: d.o.Now()})
+			}
+		}
+		if !marked {
+			_ = d.o.Store.UpdateRun(ctx, store.Run{ID: run.ID, Status: store.RunWaiting})
+			log.Info("waiting for the concurrency group", "group", run.ConcurrencyGroup, "holder", holder)
+			marked = true
+		}
+		d.sleep(ctx, nil)
+		if ctx.Err() != nil {
+			return false
+		}
+	}
+}
+
+func (d *Daemon) repoSlot(ctx context.Context, repo string) (func(), bool) {
+	if d.o.MaxPerRepo <= 0 {
+		return func() {}, true
+	}
+	d.mu.Lock()
+	sem, ok := d.repoSems[repo]
+	if !ok {
+		sem = make(chan struct{}, d.o.MaxPerRepo)
+		d.repoSems[repo] = sem
+	}
+	d.mu.Unlock()
+	select {
+	case sem <- struct{}{}:
+		return func() { <-sem }, true
+	case <-ctx.Done():
+		return nil, false
+	}
+}
+
+// endEarly handles a run job whose context ended before the run started.
+func (d *Daemon) endEarly(bg context.Context, log *slog.Logger, j store.Job, run store.Run, ctx context.Context) {
+	cause := context.Cause(ctx)
+	var ce *cancelledError
+	switch {
+	case errors.Is(cause, errShutdown):
+		d.requeue(bg, log, j, run)
+	case errors.As(cause, &ce):
+		_ = d.o.Store.UpdateRun(bg, store.Run{ID: run.ID, Status: store.RunCompleted,
+			Conclusion: string(result.ConclusionCancelled), Error: ce.reason, FinishedAt: d.o.Now()})
+		d.metrics.runs.WithLabelValues(string(result.ConclusionCancelled)).Inc()
+	}
+}
+
+func (d *Daemon) requeue(bg context.Context, log *slog.Logger, j store.Job, run store.Run) {
+	if err := d.o.Store.Requeue(bg, j.ID, d.o.Owner); err != nil {
+		log.Warn("give the run back to the queue", "err", err)
+		return
+	}
+	_ = d.o.Store.UpdateRun(bg, store.Run{ID: run.ID, Status: store.RunQueued})
+	log.Info("run given back to the queue for the next start")
+}
+
+// failJob records a failed attempt; when no attempt remains (or the error is permanent) the
+// run concludes as a failure with the reason, on its check run too.
+func (d *Daemon) failJob(bg context.Context, log *slog.Logger, j store.Job, err error, ev *event.Event, pr *plan.Run) {
+	retry := time.Duration(j.Attempts) * 10 * time.Second
+	var perm permanentError
+	if errors.As(err, &perm) {
+		retry = -1
+	}
+	log.Warn("run failed", "err", err, "attempt", j.Attempts, "permanent", retry < 0)
+	dead, ferr := d.o.Store.Fail(bg, j.ID, d.o.Owner, err.Error(), retry)
+	if ferr != nil {
+		log.Warn("record run failure", "err", ferr)
+		return
+	}
+	if dead {
+		j.LastError = err.Error()
+		d.conclude(bg, j, ev, pr)
+	}
+}
+
+// concludeDead concludes the run of a job that ran out of attempts.
+func (d *Daemon) concludeDead(ctx context.Context, j store.Job) {
+	if j.Kind != KindRun || j.RunID == "" {
+		return
+	}
+	run, err := d.o.Store.GetRun(ctx, j.RunID)
+	if err != nil || run.Status == store.RunCompleted {
+		return
+	}
+	ev, pr, _ := d.replan(ctx, run)
+	d.conclude(ctx, j, ev, pr)
+}
+
+func (d *Daemon) conclude(ctx context.Context, j store.Job, ev *event.Event, pr *plan.Run) {
+	reason := "The runner gave up on this run: " + j.LastError
+	if err := d.o.Store.UpdateRun(ctx, store.Run{ID: j.RunID, Status: store.RunCompleted,
+		Conclusion: string(result.ConclusionFailure), Error: reason, FinishedAt: d.o.Now()}); err != nil {
+		d.log.Warn("conclude run", "run_id", j.RunID, "err", err)
+	}
+	d.metrics.runs.WithLabelValues(string(result.ConclusionFailure)).Inc()
+	if ev != nil && pr != nil {
+		if err := d.o.Pipeline.Conclude(ctx, ev, pr, j.RunID, result.ConclusionFailure, reason); err != nil {
+			d.log.Warn("report the run's end", "run_id", j.RunID, "err", err)
+		}
+	}
+}

@@ -1,0 +1,262 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/agentrunner/agentrunner/daemon"
+	"github.com/agentrunner/agentrunner/store"
+)
+
+// maxAPIBody caps a dispatch request's body; inputs are short strings.
+const maxAPIBody = 1 << 20
+
+// Dispatcher starts runs on request; *daemon.Daemon implements it. Errors that carry an
+// HTTPStatus() method choose the answer's status; daemon.ErrDraining answers 503.
+type Dispatcher interface {
+	Dispatch(ctx context.Context, repo, routine string, inputs map[string]string) (*daemon.DispatchResult, error)
+	Hook(ctx context.Context, repo, routine string, body []byte, signature, deliveryID string) (*daemon.DispatchResult, error)
+}
+
+// API serves the dispatch and read API (bearer token), the generic webhooks (HMAC per
+// routine) and /metrics.
+type API struct {
+	Store      store.Store
+	Dispatcher Dispatcher
+	// RunsDir holds <run id>/jobs/<job>/log.txt, as the daemon's pipeline writes them.
+	RunsDir string
+	// Gatherer serves /metrics (nil: no /metrics).
+	Gatherer prometheus.Gatherer
+	Logger   *slog.Logger
+}
+
+// Register adds the API's routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/v1/repos/{owner}/{repo}/routines/{routine}/dispatch", a.auth(a.dispatch))
+	mux.HandleFunc("GET /api/v1/runs", a.auth(a.listRuns))
+	mux.HandleFunc("GET /api/v1/runs/{id}", a.auth(a.getRun))
+	mux.HandleFunc("GET /api/v1/runs/{id}/jobs/{job}/log", a.auth(a.jobLog))
+	mux.HandleFunc("POST "+HookPath, a.hook)
+	if a.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(a.Gatherer, promhttp.HandlerOpts{}))
+	}
+}
+
+func (a *API) log() *slog.Logger {
+	if a.Logger != nil {
+		return a.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// auth checks the bearer token against the store's tokens.
+func (a *API) auth(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || tok == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="agentrunner"`)
+			apiError(w, http.StatusUnauthorized, "missing bearer token (create one with `runner token create NAME`)")
+			return
+		}
+		name, ok, err := a.Store.CheckToken(r.Context(), strings.TrimSpace(tok))
+		if err != nil {
+			a.log().Error("check token", "err", err)
+			apiError(w, http.StatusServiceUnavailable, "cannot check the token now")
+			return
+		}
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="agentrunner", error="invalid_token"`)
+			apiError(w, http.StatusUnauthorized, "invalid token")
+			return
+		}
+		a.log().Debug("api request", "token", name, "method", r.Method, "path", r.URL.Path)
+		next(w, r)
+	}
+}
+
+// DispatchRequest is the body of a dispatch.
+type DispatchRequest struct {
+	Inputs map[string]string `json:"inputs,omitempty"`
+}
+
+func (a *API) dispatch(w http.ResponseWriter, r *http.Request) {
+	var req DispatchRequest
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
+	if err != nil {
+		apiError(w, http.StatusRequestEntityTooLarge, "body over 1 MiB")
+		return
+	}
+	if len(strings.TrimSpace(string(body))) > 0 {
+		dec := json.NewDecoder(strings.NewReader(string(body)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			apiError(w, http.StatusBadRequest, "body: want {\"inputs\": {\"name\": \"value\"}}: "+err.Error())
+			return
+		}
+	}
+	repo := r.PathValue("owner") + "/" + r.PathValue("repo")
+	res, err := a.Dispatcher.Dispatch(r.Context(), repo, r.PathValue("routine"), req.Inputs)
+	if err != nil {
+		a.fail(w, "dispatch", err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, res)
+}
+
+// HookPath is where external systems call routines with `on: webhook`.
+const HookPath = "/hooks/{owner}/{repo}/{routine}"
+
+func (a *API) hook(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxWebhookBody))
+	if err != nil {
+		apiError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", MaxWebhookBody))
+		return
+	}
+	repo := r.PathValue("owner") + "/" + r.PathValue("repo")
+	delivery := r.Header.Get("X-Delivery-ID")
+	res, err := a.Dispatcher.Hook(r.Context(), repo, r.PathValue("routine"), body, r.Header.Get("X-Hub-Signature-256"), delivery)
+	if err != nil {
+		a.fail(w, "hook", err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, res)
+}
+
+func (a *API) fail(w http.ResponseWriter, what string, err error) {
+	var st interface{ HTTPStatus() int }
+	switch {
+	case errors.As(err, &st):
+		apiError(w, st.HTTPStatus(), err.Error())
+	case errors.Is(err, daemon.ErrDraining):
+		w.Header().Set("Retry-After", "10")
+		apiError(w, http.StatusServiceUnavailable, err.Error())
+	default:
+		a.log().Error(what+" failed", "err", err)
+		apiError(w, http.StatusServiceUnavailable, what+" failed: "+err.Error())
+	}
+}
+
+// RunView is a run as the read API shows it.
+type RunView struct {
+	ID               string          `json:"id"`
+	Repo             string          `json:"repo"`
+	Routine          string          `json:"routine"`
+	SHA              string          `json:"sha"`
+	Event            string          `json:"event"`
+	DeliveryID       string          `json:"delivery_id"`
+	ConcurrencyGroup string          `json:"concurrency_group,omitempty"`
+	Status           string          `json:"status"`
+	Conclusion       string          `json:"conclusion,omitempty"`
+	Error            string          `json:"error,omitempty"`
+	CreatedAt        time.Time       `json:"created_at"`
+	StartedAt        time.Time       `json:"started_at,omitzero"`
+	FinishedAt       time.Time       `json:"finished_at,omitzero"`
+	Plan             json.RawMessage `json:"plan,omitempty"`
+	Jobs             []JobView       `json:"jobs,omitempty"`
+}
+
+// NewRunView is the API's view of a stored run (with its plan when the run has one).
+func NewRunView(r store.Run) RunView {
+	v := RunView{ID: r.ID, Repo: r.Repo, Routine: r.Routine, SHA: r.SHA, Event: r.EventKind, DeliveryID: r.DeliveryID,
+		ConcurrencyGroup: r.ConcurrencyGroup, Status: r.Status, Conclusion: r.Conclusion, Error: r.Error,
+		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
+	if len(r.Plan) > 0 && json.Valid(r.Plan) {
+		v.Plan = json.RawMessage(r.Plan)
+	}
+	return v
+}
+
+// JobView is one agent job of a run, from the run's result.
+type JobView struct {
+	ID      string `json:"id"`
+	Agent   string `json:"agent"`
+	Outcome string `json:"outcome"`
+	Error   string `json:"error,omitempty"`
+}
+
+func (a *API) listRuns(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, _ := strconv.Atoi(q.Get("limit"))
+	runs, err := a.Store.ListRuns(r.Context(), store.RunFilter{Repo: q.Get("repo"), Routine: q.Get("routine"),
+		Status: q.Get("status"), DeliveryID: q.Get("delivery"), Limit: limit})
+	if err != nil {
+		a.fail(w, "list runs", err)
+		return
+	}
+	out := make([]RunView, len(runs))
+	for i, r := range runs {
+		out[i] = NewRunView(r)
+		out[i].Plan = nil
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *API) getRun(w http.ResponseWriter, r *http.Request) {
+	run, err := a.Store.GetRun(r.Context(), r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		apiError(w, http.StatusNotFound, "no run "+r.PathValue("id"))
+		return
+	}
+	if err != nil {
+		a.fail(w, "get run", err)
+		return
+	}
+	v := NewRunView(run)
+	if b, err := os.ReadFile(filepath.Join(a.RunsDir, run.ID, "result.json")); err == nil {
+		var res struct {
+			Jobs []JobView `json:"jobs"`
+		}
+		if json.Unmarshal(b, &res) == nil {
+			v.Jobs = res.Jobs
+		}
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (a *API) jobLog(w http.ResponseWriter, r *http.Request) {
+	id, job := r.PathValue("id"), r.PathValue("job")
+	if _, err := a.Store.GetRun(r.Context(), id); err != nil {
+		apiError(w, http.StatusNotFound, "no run "+id)
+		return
+	}
+	dir := filepath.Join(a.RunsDir, id, "jobs")
+	for _, name := range []string{job, jobDirName(job)} {
+		if name == "" || strings.ContainsAny(name, `/\`) || name == "." || name == ".." {
+			continue
+		}
+		f, err := os.Open(filepath.Join(dir, name, "log.txt"))
+		if err != nil {
+			continue
+		}
+		defer f.Close()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.Copy(w, f)
+		return
+	}
+	apiError(w, http.StatusNotFound, fmt.Sprintf("no log for job %q of run %s on this runner", job, id))
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func apiError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
