@@ -168,7 +168,7 @@ func TestParseErrors(t *testing.T) {
 		{"a cron with 6 fields", "on: {schedule: [{cron: '0 0 3 * * *'}]}\nagents: {a: {command: [x], image: i}}\n", []string{`cron "0 0 3 * * *" is not valid`}},
 		{"an unknown time zone", "on: {schedule: [{cron: '@daily', timezone: Mars/Base}]}\nagents: {a: {command: [x], image: i}}\n", []string{`unknown timezone "Mars/Base"`}},
 		{"schedule not a list", "on: {schedule: {cron: '@daily'}}\nagents: {a: {command: [x], image: i}}\n", []string{"schedule must be a list of cron entries"}},
-		{"a bad glob", "on: {push: {branches: ['release/[0-9']}}\nagents: {a: {command: [x], image: i}}\n", []string{`branches pattern "release/[0-9" is not valid: '[' has no closing ']'`}},
+		{"a bad glob", "on: {push: {branches: ['release/[0-9']}}\nagents: {a: {command: [x], image: i}}\n", []string{`branches pattern "release/[0-9" is not valid: [ is never closed by ] (at character 9)`}},
 		{"branches and branches-ignore together", "on: {push: {branches: [a], branches-ignore: [b]}}\nagents: {a: {command: [x], image: i}}\n", []string{"use branches or branches-ignore, not both"}},
 		{"only negative patterns", "on: {push: {paths: ['!docs/**']}}\nagents: {a: {command: [x], image: i}}\n", []string{"has only '!' patterns"}},
 		{"an unknown pull request type", "on: {pull_request: {types: [opend]}}\nagents: {a: {command: [x], image: i}}\n", []string{`unknown activity type "opend"; did you mean "opened"?`}},

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -8,6 +9,7 @@ import (
 	_ "time/tzdata" // timezones must load the same on every runner, with or without /usr/share/zoneinfo
 
 	"github.com/agentrunner/agentrunner/preset"
+	"github.com/agentrunner/agentrunner/runner/event/pattern"
 	"gopkg.in/yaml.v3"
 )
 
@@ -30,7 +32,13 @@ func ptrField[T, U any](key string, o *object[U], p func(*T) **U, pos func(*U) *
 
 func checkGlobItem(what string) func(d *decoder, n *yaml.Node, s string) {
 	return func(d *decoder, n *yaml.Node, s string) {
-		if err := checkGlob(s); err != nil {
+		// The matcher's own compiler decides, so validation and matching can never disagree.
+		if _, err := pattern.Compile(s); err != nil {
+			var pe *pattern.Error
+			if errors.As(err, &pe) {
+				d.errorf(n, "%s pattern %q is not valid: %s (at character %d)", what, s, pe.Msg, pe.Offset+1)
+				return
+			}
 			d.errorf(n, "%s pattern %q is not valid: %v", what, s, err)
 		}
 	}

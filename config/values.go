@@ -103,38 +103,6 @@ func ParseCron(spec string) (cron.Schedule, error) {
 	return cronParser.Parse(spec)
 }
 
-// checkGlob checks a filter pattern's syntax: non-empty, brackets balanced and non-empty.
-// Matching semantics belong to the trigger matcher; this only catches typos early.
-func checkGlob(p string) error {
-	body := strings.TrimPrefix(p, "!")
-	if strings.TrimSpace(body) == "" {
-		return fmt.Errorf("empty pattern")
-	}
-	open := -1
-	for i := 0; i < len(body); i++ {
-		switch body[i] {
-		case '\\':
-			i++
-		case '[':
-			if open >= 0 {
-				return fmt.Errorf("'[' at %d opens a class inside another; close the first with ']'", i+1)
-			}
-			open = i
-		case ']':
-			if open < 0 {
-				return fmt.Errorf("']' at %d has no matching '['", i+1)
-			}
-			if i == open+1 {
-				return fmt.Errorf("empty character class \"[]\"")
-			}
-			open = -1
-		}
-	}
-	if open >= 0 {
-		return fmt.Errorf("'[' has no closing ']'")
-	}
-	return nil
-}
 
 // checkHostPort checks a network allow entry: host:port where host is a name, an IP, or
 // *.domain, and port is 1..65535.

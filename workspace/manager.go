@@ -372,6 +372,14 @@ func copyFile(from, to string, perm fs.FileMode) error {
 	if err := out.Close(); err != nil {
 		return fmt.Errorf("copy to %s: %w", to, err)
 	}
+	// Keep the modification time: git trusts an index's stat data only for files older than
+	// the index file itself ("racy git"). A copy stamped "now" would make a same-size edit made
+	// in the same second as the checkout look unchanged.
+	if fi, err := in.Stat(); err == nil {
+		if err := os.Chtimes(to, fi.ModTime(), fi.ModTime()); err != nil {
+			return fmt.Errorf("copy to %s: %w", to, err)
+		}
+	}
 	return nil
 }
 
