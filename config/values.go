@@ -103,7 +103,6 @@ func ParseCron(spec string) (cron.Schedule, error) {
 	return cronParser.Parse(spec)
 }
 
-
 // checkHostPort checks a network allow entry: host:port where host is a name, an IP, or
 // *.domain, and port is 1..65535.
 func checkHostPort(s string) error {
