@@ -12,10 +12,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,6 +156,11 @@ func (p *Pipeline) Handle(ctx context.Context, ev *event.Event) ([]*result.Run, 
 		log.Debug("ignored: no routines in the repository")
 		return nil, nil
 	}
+	if untrusted && ev.PullRequest == nil {
+		// A fork's commit re-run through its check: plan it as the fork pull request it is, so
+		// it gets no secrets (unless the routine opts in) and no pull request.
+		ev.PullRequest = &event.PullRequest{Fork: true, HeadSHA: ev.SHA, BaseRef: ev.Repo.DefaultBranch}
+	}
 	pl, planErr := plan.Build(cfg, ev, plan.Options{Env: p.Env})
 	if pl == nil {
 		return nil, fmt.Errorf("pipeline: plan %s event of %s: %w", ev.Kind, ev.Repo.FullName(), planErr)
@@ -168,14 +175,6 @@ func (p *Pipeline) Handle(ctx context.Context, ev *event.Event) ([]*result.Run, 
 		errs = append(errs, fmt.Errorf("pipeline: plan %s event of %s: %w", ev.Kind, ev.Repo.FullName(), planErr))
 	}
 	for _, run := range pl.Runs {
-		if untrusted {
-			run.Secrets = nil
-			for _, n := range run.Nodes {
-				for _, in := range n.Instances {
-					in.Secrets = nil
-				}
-			}
-		}
 		res, err := p.runOne(ctx, ev, run, rest, repoDir, token, log)
 		if err != nil {
 			errs = append(errs, err)
@@ -255,7 +254,8 @@ func (p *Pipeline) runID(ev *event.Event, routine string) string {
 }
 
 // fillPullRequest completes a comment event with the pull request it is on: the head commit to
-// run at and whether it comes from a fork, which the comment payload does not tell.
+// run at and whether it comes from a fork, which the comment payload does not tell. The pull
+// request also becomes event.pull_request for expressions.
 func fillPullRequest(ctx context.Context, rest *gh.Client, ev *event.Event) error {
 	n := ev.Comment.IssueNumber
 	pr, _, err := rest.PullRequests.Get(ctx, ev.Repo.Owner, ev.Repo.Name, n)
@@ -287,6 +287,16 @@ func fillPullRequest(ctx context.Context, rest *gh.Client, ev *event.Event) erro
 	}
 	out.Fork = out.HeadRepo == "" || !strings.EqualFold(out.HeadRepo, base)
 	ev.PullRequest = out
+	// Expressions see the pull request as on a pull_request event: event.pull_request.title.
+	if raw, err := json.Marshal(pr); err == nil {
+		var m map[string]any
+		if json.Unmarshal(raw, &m) == nil {
+			payload := make(map[string]any, len(ev.Payload)+1)
+			maps.Copy(payload, ev.Payload)
+			payload["pull_request"] = m
+			ev.Payload = payload
+		}
+	}
 	ev.SHA = out.HeadSHA
 	ev.Branch = out.BaseRef
 	ev.Ref = fmt.Sprintf("refs/pull/%d/head", out.Number)

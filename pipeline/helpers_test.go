@@ -1,0 +1,172 @@
+package pipeline_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentrunner/agentrunner/github"
+	"github.com/agentrunner/agentrunner/internal/githubfake"
+	"github.com/agentrunner/agentrunner/pipeline"
+	"github.com/agentrunner/agentrunner/runner"
+	"github.com/agentrunner/agentrunner/runner/result"
+	"github.com/agentrunner/agentrunner/workspace"
+)
+
+const (
+	owner    = "Codertocat"
+	repoName = "Hello-World"
+	token    = "ghs_pipeline_test_token"
+)
+
+const payloadDir = "../../shared/testdata/github/webhooks"
+
+func readPayload(t testing.TB, name string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(payloadDir, name))
+	if err != nil {
+		t.Fatalf("read test payload (shared test data beside the checkout): %v", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func marshal(t testing.TB, m map[string]any) []byte {
+	t.Helper()
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func obj(m map[string]any, path ...string) map[string]any {
+	for _, p := range path {
+		m = m[p].(map[string]any)
+	}
+	return m
+}
+
+func git(t testing.TB, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.CommandContext(context.Background(), "git", append([]string{"-C", dir}, args...)...)
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
+		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// remote is a bare repository standing in for GitHub: master holds baseFiles, branch
+// `changes` adds headFiles on top.
+type remote struct {
+	dir, url   string
+	base, head string
+}
+
+func newRemote(t testing.TB, baseFiles, headFiles map[string]string) *remote {
+	t.Helper()
+	r := &remote{dir: filepath.Join(t.TempDir(), "Hello-World.git")}
+	r.url = "file://" + r.dir
+	work := t.TempDir()
+	git(t, t.TempDir(), "init", "--quiet", "--bare", "-b", "master", r.dir)
+	git(t, work, "init", "--quiet", "-b", "master")
+	write := func(files map[string]string) {
+		for p, content := range files {
+			full := filepath.Join(work, p)
+			if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		git(t, work, "add", "-A")
+	}
+	write(baseFiles)
+	git(t, work, "commit", "--quiet", "-m", "base")
+	r.base = git(t, work, "rev-parse", "HEAD")
+	git(t, work, "checkout", "--quiet", "-b", "changes")
+	write(headFiles)
+	git(t, work, "commit", "--quiet", "--allow-empty", "-m", "head")
+	r.head = git(t, work, "rev-parse", "HEAD")
+	git(t, work, "push", "--quiet", r.url, "master", "changes")
+	return r
+}
+
+// prPayload is the real pull_request.opened payload pointed at r.
+func prPayload(t testing.TB, r *remote, title, headRepo string) map[string]any {
+	t.Helper()
+	m := readPayload(t, "pull_request.opened.json")
+	obj(m, "repository")["clone_url"] = r.url
+	pr := obj(m, "pull_request")
+	pr["title"] = title
+	obj(pr, "head")["sha"] = r.head
+	obj(pr, "base")["sha"] = r.base
+	if headRepo != "" {
+		obj(pr, "head", "repo")["full_name"] = headRepo
+	}
+	return m
+}
+
+func newGitHub(t testing.TB, f *githubfake.Fake) *github.Client {
+	t.Helper()
+	f.AddToken(token)
+	c, err := github.NewClient(t.Context(), github.Config{BaseURL: f.URL(), Token: token, Clock: githubfake.NewClock(time.Now())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func newPipeline(t testing.TB, f *githubfake.Fake, sb runner.Sandbox) *pipeline.Pipeline {
+	t.Helper()
+	wsm, err := workspace.NewManager(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { wsm.Close() })
+	return &pipeline.Pipeline{GitHub: newGitHub(t, f), Workspaces: wsm, Sandbox: sb, RunsDir: t.TempDir(),
+		Secrets: map[string]string{"API_KEY": "s3cr3t-value"}, DetailsBaseURL: "https://runner.example"}
+}
+
+// fakeSandbox plays an agent without Docker: it records the task, writes fix.txt into the
+// workspace and one finding.
+type fakeSandbox struct {
+	mu    sync.Mutex
+	tasks []*runner.Task
+}
+
+func (s *fakeSandbox) Run(_ context.Context, t *runner.Task, logs io.Writer) (*runner.Exit, error) {
+	s.mu.Lock()
+	s.tasks = append(s.tasks, t)
+	s.mu.Unlock()
+	now := time.Now()
+	if err := os.WriteFile(filepath.Join(t.WorkspaceDir, "fix.txt"), []byte("fixed by "+t.Instance.ID+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	findings := `[{"path":"README.md","line":1,"level":"warning","message":"typo"}]`
+	if err := os.WriteFile(filepath.Join(t.OutputDir, "findings.json"), []byte(findings), 0o644); err != nil {
+		return nil, err
+	}
+	_, _ = logs.Write([]byte("agent ran\n"))
+	return &runner.Exit{Outcome: result.Success, Started: now, Finished: time.Now()}, nil
+}
+
+func (s *fakeSandbox) all() []*runner.Task {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*runner.Task(nil), s.tasks...)
+}
