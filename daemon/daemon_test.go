@@ -1,0 +1,390 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/agentrunner/agentrunner/config"
+	"github.com/agentrunner/agentrunner/runner/event"
+	"github.com/agentrunner/agentrunner/runner/plan"
+	"github.com/agentrunner/agentrunner/runner/result"
+	"github.com/agentrunner/agentrunner/store"
+	"github.com/agentrunner/agentrunner/store/storetest"
+)
+
+// fakePipeline plans real routines parsed from YAML and "runs" them without containers: a run
+// of routine "block" lasts until its context ends or release is closed; others succeed at once.
+type fakePipeline struct {
+	routines []string // YAML sources
+	sha      string
+
+	mu      sync.Mutex
+	runs    map[string]int // run id → Run calls
+	ticks   map[string]int // schedule "at" → Run calls
+	started chan string
+	release chan struct{}
+}
+
+func newFakePipeline(t *testing.T, routines ...string) *fakePipeline {
+	return &fakePipeline{routines: routines, sha: strings.Repeat("a", 40), runs: map[string]int{}, ticks: map[string]int{},
+		started: make(chan string, 10000), release: make(chan struct{})}
+}
+
+func (p *fakePipeline) Head(context.Context, event.Repo) (string, string, error) { return p.sha, "main", nil }
+
+func (p *fakePipeline) Config(context.Context, event.Repo, string) (*config.Config, error) {
+	cfg := &config.Config{Dir: ".agents"}
+	for i, src := range p.routines {
+		r, errs := config.Parse(fmt.Sprintf(".agents/r%d.yaml", i), []byte(src))
+		if len(errs) > 0 {
+			return nil, errs
+		}
+		cfg.Routines = append(cfg.Routines, r)
+	}
+	return cfg, nil
+}
+
+func (p *fakePipeline) Plan(ctx context.Context, ev *event.Event, routine string) (*plan.Plan, error) {
+	cfg, err := p.Config(ctx, ev.Repo, ev.SHA)
+	if err != nil {
+		return nil, err
+	}
+	return plan.Build(cfg, ev, plan.Options{Routine: routine})
+}
+
+func (p *fakePipeline) Run(ctx context.Context, ev *event.Event, run *plan.Run, runID string) (*result.Run, error) {
+	p.mu.Lock()
+	p.runs[runID]++
+	if at, ok := ev.Payload["at"].(string); ok && ev.Kind == event.KindSchedule {
+		p.ticks[run.Routine+"@"+at]++
+	}
+	p.mu.Unlock()
+	p.started <- runID
+	res := &result.Run{ID: runID, Routine: run.Routine, Conclusion: result.ConclusionSuccess}
+	if run.Routine == "block" {
+		select {
+		case <-ctx.Done():
+			res.Conclusion = result.ConclusionCancelled
+		case <-p.release:
+		}
+	}
+	return res, nil
+}
+
+func (p *fakePipeline) Conclude(context.Context, *event.Event, *plan.Run, string, result.Conclusion, string) error {
+	return nil
+}
+
+func (p *fakePipeline) calls(runID string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.runs[runID]
+}
+
+const quickRoutine = `name: quick
+on: {dispatch: {}}
+agents:
+  a: {image: x, command: [x]}
+`
+
+const blockRoutine = `name: block
+on: {dispatch: {}}
+concurrency: {group: only-one, cancel-in-progress: true}
+agents:
+  a: {image: x, command: [x]}
+`
+
+func startDaemon(t *testing.T, st store.Store, p Pipeline, owner string, mod func(*Options)) (*Daemon, context.CancelFunc, <-chan struct{}) {
+	t.Helper()
+	repos, err := NewRepos([]Repo{{Name: "acme/app", URL: "file:///nonexistent", DefaultBranch: "main"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Options{Store: st, Pipeline: p, Repos: repos, Owner: owner, LeaseTTL: 900 * time.Millisecond,
+		Poll: 20 * time.Millisecond, ShutdownGrace: 5 * time.Second, NoSchedules: true, Workers: 32}
+	if mod != nil {
+		mod(&o)
+	}
+	d, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := d.Run(ctx); err != nil {
+			t.Errorf("daemon %s: %v", owner, err)
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Errorf("daemon %s did not stop", owner)
+		}
+	})
+	return d, cancel, done
+}
+
+// recordDispatch queues a dispatch as the API would, without planning it first.
+func recordDispatch(t *testing.T, st store.Store, id, routine string) {
+	t.Helper()
+	body, _ := json.Marshal(envelope{Repo: "acme/app", Routine: routine, SHA: strings.Repeat("a", 40), Branch: "main"})
+	if fresh, err := st.RecordDelivery(t.Context(), store.Delivery{ID: id, Event: EventDispatch, Body: body}); err != nil || !fresh {
+		t.Fatalf("record delivery %s: fresh=%v err=%v", id, fresh, err)
+	}
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func completedRuns(t *testing.T, st store.Store) []store.Run {
+	t.Helper()
+	runs, err := st.ListRuns(context.Background(), store.RunFilter{Status: store.RunCompleted, Limit: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runs
+}
+
+var databases = []struct {
+	name string
+	db   storetest.NewDB
+}{
+	{"sqlite", storetest.SQLite},
+	{"postgres", storetest.Postgres},
+}
+
+// Two daemons on one database run every queued job exactly once.
+func TestTwoDaemonsRunEachJobOnce(t *testing.T) {
+	for _, tc := range databases {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 500
+			db := tc.db(t)
+			st1, st2 := db.Open(t), db.Open(t)
+			for i := range n {
+				recordDispatch(t, st1, fmt.Sprintf("d-%d", i), "quick")
+			}
+			p := newFakePipeline(t, quickRoutine)
+			startDaemon(t, st1, p, "one", nil)
+			startDaemon(t, st2, p, "two", nil)
+			waitFor(t, "500 completed runs", 120*time.Second, func() bool { return len(completedRuns(t, st1)) == n })
+			for i := range n {
+				id := RunID(fmt.Sprintf("d-%d", i), "quick")
+				if c := p.calls(id); c != 1 {
+					t.Errorf("run %s ran %d times, want 1", id, c)
+				}
+			}
+			for _, r := range completedRuns(t, st1) {
+				if r.Conclusion != "success" {
+					t.Errorf("run %s concluded %q", r.ID, r.Conclusion)
+				}
+			}
+			counts, _ := st1.CountJobs(context.Background())
+			if counts[store.JobCompleted] != 2*n || counts[store.JobDead] != 0 {
+				t.Errorf("jobs by state = %v, want %d completed (intake + run) and none dead", counts, 2*n)
+			}
+		})
+	}
+}
+
+// A newer run in a cancel-in-progress group cancels the running one.
+func TestCancelInProgressCancelsTheOlderRun(t *testing.T) {
+	st := storetest.SQLite(t).Open(t)
+	p := newFakePipeline(t, blockRoutine)
+	startDaemon(t, st, p, "one", nil)
+	recordDispatch(t, st, "first", "block")
+	first, second := RunID("first", "block"), RunID("second", "block")
+	if got := <-p.started; got != first {
+		t.Fatalf("started %s, want %s", got, first)
+	}
+	recordDispatch(t, st, "second", "block")
+	waitFor(t, "the first run to conclude", 20*time.Second, func() bool {
+		r, err := st.GetRun(context.Background(), first)
+		return err == nil && r.Status == store.RunCompleted
+	})
+	r, _ := st.GetRun(context.Background(), first)
+	if r.Conclusion != "cancelled" || !strings.Contains(r.Error, second) {
+		t.Errorf("first run: conclusion %q error %q, want cancelled, superseded by %s", r.Conclusion, r.Error, second)
+	}
+	if got := <-p.started; got != second {
+		t.Fatalf("started %s, want %s", got, second)
+	}
+	close(p.release)
+	waitFor(t, "the second run to succeed", 20*time.Second, func() bool {
+		r, err := st.GetRun(context.Background(), second)
+		return err == nil && r.Status == store.RunCompleted && r.Conclusion == "success"
+	})
+}
+
+// A run without cancel-in-progress waits for its group.
+func TestConcurrencyGroupWaits(t *testing.T) {
+	st := storetest.SQLite(t).Open(t)
+	p := newFakePipeline(t, strings.Replace(blockRoutine, "cancel-in-progress: true", "cancel-in-progress: false", 1))
+	startDaemon(t, st, p, "one", nil)
+	recordDispatch(t, st, "first", "block")
+	<-p.started
+	recordDispatch(t, st, "second", "block")
+	second := RunID("second", "block")
+	waitFor(t, "the second run to wait", 10*time.Second, func() bool {
+		r, err := st.GetRun(context.Background(), second)
+		return err == nil && r.Status == store.RunWaiting
+	})
+	select {
+	case id := <-p.started:
+		t.Fatalf("run %s started while the group was held", id)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(p.release)
+	waitFor(t, "both runs to succeed", 20*time.Second, func() bool {
+		runs := completedRuns(t, st)
+		return len(runs) == 2 && runs[0].Conclusion == "success" && runs[1].Conclusion == "success"
+	})
+}
+
+// Shutdown stops intake at once, lets runs finish within the grace, then gives the rest back
+// to the queue without consuming an attempt.
+func TestShutdownDrains(t *testing.T) {
+	st := storetest.SQLite(t).Open(t)
+	p := newFakePipeline(t, blockRoutine)
+	d, cancel, done := startDaemon(t, st, p, "one", func(o *Options) { o.ShutdownGrace = 400 * time.Millisecond })
+	recordDispatch(t, st, "first", "block")
+	<-p.started
+	cancel()
+	waitFor(t, "draining", 5*time.Second, d.Draining)
+	if _, err := d.RecordDelivery(context.Background(), store.Delivery{ID: "late", Event: EventDispatch, Body: []byte("{}")}); err != ErrDraining {
+		t.Errorf("RecordDelivery while draining = %v, want ErrDraining", err)
+	}
+	start := time.Now()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon did not stop after its grace")
+	}
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Errorf("stopped after %s, before the grace", took)
+	}
+	run, _ := st.GetRun(context.Background(), RunID("first", "block"))
+	if run.Status != store.RunQueued {
+		t.Errorf("run status after shutdown = %s, want queued", run.Status)
+	}
+	jobs, _ := st.ListJobs(context.Background(), store.JobFilter{RunID: run.ID})
+	if len(jobs) != 1 || jobs[0].State != store.JobAvailable || jobs[0].Attempts != 0 {
+		t.Fatalf("run job after shutdown = %+v, want available with 0 attempts", jobs)
+	}
+	// The next daemon runs it.
+	p2 := newFakePipeline(t, blockRoutine)
+	close(p2.release)
+	startDaemon(t, st, p2, "one", nil)
+	waitFor(t, "the requeued run to succeed", 20*time.Second, func() bool {
+		r, _ := st.GetRun(context.Background(), run.ID)
+		return r.Status == store.RunCompleted && r.Conclusion == "success"
+	})
+}
+
+// A run that finishes within the grace completes normally.
+func TestShutdownLetsRunsFinishWithinGrace(t *testing.T) {
+	st := storetest.SQLite(t).Open(t)
+	p := newFakePipeline(t, blockRoutine)
+	_, cancel, done := startDaemon(t, st, p, "one", func(o *Options) { o.ShutdownGrace = 10 * time.Second })
+	recordDispatch(t, st, "first", "block")
+	<-p.started
+	cancel()
+	time.AfterFunc(200*time.Millisecond, func() { close(p.release) })
+	<-done
+	run, _ := st.GetRun(context.Background(), RunID("first", "block"))
+	if run.Status != store.RunCompleted || run.Conclusion != "success" {
+		t.Errorf("run = %s/%s, want completed/success", run.Status, run.Conclusion)
+	}
+}
+
+// Schedules fire once per tick across two daemons, and a missed tick fires once.
+func TestScheduleFiresOncePerTickAcrossDaemons(t *testing.T) {
+	for _, tc := range databases {
+		t.Run(tc.name, func(t *testing.T) {
+			db := tc.db(t)
+			st1, st2 := db.Open(t), db.Open(t)
+			p := newFakePipeline(t, `name: tick
+on: {schedule: [{cron: "@every 1s"}]}
+agents:
+  a: {image: x, command: [x]}
+`)
+			sched := func(o *Options) { o.NoSchedules = false; o.ScheduleTick = 50 * time.Millisecond }
+			startDaemon(t, st1, p, "one", sched)
+			startDaemon(t, st2, p, "two", sched)
+			waitFor(t, "3 scheduled runs", 20*time.Second, func() bool { return len(completedRuns(t, st1)) >= 3 })
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			for tick, n := range p.ticks {
+				if n != 1 {
+					t.Errorf("tick %s ran %d times, want once", tick, n)
+				}
+			}
+			if len(p.ticks) < 3 {
+				t.Errorf("%d ticks ran, want at least 3", len(p.ticks))
+			}
+		})
+	}
+}
+
+func TestMissedTicksFireOnce(t *testing.T) {
+	st := storetest.SQLite(t).Open(t)
+	p := newFakePipeline(t, `name: nightly
+on: {schedule: [{cron: "*/5 * * * *", timezone: "Europe/Berlin"}]}
+agents:
+  a: {image: x, command: [x]}
+`)
+	key := "acme/app/nightly@*/5 * * * *@Europe/Berlin"
+	// The daemon was down for an hour: twelve ticks were missed.
+	last := time.Now().Add(-time.Hour).Truncate(5 * time.Minute)
+	if ok, err := st.ClaimTick(t.Context(), key, last); err != nil || !ok {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	startDaemon(t, st, p, "one", func(o *Options) { o.NoSchedules = false; o.ScheduleTick = 20 * time.Millisecond })
+	waitFor(t, "the missed tick", 10*time.Second, func() bool { return len(completedRuns(t, st)) >= 1 })
+	time.Sleep(300 * time.Millisecond)
+	if n := len(completedRuns(t, st)); n != 1 {
+		t.Errorf("%d runs after downtime, want 1", n)
+	}
+	got, _ := st.LastTick(t.Context(), key)
+	if want := time.Now().Truncate(5 * time.Minute); !got.Equal(want) && !got.Equal(want.Add(-5*time.Minute)) {
+		t.Errorf("last tick = %v, want the latest 5-minute tick (%v)", got, want)
+	}
+}
+
+// A run job that keeps dying is concluded with the reason once attempts run out.
+func TestExpiredLeasesAreRescued(t *testing.T) {
+	st := storetest.SQLite(t).Open(t)
+	p := newFakePipeline(t, quickRoutine)
+	recordDispatch(t, st, "first", "quick")
+	// Another daemon leased the intake job and died.
+	if jobs, err := st.Lease(t.Context(), "dead-daemon", nil, 10, 100*time.Millisecond); err != nil || len(jobs) != 1 {
+		t.Fatalf("lease: %v %v", jobs, err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	startDaemon(t, st, p, "one", nil)
+	waitFor(t, "the rescued delivery's run", 10*time.Second, func() bool { return len(completedRuns(t, st)) == 1 })
+	var n atomic.Int32
+	for range p.runs {
+		n.Add(1)
+	}
+	if n.Load() != 1 {
+		t.Errorf("%d runs, want 1", n.Load())
+	}
+}
