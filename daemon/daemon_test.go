@@ -36,7 +36,9 @@ func newFakePipeline(t *testing.T, routines ...string) *fakePipeline {
 		started: make(chan string, 10000), release: make(chan struct{})}
 }
 
-func (p *fakePipeline) Head(context.Context, event.Repo) (string, string, error) { return p.sha, "main", nil }
+func (p *fakePipeline) Head(context.Context, event.Repo) (string, string, error) {
+	return p.sha, "main", nil
+}
 
 func (p *fakePipeline) Config(context.Context, event.Repo, string) (*config.Config, error) {
 	cfg := &config.Config{Dir: ".agents"}

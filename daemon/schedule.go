@@ -35,7 +35,6 @@ type scheduler struct {
 	mu      sync.Mutex
 	entries map[string][]*scheduleEntry // by repo
 	dirty   map[string]bool
-	loaded  bool
 }
 
 func newScheduler(d *Daemon) *scheduler {
