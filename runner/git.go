@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"strings"
 
 	"github.com/agentrunner/agentrunner/runner/result"
 	"github.com/agentrunner/agentrunner/workspace"
@@ -52,8 +53,49 @@ type GitMerger struct {
 	BaseSHA string
 }
 
-// Merge implements Merger.
+// Merge implements Merger. Merging patch by patch costs a few git processes each, which
+// for hundreds of fanned-out agents takes seconds; so patches whose paths no other patch
+// touches go first as one combined patch (they cannot conflict with each other, so the tree
+// is the same as merging them in order), and only patches that share paths are merged one
+// by one after it. Should the combined patch not apply, everything is merged one by one.
 func (g *GitMerger) Merge(ctx context.Context, patches []NamedPatch) (*Merged, error) {
+	alone, shared := partitionPatches(patches)
+	if len(alone) > 1 {
+		// The combined patch is named by its agents: the name ends up in the commit message.
+		var combined []byte
+		names := make([]string, len(alone))
+		for k, i := range alone {
+			names[k] = patches[i].Name
+			combined = append(combined, patches[i].Patch...)
+			if n := len(combined); n > 0 && combined[n-1] != '\n' {
+				combined = append(combined, '\n')
+			}
+		}
+		in := []workspace.NamedPatch{{Name: strings.Join(names, ", "), Patch: combined}}
+		for _, i := range shared {
+			in = append(in, workspace.NamedPatch{Name: patches[i].Name, Patch: patches[i].Patch})
+		}
+		m, err := workspace.Merge(ctx, g.RepoDir, g.BaseSHA, in)
+		if err != nil {
+			return nil, err
+		}
+		if len(m.Conflicts) == 0 || m.Conflicts[0].Name != in[0].Name {
+			applied := map[string]bool{}
+			for _, n := range m.Applied[1:] {
+				applied[n] = true
+			}
+			for _, i := range alone {
+				applied[patches[i].Name] = true
+			}
+			m.Applied = m.Applied[:0]
+			for _, p := range patches {
+				if applied[p.Name] {
+					m.Applied = append(m.Applied, p.Name)
+				}
+			}
+			return merged(m), nil
+		}
+	}
 	in := make([]workspace.NamedPatch, len(patches))
 	for i, p := range patches {
 		in[i] = workspace.NamedPatch{Name: p.Name, Patch: p.Patch}
@@ -62,9 +104,74 @@ func (g *GitMerger) Merge(ctx context.Context, patches []NamedPatch) (*Merged, e
 	if err != nil {
 		return nil, err
 	}
+	return merged(m), nil
+}
+
+func merged(m *workspace.MergeResult) *Merged {
 	out := &Merged{Patch: m.Patch, Files: fileChanges(m.Files), Commit: m.Commit, Applied: m.Applied}
 	for _, c := range m.Conflicts {
 		out.Conflicts = append(out.Conflicts, result.Conflict{Job: c.Name, Files: c.Files})
 	}
-	return out, nil
+	return out
+}
+
+// partitionPatches returns the indexes of the patches whose paths no other patch touches,
+// and of the others (including any whose paths cannot be read for sure), each in order.
+func partitionPatches(patches []NamedPatch) (alone, shared []int) {
+	owners := map[string]int{}
+	paths := make([][]string, len(patches))
+	ok := make([]bool, len(patches))
+	for i, p := range patches {
+		paths[i], ok[i] = patchPaths(p.Patch)
+		for _, path := range paths[i] {
+			owners[path]++
+		}
+	}
+	for i := range patches {
+		single := ok[i] && len(paths[i]) > 0
+		for _, path := range paths[i] {
+			if owners[path] > 1 {
+				single = false
+			}
+		}
+		if single {
+			alone = append(alone, i)
+		} else {
+			shared = append(shared, i)
+		}
+	}
+	return alone, shared
+}
+
+// patchPaths lists the paths a `git diff` patch touches, from its `diff --git` headers and
+// rename or copy lines. It reports false when a header is ambiguous (quoted paths, or a rename
+// header without its rename lines), so such a patch is merged on its own.
+func patchPaths(patch []byte) ([]string, bool) {
+	var out []string
+	for _, line := range strings.Split(string(patch), "\n") {
+		switch {
+		case strings.HasPrefix(line, "diff --git "):
+			h := strings.TrimPrefix(line, "diff --git ")
+			n := len(h)
+			if strings.HasPrefix(h, "\"") || (n-5)%2 != 0 || n < 7 {
+				return nil, false
+			}
+			half := (n - 5) / 2
+			a, b := h[:2+half], h[2+half:]
+			if !strings.HasPrefix(a, "a/") || !strings.HasPrefix(b, " b/") || a[2:] != b[3:] {
+				// A rename or copy: its from/to lines follow.
+				continue
+			}
+			out = append(out, a[2:])
+		case strings.HasPrefix(line, "rename from "), strings.HasPrefix(line, "copy from "),
+			strings.HasPrefix(line, "rename to "), strings.HasPrefix(line, "copy to "):
+			p := line[strings.Index(line, " ")+1:]
+			p = p[strings.Index(p, " ")+1:]
+			if strings.HasPrefix(p, "\"") {
+				return nil, false
+			}
+			out = append(out, p)
+		}
+	}
+	return out, true
 }

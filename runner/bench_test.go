@@ -1,0 +1,264 @@
+package runner
+
+import (
+	"context"
+	"crypto/sha1"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+
+	"github.com/agentrunner/agentrunner/internal/dockertest"
+	"github.com/agentrunner/agentrunner/reporters"
+	"github.com/agentrunner/agentrunner/runner/result"
+	"github.com/agentrunner/agentrunner/sandbox"
+)
+
+// directRun is the baseline: one container created, started, waited for and removed through
+// the Docker API, with the sandbox's hardening (user, no capabilities, no-new-privileges,
+// read-only root with a tmpfs /tmp, init, limits, no network, both bind mounts) and nothing
+// else: no workspace, no logs, no outputs.
+func directRun(ctx context.Context, b *testing.B, r *dockerRig, runID, ws, out string) {
+	cli := r.sb.Client()
+	pids, init := int64(64), true
+	cfg := &container.Config{
+		Image: dockertest.TestAgentTag, Entrypoint: []string{"/testagent"}, Cmd: []string{},
+		User: sandbox.DefaultUser, WorkingDir: sandbox.WorkspacePath,
+		Env:    []string{"HOME=/tmp", "AGENT_OUTPUT_DIR=" + sandbox.OutputPath},
+		Labels: map[string]string{sandbox.LabelRun: runID, sandbox.LabelJob: "direct"},
+	}
+	hc := &container.HostConfig{
+		NetworkMode: "none",
+		Mounts: []mount.Mount{
+			{Type: mount.TypeBind, Source: ws, Target: sandbox.WorkspacePath},
+			{Type: mount.TypeBind, Source: out, Target: sandbox.OutputPath},
+		},
+		CapDrop: []string{"ALL"}, SecurityOpt: []string{"no-new-privileges"}, ReadonlyRootfs: true,
+		Tmpfs: map[string]string{"/tmp": "rw,nosuid,nodev,size=67108864,mode=1777"}, IpcMode: "private", Init: &init,
+		Resources: container.Resources{Memory: 64 << 20, MemorySwap: 64 << 20, NanoCPUs: 1e9, PidsLimit: &pids},
+	}
+	c, err := cli.ContainerCreate(ctx, cfg, hc, nil, nil, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	statusCh, errCh := cli.ContainerWait(ctx, c.ID, container.WaitConditionNotRunning)
+	select {
+	case st := <-statusCh:
+		if st.StatusCode != 0 {
+			b.Fatalf("exit %d", st.StatusCode)
+		}
+	case err := <-errCh:
+		b.Fatal(err)
+	}
+	if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// directBatch runs n direct containers, parallel at a time, and returns the wall time.
+func directBatch(b *testing.B, r *dockerRig, n, parallel int) time.Duration {
+	ws, out := b.TempDir(), b.TempDir()
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			directRun(b.Context(), b, r, r.runID, ws, out)
+		}()
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+// engineBatch runs one routine of n trivial agents (a matrix when n > 1) with max-parallel
+// through the engine as `runner exec` wires it, and returns the wall time.
+func engineBatch(b *testing.B, r *dockerRig, n, parallel int) time.Duration {
+	body := "agents:\n  a:\n    command: [\"/testagent\"]\n"
+	if n > 1 {
+		items := make([]string, n)
+		for i := range items {
+			items[i] = fmt.Sprint(i)
+		}
+		body += fmt.Sprintf("    matrix: {i: [%s]}\n    max-parallel: %d\n", strings.Join(items, ", "), parallel)
+	}
+	p := routine(b, "defaults: {image: agentrunner/testagent:dev, resources: {memory: 64m, pids: 64}}\n"+body, r.sha)
+	dir := b.TempDir()
+	start := time.Now()
+	res, err := r.eng.Run(b.Context(), &reporters.RunInfo{ID: r.runID, Repo: "o/r", Plan: p}, RunOptions{Dir: dir})
+	took := time.Since(start)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if res.Conclusion != result.ConclusionSuccess || len(res.Jobs) != n {
+		b.Fatalf("run: %s with %d jobs\n%s", res.Conclusion, len(res.Jobs), res.Report)
+	}
+	return took
+}
+
+// benchEngineVsDirect alternates rounds of the engine and the direct baseline, so that drift
+// in the Docker engine's speed hits both, and reports both and their ratio.
+func benchEngineVsDirect(b *testing.B, n, parallel, rounds int) {
+	r := newDockerRig(b)
+	r.eng.Reporter = nil
+	r.eng.MaxAgents = parallel
+	directBatch(b, r, 1, 1) // warm the engine and the image cache
+	engineBatch(b, r, 1, 1)
+	var viaEngine, viaAPI time.Duration
+	b.ResetTimer()
+	for range b.N {
+		for range rounds {
+			viaAPI += directBatch(b, r, n, parallel)
+			viaEngine += engineBatch(b, r, n, parallel)
+		}
+	}
+	b.StopTimer()
+	total := float64(b.N * rounds)
+	b.ReportMetric(viaEngine.Seconds()*1000/total, "engine-ms")
+	b.ReportMetric(viaAPI.Seconds()*1000/total, "direct-ms")
+	b.ReportMetric(viaEngine.Seconds()/viaAPI.Seconds(), "ratio")
+}
+
+// BenchmarkEngineOneTrivialAgent is issue 3's (a): one trivial agent through the engine
+// (git workspace, sandbox, outputs, cleanup, as `runner exec` does) vs the same container
+// driven directly through the Docker API. Goal: ratio ≤ 1.3.
+func BenchmarkEngineOneTrivialAgent(b *testing.B) { benchEngineVsDirect(b, 1, 1, 8) }
+
+// BenchmarkEngineFiftyAgents is issue 3's (c): 50 trivial agents with max-parallel 8 vs the
+// same 50 containers driven directly 8 at a time. Goal: ratio ≤ 1.3.
+func BenchmarkEngineFiftyAgents(b *testing.B) { benchEngineVsDirect(b, 50, 8, 1) }
+
+// BenchmarkEngineTwoHundredAgents is issue 5's: 200 trivial sub-agents with max-parallel 8
+// vs 200 direct containers 8 at a time. Goal: ratio ≤ 1.3. It takes about 4 minutes; leave
+// it out with -bench 'Engine(One|Fifty)|PlanAndConsolidate'.
+func BenchmarkEngineTwoHundredAgents(b *testing.B) { benchEngineVsDirect(b, 200, 8, 1) }
+
+// patchWorkspaces hands out empty directories whose changes are a prepared patch per job.
+type patchWorkspaces struct {
+	dirWorkspaces
+	patches map[string][]byte
+}
+
+func (p *patchWorkspaces) Create(ctx context.Context, runID, jobID string) (Workspace, error) {
+	w, err := p.dirWorkspaces.Create(ctx, runID, jobID)
+	if err != nil {
+		return nil, err
+	}
+	return patchWorkspace{w.(*dirWorkspace), p.patches[jobID]}, nil
+}
+
+type patchWorkspace struct {
+	*dirWorkspace
+	patch []byte
+}
+
+func (w patchWorkspace) Changes(context.Context) (*result.Changes, error) {
+	return &result.Changes{Patch: w.patch}, nil
+}
+
+// newFilePatch is what `git diff --full-index` prints for a new file.
+func newFilePatch(path, content string) []byte {
+	blob := sha1.Sum([]byte(fmt.Sprintf("blob %d\x00%s", len(content), content)))
+	return fmt.Appendf(nil, "diff --git a/%[1]s b/%[1]s\nnew file mode 100644\nindex %[2]s..%[3]x\n--- /dev/null\n+++ b/%[1]s\n@@ -0,0 +1 @@\n+%[4]s",
+		path, strings.Repeat("0", 40), blob, content)
+}
+
+// timedMerger measures the time spent consolidating.
+type timedMerger struct {
+	Merger
+	took time.Duration
+}
+
+func (t *timedMerger) Merge(ctx context.Context, patches []NamedPatch) (*Merged, error) {
+	start := time.Now()
+	defer func() { t.took += time.Since(start) }()
+	return t.Merger.Merge(ctx, patches)
+}
+
+// BenchmarkPlanAndConsolidate200 is issue 5's second goal: planning and consolidation of a
+// 200-agent run without containers (fake sandbox) under 1 s: plan.Build, the dynamic
+// expansion to 200 instances, the engine's bookkeeping, and the real GitMerger merging 200
+// small non-conflicting patches. The baseline is `git apply --cached` of the same 200 patches
+// as one, the least any consolidation must cost.
+func BenchmarkPlanAndConsolidate200(b *testing.B) {
+	repo, sha := gitRepo(b)
+	tasks := make([]string, 200)
+	patches := map[string][]byte{}
+	var all []byte
+	for i := range tasks {
+		tasks[i] = fmt.Sprintf(`"t%03d"`, i)
+		patch := newFilePatch(fmt.Sprintf("audit/t%03d.md", i), fmt.Sprintf("checked t%03d\n", i))
+		patches[fmt.Sprintf("audit[t%03d]", i)] = patch
+		all = append(all, patch...)
+	}
+	body := `
+agents:
+  plan:
+    command: ["/testagent", "output-json", 'tasks=[` + strings.Join(tasks, ",") + `]']
+  audit:
+    needs: [plan]
+    matrix: {task: "${{ fromJSON(needs.plan.outputs.tasks) }}"}
+    max-parallel: 8
+    changes: keep
+    command: ["/testagent", "output", "task=${{ matrix.task }}"]
+`
+	var planTook, runTook, mergeTook, baseTook time.Duration
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		p := routine(b, body, sha)
+		planTook += time.Since(start)
+
+		tm := &timedMerger{Merger: &GitMerger{RepoDir: repo, BaseSHA: sha}}
+		eng := &Engine{Sandbox: &fakeSandbox{}, Workspaces: &patchWorkspaces{dirWorkspaces{root: b.TempDir()}, patches}, Merger: tm, MaxAgents: 8}
+		start = time.Now()
+		res, err := eng.Run(b.Context(), &reporters.RunInfo{ID: "bench", Plan: p}, RunOptions{Dir: b.TempDir()})
+		runTook += time.Since(start)
+		mergeTook += tm.took
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(res.Applied) != 200 || len(res.Files) != 200 || res.Conclusion != result.ConclusionSuccess {
+			b.Fatalf("applied %d, files %d, %s: %s", len(res.Applied), len(res.Files), res.Conclusion, res.Error)
+		}
+
+		start = time.Now()
+		gitApplyAll(b, repo, sha, all)
+		baseTook += time.Since(start)
+	}
+	b.StopTimer()
+	n := float64(b.N)
+	b.ReportMetric(planTook.Seconds()*1000/n, "plan-ms")
+	b.ReportMetric(mergeTook.Seconds()*1000/n, "merge-ms")
+	b.ReportMetric((planTook+runTook).Seconds()*1000/n, "plan+run+merge-ms")
+	b.ReportMetric(baseTook.Seconds()*1000/n, "one-apply-ms")
+	b.ReportMetric(mergeTook.Seconds()/baseTook.Seconds(), "merge/one-apply")
+}
+
+// gitApplyAll applies patch to a scratch index of repo at sha.
+func gitApplyAll(b *testing.B, repo, sha string, patch []byte) {
+	idx := filepath.Join(b.TempDir(), "index")
+	for _, args := range [][]string{{"read-tree", sha}, {"apply", "--cached", "-"}, {"write-tree"}} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = repo
+		cmd.Env = append(os.Environ(), "GIT_INDEX_FILE="+idx)
+		if args[0] == "apply" {
+			cmd.Stdin = strings.NewReader(string(patch))
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+}
