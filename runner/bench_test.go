@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,6 +66,15 @@ func directRun(ctx context.Context, b *testing.B, r *dockerRig, runID, ws, out s
 	}
 }
 
+// cpuTime is the CPU time used by this process and its waited-for children.
+func cpuTime() time.Duration {
+	var self, kids syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
+	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
+	return tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
+}
+
 // directBatch runs n direct containers, parallel at a time, and returns the wall time.
 func directBatch(b *testing.B, r *dockerRig, n, parallel int) time.Duration {
 	ws, out := b.TempDir(), b.TempDir()
@@ -116,16 +126,23 @@ func benchEngineVsDirect(b *testing.B, n, parallel, rounds int) {
 	r.eng.MaxAgents = parallel
 	directBatch(b, r, 1, 1) // warm the engine and the image cache
 	engineBatch(b, r, 1, 1)
-	var viaEngine, viaAPI time.Duration
+	var viaEngine, viaAPI, cpuEngine, cpuAPI time.Duration
 	b.ResetTimer()
 	for range b.N {
 		for range rounds {
+			c := cpuTime()
 			viaAPI += directBatch(b, r, n, parallel)
+			c2 := cpuTime()
 			viaEngine += engineBatch(b, r, n, parallel)
+			cpuAPI += c2 - c
+			cpuEngine += cpuTime() - c2
 		}
 	}
 	b.StopTimer()
 	total := float64(b.N * rounds)
+	// The runner's own CPU time (with its git children), to tell engine overhead from Docker's.
+	b.ReportMetric(cpuEngine.Seconds()*1000/total, "engine-cpu-ms")
+	b.ReportMetric(cpuAPI.Seconds()*1000/total, "direct-cpu-ms")
 	b.ReportMetric(viaEngine.Seconds()*1000/total, "engine-ms")
 	b.ReportMetric(viaAPI.Seconds()*1000/total, "direct-ms")
 	b.ReportMetric(viaEngine.Seconds()/viaAPI.Seconds(), "ratio")

@@ -362,11 +362,17 @@ func (r *runState) runInstances(ctx context.Context, n *plan.Node, insts []*plan
 	jobs := make([]*result.Job, len(insts))
 	var wg sync.WaitGroup
 	for i, inst := range insts {
+		// The next instance gets ready while the running ones hold every slot.
+		var p *prepared
+		if nctx.Err() == nil {
+			p = r.prepare(nctx, inst)
+		}
 		select {
 		case local <- struct{}{}:
 		case <-nctx.Done():
 		}
 		if nctx.Err() != nil {
+			r.release(nctx, inst, p)
 			jobs[i] = r.cancelledJob(nctx, inst)
 			continue
 		}
@@ -374,7 +380,7 @@ func (r *runState) runInstances(ctx context.Context, n *plan.Node, insts []*plan
 		go func() {
 			defer wg.Done()
 			defer func() { <-local }()
-			j := r.runJob(nctx, inst)
+			j := r.runJob(nctx, inst, p)
 			jobs[i] = j
 			if n.FailFast && j.Outcome != result.Success && j.Outcome != result.Cancelled && j.Outcome != result.Skipped {
 				cancel(fmt.Errorf("fail-fast: %s %s", j.ID, j.Outcome))
@@ -398,15 +404,16 @@ func (r *runState) cancelledJob(ctx context.Context, inst *plan.Instance) *resul
 	return j
 }
 
-// runJob runs one instance once a slot of the engine is free: workspace, container,
-// outputs, changes, cleanup.
-func (r *runState) runJob(ctx context.Context, inst *plan.Instance) *result.Job {
+// runJob runs one prepared instance once a slot of the engine is free: container, outputs,
+// changes, cleanup.
+func (r *runState) runJob(ctx context.Context, inst *plan.Instance, p *prepared) *result.Job {
 	sem := r.e.slots()
 	select {
 	case sem <- struct{}{}:
 	case <-ctx.Done():
 	}
 	if ctx.Err() != nil {
+		r.release(ctx, inst, p)
 		return r.cancelledJob(ctx, inst)
 	}
 	defer func() { <-sem }()
@@ -414,7 +421,7 @@ func (r *runState) runJob(ctx context.Context, inst *plan.Instance) *result.Job 
 	defer r.addJob(j)
 	j.Started = time.Now()
 	r.emit(reporters.Update{Kind: reporters.JobStarted, Instance: inst, Time: j.Started})
-	r.execute(ctx, inst, j)
+	r.execute(ctx, inst, j, p)
 	if j.Finished.IsZero() {
 		j.Finished = time.Now()
 	}
@@ -423,48 +430,74 @@ func (r *runState) runJob(ctx context.Context, inst *plan.Instance) *result.Job 
 	return j
 }
 
-func (r *runState) execute(ctx context.Context, inst *plan.Instance, j *result.Job) {
+// prepared is an instance made ready to run before a slot is free: its output directory,
+// secrets and workspace. fail or cancelled say why it cannot run.
+type prepared struct {
+	dir, out  string
+	secrets   map[string]string
+	ws        Workspace
+	fail      string
+	cancelled bool
+}
+
+// prepare does the part of a job that needs no container, so that it overlaps with other
+// agents' containers instead of delaying this one's start.
+func (r *runState) prepare(ctx context.Context, inst *plan.Instance) *prepared {
+	p := &prepared{dir: filepath.Join(r.opts.Dir, "jobs", safeName(inst.ID))}
+	p.out = filepath.Join(p.dir, "out")
+	if err := os.MkdirAll(p.out, 0o755); err != nil {
+		p.fail = fmt.Sprintf("create output directory: %v", err)
+		return p
+	}
+	// The container runs as an unprivileged uid that must write its outputs here.
+	if err := os.Chmod(p.out, 0o777); err != nil {
+		p.fail = fmt.Sprintf("open output directory to the agent: %v", err)
+		return p
+	}
+	if err := os.WriteFile(filepath.Join(p.out, "prompt.md"), []byte(inst.Prompt), 0o644); err != nil {
+		p.fail = fmt.Sprintf("write prompt.md: %v", err)
+		return p
+	}
+	var err error
+	if p.secrets, err = pickSecrets(inst.Secrets, r.opts.Secrets); err != nil {
+		p.fail = err.Error()
+		return p
+	}
+	if p.ws, err = r.e.Workspaces.Create(ctx, r.info.ID, inst.ID); err != nil {
+		p.cancelled = ctx.Err() != nil
+		p.fail = fmt.Sprintf("prepare workspace: %v", err)
+	}
+	return p
+}
+
+// release removes the workspace, also when the run is being cancelled.
+func (r *runState) release(ctx context.Context, inst *plan.Instance, p *prepared) {
+	if p == nil || p.ws == nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if err := p.ws.Remove(cctx); err != nil {
+		r.log.Warn("remove workspace", "job", inst.ID, "err", err)
+	}
+	p.ws = nil
+}
+
+func (r *runState) execute(ctx context.Context, inst *plan.Instance, j *result.Job, p *prepared) {
 	fail := func(format string, args ...any) {
 		j.Outcome = result.Error
 		j.Error = fmt.Sprintf(format, args...)
 	}
-	dir := filepath.Join(r.opts.Dir, "jobs", safeName(inst.ID))
-	out := filepath.Join(dir, "out")
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		fail("create output directory: %v", err)
+	defer r.release(ctx, inst, p)
+	if p.cancelled {
+		j.Outcome = result.Cancelled
 		return
 	}
-	// The container runs as an unprivileged uid that must write its outputs here.
-	if err := os.Chmod(out, 0o777); err != nil {
-		fail("open output directory to the agent: %v", err)
+	if p.fail != "" {
+		fail("%s", p.fail)
 		return
 	}
-	if err := os.WriteFile(filepath.Join(out, "prompt.md"), []byte(inst.Prompt), 0o644); err != nil {
-		fail("write prompt.md: %v", err)
-		return
-	}
-	secrets, err := pickSecrets(inst.Secrets, r.opts.Secrets)
-	if err != nil {
-		fail("%v", err)
-		return
-	}
-
-	ws, err := r.e.Workspaces.Create(ctx, r.info.ID, inst.ID)
-	if err != nil {
-		if ctx.Err() != nil {
-			j.Outcome = result.Cancelled
-			return
-		}
-		fail("prepare workspace: %v", err)
-		return
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
-		if err := ws.Remove(cctx); err != nil {
-			r.log.Warn("remove workspace", "job", inst.ID, "err", err)
-		}
-	}()
+	dir, out, ws, secrets := p.dir, p.out, p.ws, p.secrets
 
 	logPath := filepath.Join(dir, "log.txt")
 	lf, err := os.Create(logPath)
