@@ -358,6 +358,9 @@ func (r *runState) runInstances(ctx context.Context, n *plan.Node, insts []*plan
 	if limit <= 0 || limit > len(insts) {
 		limit = len(insts)
 	}
+	// No more than the engine's slots can run anyway; the bound also keeps the workspaces
+	// prepared ahead of a slot to one per node.
+	limit = min(limit, cap(r.e.slots()))
 	local := make(chan struct{}, max(limit, 1))
 	jobs := make([]*result.Job, len(insts))
 	var wg sync.WaitGroup

@@ -203,6 +203,24 @@ agents:
 	}
 }
 
+func TestWorkspacesArePreparedOnlyOneAhead(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.eng.MaxAgents = 3
+	p := routine(t, `
+agents:
+  a:
+    matrix: {i: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]}
+    command: ["/testagent", "sleep", "10ms"]
+`, "")
+	if res := h.run(t, t.Context(), p, nil); res.Conclusion != result.ConclusionSuccess {
+		t.Fatalf("conclusion = %s", res.Conclusion)
+	}
+	if peak := h.ws.peak.Load(); peak > 4 {
+		t.Errorf("%d workspaces existed at once, want at most 3 running + 1 prepared", peak)
+	}
+}
+
 func TestFailFast(t *testing.T) {
 	t.Parallel()
 	for _, failFast := range []bool{true, false} {

@@ -220,6 +220,7 @@ func interpret(ctx context.Context, t *Task, argv []string, logs io.Writer) (int
 type dirWorkspaces struct {
 	root string
 	live atomic.Int64
+	peak atomic.Int64
 }
 
 func (d *dirWorkspaces) Create(ctx context.Context, runID, jobID string) (Workspace, error) {
@@ -230,7 +231,13 @@ func (d *dirWorkspaces) Create(ctx context.Context, runID, jobID string) (Worksp
 	if err := os.MkdirAll(p, 0o755); err != nil {
 		return nil, err
 	}
-	d.live.Add(1)
+	n := d.live.Add(1)
+	for {
+		p := d.peak.Load()
+		if n <= p || d.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
 	return &dirWorkspace{d: d, path: p}, nil
 }
 
