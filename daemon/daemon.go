@@ -53,6 +53,9 @@ type Options struct {
 	Workers int
 	// IntakeWorkers plan deliveries at once (default 4).
 	IntakeWorkers int
+	// RunAttempts is how many times a run is tried when its daemon dies or its infrastructure
+	// fails (default 3); then it concludes as a failure with the reason.
+	RunAttempts int
 	// MaxPerRepo bounds the runs of one repository this daemon runs at once (0: no limit).
 	MaxPerRepo int
 	// LeaseTTL is how long a lease lives without a heartbeat (default 30s).
@@ -106,6 +109,9 @@ func New(o Options) (*Daemon, error) {
 	}
 	if o.IntakeWorkers <= 0 {
 		o.IntakeWorkers = 4
+	}
+	if o.RunAttempts <= 0 {
+		o.RunAttempts = store.DefaultMaxAttempts
 	}
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = 30 * time.Second
@@ -230,6 +236,15 @@ func (d *Daemon) recover(ctx context.Context) error {
 	}
 	for _, j := range leased {
 		if j.LeaseOwner != d.o.Owner {
+			continue
+		}
+		if j.Kind == store.KindIntake {
+			// Planning a delivery is short and deterministic: a restart in the middle is not
+			// the delivery's fault, so it costs no attempt (a delivery is never dropped because
+			// the daemon was killed three times while it waited).
+			if err := d.o.Store.Requeue(ctx, j.ID, d.o.Owner); err != nil && !errors.Is(err, store.ErrLeaseLost) {
+				return fmt.Errorf("recover job %d: %w", j.ID, err)
+			}
 			continue
 		}
 		dead, err := d.o.Store.Fail(ctx, j.ID, d.o.Owner, fmt.Sprintf("the runner %s restarted during attempt %d", d.o.Owner, j.Attempts), 0)

@@ -264,14 +264,15 @@ func (d *Daemon) concludeDead(ctx context.Context, j store.Job) {
 
 func (d *Daemon) conclude(ctx context.Context, j store.Job, ev *event.Event, pr *plan.Run) {
 	reason := "The runner gave up on this run: " + j.LastError
-	if err := d.o.Store.UpdateRun(ctx, store.Run{ID: j.RunID, Status: store.RunCompleted,
-		Conclusion: string(result.ConclusionFailure), Error: reason, FinishedAt: d.o.Now()}); err != nil {
-		d.log.Warn("conclude run", "run_id", j.RunID, "err", err)
-	}
-	d.metrics.runs.WithLabelValues(string(result.ConclusionFailure)).Inc()
+	// The check run first: once the run is marked completed nobody would conclude it again.
 	if ev != nil && pr != nil {
 		if err := d.o.Pipeline.Conclude(ctx, ev, pr, j.RunID, result.ConclusionFailure, reason); err != nil {
 			d.log.Warn("report the run's end", "run_id", j.RunID, "err", err)
 		}
 	}
+	if err := d.o.Store.UpdateRun(ctx, store.Run{ID: j.RunID, Status: store.RunCompleted,
+		Conclusion: string(result.ConclusionFailure), Error: reason, FinishedAt: d.o.Now()}); err != nil {
+		d.log.Warn("conclude run", "run_id", j.RunID, "err", err)
+	}
+	d.metrics.runs.WithLabelValues(string(result.ConclusionFailure)).Inc()
 }

@@ -46,6 +46,7 @@ type serveConfig struct {
 	MaxAgents     int           `yaml:"max-agents"`
 	MaxRuns       int           `yaml:"max-runs"`
 	MaxRunsRepo   int           `yaml:"max-runs-per-repo"`
+	RunAttempts   int           `yaml:"run-attempts"`
 	LeaseTTL      time.Duration `yaml:"lease-ttl"`
 	ShutdownGrace time.Duration `yaml:"shutdown-grace"`
 	Schedules     bool          `yaml:"schedules"`
@@ -76,6 +77,7 @@ func defaultServeConfig() serveConfig {
 		LogLevel:      "info",
 		MaxAgents:     8,
 		MaxRuns:       16,
+		RunAttempts:   3,
 		LeaseTTL:      30 * time.Second,
 		ShutdownGrace: 30 * time.Second,
 		Schedules:     true,
@@ -206,6 +208,7 @@ SIGTERM or SIGINT stops intake (webhooks answer 503), lets running agents finish
 	f.Int("max-agents", d.MaxAgents, "agent containers running at once across all runs (env AGENTRUNNER_MAX_AGENTS)")
 	f.Int("max-runs", d.MaxRuns, "runs this daemon works on at once (env AGENTRUNNER_MAX_RUNS)")
 	f.Int("max-runs-per-repo", 0, "runs of one repository at once; 0 is no limit (env AGENTRUNNER_MAX_RUNS_PER_REPO)")
+	f.Int("run-attempts", d.RunAttempts, "tries of a run whose daemon died or whose infrastructure failed, before it concludes as failed (env AGENTRUNNER_RUN_ATTEMPTS)")
 	f.Duration("lease-ttl", d.LeaseTTL, "how long a job's lease lives without a heartbeat (env AGENTRUNNER_LEASE_TTL)")
 	f.Duration("shutdown-grace", d.ShutdownGrace, "how long running agents may finish after SIGTERM (env AGENTRUNNER_SHUTDOWN_GRACE)")
 	f.Bool("schedules", true, "fire the routines' schedule triggers (env AGENTRUNNER_SCHEDULES)")
@@ -279,6 +282,7 @@ func (o *serveOptions) settings(fs *pflag.FlagSet) (serveConfig, error) {
 		{"max-agents", "AGENTRUNNER_MAX_AGENTS", num(&c.MaxAgents)},
 		{"max-runs", "AGENTRUNNER_MAX_RUNS", num(&c.MaxRuns)},
 		{"max-runs-per-repo", "AGENTRUNNER_MAX_RUNS_PER_REPO", num(&c.MaxRunsRepo)},
+		{"run-attempts", "AGENTRUNNER_RUN_ATTEMPTS", num(&c.RunAttempts)},
 		{"lease-ttl", "AGENTRUNNER_LEASE_TTL", dur(&c.LeaseTTL)},
 		{"shutdown-grace", "AGENTRUNNER_SHUTDOWN_GRACE", dur(&c.ShutdownGrace)},
 		{"schedules", "AGENTRUNNER_SCHEDULES", boolean(&c.Schedules)},
@@ -312,8 +316,8 @@ func (o *serveOptions) settings(fs *pflag.FlagSet) (serveConfig, error) {
 		return c, usageError{fmt.Errorf("log format %q: want text or json", c.LogFormat)}
 	case c.Sandbox != "docker" && c.Sandbox != "fake":
 		return c, usageError{fmt.Errorf("sandbox %q: want docker or fake", c.Sandbox)}
-	case c.MaxAgents <= 0 || c.MaxRuns <= 0:
-		return c, usageError{errors.New("max-agents and max-runs must be at least 1")}
+	case c.MaxAgents <= 0 || c.MaxRuns <= 0 || c.RunAttempts <= 0:
+		return c, usageError{errors.New("max-agents, max-runs and run-attempts must be at least 1")}
 	}
 	switch c.Reporters {
 	case "auto", "github", "log", "none":
@@ -433,6 +437,7 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		Owner:         c.ID,
 		Workers:       c.MaxRuns,
 		MaxPerRepo:    c.MaxRunsRepo,
+		RunAttempts:   c.RunAttempts,
 		LeaseTTL:      c.LeaseTTL,
 		ShutdownGrace: c.ShutdownGrace,
 		NoSchedules:   !c.Schedules,

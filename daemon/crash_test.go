@@ -1,0 +1,356 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/agentrunner/agentrunner/internal/githubfake"
+	"github.com/agentrunner/agentrunner/store"
+	"github.com/agentrunner/agentrunner/store/storetest"
+)
+
+// buildRunner builds ./cmd/runner once per test binary.
+var buildRunner = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "agentrunner-daemon-test-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "runner")
+	out, err := exec.Command("go", "build", "-o", bin, "../cmd/runner").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build ./cmd/runner: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+func runnerBinary(t *testing.T) string {
+	t.Helper()
+	bin, err := buildRunner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(filepath.Dir(bin)) })
+	return bin
+}
+
+func git(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=t", "-c", "user.email=t@example.com"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// testRepo makes a git repository with the given routine files and returns it and its head.
+func testRepo(t *testing.T, files map[string]string) (string, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "repo")
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	git(t, dir, "init", "-q", "-b", "main")
+	git(t, dir, "add", "-A")
+	git(t, dir, "commit", "-qm", "routines")
+	return dir, git(t, dir, "rev-parse", "HEAD")
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// daemonProc is `runner serve` as a child process.
+type daemonProc struct {
+	t    *testing.T
+	bin  string
+	cfg  string
+	addr string
+	log  *os.File
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func (p *daemonProc) start() {
+	p.t.Helper()
+	p.cmd = exec.Command(p.bin, "serve", "--config", p.cfg)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	p.cmd.Env = append(os.Environ(), "AGENTRUNNER_CONFIG=")
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatalf("start runner serve: %v", err)
+	}
+	p.done = make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + p.addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		select {
+		case <-p.done:
+			p.t.Fatalf("runner serve exited at start; see %s", p.log.Name())
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("runner serve did not answer /healthz; see %s", p.log.Name())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (p *daemonProc) signal(sig syscall.Signal) {
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(60 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		p.t.Errorf("runner serve did not stop on %v", sig)
+	}
+}
+
+func newDaemonProc(t *testing.T, config string) *daemonProc {
+	dir := t.TempDir()
+	addr := freePort(t)
+	cfg := filepath.Join(dir, "runner.yaml")
+	config = strings.ReplaceAll(config, "@LISTEN@", addr)
+	config = strings.ReplaceAll(config, "@DATA@", filepath.Join(dir, "data"))
+	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	log, err := os.Create(filepath.Join(dir, "serve.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &daemonProc{t: t, bin: runnerBinary(t), cfg: cfg, addr: addr, log: log}
+	t.Cleanup(func() {
+		if p.cmd != nil && p.cmd.ProcessState == nil {
+			p.signal(syscall.SIGKILL)
+		}
+		log.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(log.Name())
+			if len(b) > 8000 {
+				b = b[len(b)-8000:]
+			}
+			t.Logf("runner serve log (tail):\n%s", b)
+		}
+	})
+	return p
+}
+
+func pushPayload(repoDir, sha string) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"ref": "refs/heads/main", "before": strings.Repeat("0", 40), "after": sha, "created": false, "deleted": false,
+		"forced": false, "commits": []any{},
+		"repository": map[string]any{"id": 1, "name": "app", "full_name": "acme/app", "owner": map[string]any{"login": "acme"},
+			"clone_url": "file://" + repoDir, "default_branch": "main", "private": false},
+		"sender": map[string]any{"login": "octo"},
+	})
+	return b
+}
+
+func sign(secret, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// postDelivery sends one signed delivery; ok when the daemon acknowledged it.
+func postDelivery(addr, id string, secret, body []byte) (int, error) {
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/webhooks/github", bytes.NewReader(body))
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-GitHub-Delivery", id)
+	req.Header.Set("X-Hub-Signature-256", sign(secret, body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+const pushRoutine = `name: onpush
+on: {push: {branches: [main]}}
+agents:
+  a: {image: x, command: [x]}
+publish: {check: true}
+`
+
+// kill -9 at random points during a stream of signed deliveries, then restart: every
+// acknowledged delivery yields exactly one completed run and one check run.
+func TestKillNineDuringDeliveries(t *testing.T) {
+	for _, tc := range databases {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 200
+			secret := []byte("webhook-secret")
+			repoDir, sha := testRepo(t, map[string]string{".agents/onpush.yaml": pushRoutine})
+			fake := githubfake.New(t)
+			fake.AddToken("ghs_test")
+			fake.AddRepo("acme", "app", "main", 0)
+			db := tc.db(t)
+			proc := newDaemonProc(t, fmt.Sprintf(`listen: "@LISTEN@"
+data-dir: "@DATA@"
+database: %q
+id: crash-test
+sandbox: fake
+reporters: github
+schedules: false
+lease-ttl: 3s
+# Each kill ends an attempt of every run in progress; a run concluded as failed after its
+# attempts is correct behaviour, but here every run must get through.
+run-attempts: 20
+shutdown-grace: 2s
+log-level: info
+github: {api-url: %q, token: ghs_test, webhook-secret: %q}
+repos:
+  - {name: acme/app, url: %q, default-branch: main}
+`, db.DSN, fake.URL(), secret, repoDir))
+			proc.start()
+
+			body := pushPayload(repoDir, sha)
+			var mu sync.Mutex
+			accepted := map[string]bool{}
+			sent := make(chan struct{})
+			go func() {
+				defer close(sent)
+				for i := range n {
+					id := fmt.Sprintf("delivery-%03d", i)
+					for {
+						code, err := postDelivery(proc.addr, id, secret, body)
+						if err == nil && code == http.StatusAccepted {
+							mu.Lock()
+							accepted[id] = true
+							mu.Unlock()
+							break
+						}
+						// Refused (the daemon is down): like GitHub's redelivery, send it again.
+						time.Sleep(20 * time.Millisecond)
+					}
+					// A steady stream, so the kills land at every stage: intake, planning,
+					// running, reporting.
+					time.Sleep(25 * time.Millisecond)
+				}
+			}()
+			kills := 0
+			for done := false; !done; {
+				select {
+				case <-sent:
+					done = true
+				// Far enough apart that a job is rarely killed on each of its three attempts
+				// (which would rightly conclude it as failed).
+				case <-time.After(time.Duration(1200+rand.IntN(800)) * time.Millisecond):
+					proc.signal(syscall.SIGKILL)
+					kills++
+					proc.start()
+				}
+			}
+			// One more kill while the last runs may be running.
+			proc.signal(syscall.SIGKILL)
+			kills++
+			proc.start()
+			if kills < 3 {
+				t.Logf("only %d kills happened during the stream", kills)
+			}
+
+			st := db.Open(t)
+			t.Cleanup(func() {
+				if !t.Failed() {
+					return
+				}
+				counts, _ := st.CountJobs(context.Background())
+				t.Logf("jobs by state: %v", counts)
+				for _, state := range []string{store.JobDead, store.JobAvailable, store.JobLeased} {
+					jobs, _ := st.ListJobs(context.Background(), store.JobFilter{State: state, Limit: 3})
+					for _, j := range jobs {
+						t.Logf("%s job %d (%s, attempts %d): %s", state, j.ID, j.Kind, j.Attempts, j.LastError)
+					}
+				}
+			})
+			waitFor(t, fmt.Sprintf("%d completed runs", n), 180*time.Second, func() bool {
+				runs, err := st.ListRuns(context.Background(), store.RunFilter{Status: store.RunCompleted, Limit: 100000})
+				return err == nil && len(runs) >= n
+			})
+			proc.signal(syscall.SIGTERM)
+
+			runs, err := st.ListRuns(context.Background(), store.RunFilter{Limit: 100000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(runs) != n {
+				t.Errorf("%d runs, want %d (one per delivery)", len(runs), n)
+			}
+			byID := map[string]store.Run{}
+			for _, r := range runs {
+				byID[r.ID] = r
+			}
+			if len(accepted) != n {
+				t.Errorf("%d deliveries acknowledged, want %d", len(accepted), n)
+			}
+			for id := range accepted {
+				r, ok := byID[RunID(id, "onpush")]
+				if !ok {
+					t.Errorf("delivery %s was acknowledged but has no run", id)
+					continue
+				}
+				if r.Status != store.RunCompleted || r.Conclusion != "success" {
+					t.Errorf("run of %s: %s/%s %s", id, r.Status, r.Conclusion, r.Error)
+				}
+			}
+			checks := map[string]int{}
+			for _, c := range fake.CheckRuns() {
+				checks[c.ExternalID]++
+				if c.Status != "completed" || c.Conclusion != "success" {
+					t.Errorf("check run %s (%s): %s/%s", c.Name, c.ExternalID, c.Status, c.Conclusion)
+				}
+			}
+			for id := range accepted {
+				if c := checks[RunID(id, "onpush")]; c != 1 {
+					t.Errorf("delivery %s has %d check runs, want 1", id, c)
+				}
+			}
+			if len(checks) != n {
+				t.Errorf("%d distinct check runs, want %d", len(checks), n)
+			}
+			if v := fake.Violations(); len(v) > 0 {
+				t.Errorf("GitHub API violations: %v", v[:min(5, len(v))])
+			}
+			t.Logf("%d kills, %d deliveries, %d runs, %d check runs", kills, len(accepted), len(runs), len(fake.CheckRuns()))
+		})
+	}
+}
+
+var _ = storetest.SQLite
