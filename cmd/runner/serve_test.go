@@ -1,0 +1,84 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// The documented example parses with every key known, and precedence is flag > env > file.
+func TestServeSettings(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		check func(t *testing.T, c serveConfig)
+		fails bool
+	}{
+		{
+			name: "the example file is read as documented",
+			args: []string{"--config", "../../examples/runner.yaml"},
+			check: func(t *testing.T, c serveConfig) {
+				want := serveConfig{Listen: "127.0.0.1:8080", MaxAgents: 8, MaxRuns: 16, MaxRunsRepo: 4, RunAttempts: 3,
+					LeaseTTL: 30 * time.Second, ShutdownGrace: 5 * time.Minute, LogFormat: "json"}
+				got := serveConfig{Listen: c.Listen, MaxAgents: c.MaxAgents, MaxRuns: c.MaxRuns, MaxRunsRepo: c.MaxRunsRepo,
+					RunAttempts: c.RunAttempts, LeaseTTL: c.LeaseTTL, ShutdownGrace: c.ShutdownGrace, LogFormat: c.LogFormat}
+				if d := cmp.Diff(want, got); d != "" {
+					t.Errorf("settings (-want +got):\n%s", d)
+				}
+				if c.GitHub.AppID != 123456 || len(c.Repos) != 2 || c.Repos[1].URL != "/srv/git/local-only.git" {
+					t.Errorf("github/repos = %+v %+v", c.GitHub, c.Repos)
+				}
+			},
+		},
+		{
+			name: "environment beats the file and flags beat the environment",
+			args: []string{"--config", "../../examples/runner.yaml", "--max-agents", "3"},
+			env:  map[string]string{"AGENTRUNNER_MAX_AGENTS": "5", "AGENTRUNNER_MAX_RUNS": "7", "AGENTRUNNER_LOG_FORMAT": "text"},
+			check: func(t *testing.T, c serveConfig) {
+				if c.MaxAgents != 3 || c.MaxRuns != 7 || c.LogFormat != "text" {
+					t.Errorf("max-agents %d max-runs %d log-format %s, want 3, 7, text", c.MaxAgents, c.MaxRuns, c.LogFormat)
+				}
+			},
+		},
+		{
+			name: "defaults put SQLite in the data dir",
+			args: []string{"--data-dir", "/tmp/x"},
+			check: func(t *testing.T, c serveConfig) {
+				if c.dsn() != "sqlite:///tmp/x/runner.db" || c.Secrets.Dir != filepath.Join("/tmp/x", "secrets") {
+					t.Errorf("dsn %s secrets %s", c.dsn(), c.Secrets.Dir)
+				}
+			},
+		},
+		{name: "a bad log format is refused", args: []string{"--log-format", "xml"}, fails: true},
+		{name: "a bad duration in the environment is refused", env: map[string]string{"AGENTRUNNER_LEASE_TTL": "soon"}, fails: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			cmd := newServeCmd(&streams{Out: os.Stdout, Err: os.Stderr})
+			if err := cmd.ParseFlags(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			o := &serveOptions{}
+			o.Config, _ = cmd.Flags().GetString("config")
+			o.DataDir, _ = cmd.Flags().GetString("data-dir")
+			c, err := o.settings(cmd.Flags())
+			if tc.fails {
+				if err == nil {
+					t.Fatal("settings accepted, want an error")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, c)
+		})
+	}
+}
