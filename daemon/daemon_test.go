@@ -31,7 +31,7 @@ type fakePipeline struct {
 	release chan struct{}
 }
 
-func newFakePipeline(t *testing.T, routines ...string) *fakePipeline {
+func newFakePipeline(_ testing.TB, routines ...string) *fakePipeline {
 	return &fakePipeline{routines: routines, sha: strings.Repeat("a", 40), runs: map[string]int{}, ticks: map[string]int{},
 		started: make(chan string, 10000), release: make(chan struct{})}
 }
