@@ -150,13 +150,17 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+			t.Fatalf("timed out after %s waiting for %s (%d runs completed)", timeout, what, len(completedRuns(t, lastStore)))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
+// lastStore is the store waitFor reports progress from.
+var lastStore store.Store
+
 func completedRuns(t *testing.T, st store.Store) []store.Run {
+	lastStore = st
 	t.Helper()
 	runs, err := st.ListRuns(context.Background(), store.RunFilter{Status: store.RunCompleted, Limit: 100000})
 	if err != nil {
@@ -186,7 +190,7 @@ func TestTwoDaemonsRunEachJobOnce(t *testing.T) {
 			p := newFakePipeline(t, quickRoutine)
 			startDaemon(t, st1, p, "one", nil)
 			startDaemon(t, st2, p, "two", nil)
-			waitFor(t, "500 completed runs", 120*time.Second, func() bool { return len(completedRuns(t, st1)) == n })
+			waitFor(t, "500 completed runs", 240*time.Second, func() bool { return len(completedRuns(t, st1)) == n })
 			for i := range n {
 				id := RunID(fmt.Sprintf("d-%d", i), "quick")
 				if c := p.calls(id); c != 1 {
