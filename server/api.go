@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"net/http"
@@ -111,25 +112,6 @@ func (a *API) dispatch(w http.ResponseWriter, r *http.Request) {
 	res, err := a.Dispatcher.Dispatch(r.Context(), repo, r.PathValue("routine"), req.Inputs)
 	if err != nil {
 		a.fail(w, "dispatch", err)
-		return
-	}
-	writeJSON(w, http.StatusAccepted, res)
-}
-
-// HookPath is where external systems call routines with `on: webhook`.
-const HookPath = "/hooks/{owner}/{repo}/{routine}"
-
-func (a *API) hook(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxWebhookBody))
-	if err != nil {
-		apiError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", MaxWebhookBody))
-		return
-	}
-	repo := r.PathValue("owner") + "/" + r.PathValue("repo")
-	delivery := r.Header.Get("X-Delivery-ID")
-	res, err := a.Dispatcher.Hook(r.Context(), repo, r.PathValue("routine"), body, r.Header.Get("X-Hub-Signature-256"), delivery)
-	if err != nil {
-		a.fail(w, "hook", err)
 		return
 	}
 	writeJSON(w, http.StatusAccepted, res)
@@ -259,4 +241,26 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func apiError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// jobDirName is the directory the engine gives job id under <run>/jobs (runner's safeName):
+// unsafe characters become '_' and a hash of the id keeps distinct ids apart.
+func jobDirName(id string) string {
+	var b strings.Builder
+	changed := false
+	for _, r := range id {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '.', r == '_':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+			changed = true
+		}
+	}
+	if !changed {
+		return id
+	}
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return fmt.Sprintf("%s-%08x", b.String(), h.Sum32())
 }

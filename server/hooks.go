@@ -2,28 +2,25 @@ package server
 
 import (
 	"fmt"
-	"hash/fnv"
-	"strings"
+	"io"
+	"net/http"
 )
 
-// jobDirName is the directory the engine gives job id under <run>/jobs (runner's safeName):
-// unsafe characters become '_' and a hash of the id keeps distinct ids apart.
-func jobDirName(id string) string {
-	var b strings.Builder
-	changed := false
-	for _, r := range id {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '.', r == '_':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('_')
-			changed = true
-		}
+// HookPath is where external systems call routines with `on: webhook`.
+const HookPath = "/hooks/{owner}/{repo}/{routine}"
+
+func (a *API) hook(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxWebhookBody))
+	if err != nil {
+		apiError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", MaxWebhookBody))
+		return
 	}
-	if !changed {
-		return id
+	repo := r.PathValue("owner") + "/" + r.PathValue("repo")
+	delivery := r.Header.Get("X-Delivery-ID")
+	res, err := a.Dispatcher.Hook(r.Context(), repo, r.PathValue("routine"), body, r.Header.Get("X-Hub-Signature-256"), delivery)
+	if err != nil {
+		a.fail(w, "hook", err)
+		return
 	}
-	h := fnv.New32a()
-	h.Write([]byte(id))
-	return fmt.Sprintf("%s-%08x", b.String(), h.Sum32())
+	writeJSON(w, http.StatusAccepted, res)
 }
