@@ -48,6 +48,7 @@ type compiledAgent struct {
 	dynamic        bool
 	dynamicMatrix  bool
 	secrets        []string // agent secrets ∩ routine secrets, plus the preset's key if declared
+	keySecrets     []string // the preset's keys the agent did not ask for by name
 	staticCombos   []combo  // expanded static matrix (nil without matrix)
 	staticComboErr error
 }
@@ -272,8 +273,12 @@ func (c *compiler) agent(r *config.Routine, a *config.Agent, maxFanOut int) *com
 		for _, s := range presetKeys(ca.preset, a.With) {
 			if slices.Contains(r.Secrets, s) {
 				ca.secrets = appendUnique(ca.secrets, s)
+				if !slices.Contains(a.Secrets, s) {
+					ca.keySecrets = appendUnique(ca.keySecrets, s)
+				}
 			}
 		}
+		sort.Strings(ca.keySecrets)
 	}
 	sort.Strings(ca.secrets)
 	return ca

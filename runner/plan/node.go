@@ -15,10 +15,12 @@ import (
 // compiledNode is what Expand and Condition evaluate. It is read-only after Build, so the
 // engine may call both from several goroutines.
 type compiledNode struct {
-	ca        *compiledAgent
-	base      expr.Context // event, routine, inputs and the run's env
-	secrets   []string     // the agent's secrets this run may hand out
-	maxFanOut int
+	ca      *compiledAgent
+	base    expr.Context // event, routine, inputs and the run's env
+	secrets []string     // the agent's secrets this run may hand out
+	// keySecrets are those of secrets that are only the preset's model key.
+	keySecrets []string
+	maxFanOut  int
 }
 
 // errNotBuilt is returned for nodes that did not come from Build (a plan read back from JSON).
@@ -199,6 +201,7 @@ func (cn *compiledNode) expand(needs map[string]expr.Need, preview bool) ([]*Ins
 				User:       a.User,
 				Env:        env,
 				Secrets:    cn.secrets,
+				KeySecrets: cn.keySecrets,
 				Timeout:    a.Timeout,
 				Resources:  a.Resources,
 				Network:    network,

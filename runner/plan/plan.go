@@ -360,6 +360,9 @@ func buildNode(ca *compiledAgent, cr *compiledRoutine, ctx expr.Context, run *Ru
 		for _, s := range ca.secrets {
 			if slices.Contains(run.Secrets, s) {
 				n.compiled.secrets = append(n.compiled.secrets, s)
+				if slices.Contains(ca.keySecrets, s) {
+					n.compiled.keySecrets = append(n.compiled.keySecrets, s)
+				}
 			}
 		}
 	}

@@ -108,10 +108,13 @@ type Instance struct {
 	User       string            `json:"user,omitempty"`
 	Env        map[string]string `json:"env,omitempty"`
 	// Secrets are the secret names handed to this instance as environment variables.
-	Secrets   []string         `json:"secrets,omitempty"`
-	Timeout   time.Duration    `json:"timeout"`
-	Resources config.Resources `json:"resources"`
-	Network   config.Network   `json:"network"`
+	Secrets []string `json:"secrets,omitempty"`
+	// KeySecrets are the preset's model API keys among Secrets that the agent did not name
+	// itself: behind an egress proxy they stay outside the container and the proxy adds them.
+	KeySecrets []string         `json:"key_secrets,omitempty"`
+	Timeout    time.Duration    `json:"timeout"`
+	Resources  config.Resources `json:"resources"`
+	Network    config.Network   `json:"network"`
 }
 
 // Result values of an agent, as `needs.<agent>.result` shows them.
