@@ -53,7 +53,6 @@ agents:
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer os.RemoveAll(strings.TrimSuffix(bin, "/runner"))
 	cmd := exec.Command(bin, "serve", "--config", dir+"/runner.yaml")
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

@@ -45,8 +45,16 @@ func runnerBinary(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(filepath.Dir(bin)) })
 	return bin
+}
+
+// TestMain removes the runner binary the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bin, err := buildRunner(); err == nil {
+		_ = os.RemoveAll(filepath.Dir(bin))
+	}
+	os.Exit(code)
 }
 
 func git(t *testing.T, dir string, args ...string) string {
@@ -101,12 +109,13 @@ type daemonProc struct {
 
 func (p *daemonProc) start() {
 	p.t.Helper()
-	p.cmd = exec.Command(p.bin, "serve", "--config", p.cfg)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	p.cmd.Env = append(os.Environ(), "AGENTRUNNER_CONFIG=")
-	if err := p.cmd.Start(); err != nil {
+	cmd := exec.Command(p.bin, "serve", "--config", p.cfg)
+	cmd.Stdout, cmd.Stderr = p.log, p.log
+	cmd.Env = append(os.Environ(), "AGENTRUNNER_CONFIG=")
+	if err := cmd.Start(); err != nil {
 		p.t.Fatalf("start runner serve: %v", err)
 	}
+	p.cmd = cmd
 	p.done = make(chan struct{})
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	deadline := time.Now().Add(20 * time.Second)
@@ -156,7 +165,7 @@ func newDaemonProc(t *testing.T, config string) *daemonProc {
 	}
 	p := &daemonProc{t: t, bin: runnerBinary(t), cfg: cfg, addr: addr, log: log}
 	t.Cleanup(func() {
-		if p.cmd != nil && p.cmd.ProcessState == nil {
+		if p.cmd != nil && p.cmd.Process != nil && p.cmd.ProcessState == nil {
 			p.signal(syscall.SIGKILL)
 		}
 		log.Close()
