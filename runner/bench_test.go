@@ -168,8 +168,8 @@ type patchWorkspaces struct {
 	patches map[string][]byte
 }
 
-func (p *patchWorkspaces) Create(ctx context.Context, runID, jobID string) (Workspace, error) {
-	w, err := p.dirWorkspaces.Create(ctx, runID, jobID)
+func (p *patchWorkspaces) Create(ctx context.Context, runID, jobID, base string) (Workspace, error) {
+	w, err := p.dirWorkspaces.Create(ctx, runID, jobID, base)
 	if err != nil {
 		return nil, err
 	}

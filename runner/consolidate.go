@@ -12,10 +12,11 @@ import (
 // keptPatches lists, in plan order, the patches that make up the run's changes: every
 // successful instance of a `changes: keep` agent, except that of replicas only the winner
 // (or, without a vote, the first successful one) counts, so replicas never stack.
-func keptPatches(p *plan.Run, res *result.Run, agents map[string]*result.Agent) []NamedPatch {
+// only, when not nil, limits the list to those agents.
+func keptPatches(p *plan.Run, res *result.Run, agents map[string]*result.Agent, only map[string]bool) []NamedPatch {
 	var out []NamedPatch
 	for _, n := range p.Nodes {
-		if n.Changes != "keep" {
+		if n.Changes != "keep" || only != nil && !only[n.Agent] {
 			continue
 		}
 		a := agents[n.Agent]
@@ -65,7 +66,7 @@ func (r *runState) consolidate(ctx context.Context) {
 	r.res.Agents = ordered
 	r.res.Jobs = orderJobs(ordered, r.res.Jobs)
 
-	patches := keptPatches(r.info.Plan, r.res, agents)
+	patches := keptPatches(r.info.Plan, r.res, agents, nil)
 	if len(patches) == 0 {
 		return
 	}
@@ -170,4 +171,51 @@ func (r *runState) conclusion(ctx context.Context) result.Conclusion {
 		return result.ConclusionNeutral
 	}
 	return result.ConclusionSuccess
+}
+
+// stageBase is the commit a node's workspaces start from: the run's commit with the kept
+// changes of every agent it (transitively) needs, merged in plan order, so that a verify stage
+// checks the audit's fixes rather than the untouched commit. Empty when those agents kept
+// nothing. Each stage's patches are relative to its own base, which already holds its
+// ancestors' changes, so merging every kept patch in plan order (as consolidate does) stacks
+// the stages correctly.
+func (r *runState) stageBase(ctx context.Context, n *plan.Node) (string, error) {
+	ancestors := map[string]bool{}
+	var walk func(name string)
+	walk = func(name string) {
+		ns := r.nodes[name]
+		if ns == nil || ancestors[name] {
+			return
+		}
+		ancestors[name] = true
+		for _, need := range ns.node.Needs {
+			walk(need)
+		}
+	}
+	for _, need := range n.Needs {
+		walk(need)
+	}
+	if len(ancestors) == 0 {
+		return "", nil
+	}
+	r.mu.Lock()
+	agents := map[string]*result.Agent{}
+	for _, a := range r.res.Agents {
+		agents[a.Name] = a
+	}
+	patches := keptPatches(r.info.Plan, r.res, agents, ancestors)
+	r.mu.Unlock()
+	if len(patches) == 0 {
+		return "", nil
+	}
+	if r.e.Merger == nil {
+		return "", fmt.Errorf("the agents it needs kept changes but this runner has no merger")
+	}
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+	defer cancel()
+	m, err := r.e.Merger.Merge(mctx, patches)
+	if err != nil {
+		return "", err
+	}
+	return m.Commit, nil
 }

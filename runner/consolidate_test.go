@@ -1,7 +1,9 @@
 package runner
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -101,4 +103,72 @@ agents:
 	if left := leftInRoot(t, h.wsRoot); len(left) > 0 {
 		t.Errorf("workspaces left behind: %v", left)
 	}
+}
+
+// A later stage starts from the kept changes of the agents it needs: the reviewer sees the
+// fixer's work, and the stages' patches stack into one consolidated change.
+func TestLaterStagesWorkOnEarlierStagesChanges(t *testing.T) {
+	t.Parallel()
+	h, repo, sha := gitHarness(t)
+	p := routine(t, `
+agents:
+  fix:
+    matrix: {part: [a, b]}
+    changes: keep
+    command: ["/testagent", "write", "notes/${{ matrix.part }}.txt=fixed ${{ matrix.part }}\n"]
+  review:
+    needs: [fix]
+    changes: keep
+    command: ["/testagent", "append", "notes/a.txt=reviewed\n", "append", "notes/b.txt=reviewed\n"]
+  unrelated:
+    command: ["/testagent", "append", "notes/a.txt=never\n"]
+    changes: keep
+`, sha)
+	res := h.run(t, t.Context(), p, nil)
+	if res.Conclusion != result.ConclusionFailure || len(res.Conflicts) != 1 || res.Conflicts[0].Job != "unrelated" {
+		// unrelated ran on the untouched commit, where notes/a.txt does not exist yet: its
+		// append creates the file, which conflicts with fix[a]'s.
+		t.Errorf("conclusion %s, conflicts %+v: want only the unrelated agent left out", res.Conclusion, res.Conflicts)
+	}
+	review := jobOf(t, res, "review")
+	if review.Outcome != result.Success || review.Changes == nil || !strings.Contains(string(review.Changes.Patch), " fixed a\n+reviewed") {
+		t.Fatalf("review should have appended to fix's file (a patch on top of the fix), got %s:\n%s", review.Outcome, patchOf(review))
+	}
+	tree := applyCombined(t, repo, sha, res.Patch)
+	for path, want := range map[string]string{"notes/a.txt": "fixed a\nreviewed\n", "notes/b.txt": "fixed b\nreviewed\n"} {
+		if tree[path] != want {
+			t.Errorf("%s after the consolidated patch = %q, want %q", path, tree[path], want)
+		}
+	}
+}
+
+func patchOf(j *result.Job) string {
+	if j.Changes == nil {
+		return ""
+	}
+	return string(j.Changes.Patch)
+}
+
+// applyCombined applies patch to a fresh checkout of sha and returns the files it touches.
+func applyCombined(t *testing.T, repo, sha string, patch []byte) map[string]string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, args := range [][]string{{"clone", "-q", repo, dir}, {"-C", dir, "checkout", "-q", sha}} {
+		if out, err := exec.Command("git", args...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	cmd := exec.Command("git", "-C", dir, "apply", "-")
+	cmd.Stdin = strings.NewReader(string(patch))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the consolidated patch does not apply: %v\n%s\n%s", err, out, patch)
+	}
+	files := map[string]string{}
+	for _, p := range []string{"notes/a.txt", "notes/b.txt"} {
+		b, err := os.ReadFile(filepath.Join(dir, p))
+		if err == nil {
+			files[p] = string(b)
+		}
+	}
+	return files
 }

@@ -5,24 +5,32 @@ import (
 	"io"
 	"time"
 
+	"github.com/agentrunner/agentrunner/runner/plan"
 	"github.com/agentrunner/agentrunner/runner/result"
 	"github.com/agentrunner/agentrunner/sandbox"
 )
 
-// Network gives a job a pre-created network and the environment that goes with it (the
-// egress proxy of an allow-listed run). It is nil when no job needs one.
-type Network interface {
-	// Join returns the Docker network the job must join and the env that points it at the proxy.
-	Join(jobID string) (network string, env map[string]string)
-	// Blocked lists the destinations refused for the job so far.
-	Blocked(jobID string) []string
-}
-
 // Containers adapts a sandbox.Sandbox to the engine's Sandbox: one Prepare, Run, Destroy per task.
 type Containers struct {
 	Sandbox sandbox.Sandbox
-	// Network, when set, serves jobs whose network mode is allow.
-	Network Network
+	// Egress, when set, serves jobs whose network mode is allow; without it such jobs are
+	// refused (an allow list is never approximated by full egress).
+	Egress *Egress
+}
+
+// BeginRun implements RunScoped.
+func (c *Containers) BeginRun(ctx context.Context, runID string, p *plan.Run, secrets map[string]string) error {
+	if c.Egress == nil {
+		return nil
+	}
+	return c.Egress.BeginRun(ctx, runID, p, secrets)
+}
+
+// EndRun implements RunScoped.
+func (c *Containers) EndRun(ctx context.Context, runID string) {
+	if c.Egress != nil {
+		c.Egress.EndRun(ctx, runID)
+	}
 }
 
 // Run implements Sandbox.
@@ -45,8 +53,14 @@ func (c *Containers) Run(ctx context.Context, t *Task, logs io.Writer) (*Exit, e
 		Timeout:      in.Timeout,
 		Labels:       map[string]string{"agentrunner.agent": in.Agent},
 	}
-	if in.Network.Mode == sandbox.NetworkAllow && c.Network != nil {
-		spec.Network.DockerNetwork, spec.Network.ProxyEnv = c.Network.Join(in.ID)
+	allow := in.Network.Mode == sandbox.NetworkAllow && c.Egress != nil
+	if allow {
+		network, env, served, err := c.Egress.join(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		spec.Network.DockerNetwork, spec.Network.ProxyEnv = network, env
+		spec.Secrets = withoutServed(t.Secrets, in.KeySecrets, served)
 	}
 	h, err := c.Sandbox.Prepare(ctx, spec)
 	if err != nil {
@@ -62,8 +76,8 @@ func (c *Containers) Run(ctx context.Context, t *Task, logs io.Writer) (*Exit, e
 		return nil, err
 	}
 	exit := &Exit{Outcome: outcomeOf(res.Outcome), ExitCode: res.ExitCode, Started: res.Started, Finished: res.Finished}
-	if c.Network != nil && in.Network.Mode == sandbox.NetworkAllow {
-		exit.Blocked = c.Network.Blocked(in.ID)
+	if allow {
+		exit.Blocked = c.Egress.blocked(ctx, t.RunID, in.ID)
 	}
 	return exit, nil
 }

@@ -52,9 +52,11 @@ type Sandbox interface {
 	Run(ctx context.Context, t *Task, logs io.Writer) (*Exit, error)
 }
 
-// Workspaces gives each job its own git workspace at the run's commit.
+// Workspaces gives each job its own git workspace. base is the commit to start from: empty
+// for the run's commit, or a commit holding the kept changes of the agents the job needs, so a
+// later stage works on what earlier stages produced.
 type Workspaces interface {
-	Create(ctx context.Context, runID, jobID string) (Workspace, error)
+	Create(ctx context.Context, runID, jobID, base string) (Workspace, error)
 }
 
 // Workspace is one job's working copy. Remove is safe to call twice.
@@ -164,16 +166,29 @@ func (e *Engine) Run(ctx context.Context, info *reporters.RunInfo, opts RunOptio
 			judgeOf[n.Judge] = n.Agent
 		}
 	}
-	var wg sync.WaitGroup
-	for _, n := range info.Plan.Nodes {
-		ns := r.nodes[n.Agent]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.runNode(ctx, ns, judgeOf[n.Agent])
-		}()
+	// Run-wide resources (the egress proxy) exist before the first job and go after the last.
+	scoped, _ := e.Sandbox.(RunScoped)
+	if scoped != nil {
+		if err := scoped.BeginRun(ctx, info.ID, info.Plan, opts.Secrets); err != nil {
+			r.res.Error = err.Error()
+			scoped = nil
+		}
 	}
-	wg.Wait()
+	if r.res.Error == "" {
+		var wg sync.WaitGroup
+		for _, n := range info.Plan.Nodes {
+			ns := r.nodes[n.Agent]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r.runNode(ctx, ns, judgeOf[n.Agent])
+			}()
+		}
+		wg.Wait()
+	}
+	if scoped != nil {
+		scoped.EndRun(ctx, info.ID)
+	}
 
 	r.markStarted()
 	r.consolidate(ctx)
@@ -287,8 +302,13 @@ func (r *runState) runNode(ctx context.Context, ns *nodeState, judged string) {
 		finish(plan.ResultFailure, fmt.Sprintf("expand %s: %v", n.Agent, err))
 		return
 	}
+	base, err := r.stageBase(ctx, n)
+	if err != nil {
+		finish(plan.ResultFailure, fmt.Sprintf("start from the changes of %s: %v", strings.Join(n.Needs, ", "), err))
+		return
+	}
 	r.emit(reporters.Update{Kind: reporters.AgentExpanded, Agent: n.Agent, Instances: insts})
-	ns.jobs = r.runInstances(ctx, n, insts)
+	ns.jobs = r.runInstances(ctx, n, insts, base)
 	ns.agent, ns.need = aggregate(n, ns.jobs)
 	if n.Judge == "" {
 		r.addAgent(ns.agent)
@@ -351,7 +371,7 @@ func (r *runState) addAgent(a *result.Agent) {
 // runInstances runs a node's instances with its max-parallel and fail-fast, returning the
 // results in instance order. Instances start in instance order: the next one takes the slot
 // a finished one frees, so a fail-fast cancellation is seen before that slot is reused.
-func (r *runState) runInstances(ctx context.Context, n *plan.Node, insts []*plan.Instance) []*result.Job {
+func (r *runState) runInstances(ctx context.Context, n *plan.Node, insts []*plan.Instance, base string) []*result.Job {
 	nctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	limit := n.MaxParallel
@@ -368,7 +388,7 @@ func (r *runState) runInstances(ctx context.Context, n *plan.Node, insts []*plan
 		// The next instance gets ready while the running ones hold every slot.
 		var p *prepared
 		if nctx.Err() == nil {
-			p = r.prepare(nctx, inst)
+			p = r.prepare(nctx, inst, base)
 		}
 		select {
 		case local <- struct{}{}:
@@ -445,7 +465,7 @@ type prepared struct {
 
 // prepare does the part of a job that needs no container, so that it overlaps with other
 // agents' containers instead of delaying this one's start.
-func (r *runState) prepare(ctx context.Context, inst *plan.Instance) *prepared {
+func (r *runState) prepare(ctx context.Context, inst *plan.Instance, base string) *prepared {
 	p := &prepared{dir: filepath.Join(r.opts.Dir, "jobs", safeName(inst.ID))}
 	p.out = filepath.Join(p.dir, "out")
 	if err := os.MkdirAll(p.out, 0o755); err != nil {
@@ -466,7 +486,7 @@ func (r *runState) prepare(ctx context.Context, inst *plan.Instance) *prepared {
 		p.fail = err.Error()
 		return p
 	}
-	if p.ws, err = r.e.Workspaces.Create(ctx, r.info.ID, inst.ID); err != nil {
+	if p.ws, err = r.e.Workspaces.Create(ctx, r.info.ID, inst.ID, base); err != nil {
 		p.cancelled = ctx.Err() != nil
 		p.fail = fmt.Sprintf("prepare workspace: %v", err)
 	}

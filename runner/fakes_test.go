@@ -223,7 +223,7 @@ type dirWorkspaces struct {
 	peak atomic.Int64
 }
 
-func (d *dirWorkspaces) Create(ctx context.Context, runID, jobID string) (Workspace, error) {
+func (d *dirWorkspaces) Create(ctx context.Context, runID, jobID, _ string) (Workspace, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

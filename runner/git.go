@@ -17,8 +17,12 @@ type GitWorkspaces struct {
 }
 
 // Create implements Workspaces.
-func (g *GitWorkspaces) Create(ctx context.Context, runID, jobID string) (Workspace, error) {
-	w, err := g.Manager.Create(ctx, g.Source, runID, jobID, g.Owner)
+func (g *GitWorkspaces) Create(ctx context.Context, runID, jobID, base string) (Workspace, error) {
+	src := g.Source
+	if base != "" {
+		src.SHA, src.IncludeUncommitted = base, false
+	}
+	w, err := g.Manager.Create(ctx, src, runID, jobID, g.Owner)
 	if err != nil {
 		return nil, err
 	}

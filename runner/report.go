@@ -63,6 +63,18 @@ func Report(r *result.Run) string {
 		b.WriteString("\n\n")
 	}
 
+	var refused []string
+	for _, j := range r.Jobs {
+		if len(j.Blocked) > 0 {
+			refused = append(refused, fmt.Sprintf("- **%s**: %s\n", j.ID, strings.Join(j.Blocked, ", ")))
+		}
+	}
+	if len(refused) > 0 {
+		b.WriteString("### Network\n\nThe egress proxy refused these destinations (add them to `network.allow` if the agent needs them):\n\n")
+		b.WriteString(strings.Join(refused, ""))
+		b.WriteString("\n")
+	}
+
 	if len(r.Files) > 0 {
 		fmt.Fprintf(&b, "### Changes\n\n%d files changed by %s.\n\n", len(r.Files), strings.Join(r.Applied, ", "))
 		for _, f := range r.Files {

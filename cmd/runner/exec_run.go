@@ -71,7 +71,7 @@ func execRuns(ctx context.Context, s *streams, o *execOptions, root string, ev *
 			rep = reporters.NewJSON(s.Out)
 		}
 		eng := &runner.Engine{
-			Sandbox: &runner.Containers{Sandbox: docker},
+			Sandbox: &runner.Containers{Sandbox: docker, Egress: &runner.Egress{Client: docker.Client(), Logger: logger}},
 			Workspaces: &runner.GitWorkspaces{
 				Manager: wsm,
 				Source:  workspace.Source{RepoDir: root, SHA: base},

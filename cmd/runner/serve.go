@@ -403,7 +403,7 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		if err != nil {
 			return fmt.Errorf("runner serve runs agents in Docker: %w", err)
 		}
-		sb = &runner.Containers{Sandbox: docker}
+		sb = &runner.Containers{Sandbox: docker, Egress: &runner.Egress{Client: docker.Client(), Logger: logger}}
 	}
 
 	gh, webhookSecret, err := githubClient(ctx, c, logger)

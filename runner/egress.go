@@ -1,0 +1,181 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/client"
+
+	"github.com/agentrunner/agentrunner/config"
+	"github.com/agentrunner/agentrunner/egress"
+	"github.com/agentrunner/agentrunner/preset"
+	"github.com/agentrunner/agentrunner/runner/plan"
+)
+
+// RunScoped is implemented by sandboxes that hold resources for a whole run (the egress
+// proxy and its networks). The engine calls BeginRun before the first job and EndRun after
+// the last container is gone, also when the run fails or is cancelled.
+type RunScoped interface {
+	BeginRun(ctx context.Context, runID string, p *plan.Run, secrets map[string]string) error
+	EndRun(ctx context.Context, runID string)
+}
+
+// Egress starts, per run that has allow-listed agents, the runner's egress proxy: agents sit
+// on an internal network whose only way out is the proxy, which enforces each agent's allow
+// list and adds the model API keys outside the sandbox.
+type Egress struct {
+	Client client.APIClient
+	// Executable is the static runner binary the proxy image is built from ("" = this one).
+	Executable string
+	Logger     *slog.Logger
+
+	mu   sync.Mutex
+	runs map[string]*egressRun
+}
+
+type egressRun struct {
+	eg     *egress.Egress
+	served map[string]bool // secret names the proxy adds, never handed to containers
+}
+
+// needsEgress reports whether any agent of the run is allow-listed. The network mode is a
+// property of the agent, so a dynamic node's preview tells the truth.
+func needsEgress(p *plan.Run) bool {
+	for _, n := range p.Nodes {
+		for _, in := range n.Instances {
+			if in.Network.Mode == config.NetworkAllow {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// apisOf lists the model APIs of the presets the run uses, once per provider.
+func apisOf(p *plan.Run) []preset.API {
+	seen := map[preset.Provider]bool{}
+	var out []preset.API
+	for _, n := range p.Nodes {
+		for _, in := range n.Instances {
+			ps, ok := preset.Get(in.Preset)
+			if !ok {
+				continue
+			}
+			for _, api := range ps.APIs(nil) {
+				if !seen[api.Provider] {
+					seen[api.Provider] = true
+					out = append(out, api)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// BeginRun starts the run's proxy when an agent needs one, with the keys the run holds.
+func (e *Egress) BeginRun(ctx context.Context, runID string, p *plan.Run, secrets map[string]string) error {
+	if !needsEgress(p) {
+		return nil
+	}
+	var keys []egress.Key
+	served := map[string]bool{}
+	for _, api := range apisOf(p) {
+		if v, ok := secrets[api.Secret]; ok && api.Secret != "" && len(api.BaseURLEnv) > 0 {
+			keys = append(keys, egress.Key{API: api, Value: v})
+			served[api.Secret] = true
+			for _, k := range api.KeyEnv {
+				served[k] = true
+			}
+		}
+	}
+	eg, err := egress.Start(ctx, e.Client, egress.RunSpec{RunID: runID, Keys: keys, Executable: e.Executable, Logger: e.Logger})
+	if err != nil {
+		return fmt.Errorf("start the egress proxy for allow-listed agents: %w", err)
+	}
+	e.mu.Lock()
+	if e.runs == nil {
+		e.runs = map[string]*egressRun{}
+	}
+	e.runs[runID] = &egressRun{eg: eg, served: served}
+	e.mu.Unlock()
+	return nil
+}
+
+// EndRun removes the run's proxy and networks.
+func (e *Egress) EndRun(ctx context.Context, runID string) {
+	e.mu.Lock()
+	r := e.runs[runID]
+	delete(e.runs, runID)
+	e.mu.Unlock()
+	if r == nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := r.eg.Close(cctx); err != nil && e.Logger != nil {
+		e.Logger.Warn("remove egress proxy", "run_id", runID, "err", err)
+	}
+}
+
+func (e *Egress) run(runID string) *egressRun {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.runs[runID]
+}
+
+// join registers a job with its run's proxy: the network it joins, the env that routes it
+// through the proxy, and the secrets it must not receive because the proxy adds them.
+func (e *Egress) join(ctx context.Context, t *Task) (network string, env map[string]string, served map[string]bool, err error) {
+	r := e.run(t.RunID)
+	if r == nil {
+		return "", nil, nil, fmt.Errorf("job %s: allow-listed network but the run has no egress proxy", t.Instance.ID)
+	}
+	var apis []preset.API
+	if ps, ok := preset.Get(t.Instance.Preset); ok {
+		apis = ps.APIs(nil)
+	}
+	cfg, err := r.eg.AgentConfig(ctx, egress.Agent{JobID: t.Instance.ID, Allow: t.Instance.Network.Allow, APIs: apis})
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return cfg.Network, cfg.Env, r.served, nil
+}
+
+func (e *Egress) blocked(ctx context.Context, runID, jobID string) []string {
+	r := e.run(runID)
+	if r == nil {
+		return nil
+	}
+	b, err := r.eg.Blocked(context.WithoutCancel(ctx), jobID)
+	if err != nil && e.Logger != nil {
+		e.Logger.Warn("read refused destinations", "run_id", runID, "job", jobID, "err", err)
+	}
+	return b
+}
+
+// withoutServed drops the keys the proxy adds from what the container receives, unless the
+// agent asked for them by name.
+func withoutServed(secrets map[string]string, keySecrets []string, served map[string]bool) map[string]string {
+	if len(served) == 0 {
+		return secrets
+	}
+	out := make(map[string]string, len(secrets))
+	for k, v := range secrets {
+		drop := served[k]
+		if drop {
+			drop = false
+			for _, ks := range keySecrets {
+				if ks == k {
+					drop = true
+				}
+			}
+		}
+		if !drop {
+			out[k] = v
+		}
+	}
+	return out
+}

@@ -1,0 +1,90 @@
+package runner
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/agentrunner/agentrunner/egress"
+	"github.com/agentrunner/agentrunner/internal/dockertest"
+	"github.com/agentrunner/agentrunner/reporters"
+	"github.com/agentrunner/agentrunner/runner/result"
+)
+
+// scopedOverride runs the test agent instead of the preset's CLI while keeping the
+// run-scoped egress of the Containers it wraps.
+type scopedOverride struct {
+	*Containers
+	argv []string
+}
+
+func (s scopedOverride) Run(ctx context.Context, t *Task, logs io.Writer) (*Exit, error) {
+	in := *t.Instance
+	in.Argv = s.argv
+	cp := *t
+	cp.Instance = &in
+	return s.Containers.Run(ctx, &cp, logs)
+}
+
+// An allow-listed agent runs behind the run's egress proxy through the engine: a destination
+// off its list is refused and shows up in the job's result, the model key stays outside the
+// container (a placeholder stands in), and the proxy and its networks go with the run.
+func TestAllowListedAgentsRunBehindTheEgressProxy(t *testing.T) {
+	t.Parallel()
+	r := newDockerRig(t)
+	cli := dockertest.Client(t)
+	exe := filepath.Join(t.TempDir(), "runner")
+	build := exec.Command("go", "build", "-trimpath", "-o", exe, "github.com/agentrunner/agentrunner/cmd/runner")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the runner for the proxy image: %v\n%s", err, out)
+	}
+	const key = "sk-ant-real-key-never-in-the-sandbox"
+	r.eng.Sandbox = scopedOverride{
+		Containers: &Containers{Sandbox: r.sb, Egress: &Egress{Client: cli, Executable: exe}},
+		argv: []string{"/testagent", "env", "fetch", "http://not-allowed.example:80/", "output", "ran=yes",
+			"print", `{"type":"result","subtype":"success","is_error":false,"result":"Reviewed.","total_cost_usd":0.0123,"num_turns":2}`},
+	}
+	p := routine(t, `secrets: [ANTHROPIC_API_KEY]
+defaults: {image: agentrunner/testagent:dev, timeout: 2m}
+agents:
+  review:
+    uses: claude-code
+    prompt: review
+    network: {allow: ["api.anthropic.com:443"]}
+`, r.sha)
+	res, err := r.eng.Run(t.Context(), &reporters.RunInfo{ID: r.runID, Repo: "o/r", Plan: p},
+		RunOptions{Dir: t.TempDir(), Secrets: map[string]string{"ANTHROPIC_API_KEY": key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := jobOf(t, res, "review")
+	if j.Outcome != result.Success {
+		t.Fatalf("review: %s %s\n%s", j.Outcome, j.Error, j.LogTail)
+	}
+	if j.Usage.CostUSD != 0.0123 || j.Usage.Turns != 2 || j.Final != "Reviewed." {
+		t.Errorf("the preset's result was not read: usage %+v, final %q", j.Usage, j.Final)
+	}
+	if len(j.Blocked) == 0 || !strings.Contains(j.Blocked[0], "not-allowed.example:80") {
+		t.Errorf("blocked = %v, want not-allowed.example:80", j.Blocked)
+	}
+	if !strings.Contains(res.Report, "### Network") || !strings.Contains(res.Report, "not-allowed.example:80") {
+		t.Errorf("the run report does not list the refused destination:\n%s", res.Report)
+	}
+	if strings.Contains(j.LogTail, key) {
+		t.Error("the real model key reached the container")
+	}
+	for _, want := range []string{"HTTPS_PROXY=", "ANTHROPIC_BASE_URL=", "ANTHROPIC_API_KEY=" + egress.Placeholder} {
+		if !strings.Contains(j.LogTail, want) {
+			t.Errorf("the agent's environment lacks %s:\n%s", want, j.LogTail)
+		}
+	}
+	if !strings.Contains(j.LogTail, "FETCH http://not-allowed.example:80/ => 403") {
+		t.Errorf("the fetch should be refused by the proxy with 403:\n%s", j.LogTail)
+	}
+	// dockertest.RunID's cleanup fails the test if the proxy or a network is left.
+}
