@@ -105,6 +105,8 @@ type daemonProc struct {
 	log  *os.File
 	cmd  *exec.Cmd
 	done chan struct{}
+	// retries counts starts that failed because the port was taken.
+	retries int
 }
 
 func (p *daemonProc) start() {
@@ -129,6 +131,13 @@ func (p *daemonProc) start() {
 		}
 		select {
 		case <-p.done:
+			// Another process may have taken the port between freePort and now.
+			if b, _ := os.ReadFile(p.log.Name()); bytes.Contains(b, []byte("address already in use")) && p.retries < 20 {
+				p.retries++
+				time.Sleep(250 * time.Millisecond)
+				p.start()
+				return
+			}
 			p.t.Fatalf("runner serve exited at start; see %s", p.log.Name())
 		default:
 		}
@@ -336,7 +345,8 @@ repos:
 					continue
 				}
 				if r.Status != store.RunCompleted || r.Conclusion != "success" {
-					t.Errorf("run of %s: %s/%s %s", id, r.Status, r.Conclusion, r.Error)
+					res, _ := os.ReadFile(filepath.Join(filepath.Dir(proc.cfg), "data", "runs", r.ID, "result.json"))
+					t.Errorf("run of %s: %s/%s %s\n%s", id, r.Status, r.Conclusion, r.Error, res)
 				}
 			}
 			checks := map[string]int{}
