@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	gh "github.com/google/go-github/v62/github"
@@ -40,10 +41,13 @@ import (
 // ConfigDir is where routines live in a repository.
 const ConfigDir = ".agents"
 
-// Pipeline turns events into reported runs. Its fields are set once; Handle is safe to call
-// concurrently.
+// Pipeline turns events into reported runs. Its fields are set once, before the first call;
+// every method is safe to call concurrently.
 type Pipeline struct {
-	// GitHub authenticates API calls and pushes; the event's installation is used.
+	// GitHub authenticates API calls and pushes; the event's installation is used. Nil serves
+	// repositories without GitHub: comment commands are then refused (nobody's write access
+	// can be checked), trusted config comes from the mirror's branches, and only Reporters and
+	// Reporter report.
 	GitHub *github.Client
 	// Workspaces holds the mirrors and the jobs' workspaces.
 	Workspaces *workspace.Manager
@@ -55,6 +59,8 @@ type Pipeline struct {
 	RunsDir string
 	// Secrets are the values the runner holds; the plan decides which run gets which.
 	Secrets map[string]string
+	// RepoSecrets, when set, replaces Secrets: the values the runner holds for one repository.
+	RepoSecrets func(ctx context.Context, repo event.Repo) (map[string]string, error)
 	// Env is the runner's environment for every agent (plan.Options.Env).
 	Env map[string]string
 	// DetailsBaseURL, when set, links check runs to <DetailsBaseURL>/runs/<run id>.
@@ -66,8 +72,36 @@ type Pipeline struct {
 	// NewRunID names a run; nil derives it from the delivery id and the routine, so a retried
 	// delivery updates its check run instead of adding one.
 	NewRunID func(ev *event.Event, routine string) string
+	// CloneURL says where to fetch a repository from (a local file:// repository, a Git
+	// server); nil: the event's clone URL.
+	CloneURL func(repo event.Repo) string
+	// Auth gives the credentials to fetch a repository; nil: the GitHub installation's token.
+	// file:// repositories are fetched without credentials.
+	Auth func(ctx context.Context, repo event.Repo) (workspace.Auth, error)
+	// Reporters, when set, makes a run's reporters instead of the GitHub check run, pull
+	// request and comment; repoDir is the mirror holding the run's commits (the pull-request
+	// reporter pushes from it).
+	Reporters func(info *reporters.RunInfo, repoDir string) reporters.Reporter
 	// Reporter, when set, makes an extra reporter per run (a store, the logs).
 	Reporter func(info *reporters.RunInfo) reporters.Reporter
+
+	mu      sync.Mutex
+	mirrors map[string]string // clone URL → mirror dir, once fetched
+}
+
+// Trust is what Plan resolved about an event: RunPlanned needs its Event, not the delivered one.
+type Trust struct {
+	// Event is the event as planned: a comment command's pull request filled in (head commit,
+	// fork flag, event.pull_request), a check re-run of a commit no branch or tag holds marked
+	// as the fork pull request it comes from.
+	Event *event.Event
+	// RepoDir is the repository's mirror; it holds the event's commit.
+	RepoDir string
+	// ConfigSHA is the commit whose .agents was planned.
+	ConfigSHA string
+	// Untrusted is set when the commit to run is not the repository's own (a fork): its config
+	// came from the base branch, and its runs get no secrets unless a routine opts in.
+	Untrusted bool
 }
 
 func (p *Pipeline) log() *slog.Logger {
@@ -94,88 +128,18 @@ func (p *Pipeline) HandleDelivery(ctx context.Context, kind, deliveryID string, 
 // an error when it could not find out what to run (GitHub or git unreachable, invalid config)
 // or when some routine could not be planned; runs that were planned still ran.
 func (p *Pipeline) Handle(ctx context.Context, ev *event.Event) ([]*result.Run, error) {
-	if ev == nil {
-		return nil, errors.New("pipeline: no event")
-	}
-	cp := *ev
-	ev = &cp
-	log := p.log().With("delivery", ev.DeliveryID, "event", ev.Kind, "action", ev.Action, "repo", ev.Repo.FullName())
-	switch ev.Kind {
-	case event.KindPing, event.KindInstallation:
-		return nil, nil
-	case event.KindCheckRun:
-		if ev.Routine == "" {
-			log.Debug("ignored: not one of our check runs, or not a re-run")
-			return nil, nil
-		}
-	case event.KindIssueComment:
-		if ev.Routine == "" || ev.Comment == nil || !ev.Comment.OnPullRequest {
-			log.Debug("ignored: not an /agents run command on a pull request")
-			return nil, nil
-		}
-	}
-	if ev.Repo.CloneURL == "" {
-		return nil, fmt.Errorf("pipeline: %s event of %s has no clone URL", ev.Kind, ev.Repo.FullName())
-	}
-	inst := p.GitHub.Installation(ev.InstallationID)
-	rest := inst.REST()
-	owner, name := ev.Repo.Owner, ev.Repo.Name
-
-	if ev.Kind == event.KindIssueComment {
-		perm, err := inst.Permission(ctx, owner, name, ev.Comment.Author)
-		if err != nil {
-			return nil, fmt.Errorf("pipeline: check who may run %s: %w", ev.Routine, err)
-		}
-		if !github.CanWrite(perm) {
-			log.Info("ignored: the commenter lacks write access", "user", ev.Comment.Author, "permission", perm, "routine", ev.Routine)
-			return nil, nil
-		}
-		if err := fillPullRequest(ctx, rest, ev); err != nil {
-			return nil, err
-		}
-	}
-
-	token := func(ctx context.Context) (string, error) {
-		t, _, err := inst.Token(ctx)
-		return t, err
-	}
-	tok, err := token(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("pipeline: token for %s: %w", ev.Repo.FullName(), err)
-	}
-	repoDir, err := p.Workspaces.Mirror(ctx, ev.Repo.CloneURL, workspace.Auth{Token: tok})
-	if err != nil {
-		return nil, fmt.Errorf("pipeline: %w", err)
-	}
-
-	cfg, untrusted, err := p.trustedConfig(ctx, rest, repoDir, ev)
-	if err != nil {
-		return nil, err
-	}
-	if cfg == nil {
-		log.Debug("ignored: no routines in the repository")
-		return nil, nil
-	}
-	if untrusted && ev.PullRequest == nil {
-		// A fork's commit re-run through its check: plan it as the fork pull request it is, so
-		// it gets no secrets (unless the routine opts in) and no pull request.
-		ev.PullRequest = &event.PullRequest{Fork: true, HeadSHA: ev.SHA, BaseRef: ev.Repo.DefaultBranch}
-	}
-	pl, planErr := plan.Build(cfg, ev, plan.Options{Env: p.Env})
+	pl, trust, planErr := p.Plan(ctx, ev, "")
 	if pl == nil {
-		return nil, fmt.Errorf("pipeline: plan %s event of %s: %w", ev.Kind, ev.Repo.FullName(), planErr)
+		return nil, planErr
 	}
-	for _, s := range pl.Skipped {
-		log.Debug("routine not started", "routine", s.Routine, "reason", s.Reason)
-	}
-
 	var results []*result.Run
 	var errs []error
 	if planErr != nil {
-		errs = append(errs, fmt.Errorf("pipeline: plan %s event of %s: %w", ev.Kind, ev.Repo.FullName(), planErr))
+		errs = append(errs, planErr)
 	}
 	for _, run := range pl.Runs {
-		res, err := p.runOne(ctx, ev, run, rest, repoDir, token, log)
+		id := p.runID(trust.Event, run.Routine)
+		res, err := p.runPlanned(ctx, trust.Event, run, id, trust.RepoDir)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -188,36 +152,194 @@ func (p *Pipeline) Handle(ctx context.Context, ev *event.Event) ([]*result.Run, 
 	return results, errors.Join(errs...)
 }
 
-func (p *Pipeline) runOne(ctx context.Context, ev *event.Event, run *plan.Run, rest *gh.Client, repoDir string,
-	token func(context.Context) (string, error), log *slog.Logger) (*result.Run, error) {
-	id := p.runID(ev, run.Routine)
+// Plan decides what ev may run and plans it; routine, when set, plans only that one. It does
+// every trust decision: a comment command runs only for users with write access, at its pull
+// request's head; config is read at the event's commit for pushes and same-repository pull
+// requests, at the base commit for pull requests from forks and for check re-runs of a commit no
+// branch or tag holds, which also run without secrets (unless a routine opts in) and without a
+// pull request. ev is not changed: run Trust.Event.
+//
+// A nil plan with a nil error means ev starts nothing (an event kind that starts no routine, a
+// comment that is no command, a commenter without write access, a repository without .agents).
+// Like plan.Build, it returns the routines that planned together with an error naming those
+// that did not.
+func (p *Pipeline) Plan(ctx context.Context, ev *event.Event, routine string) (*plan.Plan, *Trust, error) {
+	if ev == nil {
+		return nil, nil, errors.New("pipeline: no event")
+	}
+	cp := *ev
+	ev = &cp
+	log := p.log().With("delivery", ev.DeliveryID, "event", ev.Kind, "action", ev.Action, "repo", ev.Repo.FullName())
+	switch ev.Kind {
+	case event.KindPing, event.KindInstallation:
+		return nil, nil, nil
+	case event.KindCheckRun:
+		if ev.Routine == "" {
+			log.Debug("ignored: not one of our check runs, or not a re-run")
+			return nil, nil, nil
+		}
+	case event.KindIssueComment:
+		if ev.Routine == "" || ev.Comment == nil || !ev.Comment.OnPullRequest {
+			log.Debug("ignored: not an /agents run command on a pull request")
+			return nil, nil, nil
+		}
+	}
+	if p.cloneURL(ev.Repo) == "" {
+		return nil, nil, fmt.Errorf("pipeline: %s event of %s has no clone URL", ev.Kind, ev.Repo.FullName())
+	}
+	var rest *gh.Client
+	if p.GitHub != nil {
+		rest = p.GitHub.Installation(ev.InstallationID).REST()
+	}
+
+	if ev.Kind == event.KindIssueComment {
+		if p.GitHub == nil {
+			log.Warn("ignored: comment commands need GitHub to check the commenter's write access", "user", ev.Comment.Author, "routine", ev.Routine)
+			return nil, nil, nil
+		}
+		perm, err := p.GitHub.Installation(ev.InstallationID).Permission(ctx, ev.Repo.Owner, ev.Repo.Name, ev.Comment.Author)
+		if err != nil {
+			return nil, nil, fmt.Errorf("pipeline: check who may run %s: %w", ev.Routine, err)
+		}
+		if !github.CanWrite(perm) {
+			log.Info("ignored: the commenter lacks write access", "user", ev.Comment.Author, "permission", perm, "routine", ev.Routine)
+			return nil, nil, nil
+		}
+		if err := fillPullRequest(ctx, rest, ev); err != nil {
+			return nil, nil, err
+		}
+	}
+
+	repoDir, err := p.mirror(ctx, ev.Repo, ev.InstallationID, ev.SHA)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, sha, untrusted, err := p.trustedConfig(ctx, rest, repoDir, ev)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg == nil {
+		log.Debug("ignored: no routines in the repository")
+		return nil, nil, nil
+	}
+	if untrusted && ev.PullRequest == nil {
+		// A fork's commit re-run through its check: plan it as the fork pull request it is, so
+		// it gets no secrets (unless the routine opts in) and no pull request.
+		ev.PullRequest = &event.PullRequest{Fork: true, HeadSHA: ev.SHA, BaseRef: ev.Repo.DefaultBranch}
+	}
+	untrusted = untrusted || ev.PullRequest != nil && ev.PullRequest.Fork
+	pl, planErr := plan.Build(cfg, ev, plan.Options{Routine: routine, Env: p.Env})
+	if planErr != nil {
+		planErr = fmt.Errorf("pipeline: plan %s event of %s: %w", ev.Kind, ev.Repo.FullName(), planErr)
+	}
+	if pl == nil {
+		return nil, nil, planErr
+	}
+	for _, s := range pl.Skipped {
+		log.Debug("routine not started", "routine", s.Routine, "reason", s.Reason)
+	}
+	return pl, &Trust{Event: ev, RepoDir: repoDir, ConfigSHA: sha, Untrusted: untrusted}, planErr
+}
+
+// RunPlanned runs one run of a plan with the reporters and returns its result; ev is the
+// Trust.Event of the plan and runID names the run (its directory, its check run's external id).
+// Cancelling ctx concludes the run cancelled.
+func (p *Pipeline) RunPlanned(ctx context.Context, ev *event.Event, run *plan.Run, runID string) (*result.Run, error) {
+	if ev == nil || run == nil {
+		return nil, errors.New("pipeline: RunPlanned needs an event and a run")
+	}
+	repoDir, err := p.mirror(ctx, ev.Repo, ev.InstallationID, run.SHA)
+	if err != nil {
+		return nil, err
+	}
+	return p.runPlanned(ctx, ev, run, runID, repoDir)
+}
+
+// Conclude reports a planned run that will not run (its job died) as concluded c, with reason
+// as its report.
+func (p *Pipeline) Conclude(ctx context.Context, ev *event.Event, run *plan.Run, runID string, c result.Conclusion, reason string) error {
+	if ev == nil || run == nil {
+		return errors.New("pipeline: Conclude needs an event and a run")
+	}
+	repoDir, err := p.mirror(ctx, ev.Repo, ev.InstallationID, run.SHA)
+	if err != nil {
+		return err
+	}
+	info := p.info(ev, run, runID)
+	rep := p.reporter(ev, info, repoDir, p.log())
+	if len(rep) == 0 {
+		return nil
+	}
+	now := time.Now()
+	res := &result.Run{ID: runID, Routine: run.Routine, Repo: info.Repo, SHA: run.SHA, Conclusion: c,
+		Started: now, Finished: now, Report: reason}
+	return rep.Report(ctx, reporters.Update{Kind: reporters.RunFinished, Time: now, Run: info, Result: res})
+}
+
+func (p *Pipeline) info(ev *event.Event, run *plan.Run, id string) *reporters.RunInfo {
 	info := &reporters.RunInfo{ID: id, Repo: ev.Repo.FullName(), Plan: run, Event: ev}
 	if p.DetailsBaseURL != "" {
 		info.DetailsURL = strings.TrimRight(p.DetailsBaseURL, "/") + "/runs/" + id
 	}
-	repo := reporters.GitHubRepo{Owner: ev.Repo.Owner, Name: ev.Repo.Name}
+	return info
+}
+
+// reporter makes a run's reporters: Reporters or the GitHub ones, then Reporter's.
+func (p *Pipeline) reporter(ev *event.Event, info *reporters.RunInfo, repoDir string, log *slog.Logger) reporters.Multi {
+	run := info.Plan
 	var multi reporters.Multi
-	if run.Publish.Check {
-		multi = append(multi, reporters.NewCheckRun(rest, repo))
-	}
-	var pr *reporters.PullRequest
-	if run.Publish.PullRequest != nil {
-		pr = reporters.NewPullRequest(rest, repo, reporters.PullRequestConfig{
-			RepoDir: repoDir, RemoteURL: ev.Repo.CloneURL, Token: token, Logger: log})
-		multi = append(multi, pr)
-	}
-	if run.Publish.Comment && (ev.PullRequest != nil || ev.Comment != nil && ev.Comment.OnPullRequest) {
-		c := reporters.NewComment(rest, repo)
-		if pr != nil {
-			c.PullRequestURL = pr.URL
+	switch {
+	case p.Reporters != nil:
+		if r := p.Reporters(info, repoDir); r != nil {
+			multi = append(multi, r)
 		}
-		multi = append(multi, c)
+	case p.GitHub != nil:
+		inst := p.GitHub.Installation(ev.InstallationID)
+		rest := inst.REST()
+		repo := reporters.GitHubRepo{Owner: ev.Repo.Owner, Name: ev.Repo.Name}
+		if run.Publish.Check {
+			multi = append(multi, reporters.NewCheckRun(rest, repo))
+		}
+		var pr *reporters.PullRequest
+		if run.Publish.PullRequest != nil {
+			pr = reporters.NewPullRequest(rest, repo, reporters.PullRequestConfig{
+				RepoDir: repoDir, RemoteURL: p.cloneURL(ev.Repo), Token: p.tokenFunc(inst), Logger: log})
+			multi = append(multi, pr)
+		}
+		if run.Publish.Comment && (ev.PullRequest != nil || ev.Comment != nil && ev.Comment.OnPullRequest) {
+			c := reporters.NewComment(rest, repo)
+			if pr != nil {
+				c.PullRequestURL = pr.URL
+			}
+			multi = append(multi, c)
+		}
 	}
 	if p.Reporter != nil {
 		if r := p.Reporter(info); r != nil {
 			multi = append(multi, r)
 		}
 	}
+	return multi
+}
+
+func (p *Pipeline) tokenFunc(inst *github.Installation) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		t, _, err := inst.Token(ctx)
+		return t, err
+	}
+}
+
+func (p *Pipeline) runPlanned(ctx context.Context, ev *event.Event, run *plan.Run, id, repoDir string) (*result.Run, error) {
+	log := p.log().With("delivery", ev.DeliveryID, "event", ev.Kind, "repo", ev.Repo.FullName(), "run_id", id, "routine", run.Routine, "sha", run.SHA)
+	secrets := p.Secrets
+	if p.RepoSecrets != nil {
+		var err error
+		if secrets, err = p.RepoSecrets(ctx, ev.Repo); err != nil {
+			return nil, fmt.Errorf("pipeline: secrets of %s: %w", ev.Repo.FullName(), err)
+		}
+	}
+	info := p.info(ev, run, id)
+	multi := p.reporter(ev, info, repoDir, log)
 	dir := filepath.Join(p.RunsDir, id)
 	// A retried delivery reuses the run id: start from a clean directory.
 	if err := os.RemoveAll(dir); err != nil {
@@ -225,19 +347,101 @@ func (p *Pipeline) runOne(ctx context.Context, ev *event.Event, run *plan.Run, r
 	}
 	eng := &runner.Engine{
 		Sandbox:    p.Sandbox,
-		Workspaces: &runner.GitWorkspaces{Manager: p.Workspaces, Source: workspace.Source{RepoDir: repoDir, SHA: ev.SHA}, Owner: p.Owner},
-		Merger:     &runner.GitMerger{RepoDir: repoDir, BaseSHA: ev.SHA},
+		Workspaces: &runner.GitWorkspaces{Manager: p.Workspaces, Source: workspace.Source{RepoDir: repoDir, SHA: run.SHA}, Owner: p.Owner},
+		Merger:     &runner.GitMerger{RepoDir: repoDir, BaseSHA: run.SHA},
 		Reporter:   multi,
 		Logger:     log,
 		MaxAgents:  p.MaxAgents,
 	}
-	log.Info("run starting", "run_id", id, "routine", run.Routine, "sha", ev.SHA)
-	res, err := eng.Run(ctx, info, runner.RunOptions{Dir: dir, Secrets: p.Secrets})
+	log.Info("run starting")
+	res, err := eng.Run(ctx, info, runner.RunOptions{Dir: dir, Secrets: secrets})
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: run %s of %s: %w", run.Routine, ev.Repo.FullName(), err)
 	}
-	log.Info("run finished", "run_id", id, "routine", run.Routine, "conclusion", res.Conclusion)
+	log.Info("run finished", "conclusion", res.Conclusion)
 	return res, nil
+}
+
+func (p *Pipeline) cloneURL(repo event.Repo) string {
+	if p.CloneURL != nil {
+		return p.CloneURL(repo)
+	}
+	return repo.CloneURL
+}
+
+// Mirror returns the mirror of repo holding sha, fetched when it lacks sha (sha "" always
+// fetches). Fetching uses Auth, else the GitHub client's default installation.
+func (p *Pipeline) Mirror(ctx context.Context, repo event.Repo, sha string) (string, error) {
+	return p.mirror(ctx, repo, 0, sha)
+}
+
+func (p *Pipeline) mirror(ctx context.Context, repo event.Repo, installationID int64, sha string) (string, error) {
+	url := p.cloneURL(repo)
+	if url == "" {
+		return "", fmt.Errorf("pipeline: no clone URL for %s", repo.FullName())
+	}
+	p.mu.Lock()
+	dir, ok := p.mirrors[url]
+	p.mu.Unlock()
+	if ok && shaRE.MatchString(sha) && hasCommit(ctx, dir, sha) {
+		return dir, nil
+	}
+	var auth workspace.Auth
+	if !strings.HasPrefix(url, "file://") {
+		switch {
+		case p.Auth != nil:
+			a, err := p.Auth(ctx, repo)
+			if err != nil {
+				return "", fmt.Errorf("pipeline: credentials to fetch %s: %w", repo.FullName(), err)
+			}
+			auth = a
+		case p.GitHub != nil:
+			tok, _, err := p.GitHub.Installation(installationID).Token(ctx)
+			if err != nil {
+				return "", fmt.Errorf("pipeline: token for %s: %w", repo.FullName(), err)
+			}
+			auth = workspace.Auth{Token: tok}
+		}
+	}
+	dir, err := p.Workspaces.Mirror(ctx, url, auth)
+	if err != nil {
+		return "", fmt.Errorf("pipeline: %w", err)
+	}
+	p.mu.Lock()
+	if p.mirrors == nil {
+		p.mirrors = map[string]string{}
+	}
+	p.mirrors[url] = dir
+	p.mu.Unlock()
+	return dir, nil
+}
+
+// ConfigAt loads the routines of repo at sha from its mirror; nil when the commit has no
+// .agents.
+func (p *Pipeline) ConfigAt(ctx context.Context, repo event.Repo, sha string) (*config.Config, error) {
+	if !shaRE.MatchString(sha) {
+		return nil, fmt.Errorf("pipeline: %q is not a commit id to read %s of %s from", sha, ConfigDir, repo.FullName())
+	}
+	repoDir, err := p.mirror(ctx, repo, 0, sha)
+	if err != nil {
+		return nil, err
+	}
+	return loadConfig(ctx, repoDir, repo, sha)
+}
+
+func loadConfig(ctx context.Context, repoDir string, repo event.Repo, sha string) (*config.Config, error) {
+	fsys, err := workspace.ReadDir(ctx, repoDir, sha, ConfigDir)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: read %s at %s of %s: %w", ConfigDir, sha, repo.FullName(), err)
+	}
+	if _, err := fs.Stat(fsys, ConfigDir); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	cfg, err := config.LoadFS(fsys, ConfigDir)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: config of %s at %s: %w", repo.FullName(), sha, err)
+	}
+	return cfg, nil
 }
 
 func (p *Pipeline) runID(ev *event.Event, routine string) string {
@@ -303,52 +507,68 @@ func fillPullRequest(ctx context.Context, rest *gh.Client, ev *event.Event) erro
 	return nil
 }
 
-// trustedConfig reads the routines the event may run. A pull request from a fork gets the base
-// branch's config; so does a check re-run of a commit no branch or tag of the repository holds
-// (a fork's head), which then also runs without secrets (untrusted). A repository without
-// routines gives a nil config.
-func (p *Pipeline) trustedConfig(ctx context.Context, rest *gh.Client, repoDir string, ev *event.Event) (cfg *config.Config, untrusted bool, err error) {
-	sha := ev.SHA
+// trustedConfig reads the routines the event may run and the commit it read them at. A pull
+// request from a fork gets the base branch's config; so does a check re-run of a commit no
+// branch or tag of the repository holds (a fork's head), which then also runs without secrets
+// (untrusted). A repository without routines gives a nil config.
+func (p *Pipeline) trustedConfig(ctx context.Context, rest *gh.Client, repoDir string, ev *event.Event) (cfg *config.Config, sha string, untrusted bool, err error) {
+	sha = ev.SHA
 	switch {
 	case ev.PullRequest != nil && ev.PullRequest.Fork:
-		sha, err = p.baseSHA(ctx, rest, repoDir, ev, ev.PullRequest.BaseSHA, ev.PullRequest.BaseRef)
+		sha, err = baseSHA(ctx, rest, repoDir, ev, ev.PullRequest.BaseSHA, ev.PullRequest.BaseRef)
 		if err != nil {
-			return nil, false, err
+			return nil, "", false, err
 		}
 	case ev.Kind == event.KindCheckRun || ev.Kind == event.KindCheckSuite:
 		held, err := onBranchOrTag(ctx, repoDir, ev.SHA)
+		if err == nil && !held {
+			// The mirror may predate the push that put the commit on a branch.
+			if repoDir, err = p.mirror(ctx, ev.Repo, ev.InstallationID, ""); err == nil {
+				held, err = onBranchOrTag(ctx, repoDir, ev.SHA)
+			}
+		}
 		if err != nil {
-			return nil, false, err
+			return nil, "", false, err
 		}
 		if !held {
 			untrusted = true
-			if sha, err = p.baseSHA(ctx, rest, repoDir, ev, "", ev.Repo.DefaultBranch); err != nil {
-				return nil, false, err
+			if sha, err = baseSHA(ctx, rest, repoDir, ev, "", ev.Repo.DefaultBranch); err != nil {
+				return nil, "", false, err
 			}
 		}
 	}
 	if !shaRE.MatchString(sha) {
-		return nil, false, fmt.Errorf("pipeline: %s event of %s has no commit to read %s from", ev.Kind, ev.Repo.FullName(), ConfigDir)
+		return nil, "", false, fmt.Errorf("pipeline: %s event of %s has no commit to read %s from", ev.Kind, ev.Repo.FullName(), ConfigDir)
 	}
-	fsys, err := workspace.ReadDir(ctx, repoDir, sha, ConfigDir)
+	if !hasCommit(ctx, repoDir, sha) {
+		// The base branch moved on GitHub since the mirror was fetched.
+		if repoDir, err = p.mirror(ctx, ev.Repo, ev.InstallationID, sha); err != nil {
+			return nil, "", false, err
+		}
+	}
+	cfg, err = loadConfig(ctx, repoDir, ev.Repo, sha)
 	if err != nil {
-		return nil, false, fmt.Errorf("pipeline: read %s at %s of %s: %w", ConfigDir, sha, ev.Repo.FullName(), err)
+		return nil, "", false, err
 	}
-	cfg, err = config.LoadFS(fsys, ConfigDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, untrusted, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("pipeline: config of %s at %s: %w", ev.Repo.FullName(), sha, err)
-	}
-	return cfg, untrusted, nil
+	return cfg, sha, untrusted, nil
 }
 
 // baseSHA is the commit to read trusted config from: sha when the mirror has it, else the tip of
-// branch ref on GitHub.
-func (p *Pipeline) baseSHA(ctx context.Context, rest *gh.Client, repoDir string, ev *event.Event, sha, ref string) (string, error) {
+// branch ref (the default branch when ref is empty) on GitHub, or in the mirror without GitHub.
+func baseSHA(ctx context.Context, rest *gh.Client, repoDir string, ev *event.Event, sha, ref string) (string, error) {
 	if shaRE.MatchString(sha) && hasCommit(ctx, repoDir, sha) {
 		return sha, nil
+	}
+	if rest == nil {
+		name := "HEAD"
+		if ref != "" {
+			name = "refs/heads/" + ref
+		}
+		out, err := git(ctx, repoDir, "rev-parse", "--verify", "--quiet", "--end-of-options", name+"^{commit}")
+		if err != nil {
+			return "", fmt.Errorf("pipeline: find %s of %s in its mirror for its trusted config: not found", name, ev.Repo.FullName())
+		}
+		return strings.TrimSpace(string(out)), nil
 	}
 	if ref == "" {
 		repo, _, err := rest.Repositories.Get(ctx, ev.Repo.Owner, ev.Repo.Name)
