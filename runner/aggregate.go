@@ -37,6 +37,28 @@ func aggregate(n *plan.Node, jobs []*result.Job) (*result.Agent, plan.NeedResult
 		need.Result = plan.ResultSuccess
 	}
 
+	if groups := byCombination(jobs); n.Quorum > 0 && n.Judge == "" && len(groups) > 1 {
+		// Replicas of one matrix combination vote among themselves, never across combinations.
+		need.Result = plan.ResultSuccess
+		outs := make([]any, 0, len(groups))
+		var winners []*result.Job
+		for _, g := range groups {
+			v := tally(n, g)
+			v.Matrix = g[0].Matrix
+			a.Votes = append(a.Votes, v)
+			w := findJob(g, v.WinningJob)
+			if !v.Reached || w == nil {
+				need.Result = plan.ResultNoQuorum
+				outs = append(outs, map[string]any{})
+				continue
+			}
+			winners = append(winners, w)
+			outs = append(outs, outputsOf(w))
+		}
+		need.Outputs, need.Report = outs, joinReports(winners)
+		a.Result = need.Result
+		return a, need
+	}
 	if n.Quorum > 0 && n.Judge == "" {
 		a.Vote = tally(n, jobs)
 		if w := findJob(jobs, a.Vote.WinningJob); a.Vote.Reached && w != nil {
@@ -240,4 +262,21 @@ func canonical(v any) string {
 		return fmt.Sprint(v)
 	}
 	return string(b)
+}
+
+// byCombination groups jobs by their matrix combination, in first-seen order.
+func byCombination(jobs []*result.Job) [][]*result.Job {
+	index := map[string]int{}
+	var groups [][]*result.Job
+	for _, j := range jobs {
+		k := canonical(j.Matrix)
+		i, ok := index[k]
+		if !ok {
+			i = len(groups)
+			index[k] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], j)
+	}
+	return groups
 }

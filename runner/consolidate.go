@@ -24,12 +24,19 @@ func keptPatches(p *plan.Run, res *result.Run, agents map[string]*result.Agent, 
 			continue
 		}
 		replicated := n.Replicas > 1
-		winner := ""
+		// Of voting replicas only the winners' patches count (one per matrix combination).
+		winners := map[string]bool{}
+		votes := a.Votes
 		if a.Vote != nil {
-			if !a.Vote.Reached {
-				continue
+			votes = append(votes, a.Vote)
+		}
+		for _, v := range votes {
+			if v.Reached && v.WinningJob != "" {
+				winners[v.WinningJob] = true
 			}
-			winner = a.Vote.WinningJob
+		}
+		if len(votes) > 0 && len(winners) == 0 {
+			continue
 		}
 		taken := map[string]bool{}
 		for _, id := range a.Jobs {
@@ -39,7 +46,7 @@ func keptPatches(p *plan.Run, res *result.Run, agents map[string]*result.Agent, 
 			}
 			if replicated {
 				key := fmt.Sprint(j.Matrix)
-				if winner != "" && id != winner || taken[key] {
+				if len(votes) > 0 && !winners[id] || taken[key] {
 					continue
 				}
 				taken[key] = true

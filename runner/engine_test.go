@@ -597,3 +597,41 @@ func compact(v any) string {
 	s, _ := v.(string)
 	return strings.Join(strings.Fields(s), "")
 }
+
+// A fanned-out agent with replicas votes per matrix combination: api's replicas agree among
+// themselves, web's do not, and votes never mix across combinations.
+func TestQuorumPerMatrixCombination(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.sb.argv = func(in *plan.Instance) []string {
+		if in.Agent != "verify" {
+			return in.Argv
+		}
+		v := map[string][]string{"api": {"yes", "yes", "no"}, "web": {"yes", "no", "maybe"}}[fmt.Sprint(in.Matrix["part"])][in.Replica-1]
+		return []string{"/testagent", "output", "verdict=" + v}
+	}
+	p := routine(t, `
+agents:
+  verify:
+    matrix: {part: [api, web]}
+    replicas: 3
+    quorum: 2
+    vote: verdict
+    command: ["/testagent"]
+`, "")
+	res := h.run(t, t.Context(), p, nil)
+	a := agentOf(t, res, "verify")
+	if a.Result != plan.ResultNoQuorum || len(a.Votes) != 2 {
+		t.Fatalf("verify = %s with %d votes, want no_quorum with one vote per combination", a.Result, len(a.Votes))
+	}
+	api, web := a.Votes[0], a.Votes[1]
+	if !api.Reached || api.Winner != "yes" || api.WinningJob != "verify[api]#1" || api.Tally["yes"] != 2 {
+		t.Errorf("api vote = %+v, want yes by 2 from verify[api]#1", api)
+	}
+	if web.Reached || web.Tally["yes"] != 1 {
+		t.Errorf("web vote = %+v, want no quorum counting only web's replicas", web)
+	}
+	if !strings.Contains(res.Report, "matrix map[part:web]): no quorum") {
+		t.Errorf("the report should show each combination's vote:\n%s", res.Report)
+	}
+}

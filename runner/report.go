@@ -44,23 +44,13 @@ func Report(r *result.Run) string {
 	b.WriteString("\n")
 
 	for _, a := range r.Agents {
-		if a.Vote == nil {
-			continue
+		votes := a.Votes
+		if a.Vote != nil {
+			votes = append([]*result.Vote{a.Vote}, votes...)
 		}
-		v := a.Vote
-		how := fmt.Sprintf("quorum %d on `%s`", v.Quorum, v.Key)
-		if v.Judge != "" {
-			how = "judged by " + v.Judge
+		for _, v := range votes {
+			writeVote(&b, a.Name, v)
 		}
-		if v.Reached {
-			fmt.Fprintf(&b, "**%s** (%s): accepted `%v` from %s.", a.Name, how, v.Winner, v.WinningJob)
-		} else {
-			fmt.Fprintf(&b, "**%s** (%s): no quorum.", a.Name, how)
-		}
-		if len(v.Dissent) > 0 {
-			fmt.Fprintf(&b, " Dissent: %s.", strings.Join(v.Dissent, ", "))
-		}
-		b.WriteString("\n\n")
 	}
 
 	var refused []string
@@ -144,4 +134,24 @@ func short(sha string) string {
 		return sha[:12]
 	}
 	return sha
+}
+
+// writeVote says how an agent's replicas decided, and who dissented.
+func writeVote(b *strings.Builder, agent string, v *result.Vote) {
+	how := fmt.Sprintf("quorum %d on `%s`", v.Quorum, v.Key)
+	if v.Judge != "" {
+		how = "judged by " + v.Judge
+	}
+	if len(v.Matrix) > 0 {
+		how += fmt.Sprintf(", matrix %v", v.Matrix)
+	}
+	if v.Reached {
+		fmt.Fprintf(b, "**%s** (%s): accepted `%v` from %s.", agent, how, v.Winner, v.WinningJob)
+	} else {
+		fmt.Fprintf(b, "**%s** (%s): no quorum.", agent, how)
+	}
+	if len(v.Dissent) > 0 {
+		fmt.Fprintf(b, " Dissent: %s.", strings.Join(v.Dissent, ", "))
+	}
+	b.WriteString("\n\n")
 }

@@ -110,6 +110,9 @@ type Vote struct {
 	// WinningJob is the replica whose outputs and changes stand for the agent.
 	WinningJob string `json:"winning_job,omitempty"`
 	Judge      string `json:"judge,omitempty"`
+	// Matrix is the combination voted on, when the agent fans out and has replicas: each
+	// combination's replicas vote among themselves.
+	Matrix map[string]any `json:"matrix,omitempty"`
 }
 
 // Agent is the result of one agent across its instances.
@@ -120,6 +123,8 @@ type Agent struct {
 	Jobs   []string       `json:"jobs"`
 	Counts map[string]int `json:"counts,omitempty"`
 	Vote   *Vote          `json:"vote,omitempty"`
+	// Votes holds one vote per matrix combination for a fanned-out agent with replicas.
+	Votes []*Vote `json:"votes,omitempty"`
 	// ContinueOnError means a failure here does not fail the run.
 	ContinueOnError bool `json:"continue_on_error,omitempty"`
 }
