@@ -86,7 +86,7 @@ type Daemon struct {
 	started  time.Time
 
 	mu       sync.Mutex
-	held     map[int64]context.CancelCauseFunc
+	held     map[int64]*attempt
 	repoSems map[string]chan struct{}
 	runWG    sync.WaitGroup
 	running  atomic.Int64
@@ -132,7 +132,7 @@ func New(o Options) (*Daemon, error) {
 		o:        o,
 		log:      o.Logger.With("owner", o.Owner),
 		kick:     make(chan struct{}, 1),
-		held:     map[int64]context.CancelCauseFunc{},
+		held:     map[int64]*attempt{},
 		repoSems: map[string]chan struct{}{},
 	}
 	d.metrics = newMetrics(d)
@@ -334,26 +334,56 @@ func (d *Daemon) heartbeatLoop(ctx context.Context) {
 				cause = &cancelledError{reason: j.LastError}
 			}
 			d.mu.Lock()
-			cancel := d.held[id]
+			a := d.held[id]
 			d.mu.Unlock()
-			if cancel != nil {
+			if a != nil {
 				d.log.Info("stopping a job", "job", id, "why", cause)
-				cancel(cause)
+				a.cancel(cause)
 			}
 		}
 	}
 }
 
-func (d *Daemon) hold(id int64, cancel context.CancelCauseFunc) {
-	d.mu.Lock()
-	d.held[id] = cancel
-	d.mu.Unlock()
+// attempt is one lease of a job this daemon is working on.
+type attempt struct {
+	cancel context.CancelCauseFunc
+	done   chan struct{} // closed when the attempt's goroutine has returned
 }
 
-func (d *Daemon) release(id int64) {
+// hold records a new attempt of job id and returns the one it replaces, if any. Leases are
+// fenced by owner only: when a lease expires while its attempt is still under way (a
+// heartbeat that did not get through in time) and this same daemon leases the job again, the
+// store sees one lease but two attempts exist. The old one is stopped as a lost lease, and the
+// new one must wait for it to end before it touches the run (its workspaces, run directory,
+// check run and record are the same).
+func (d *Daemon) hold(id int64, cancel context.CancelCauseFunc) (a, prev *attempt) {
+	a = &attempt{cancel: cancel, done: make(chan struct{})}
 	d.mu.Lock()
-	delete(d.held, id)
+	prev = d.held[id]
+	d.held[id] = a
 	d.mu.Unlock()
+	if prev != nil {
+		d.log.Warn("leased a job again while its previous attempt was still under way: stopping that attempt", "job", id)
+		prev.cancel(errLeaseLost)
+	}
+	return a, prev
+}
+
+// release ends attempt a of job id; a newer attempt of the job stays held.
+func (d *Daemon) release(id int64, a *attempt) {
+	d.mu.Lock()
+	if d.held[id] == a {
+		delete(d.held, id)
+	}
+	d.mu.Unlock()
+	close(a.done)
+}
+
+// waitPrevious waits for the attempt a new one replaced to end (see hold).
+func waitPrevious(prev *attempt) {
+	if prev != nil {
+		<-prev.done
+	}
 }
 
 // sleep waits for the poll interval, a kick, or the end of ctx.

@@ -26,13 +26,20 @@ type fakePipeline struct {
 
 	mu      sync.Mutex
 	runs    map[string]int // run id → Run calls
+	// inflight counts the Run calls of a run id under way; overlaps counts calls that started
+	// while another of the same run was still under way (never correct).
+	inflight map[string]int
+	overlaps int
+	// concluded holds the reasons Conclude reported (the check-run text), by run id.
+	concluded map[string][]string
 	ticks   map[string]int // schedule "at" → Run calls
 	started chan string
 	release chan struct{}
 }
 
 func newFakePipeline(_ testing.TB, routines ...string) *fakePipeline {
-	return &fakePipeline{routines: routines, sha: strings.Repeat("a", 40), runs: map[string]int{}, ticks: map[string]int{},
+	return &fakePipeline{routines: routines, sha: strings.Repeat("a", 40), runs: map[string]int{}, ticks: map[string]int{}, inflight: map[string]int{},
+		concluded: map[string][]string{},
 		started: make(chan string, 10000), release: make(chan struct{})}
 }
 
@@ -63,12 +70,25 @@ func (p *fakePipeline) Plan(ctx context.Context, ev *event.Event, routine string
 func (p *fakePipeline) Run(ctx context.Context, ev *event.Event, run *plan.Run, runID string) (*result.Run, error) {
 	p.mu.Lock()
 	p.runs[runID]++
+	p.inflight[runID]++
+	if p.inflight[runID] > 1 {
+		p.overlaps++
+	}
+	defer func() {
+		p.mu.Lock()
+		p.inflight[runID]--
+		p.mu.Unlock()
+	}()
 	if at, ok := ev.Payload["at"].(string); ok && ev.Kind == event.KindSchedule {
 		p.ticks[run.Routine+"@"+at]++
 	}
 	p.mu.Unlock()
 	p.started <- runID
 	res := &result.Run{ID: runID, Routine: run.Routine, Conclusion: result.ConclusionSuccess}
+	if run.Routine == "mute-failure" {
+		// A failure nothing explains: the daemon must still record why.
+		res.Conclusion = result.ConclusionFailure
+	}
 	if run.Routine == "block" {
 		select {
 		case <-ctx.Done():
@@ -79,8 +99,17 @@ func (p *fakePipeline) Run(ctx context.Context, ev *event.Event, run *plan.Run, 
 	return res, nil
 }
 
-func (p *fakePipeline) Conclude(context.Context, *event.Event, *plan.Run, string, result.Conclusion, string) error {
+func (p *fakePipeline) Conclude(_ context.Context, _ *event.Event, _ *plan.Run, runID string, _ result.Conclusion, reason string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.concluded[runID] = append(p.concluded[runID], reason)
 	return nil
+}
+
+func (p *fakePipeline) reasons(runID string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.concluded[runID]...)
 }
 
 func (p *fakePipeline) calls(runID string) int {
@@ -228,6 +257,9 @@ func TestCancelInProgressCancelsTheOlderRun(t *testing.T) {
 	r, _ := st.GetRun(context.Background(), first)
 	if r.Conclusion != "cancelled" || !strings.Contains(r.Error, second) {
 		t.Errorf("first run: conclusion %q error %q, want cancelled, superseded by %s", r.Conclusion, r.Error, second)
+	}
+	if why := p.reasons(first); len(why) == 0 || !strings.Contains(why[len(why)-1], second) {
+		t.Errorf("check-run text of the cancelled run = %q, want it to say it was superseded by %s", why, second)
 	}
 	if got := <-p.started; got != second {
 		t.Fatalf("started %s, want %s", got, second)
@@ -392,5 +424,118 @@ func TestExpiredLeasesAreRescued(t *testing.T) {
 	}
 	if n.Load() != 1 {
 		t.Errorf("%d runs, want 1", n.Load())
+	}
+}
+
+// stallStore extends no lease while stalled is set, as a heartbeat that cannot get through
+// (a loaded machine, a busy database) would.
+type stallStore struct {
+	store.Store
+	stalled atomic.Bool
+}
+
+func (s *stallStore) Heartbeat(ctx context.Context, ids []int64, owner string, ttl time.Duration) ([]int64, error) {
+	if s.stalled.Load() {
+		return nil, nil
+	}
+	return s.Store.Heartbeat(ctx, ids, owner, ttl)
+}
+
+// A run whose lease expired while it was still running, and that the same daemon leased
+// again, is never run twice at once: the stale attempt is stopped and writes nothing, and the
+// new one starts after it ended.
+func TestRelesedJobDoesNotRunTwiceAtOnce(t *testing.T) {
+	st := &stallStore{Store: storetest.SQLite(t).Open(t)}
+	p := newFakePipeline(t, blockRoutine)
+	startDaemon(t, st, p, "one", func(o *Options) { o.LeaseTTL = 300 * time.Millisecond })
+	st.stalled.Store(true)
+	recordDispatch(t, st, "first", "block")
+	id := RunID("first", "block")
+	for range 2 {
+		select {
+		case <-p.started:
+		case <-time.After(20 * time.Second):
+			t.Fatal("the run was not leased again after its lease expired")
+		}
+	}
+	st.stalled.Store(false)
+	close(p.release)
+	waitFor(t, "the run to succeed", 20*time.Second, func() bool {
+		r, err := st.GetRun(context.Background(), id)
+		return err == nil && r.Status == store.RunCompleted && r.Conclusion == "success"
+	})
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.overlaps != 0 {
+		t.Errorf("%d attempts of run %s started while another was under way", p.overlaps, id)
+	}
+}
+
+// Every run that ends failed or cancelled says why, in the store and on its check run.
+func TestFailedRunRecordsWhy(t *testing.T) {
+	st := storetest.SQLite(t).Open(t)
+	p := newFakePipeline(t, strings.Replace(quickRoutine, "name: quick", "name: mute-failure", 1))
+	startDaemon(t, st, p, "one", nil)
+	recordDispatch(t, st, "first", "mute-failure")
+	id := RunID("first", "mute-failure")
+	waitFor(t, "the run to conclude", 20*time.Second, func() bool {
+		r, err := st.GetRun(context.Background(), id)
+		return err == nil && r.Status == store.RunCompleted
+	})
+	r, _ := st.GetRun(context.Background(), id)
+	if r.Conclusion != "failure" || r.Error == "" {
+		t.Errorf("run = %s/%s with error %q, want failure with a reason", r.Status, r.Conclusion, r.Error)
+	}
+	if why := p.reasons(id); len(why) != 1 || !strings.Contains(why[0], r.Error) {
+		t.Errorf("check-run text = %q, want it to hold the recorded reason %q", why, r.Error)
+	}
+}
+
+func TestRunReason(t *testing.T) {
+	tests := []struct {
+		name      string
+		res       result.Run
+		c         result.Conclusion
+		ce        *cancelledError
+		want      []string // substrings of the reason; nil: no reason
+		wantShown bool
+	}{
+		{name: "success", res: result.Run{Jobs: []*result.Job{{ID: "a", Outcome: result.Success}}}, c: result.ConclusionSuccess, wantShown: true},
+		{name: "neutral", c: result.ConclusionNeutral, wantShown: true},
+		{name: "engine error", res: result.Run{Error: "egress proxy did not start"}, c: result.ConclusionFailure,
+			want: []string{"egress proxy did not start"}, wantShown: true},
+		{name: "job errors", c: result.ConclusionFailure, res: result.Run{Jobs: []*result.Job{
+			{ID: "a", Outcome: result.Success},
+			{ID: "b", Outcome: result.Error, Error: "prepare workspace: exists"},
+			{ID: "c", Outcome: result.Failed, ExitCode: 3},
+		}}, want: []string{"job b: error: prepare workspace: exists", "job c: failed (exit code 3)"}, wantShown: true},
+		{name: "conflicts", c: result.ConclusionFailure, res: result.Run{Conflicts: []result.Conflict{{Job: "b", Files: []string{"x.go"}}}},
+			want: []string{"changes of b conflict", "x.go"}, wantShown: true},
+		{name: "nothing known", c: result.ConclusionFailure, want: []string{"concluded failure"}},
+		{name: "timed out", c: result.ConclusionTimedOut, res: result.Run{Jobs: []*result.Job{{ID: "a", Outcome: result.TimedOut}}},
+			want: []string{"job a: timed_out"}, wantShown: true},
+		{name: "cancelled on purpose", c: result.ConclusionCancelled, ce: &cancelledError{reason: "superseded by run r2"},
+			res: result.Run{Jobs: []*result.Job{{ID: "a", Outcome: result.Cancelled}}}, want: []string{"superseded by run r2", "job a: cancelled"}},
+		{name: "cancelled without a reason", c: result.ConclusionCancelled, ce: &cancelledError{}, want: []string{"cancelled"}},
+		{name: "cancelled by the engine", c: result.ConclusionCancelled, want: []string{"concluded cancelled"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, shown := runReason(&tt.res, tt.c, tt.ce)
+			if tt.want == nil && got != "" {
+				t.Errorf("reason = %q, want none", got)
+			}
+			if tt.want != nil && got == "" {
+				t.Errorf("no reason for a run concluded %s", tt.c)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("reason = %q, want it to contain %q", got, w)
+				}
+			}
+			if shown != tt.wantShown {
+				t.Errorf("shown = %v, want %v", shown, tt.wantShown)
+			}
+		})
 	}
 }

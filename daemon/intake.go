@@ -85,7 +85,8 @@ func (d *Daemon) eventOf(ctx context.Context, del store.Delivery) (*event.Event,
 	if err != nil {
 		return nil, permanentError{fmt.Errorf("delivery %s (%s): %w", del.ID, del.Event, err)}
 	}
-	if ev == nil || ev.Kind == event.KindPing || ev.Kind == event.KindInstallation || ev.SHA == "" {
+	// A comment names no commit: planning reads its pull request's head.
+	if ev == nil || ev.Kind == event.KindPing || ev.Kind == event.KindInstallation || ev.SHA == "" && ev.Kind != event.KindIssueComment {
 		return nil, nil
 	}
 	return ev, nil
@@ -111,11 +112,12 @@ func (d *Daemon) intakeLoop(ctx context.Context) {
 		for _, j := range jobs {
 			sem <- struct{}{}
 			jctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-			d.hold(j.ID, cancel)
+			a, prev := d.hold(j.ID, cancel)
 			go func() {
 				defer func() { <-sem }()
-				defer d.release(j.ID)
+				defer d.release(j.ID, a)
 				defer cancel(nil)
+				waitPrevious(prev)
 				d.intake(jctx, j)
 			}()
 		}

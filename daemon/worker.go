@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/agentrunner/agentrunner/runner/event"
@@ -31,14 +32,15 @@ func (d *Daemon) runLoop(ctx, work context.Context) {
 		}
 		for _, j := range jobs {
 			jctx, cancel := context.WithCancelCause(work)
-			d.hold(j.ID, cancel)
+			a, prev := d.hold(j.ID, cancel)
 			d.running.Add(1)
 			d.runWG.Add(1)
 			go func() {
 				defer d.runWG.Done()
 				defer d.running.Add(-1)
-				defer d.release(j.ID)
+				defer d.release(j.ID, a)
 				defer cancel(nil)
+				waitPrevious(prev)
 				d.runJob(jctx, j)
 			}()
 		}
@@ -74,13 +76,13 @@ func (d *Daemon) runJob(ctx context.Context, j store.Job) {
 	}
 	if run.ConcurrencyGroup != "" {
 		if !d.acquireGroup(ctx, log, run, pr) {
-			d.endEarly(bg, log, j, run, ctx)
+			d.endEarly(bg, log, j, run, ctx, ev, pr)
 			return
 		}
 	}
 	release, ok := d.repoSlot(ctx, run.Repo)
 	if !ok {
-		d.endEarly(bg, log, j, run, ctx)
+		d.endEarly(bg, log, j, run, ctx, ev, pr)
 		return
 	}
 	defer release()
@@ -92,6 +94,11 @@ func (d *Daemon) runJob(ctx context.Context, j store.Job) {
 	log.Info("run started", "attempt", j.Attempts)
 	res, err := d.o.Pipeline.Run(ctx, ev, pr, run.ID)
 	cause := context.Cause(ctx)
+	if cause == nil {
+		// The heartbeat may not have told yet: a result is recorded only under a live lease,
+		// or another attempt's record would be overwritten.
+		cause = d.leaseCause(bg, j)
+	}
 	switch {
 	case errors.Is(cause, errShutdown):
 		d.requeue(bg, log, j, run)
@@ -107,7 +114,15 @@ func (d *Daemon) runJob(ctx context.Context, j store.Job) {
 	upd := store.Run{ID: run.ID, Status: store.RunCompleted, Conclusion: string(res.Conclusion), FinishedAt: d.o.Now()}
 	var ce *cancelledError
 	if errors.As(cause, &ce) {
-		upd.Conclusion, upd.Error = string(result.ConclusionCancelled), ce.reason
+		upd.Conclusion = string(result.ConclusionCancelled)
+	}
+	var shown bool
+	upd.Error, shown = runReason(res, result.Conclusion(upd.Conclusion), ce)
+	if !shown {
+		// The check run the engine concluded does not say why: say it.
+		if err := d.o.Pipeline.Conclude(bg, ev, pr, run.ID, result.Conclusion(upd.Conclusion), reasonReport(res, upd.Error)); err != nil {
+			log.Warn("report why the run ended", "err", err)
+		}
 	}
 	if err := d.o.Store.UpdateRun(bg, upd); err != nil {
 		log.Warn("record run result", "err", err)
@@ -207,15 +222,22 @@ func (d *Daemon) repoSlot(ctx context.Context, repo string) (func(), bool) {
 }
 
 // endEarly handles a run job whose context ended before the run started.
-func (d *Daemon) endEarly(bg context.Context, log *slog.Logger, j store.Job, run store.Run, ctx context.Context) {
+func (d *Daemon) endEarly(bg context.Context, log *slog.Logger, j store.Job, run store.Run, ctx context.Context, ev *event.Event, pr *plan.Run) {
 	cause := context.Cause(ctx)
 	var ce *cancelledError
 	switch {
 	case errors.Is(cause, errShutdown):
 		d.requeue(bg, log, j, run)
 	case errors.As(cause, &ce):
+		reason, _ := runReason(&result.Run{}, result.ConclusionCancelled, ce)
+		// An earlier attempt may have opened the check run: close it with the reason.
+		if ev != nil && pr != nil {
+			if err := d.o.Pipeline.Conclude(bg, ev, pr, run.ID, result.ConclusionCancelled, reason); err != nil {
+				log.Warn("report why the run ended", "err", err)
+			}
+		}
 		_ = d.o.Store.UpdateRun(bg, store.Run{ID: run.ID, Status: store.RunCompleted,
-			Conclusion: string(result.ConclusionCancelled), Error: ce.reason, FinishedAt: d.o.Now()})
+			Conclusion: string(result.ConclusionCancelled), Error: reason, FinishedAt: d.o.Now()})
 		d.metrics.runs.WithLabelValues(string(result.ConclusionCancelled)).Inc()
 	}
 }
@@ -263,7 +285,11 @@ func (d *Daemon) concludeDead(ctx context.Context, j store.Job) {
 }
 
 func (d *Daemon) conclude(ctx context.Context, j store.Job, ev *event.Event, pr *plan.Run) {
-	reason := "The runner gave up on this run: " + j.LastError
+	why := j.LastError
+	if why == "" {
+		why = fmt.Sprintf("no attempt left after %d", j.Attempts)
+	}
+	reason := "The runner gave up on this run: " + why
 	// The check run first: once the run is marked completed nobody would conclude it again.
 	if ev != nil && pr != nil {
 		if err := d.o.Pipeline.Conclude(ctx, ev, pr, j.RunID, result.ConclusionFailure, reason); err != nil {
@@ -275,4 +301,78 @@ func (d *Daemon) conclude(ctx context.Context, j store.Job, ev *event.Event, pr 
 		d.log.Warn("conclude run", "run_id", j.RunID, "err", err)
 	}
 	d.metrics.runs.WithLabelValues(string(result.ConclusionFailure)).Inc()
+}
+
+// leaseCause tells whether job j is still leased by this daemon: nil when it is (or the store
+// cannot say), errLeaseLost or the cancellation otherwise.
+func (d *Daemon) leaseCause(ctx context.Context, j store.Job) error {
+	lost, err := d.o.Store.Heartbeat(ctx, []int64{j.ID}, d.o.Owner, d.o.LeaseTTL)
+	if err != nil || len(lost) == 0 {
+		return nil
+	}
+	if cur, err := d.o.Store.GetJob(ctx, j.ID); err == nil && cur.State == store.JobCancelled {
+		return &cancelledError{reason: cur.LastError}
+	}
+	return errLeaseLost
+}
+
+// runReason says why a run that did not succeed ended, for its record and its check run; ""
+// for a run that succeeded (or had nothing to do). A run that failed or was cancelled always
+// gets a reason, even when nothing more precise than its conclusion is known.
+// shown is false when the run's report (what the engine published) does not hold the reason.
+func runReason(res *result.Run, c result.Conclusion, ce *cancelledError) (reason string, shown bool) {
+	switch c {
+	case result.ConclusionSuccess, result.ConclusionNeutral:
+		return "", true
+	}
+	var why []string
+	if ce != nil {
+		r := ce.reason
+		if r == "" {
+			r = "the run was cancelled (no reason was given)"
+		}
+		why = append(why, r)
+	}
+	if res.Error != "" {
+		why = append(why, res.Error)
+	}
+	const maxJobs = 5
+	failed := 0
+	for _, j := range res.Jobs {
+		if j.Outcome == result.Success || j.Outcome == result.Skipped {
+			continue
+		}
+		failed++
+		if failed > maxJobs {
+			continue
+		}
+		s := fmt.Sprintf("job %s: %s", j.ID, j.Outcome)
+		if j.ExitCode != 0 {
+			s += fmt.Sprintf(" (exit code %d)", j.ExitCode)
+		}
+		if j.Error != "" {
+			s += ": " + j.Error
+		}
+		why = append(why, s)
+	}
+	if failed > maxJobs {
+		why = append(why, fmt.Sprintf("and %d more jobs", failed-maxJobs))
+	}
+	for _, cf := range res.Conflicts {
+		why = append(why, fmt.Sprintf("the changes of %s conflict with earlier ones (%s)", cf.Job, strings.Join(cf.Files, ", ")))
+	}
+	for _, a := range res.Agents {
+		if a.Result == plan.ResultNoQuorum {
+			why = append(why, fmt.Sprintf("agent %s: no quorum", a.Name))
+		}
+	}
+	if len(why) == 0 {
+		return fmt.Sprintf("the run concluded %s, and neither the engine nor any job gave a reason (see the run's logs)", c), false
+	}
+	return strings.Join(why, "; "), ce == nil
+}
+
+// reasonReport is the check-run report of a run whose own report does not say why it ended.
+func reasonReport(res *result.Run, reason string) string {
+	return fmt.Sprintf("> **Why:** %s\n\n%s", reason, res.Report)
 }
