@@ -24,23 +24,23 @@ type fakePipeline struct {
 	routines []string // YAML sources
 	sha      string
 
-	mu      sync.Mutex
-	runs    map[string]int // run id → Run calls
+	mu   sync.Mutex
+	runs map[string]int // run id → Run calls
 	// inflight counts the Run calls of a run id under way; overlaps counts calls that started
 	// while another of the same run was still under way (never correct).
 	inflight map[string]int
 	overlaps int
 	// concluded holds the reasons Conclude reported (the check-run text), by run id.
 	concluded map[string][]string
-	ticks   map[string]int // schedule "at" → Run calls
-	started chan string
-	release chan struct{}
+	ticks     map[string]int // schedule "at" → Run calls
+	started   chan string
+	release   chan struct{}
 }
 
 func newFakePipeline(_ testing.TB, routines ...string) *fakePipeline {
 	return &fakePipeline{routines: routines, sha: strings.Repeat("a", 40), runs: map[string]int{}, ticks: map[string]int{}, inflight: map[string]int{},
 		concluded: map[string][]string{},
-		started: make(chan string, 10000), release: make(chan struct{})}
+		started:   make(chan string, 10000), release: make(chan struct{})}
 }
 
 func (p *fakePipeline) Head(context.Context, event.Repo) (string, string, error) {
