@@ -3,10 +3,8 @@ package daemon
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -16,6 +14,8 @@ import (
 	"time"
 
 	"github.com/agentrunner/agentrunner/config"
+	"github.com/agentrunner/agentrunner/github"
+	"github.com/agentrunner/agentrunner/pipeline"
 	"github.com/agentrunner/agentrunner/reporters"
 	"github.com/agentrunner/agentrunner/runner"
 	"github.com/agentrunner/agentrunner/runner/event"
@@ -41,14 +41,19 @@ type Pipeline interface {
 	Conclude(ctx context.Context, ev *event.Event, run *plan.Run, runID string, c result.Conclusion, reason string) error
 }
 
-// GitPipeline is the Pipeline of `runner serve`: repositories are mirrored under the workspace
-// manager, config is read from the mirror at the event's commit (the base commit for fork pull
-// requests), and the engine runs each job in its own workspace of the mirror.
+// GitPipeline is the Pipeline of `runner serve`, an adapter over pipeline.Pipeline, which makes
+// every trust decision: repositories are mirrored under the workspace manager, config is read
+// from the mirror at the event's commit (at the base commit for fork pull requests and for check
+// re-runs of a commit no branch or tag holds, which get no secrets), `/agents run` comments run
+// only for users with write access, and the engine runs each job in its own workspace.
 type GitPipeline struct {
 	Workspaces *workspace.Manager
 	// Sandbox runs the containers; it is shared, so MaxAgents bounds agents across all runs.
 	Sandbox runner.Sandbox
 	Repos   *Repos
+	// GitHub checks commenters' write access and reads pull requests and base branches. Nil
+	// (repositories served without GitHub) refuses every comment command.
+	GitHub *github.Client
 	// Reporters makes a run's reporters (nil: none); repoDir is the repository's mirror, which
 	// holds the run's commits (the pull-request reporter pushes from it).
 	Reporters func(info *reporters.RunInfo, repoDir string) reporters.Reporter
@@ -60,8 +65,8 @@ type GitPipeline struct {
 	// Auth returns the credentials to fetch repo (nil: none).
 	Auth func(ctx context.Context, repo event.Repo) (workspace.Auth, error)
 
-	mu      sync.Mutex
-	mirrors map[string]string // clone URL → mirror dir, once fetched
+	once sync.Once
+	p    *pipeline.Pipeline
 }
 
 // NewSlotSandbox bounds the containers s runs at once to n across every run (the engine's own
@@ -89,54 +94,41 @@ func (s *slotSandbox) Run(ctx context.Context, t *runner.Task, logs io.Writer) (
 	return s.s.Run(ctx, t, logs)
 }
 
-func (p *GitPipeline) log() *slog.Logger {
-	if p.Logger != nil {
-		return p.Logger
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-// mirror returns the mirror of repo holding sha (fetching when it is missing; sha "" always
-// fetches).
-func (p *GitPipeline) mirror(ctx context.Context, repo event.Repo, sha string) (string, error) {
-	url := p.Repos.CloneURL(repo)
-	p.mu.Lock()
-	dir, ok := p.mirrors[url]
-	p.mu.Unlock()
-	if ok && sha != "" && hasCommit(ctx, dir, sha) {
-		return dir, nil
-	}
-	var auth workspace.Auth
-	if p.Auth != nil && !strings.HasPrefix(url, "file://") {
-		a, err := p.Auth(ctx, repo)
-		if err != nil {
-			return "", fmt.Errorf("credentials to fetch %s: %w", repo.FullName(), err)
+// pipe is the pipeline.Pipeline configured from p's fields, made on first use.
+func (p *GitPipeline) pipe() *pipeline.Pipeline {
+	p.once.Do(func() {
+		uid, gid := ownerIDs(sandbox.DefaultUser)
+		reps := p.Reporters
+		if reps == nil {
+			reps = func(*reporters.RunInfo, string) reporters.Reporter { return nil }
 		}
-		auth = a
-	}
-	dir, err := p.Workspaces.Mirror(ctx, url, auth)
-	if err != nil {
-		return "", err
-	}
-	p.mu.Lock()
-	if p.mirrors == nil {
-		p.mirrors = map[string]string{}
-	}
-	p.mirrors[url] = dir
-	p.mu.Unlock()
-	return dir, nil
-}
-
-func hasCommit(ctx context.Context, dir, sha string) bool {
-	if strings.HasPrefix(sha, "-") {
-		return false
-	}
-	return exec.CommandContext(ctx, "git", "-C", dir, "cat-file", "-e", sha+"^{commit}").Run() == nil
+		p.p = &pipeline.Pipeline{
+			GitHub:     p.GitHub,
+			Workspaces: p.Workspaces,
+			Sandbox:    p.Sandbox,
+			Owner:      &workspace.Owner{UID: uid, GID: gid},
+			RunsDir:    p.RunsDir,
+			RepoSecrets: func(_ context.Context, repo event.Repo) (map[string]string, error) {
+				return p.Repos.Secrets(repo.FullName())
+			},
+			// The shared slot sandbox is the global bound; this only keeps one run from
+			// queueing more goroutines than the whole daemon could run.
+			MaxAgents: 1 << 16,
+			Logger:    p.Logger,
+			CloneURL:  p.Repos.CloneURL,
+			Auth:      p.Auth,
+			Reporters: reps,
+		}
+		if p.DetailsURL != "" {
+			p.p.DetailsBaseURL = strings.TrimSuffix(p.DetailsURL, "/") + "/api/v1"
+		}
+	})
+	return p.p
 }
 
 // Head implements Pipeline.
 func (p *GitPipeline) Head(ctx context.Context, repo event.Repo) (string, string, error) {
-	dir, err := p.mirror(ctx, repo, "")
+	dir, err := p.pipe().Mirror(ctx, repo, "")
 	if err != nil {
 		return "", "", err
 	}
@@ -165,89 +157,35 @@ func (p *GitPipeline) Head(ctx context.Context, repo event.Repo) (string, string
 
 // Config implements Pipeline. A commit without .agents has no routines.
 func (p *GitPipeline) Config(ctx context.Context, repo event.Repo, sha string) (*config.Config, error) {
-	dir, err := p.mirror(ctx, repo, sha)
-	if err != nil {
-		return nil, err
+	cfg, err := p.pipe().ConfigAt(ctx, repo, sha)
+	if err != nil || cfg != nil {
+		return cfg, err
 	}
-	fsys, err := workspace.ReadDir(ctx, dir, sha, ".agents")
-	if err != nil {
-		return nil, fmt.Errorf("read .agents of %s at %s: %w", repo.FullName(), short(sha), err)
-	}
-	if _, err := fs.Stat(fsys, ".agents"); errors.Is(err, fs.ErrNotExist) {
-		return &config.Config{Dir: ".agents", Routines: []*config.Routine{}}, nil
-	}
-	cfg, err := config.LoadFS(fsys, ".agents")
-	if err != nil {
-		return nil, fmt.Errorf("routines of %s at %s: %w", repo.FullName(), short(sha), err)
-	}
-	return cfg, nil
+	return &config.Config{Dir: pipeline.ConfigDir, Routines: []*config.Routine{}}, nil
 }
 
-// configSHA is the commit whose config is trusted for ev: the base for fork pull requests.
-func configSHA(ev *event.Event) string {
-	if ev.PullRequest != nil && ev.PullRequest.Fork && ev.PullRequest.BaseSHA != "" {
-		return ev.PullRequest.BaseSHA
-	}
-	return ev.SHA
-}
-
-// Plan implements Pipeline.
+// Plan implements Pipeline with pipeline.Plan's trust rules. It completes ev in place with what
+// it resolved (a comment command's pull request and head commit, a fork commit's re-run marked
+// as a fork pull request), so the Run or Conclude that follows with the same event reports on
+// the pull request. An event that starts nothing gives an empty plan.
 func (p *GitPipeline) Plan(ctx context.Context, ev *event.Event, routine string) (*plan.Plan, error) {
-	cfg, err := p.Config(ctx, ev.Repo, configSHA(ev))
-	if err != nil {
-		return nil, err
+	pl, trust, err := p.pipe().Plan(ctx, ev, routine)
+	if trust != nil {
+		*ev = *trust.Event
 	}
-	return plan.Build(cfg, ev, plan.Options{Routine: routine})
-}
-
-func (p *GitPipeline) info(ev *event.Event, run *plan.Run, runID string) *reporters.RunInfo {
-	info := &reporters.RunInfo{ID: runID, Repo: ev.Repo.FullName(), Plan: run, Event: ev}
-	if p.DetailsURL != "" {
-		info.DetailsURL = strings.TrimSuffix(p.DetailsURL, "/") + "/api/v1/runs/" + runID
+	if pl == nil && err == nil {
+		pl = &plan.Plan{Event: ev, Runs: []*plan.Run{}}
 	}
-	return info
-}
-
-func (p *GitPipeline) reporter(info *reporters.RunInfo, repoDir string) reporters.Reporter {
-	if p.Reporters == nil {
-		return nil
-	}
-	return p.Reporters(info, repoDir)
+	return pl, err
 }
 
 // Run implements Pipeline.
 func (p *GitPipeline) Run(ctx context.Context, ev *event.Event, run *plan.Run, runID string) (*result.Run, error) {
-	dir, err := p.mirror(ctx, ev.Repo, run.SHA)
+	res, err := p.pipe().RunPlanned(ctx, ev, run, runID)
 	if err != nil {
 		return nil, err
-	}
-	secrets, err := p.Repos.Secrets(ev.Repo.FullName())
-	if err != nil {
-		return nil, err
-	}
-	uid, gid := ownerIDs(sandbox.DefaultUser)
-	info := p.info(ev, run, runID)
-	eng := &runner.Engine{
-		Sandbox: p.Sandbox,
-		Workspaces: &runner.GitWorkspaces{
-			Manager: p.Workspaces,
-			Source:  workspace.Source{RepoDir: dir, SHA: run.SHA},
-			Owner:   &workspace.Owner{UID: uid, GID: gid},
-		},
-		Merger:   &runner.GitMerger{RepoDir: dir, BaseSHA: run.SHA},
-		Reporter: p.reporter(info, dir),
-		Logger:   p.log(),
-		// The shared slot sandbox is the global bound; this only keeps one run from queueing
-		// more goroutines than the whole daemon could run.
-		MaxAgents: 1 << 16,
 	}
 	runDir := filepath.Join(p.RunsDir, runID)
-	// A retried run starts clean: old job directories would mix two attempts' logs.
-	_ = os.RemoveAll(filepath.Join(runDir, "jobs"))
-	res, err := eng.Run(ctx, info, runner.RunOptions{Dir: runDir, Secrets: secrets})
-	if err != nil {
-		return nil, err
-	}
 	if b, err := json.MarshalIndent(res, "", "  "); err == nil {
 		_ = os.WriteFile(filepath.Join(runDir, "result.json"), b, 0o600)
 	}
@@ -260,19 +198,7 @@ func (p *GitPipeline) Run(ctx context.Context, ev *event.Event, run *plan.Run, r
 
 // Conclude implements Pipeline.
 func (p *GitPipeline) Conclude(ctx context.Context, ev *event.Event, run *plan.Run, runID string, c result.Conclusion, reason string) error {
-	info := p.info(ev, run, runID)
-	dir, err := p.mirror(ctx, ev.Repo, run.SHA)
-	if err != nil {
-		return err
-	}
-	rep := p.reporter(info, dir)
-	if rep == nil {
-		return nil
-	}
-	now := time.Now()
-	res := &result.Run{ID: runID, Routine: run.Routine, Repo: info.Repo, SHA: run.SHA, Conclusion: c,
-		Started: now, Finished: now, Report: reason}
-	return rep.Report(ctx, reporters.Update{Kind: reporters.RunFinished, Time: now, Run: info, Result: res})
+	return p.pipe().Conclude(ctx, ev, run, runID, c, reason)
 }
 
 func ownerIDs(user string) (uid, gid int) {

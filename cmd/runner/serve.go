@@ -414,6 +414,7 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		Workspaces: wsm,
 		Sandbox:    daemon.NewSlotSandbox(sb, c.MaxAgents),
 		Repos:      repos,
+		GitHub:     gh,
 		Logger:     logger,
 		RunsDir:    filepath.Join(c.DataDir, "runs"),
 		DetailsURL: c.PublicURL,
