@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/agentrunner/agentrunner/config"
 	"github.com/agentrunner/agentrunner/preset"
@@ -132,7 +133,39 @@ func whyNot(ctx string) string {
 	return "not a context here"
 }
 
+// compiledCache keeps what compileRoutine made for a loaded routine, so that validating a
+// config and then planning it (what `runner exec` and the daemon do) compiles it once. Loaded
+// routines are never changed, so the pointer is the key; the cache is emptied when full.
+var compiledCache = struct {
+	sync.Mutex
+	m map[*config.Routine]compiledEntry
+}{m: map[*config.Routine]compiledEntry{}}
+
+type compiledEntry struct {
+	cr   *compiledRoutine
+	errs config.Errors
+}
+
+const compiledCacheSize = 4096
+
 func compileRoutine(r *config.Routine) (*compiledRoutine, config.Errors) {
+	compiledCache.Lock()
+	e, ok := compiledCache.m[r]
+	compiledCache.Unlock()
+	if ok {
+		return e.cr, e.errs
+	}
+	cr, errs := compileRoutineUncached(r)
+	compiledCache.Lock()
+	if len(compiledCache.m) >= compiledCacheSize {
+		clear(compiledCache.m)
+	}
+	compiledCache.m[r] = compiledEntry{cr, errs}
+	compiledCache.Unlock()
+	return cr, errs
+}
+
+func compileRoutineUncached(r *config.Routine) (*compiledRoutine, config.Errors) {
 	c := &compiler{}
 	cr := &compiledRoutine{r: r, maxFanOut: r.MaxFanOut}
 	if cr.maxFanOut <= 0 {
