@@ -73,6 +73,7 @@ func NewManager(root string, opts ...Option) (*Manager, error) {
 		}
 	}
 	m.git = newGitRunner(filepath.Join(abs, homeDir))
+	sweepTempHomes()
 	return m, nil
 }
 

@@ -252,9 +252,29 @@ func ReadDir(ctx context.Context, repoDir, sha, dir string) (fs.FS, error) {
 // tempGitRunner returns a git runner whose HOME is a fresh empty directory, for the functions
 // that work without a Manager.
 func tempGitRunner() (gitRunner, func(), error) {
-	home, err := os.MkdirTemp("", "agentrunner-git-home-*")
+	// The pid in the name lets sweepTempHomes tell a crashed process's leftovers from live ones.
+	home, err := os.MkdirTemp("", fmt.Sprintf("%s%d-*", tempHomePrefix, os.Getpid()))
 	if err != nil {
 		return gitRunner{}, nil, fmt.Errorf("create git home: %w", err)
 	}
 	return newGitRunner(home), func() { os.RemoveAll(home) }, nil
+}
+
+const tempHomePrefix = "agentrunner-git-home-"
+
+// sweepTempHomes removes the temporary git homes of processes that are gone (a runner killed
+// while it merged, pushed or read config), so a crash leaves nothing behind for long.
+func sweepTempHomes() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), tempHomePrefix+"*"))
+	for _, d := range dirs {
+		rest := strings.TrimPrefix(filepath.Base(d), tempHomePrefix)
+		pidText, _, ok := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.RemoveAll(d)
+		}
+	}
 }
