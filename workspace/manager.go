@@ -51,6 +51,58 @@ type Manager struct {
 	bg      sync.WaitGroup
 	mu      sync.Mutex
 	pending map[string]bool // trash entries being deleted by this process
+
+	// sources caches what Create looks up about a source repository, so that creating the
+	// hundredth workspace of a fan-out runs only the git commands that must run.
+	sources sync.Map // repoDir → *sourceInfo
+}
+
+// sourceInfo is what does not change about a source repository while a Manager runs: its
+// object store and its origin URL, and the commits that full ids already resolved to.
+type sourceInfo struct {
+	once      sync.Once
+	common    string
+	originURL string
+	err       error
+	commits   sync.Map // full sha → struct{}
+}
+
+// source returns the cached facts about repoDir.
+func (m *Manager) source(ctx context.Context, repoDir string) (*sourceInfo, error) {
+	v, _ := m.sources.LoadOrStore(repoDir, &sourceInfo{})
+	si := v.(*sourceInfo)
+	si.once.Do(func() {
+		if si.common, si.err = m.git.commonDir(ctx, repoDir); si.err != nil {
+			return
+		}
+		// The clone's origin would be a host path; agents see the source's own remote instead
+		// (credentials stripped), so remote-tracking branches stay meaningful.
+		si.originURL = "https://invalid.agentrunner/local-source"
+		if u, err := m.git.out(ctx, repoDir, "config", "--get", "remote.origin.url"); err == nil && u != "" {
+			si.originURL = userinfoRE.ReplaceAllString(u, "${1}")
+		}
+	})
+	if si.err != nil {
+		// A failed lookup (a cancelled context, a repository not there yet) is not cached.
+		m.sources.CompareAndDelete(repoDir, si)
+		return nil, si.err
+	}
+	return si, nil
+}
+
+// resolve returns the full id of sha in the source, skipping git for a full id seen before.
+func (m *Manager) resolve(ctx context.Context, si *sourceInfo, repoDir, sha string) (string, error) {
+	if _, ok := si.commits.Load(sha); ok {
+		return sha, nil
+	}
+	full, err := m.git.resolveCommit(ctx, repoDir, sha)
+	if err != nil {
+		return "", err
+	}
+	if full == sha {
+		si.commits.Store(sha, struct{}{})
+	}
+	return full, nil
 }
 
 // NewManager returns a Manager keeping everything under root, which it creates (mode 0700) if
@@ -198,10 +250,11 @@ func (m *Manager) Create(ctx context.Context, src Source, runID, jobID string, o
 	w.private = filepath.Join(w.dir, "private")
 	log := m.log.With("run_id", runID, "job", jobID)
 
-	common, err := m.git.commonDir(ctx, repoDir)
+	si, err := m.source(ctx, repoDir)
 	if err != nil {
 		return nil, fmt.Errorf("create workspace for job %q: %w", jobID, err)
 	}
+	common := si.common
 	switch {
 	case src.IncludeUncommitted:
 		head, err := m.git.resolveCommit(ctx, repoDir, "HEAD")
@@ -219,7 +272,7 @@ func (m *Manager) Create(ctx context.Context, src Source, runID, jobID string, o
 		if rev == "" {
 			rev = "HEAD"
 		}
-		if w.base, err = m.git.resolveCommit(ctx, repoDir, rev); err != nil {
+		if w.base, err = m.resolve(ctx, si, repoDir, rev); err != nil {
 			return nil, fmt.Errorf("create workspace for job %q: %w", jobID, err)
 		}
 	}
@@ -243,27 +296,24 @@ func (m *Manager) Create(ctx context.Context, src Source, runID, jobID string, o
 	}()
 
 	g := m.git
-	if _, err := g.run(ctx, w.dir, nil, "clone", "--quiet", "--local", "--no-checkout", "--template=", "--", repoDir, w.path); err != nil {
-		return nil, fmt.Errorf("create workspace for job %q: clone %s: %w", jobID, repoDir, err)
-	}
-	// The clone's origin is a host path; show the source's own remote instead (credentials
-	// stripped) so agents see a meaningful URL and remote-tracking branches stay.
-	originURL := "https://invalid.agentrunner/local-source"
-	if u, err := g.out(ctx, repoDir, "config", "--get", "remote.origin.url"); err == nil && u != "" {
-		originURL = userinfoRE.ReplaceAllString(u, "${1}")
-	}
+	// The settings go in with the clone: one git process instead of one per setting. Objects
+	// are hard links shared with the source, so an automatic repack inside the container would
+	// only duplicate them (gc.auto 0).
+	clone := []string{"clone", "--quiet", "--local", "--no-checkout", "--template="}
 	for _, kv := range [][2]string{
-		{"remote.origin.url", originURL},
 		{"safe.directory", "*"},
 		{"user.name", authorName},
 		{"user.email", authorEmail},
-		// Objects are hard links shared with the source: an automatic repack inside the
-		// container would only duplicate them.
 		{"gc.auto", "0"},
 	} {
-		if _, err := g.run(ctx, w.path, nil, "config", kv[0], kv[1]); err != nil {
-			return nil, fmt.Errorf("configure workspace: %w", err)
-		}
+		clone = append(clone, "--config", kv[0]+"="+kv[1])
+	}
+	if _, err := g.run(ctx, w.dir, nil, append(clone, "--", repoDir, w.path)...); err != nil {
+		return nil, fmt.Errorf("create workspace for job %q: clone %s: %w", jobID, repoDir, err)
+	}
+	// clone itself writes the origin (a host path) after the --config settings: replace it.
+	if _, err := g.run(ctx, w.path, nil, "config", "remote.origin.url", si.originURL); err != nil {
+		return nil, fmt.Errorf("configure workspace: %w", err)
 	}
 	if _, err := g.run(ctx, w.path, nil, "-c", "checkout.workers=0", "checkout", "--quiet", "--no-track", "-b", w.branch, w.base); err != nil {
 		return nil, fmt.Errorf("create workspace for job %q: check out %s: %w", jobID, w.base, err)
