@@ -82,7 +82,8 @@ type Daemon struct {
 	sched   *scheduler
 
 	draining atomic.Bool
-	kick     chan struct{}
+	kick     chan struct{} // wakes intake workers
+	kickRuns chan struct{} // wakes run workers
 	started  time.Time
 
 	mu       sync.Mutex
@@ -132,6 +133,7 @@ func New(o Options) (*Daemon, error) {
 		o:        o,
 		log:      o.Logger.With("owner", o.Owner),
 		kick:     make(chan struct{}, 1),
+		kickRuns: make(chan struct{}, 1),
 		held:     map[int64]*attempt{},
 		repoSems: map[string]chan struct{}{},
 	}
@@ -150,9 +152,15 @@ func (d *Daemon) Draining() bool { return d.draining.Load() }
 func (d *Daemon) Owner() string { return d.o.Owner }
 
 // wake makes idle intake workers look for jobs now.
-func (d *Daemon) wake() {
+func (d *Daemon) wake() { poke(d.kick) }
+
+// wakeRuns makes idle run workers look for jobs now: a run queued by intake starts without
+// waiting for the next poll.
+func (d *Daemon) wakeRuns() { poke(d.kickRuns) }
+
+func poke(c chan struct{}) {
 	select {
-	case d.kick <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }
@@ -300,6 +308,7 @@ func (d *Daemon) rescue(ctx context.Context) {
 			d.concludeDead(ctx, j)
 		} else {
 			d.wake()
+			d.wakeRuns()
 		}
 	}
 }

@@ -198,6 +198,7 @@ func (d *Daemon) createRun(ctx context.Context, del store.Delivery, ev *event.Ev
 	if _, fresh, err := d.o.Store.Enqueue(ctx, store.Job{Kind: KindRun, Key: KindRun + "/" + run.ID, RunID: run.ID, MaxAttempts: d.o.RunAttempts}); err != nil {
 		return fmt.Errorf("enqueue run %s: %w", run.ID, err)
 	} else if created || fresh {
+		d.wakeRuns()
 		d.log.Info("run queued", "run_id", run.ID, "repo", run.Repo, "routine", run.Routine, "delivery", del.ID, "event", ev.Kind)
 	}
 	return nil

@@ -45,7 +45,7 @@ func (d *Daemon) runLoop(ctx, work context.Context) {
 			}()
 		}
 		if len(jobs) == 0 {
-			d.sleep(ctx, d.kick)
+			d.sleep(ctx, d.kickRuns)
 		}
 	}
 }
