@@ -341,9 +341,13 @@ func (p *Pipeline) runPlanned(ctx context.Context, ev *event.Event, run *plan.Ru
 	info := p.info(ev, run, id)
 	multi := p.reporter(ev, info, repoDir, log)
 	dir := filepath.Join(p.RunsDir, id)
-	// A retried delivery reuses the run id: start from a clean directory.
+	// A retried delivery reuses the run id: start from a clean directory, and without the
+	// workspaces an earlier attempt (a daemon killed mid-run) left behind.
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, fmt.Errorf("pipeline: clear run directory %s: %w", dir, err)
+	}
+	if err := p.Workspaces.RemoveRun(ctx, id); err != nil {
+		return nil, fmt.Errorf("pipeline: clear earlier workspaces of run %s: %w", id, err)
 	}
 	eng := &runner.Engine{
 		Sandbox:    p.Sandbox,

@@ -549,3 +549,20 @@ func (m *Manager) Sweep(ctx context.Context, keep func(runID string) bool) (remo
 	}
 	return removed, errors.Join(errs...)
 }
+
+// RemoveRun removes every workspace of runID, for a run that starts again after an attempt
+// that could not clean up (its process was killed). Do not call it while the run is going.
+func (m *Manager) RemoveRun(ctx context.Context, runID string) error {
+	if err := checkRunID(runID); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dir := filepath.Join(m.root, runID)
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	m.log.Info("removing workspaces of an earlier attempt", "run_id", runID)
+	return removeTree(dir)
+}

@@ -31,3 +31,21 @@ func TestNewManagerSweepsTempHomesOfDeadProcesses(t *testing.T) {
 		t.Errorf("a live process's git home was removed: %v", err)
 	}
 }
+
+// A run that starts again after its daemon was killed finds its old workspaces gone.
+func TestRemoveRunClearsAnEarlierAttempt(t *testing.T) {
+	src, head := newRepo(t, map[string]string{"a.txt": "a\n"})
+	m := newManager(t)
+	if _, err := m.Create(t.Context(), Source{RepoDir: src, SHA: head}, "run-1", "job", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.RemoveRun(t.Context(), "run-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Create(t.Context(), Source{RepoDir: src, SHA: head}, "run-1", "job", nil); err != nil {
+		t.Fatalf("the retried attempt cannot create its workspace: %v", err)
+	}
+	if err := m.RemoveRun(t.Context(), "../x"); err == nil {
+		t.Error("RemoveRun accepted a run id that is not a directory name")
+	}
+}
