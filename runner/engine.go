@@ -466,7 +466,7 @@ type prepared struct {
 // prepare does the part of a job that needs no container, so that it overlaps with other
 // agents' containers instead of delaying this one's start.
 func (r *runState) prepare(ctx context.Context, inst *plan.Instance, base string) *prepared {
-	p := &prepared{dir: filepath.Join(r.opts.Dir, "jobs", safeName(inst.ID))}
+	p := &prepared{dir: filepath.Join(r.opts.Dir, "jobs", JobDirName(inst.ID))}
 	p.out = filepath.Join(p.dir, "out")
 	if err := os.MkdirAll(p.out, 0o755); err != nil {
 		p.fail = fmt.Sprintf("create output directory: %v", err)

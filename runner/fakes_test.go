@@ -227,7 +227,7 @@ func (d *dirWorkspaces) Create(ctx context.Context, runID, jobID, _ string) (Wor
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	p := filepath.Join(d.root, runID, safeName(jobID))
+	p := filepath.Join(d.root, runID, JobDirName(jobID))
 	if err := os.MkdirAll(p, 0o755); err != nil {
 		return nil, err
 	}

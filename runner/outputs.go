@@ -158,9 +158,10 @@ func (c *capBuffer) Bytes() []byte {
 	return c.buf.Bytes()
 }
 
-// safeName turns a job id such as `audit[api,linux]#2` into a file name; a hash suffix keeps
-// two ids that differ only in punctuation apart.
-func safeName(id string) string {
+// JobDirName is the directory of job id under a run's jobs/ (`audit[api,linux]#2` becomes a
+// file name); a hash suffix keeps two ids that differ only in punctuation apart. The read API
+// finds job logs with it.
+func JobDirName(id string) string {
 	var b strings.Builder
 	changed := false
 	for _, r := range id {

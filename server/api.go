@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
+	"github.com/agentrunner/agentrunner/runner"
 	"io"
 	"log/slog"
 	"net/http"
@@ -215,7 +215,7 @@ func (a *API) jobLog(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	dir := filepath.Join(a.RunsDir, id, "jobs")
-	for _, name := range []string{job, jobDirName(job)} {
+	for _, name := range []string{job, runner.JobDirName(job)} {
 		if name == "" || strings.ContainsAny(name, `/\`) || name == "." || name == ".." {
 			continue
 		}
@@ -241,26 +241,4 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func apiError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
-}
-
-// jobDirName is the directory the engine gives job id under <run>/jobs (runner's safeName):
-// unsafe characters become '_' and a hash of the id keeps distinct ids apart.
-func jobDirName(id string) string {
-	var b strings.Builder
-	changed := false
-	for _, r := range id {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '.', r == '_':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('_')
-			changed = true
-		}
-	}
-	if !changed {
-		return id
-	}
-	h := fnv.New32a()
-	h.Write([]byte(id))
-	return fmt.Sprintf("%s-%08x", b.String(), h.Sum32())
 }

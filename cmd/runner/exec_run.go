@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -16,6 +15,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/agentrunner/agentrunner/daemon"
 	"github.com/agentrunner/agentrunner/reporters"
 	"github.com/agentrunner/agentrunner/runner"
 	"github.com/agentrunner/agentrunner/runner/event"
@@ -153,24 +153,8 @@ func applyPatch(ctx context.Context, root, patch string) error {
 func loadSecrets(names []string, file string) (map[string]string, error) {
 	out := map[string]string{}
 	if file != "" {
-		f, err := os.Open(file)
-		if err != nil {
-			return nil, fmt.Errorf("--secrets-file: %w", err)
-		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for n := 1; sc.Scan(); n++ {
-			line := strings.TrimSpace(sc.Text())
-			if line == "" || strings.HasPrefix(line, "#") {
-				continue
-			}
-			k, v, ok := strings.Cut(line, "=")
-			if !ok || strings.TrimSpace(k) == "" {
-				return nil, fmt.Errorf("%s:%d: want NAME=value", file, n)
-			}
-			out[strings.TrimSpace(k)] = v
-		}
-		if err := sc.Err(); err != nil {
+		var err error
+		if out, err = daemon.ReadEnvFile(file); err != nil {
 			return nil, fmt.Errorf("--secrets-file: %w", err)
 		}
 	}
