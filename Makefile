@@ -10,12 +10,13 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/runner
 
 # The whole suite, Docker integration tests included: a missing engine fails them loudly.
+# Postgres comes from AGENTRUNNER_TEST_POSTGRES, or a throwaway cluster with-postgres.sh starts.
 test:
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 25m ./...
+	./scripts/with-postgres.sh $(GO) test -count=1 -timeout 25m ./...
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime=1x -timeout 60m ./... | tee bench.txt
+	./scripts/with-postgres.sh $(GO) test -run '^$$' -bench . -benchmem -benchtime=1x -timeout 60m ./... | tee bench.txt
 
 lint:
 	test -z "$$(gofmt -l .)" || (gofmt -l . && exit 1)
