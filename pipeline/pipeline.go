@@ -433,7 +433,41 @@ func (p *Pipeline) ConfigAt(ctx context.Context, repo event.Repo, sha string) (*
 	return loadConfig(ctx, repoDir, repo, sha)
 }
 
+// configCache keeps loaded configs by repository and full commit id: a commit's config never
+// changes, and a run is planned twice (at intake and when its job starts), so the second plan
+// costs no git. Loaded configs are never modified; the cache is emptied when full.
+var configCache = struct {
+	sync.Mutex
+	m map[string]*config.Config
+}{m: map[string]*config.Config{}}
+
+const configCacheSize = 512
+
 func loadConfig(ctx context.Context, repoDir string, repo event.Repo, sha string) (*config.Config, error) {
+	key := repoDir + "@" + sha
+	if fullSHARE.MatchString(sha) {
+		configCache.Lock()
+		cfg, ok := configCache.m[key]
+		configCache.Unlock()
+		if ok {
+			return cfg, nil
+		}
+	}
+	cfg, err := readConfig(ctx, repoDir, repo, sha)
+	if err == nil && fullSHARE.MatchString(sha) {
+		configCache.Lock()
+		if len(configCache.m) >= configCacheSize {
+			clear(configCache.m)
+		}
+		configCache.m[key] = cfg
+		configCache.Unlock()
+	}
+	return cfg, err
+}
+
+var fullSHARE = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+func readConfig(ctx context.Context, repoDir string, repo event.Repo, sha string) (*config.Config, error) {
 	fsys, err := workspace.ReadDir(ctx, repoDir, sha, ConfigDir)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: read %s at %s of %s: %w", ConfigDir, sha, repo.FullName(), err)
