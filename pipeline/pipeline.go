@@ -286,7 +286,6 @@ func (p *Pipeline) info(ev *event.Event, run *plan.Run, id string) *reporters.Ru
 
 // reporter makes a run's reporters: Reporters or the GitHub ones, then Reporter's.
 func (p *Pipeline) reporter(ev *event.Event, info *reporters.RunInfo, repoDir string, log *slog.Logger) reporters.Multi {
-	run := info.Plan
 	var multi reporters.Multi
 	switch {
 	case p.Reporters != nil:
@@ -295,24 +294,8 @@ func (p *Pipeline) reporter(ev *event.Event, info *reporters.RunInfo, repoDir st
 		}
 	case p.GitHub != nil:
 		inst := p.GitHub.Installation(ev.InstallationID)
-		rest := inst.REST()
-		repo := reporters.GitHubRepo{Owner: ev.Repo.Owner, Name: ev.Repo.Name}
-		if run.Publish.Check {
-			multi = append(multi, reporters.NewCheckRun(rest, repo))
-		}
-		var pr *reporters.PullRequest
-		if run.Publish.PullRequest != nil {
-			pr = reporters.NewPullRequest(rest, repo, reporters.PullRequestConfig{
-				RepoDir: repoDir, RemoteURL: p.cloneURL(ev.Repo), Token: p.tokenFunc(inst), Logger: log})
-			multi = append(multi, pr)
-		}
-		if run.Publish.Comment && (ev.PullRequest != nil || ev.Comment != nil && ev.Comment.OnPullRequest) {
-			c := reporters.NewComment(rest, repo)
-			if pr != nil {
-				c.PullRequestURL = pr.URL
-			}
-			multi = append(multi, c)
-		}
+		multi = append(multi, reporters.ForGitHub(info, reporters.GitHubTarget{
+			REST: inst.REST(), RepoDir: repoDir, RemoteURL: p.cloneURL(ev.Repo), Token: p.tokenFunc(inst), Logger: log})...)
 	}
 	if p.Reporter != nil {
 		if r := p.Reporter(info); r != nil {

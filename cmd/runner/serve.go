@@ -587,34 +587,16 @@ func reporterFactory(c serveConfig, gh *github.Client, logger *slog.Logger) func
 			}
 		}
 		inst := gh.Installation(id)
-		rest := inst.REST()
-		repo := reporters.GitHubRepo{Owner: ev.Repo.Owner, Name: ev.Repo.Name}
-		multi := reporters.Multi{logReporter{logger}}
-		if info.Plan.Publish.Check {
-			multi = append(multi, reporters.NewCheckRun(rest, repo))
-		}
-		var pr *reporters.PullRequest
-		if info.Plan.Publish.PullRequest != nil {
-			remote := ev.Repo.CloneURL
-			pr = reporters.NewPullRequest(rest, repo, reporters.PullRequestConfig{
-				RepoDir: repoDir, RemoteURL: remote, Logger: logger,
-				Token: func(ctx context.Context) (string, error) {
-					if strings.HasPrefix(remote, "file://") {
-						return "", nil
-					}
-					t, _, err := inst.Token(ctx)
-					return t, err
-				}})
-			multi = append(multi, pr)
-		}
-		if info.Plan.Publish.Comment && (ev.PullRequest != nil || ev.Comment != nil && ev.Comment.OnPullRequest) {
-			cm := reporters.NewComment(rest, repo)
-			if pr != nil {
-				cm.PullRequestURL = pr.URL
+		remote := ev.Repo.CloneURL
+		token := func(ctx context.Context) (string, error) {
+			if strings.HasPrefix(remote, "file://") {
+				return "", nil
 			}
-			multi = append(multi, cm)
+			t, _, err := inst.Token(ctx)
+			return t, err
 		}
-		return multi
+		return append(reporters.Multi{logReporter{logger}}, reporters.ForGitHub(info, reporters.GitHubTarget{
+			REST: inst.REST(), RepoDir: repoDir, RemoteURL: remote, Token: token, Logger: logger})...)
 	}
 }
 
