@@ -167,7 +167,7 @@ func (s *sqlStore) RecordDelivery(ctx context.Context, d Delivery) (bool, error)
 		// The common case, a new delivery, in one statement and one round trip; a duplicate
 		// falls through to the transaction, which also handles a failed delivery sent again.
 		var id int64
-		err := s.w.QueryRowContext(ctx, qInsertDeliveryAndJobPG, d.ID, d.Event, nz(d.Body), micros(d.ReceivedAt),
+		err := s.w.QueryRowContext(ctx, qInsertDeliveryAndJobPG, d.ID, d.Event, encodeBody(d.Body), micros(d.ReceivedAt),
 			micros(s.now()), KindIntake, KindIntake+"/"+d.ID+"/1", DefaultMaxAttempts).Scan(&id)
 		if err == nil {
 			return true, nil
@@ -191,10 +191,10 @@ func (s *sqlStore) recordDeliveryTx(ctx context.Context, tx *sql.Tx, d Delivery)
 	now := micros(s.now())
 	var gen int
 	err := s.queryRow(ctx, tx, qInsertDelivery,
-		d.ID, d.Event, nz(d.Body), micros(d.ReceivedAt), now).Scan(&gen)
+		d.ID, d.Event, encodeBody(d.Body), micros(d.ReceivedAt), now).Scan(&gen)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = s.queryRow(ctx, tx, qReacceptDelivery,
-			d.ID, d.Event, nz(d.Body), micros(d.ReceivedAt), now).Scan(&gen)
+			d.ID, d.Event, encodeBody(d.Body), micros(d.ReceivedAt), now).Scan(&gen)
 		if errors.Is(err, sql.ErrNoRows) {
 			return false, nil // a duplicate of a delivery that is pending or done
 		}
@@ -226,6 +226,9 @@ func (s *sqlStore) GetDelivery(ctx context.Context, id string) (Delivery, error)
 		return Delivery{}, fmt.Errorf("get delivery %q: %w", id, err)
 	}
 	d.ReceivedAt, d.UpdatedAt = fromMicros(recv), fromMicros(upd)
+	if d.Body, err = decodeBody(d.Body); err != nil {
+		return Delivery{}, fmt.Errorf("get delivery %q: %w", id, err)
+	}
 	return d, nil
 }
 
