@@ -217,8 +217,12 @@ func TestTwoDaemonsRunEachJobOnce(t *testing.T) {
 				recordDispatch(t, st1, fmt.Sprintf("d-%d", i), "quick")
 			}
 			p := newFakePipeline(t, quickRoutine)
-			startDaemon(t, st1, p, "one", nil)
-			startDaemon(t, st2, p, "two", nil)
+			// Exclusivity is what is tested here, not rescue (TestExpiredLeasesAreRescued): a
+			// lease as short as the other tests' 900 ms can expire on a loaded CI machine, and a
+			// rescued job legitimately runs again (at-least-once).
+			longLeases := func(o *Options) { o.LeaseTTL = 10 * time.Second }
+			startDaemon(t, st1, p, "one", longLeases)
+			startDaemon(t, st2, p, "two", longLeases)
 			waitFor(t, "500 completed runs", 240*time.Second, func() bool { return len(completedRuns(t, st1)) == n })
 			for i := range n {
 				id := RunID(fmt.Sprintf("d-%d", i), "quick")
