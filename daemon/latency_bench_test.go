@@ -141,7 +141,7 @@ agents:
 	oneBare := func(n int) time.Duration {
 		job := fmt.Sprintf("bare-%03d", n)
 		t0 := time.Now()
-		cid, err := bareStart(ctx, cli, img, bareRun, job, bareWS, bareOut, argv, st)
+		cid, err := bareStart(ctx, sb, img, bareRun, job, bareWS, bareOut, argv, st)
 		if cid != "" {
 			defer func() {
 				if err := removeContainer(cli, cid); err != nil {
@@ -162,7 +162,7 @@ agents:
 
 	watchContainers(ctx, b, cli, st, func(ctx context.Context, n int) (string, func(), error) {
 		job := fmt.Sprintf("probe-%d", n)
-		cid, err := bareStart(ctx, cli, img, bareRun, job, bareWS, bareOut, argv, st)
+		cid, err := bareStart(ctx, sb, img, bareRun, job, bareWS, bareOut, argv, st)
 		return bareRun + "/" + job, func() {
 			if cid != "" {
 				if err := removeContainer(cli, cid); err != nil {

@@ -22,7 +22,6 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
 
 	"github.com/agentrunner/agentrunner/daemon"
@@ -210,44 +209,15 @@ func watchContainers(ctx context.Context, tb testing.TB, cli client.APIClient, s
 	tb.Fatalf("the Docker event stream reports no container start after 10 probe containers")
 }
 
-// bareStart is the baseline: ContainerCreate and ContainerStart of image through the Docker
-// API, nothing else. The configuration repeats the sandbox's hardening (sandbox.Docker's
-// containerConfig, which is unexported outside its package): user, read-only root, /tmp tmpfs,
-// no capabilities, no-new-privileges, private IPC, init, no network, the default CPU, memory
-// and pids limits, and the workspace and output bind mounts. Only the agent's environment
-// (prompt, AGENT_OUTPUT_DIR, git variables) is shorter, which Docker does not notice.
-func bareStart(ctx context.Context, cli client.APIClient, image, runID, jobID, ws, out string, argv []string, st *stamps) (string, error) {
-	initProc := true
-	pids := sandbox.DefaultResources.Pids
-	cfg := &container.Config{
-		Image:      image,
-		Env:        []string{"HOME=/tmp", sandbox.EnvOutputDir + "=" + sandbox.OutputPath, sandbox.EnvPrompt + "="},
-		WorkingDir: sandbox.WorkspacePath,
-		User:       sandbox.DefaultUser,
-		Labels:     map[string]string{sandbox.LabelRun: runID, sandbox.LabelJob: jobID},
-		Entrypoint: argv[:1],
-		Cmd:        argv[1:],
-	}
-	hc := &container.HostConfig{
-		NetworkMode: container.NetworkMode(sandbox.NetworkNone),
-		Mounts: []mount.Mount{
-			{Type: mount.TypeBind, Source: ws, Target: sandbox.WorkspacePath},
-			{Type: mount.TypeBind, Source: out, Target: sandbox.OutputPath},
-		},
-		CapDrop:        []string{"ALL"},
-		SecurityOpt:    []string{"no-new-privileges"},
-		ReadonlyRootfs: true,
-		Tmpfs:          map[string]string{"/tmp": "rw,nosuid,nodev,size=268435456,mode=1777"},
-		IpcMode:        "private",
-		Init:           &initProc,
-		Resources: container.Resources{
-			Memory:     sandbox.DefaultResources.Memory,
-			MemorySwap: sandbox.DefaultResources.Memory,
-			NanoCPUs:   int64(sandbox.DefaultResources.CPUs * 1e9),
-			PidsLimit:  &pids,
-		},
-	}
-	c, err := cli.ContainerCreate(ctx, cfg, hc, nil, nil, "")
+// bareStart is the baseline: ContainerCreate and ContainerStart through the Docker API of
+// exactly the container the sandbox would create, nothing else.
+func bareStart(ctx context.Context, sb *sandbox.Docker, image, runID, jobID, ws, out string, argv []string, st *stamps) (string, error) {
+	cli := sb.Client()
+	cfg, hc, nc := sb.ContainerConfig(&sandbox.Spec{
+		RunID: runID, JobID: jobID, Image: image, Argv: argv, WorkspaceDir: ws, OutputDir: out,
+		Network: sandbox.Network{Mode: sandbox.NetworkNone},
+	})
+	c, err := cli.ContainerCreate(ctx, cfg, hc, nc, nil, "")
 	if err != nil {
 		return "", fmt.Errorf("create the baseline container %s: %w", jobID, err)
 	}

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/mount"
 
 	"github.com/agentrunner/agentrunner/internal/dockertest"
 	"github.com/agentrunner/agentrunner/reporters"
@@ -23,29 +22,16 @@ import (
 )
 
 // directRun is the baseline: one container created, started, waited for and removed through
-// the Docker API, with the sandbox's hardening (user, no capabilities, no-new-privileges,
-// read-only root with a tmpfs /tmp, init, limits, no network, both bind mounts) and nothing
-// else: no workspace, no logs, no outputs.
+// the Docker API, with exactly the sandbox's hardened configuration and nothing else: no
+// workspace, no logs, no outputs.
 func directRun(ctx context.Context, b *testing.B, r *dockerRig, runID, ws, out string) {
 	cli := r.sb.Client()
-	pids, init := int64(64), true
-	cfg := &container.Config{
-		Image: dockertest.TestAgentTag, Entrypoint: []string{"/testagent"}, Cmd: []string{},
-		User: sandbox.DefaultUser, WorkingDir: sandbox.WorkspacePath,
-		Env:    []string{"HOME=/tmp", "AGENT_OUTPUT_DIR=" + sandbox.OutputPath},
-		Labels: map[string]string{sandbox.LabelRun: runID, sandbox.LabelJob: "direct"},
-	}
-	hc := &container.HostConfig{
-		NetworkMode: "none",
-		Mounts: []mount.Mount{
-			{Type: mount.TypeBind, Source: ws, Target: sandbox.WorkspacePath},
-			{Type: mount.TypeBind, Source: out, Target: sandbox.OutputPath},
-		},
-		CapDrop: []string{"ALL"}, SecurityOpt: []string{"no-new-privileges"}, ReadonlyRootfs: true,
-		Tmpfs: map[string]string{"/tmp": "rw,nosuid,nodev,size=67108864,mode=1777"}, IpcMode: "private", Init: &init,
-		Resources: container.Resources{Memory: 64 << 20, MemorySwap: 64 << 20, NanoCPUs: 1e9, PidsLimit: &pids},
-	}
-	c, err := cli.ContainerCreate(ctx, cfg, hc, nil, nil, "")
+	cfg, hc, nc := r.sb.ContainerConfig(&sandbox.Spec{
+		RunID: runID, JobID: "direct", Image: dockertest.TestAgentTag, Argv: []string{"/testagent"},
+		WorkspaceDir: ws, OutputDir: out, Network: sandbox.Network{Mode: sandbox.NetworkNone},
+		Resources: sandbox.Resources{CPUs: 1, Memory: 64 << 20, Pids: 64},
+	})
+	c, err := cli.ContainerCreate(ctx, cfg, hc, nc, nil, "")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -164,16 +165,7 @@ func withoutServed(secrets map[string]string, keySecrets []string, served map[st
 	}
 	out := make(map[string]string, len(secrets))
 	for k, v := range secrets {
-		drop := served[k]
-		if drop {
-			drop = false
-			for _, ks := range keySecrets {
-				if ks == k {
-					drop = true
-				}
-			}
-		}
-		if !drop {
+		if !served[k] || !slices.Contains(keySecrets, k) {
 			out[k] = v
 		}
 	}

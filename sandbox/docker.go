@@ -377,7 +377,13 @@ func (d *Docker) pull(ctx context.Context, img string) error {
 	}
 }
 
-// containerConfig is the hardened container for spec; the benchmark's baseline uses it too.
+// ContainerConfig returns the hardened container configuration Prepare creates for spec, so
+// that a benchmark's baseline can drive the very same container through the Docker API.
+func (d *Docker) ContainerConfig(spec *Spec) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
+	return d.containerConfig(spec)
+}
+
+// containerConfig is the hardened container for spec.
 func (d *Docker) containerConfig(spec *Spec) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
 	labels := map[string]string{}
 	for k, v := range spec.Labels {
