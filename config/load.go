@@ -82,7 +82,13 @@ func readFile(fsys fs.FS, name string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	// Sized from Stat, the buffer is allocated once instead of grown from 512 bytes; the
+	// limit still holds for a file that grows meanwhile or a Stat that reports no size.
+	var data []byte
+	if st, err := f.Stat(); err == nil && st.Size() > 0 && st.Size() <= MaxFileSize {
+		data = make([]byte, 0, st.Size()+1)
+	}
+	data, err = readAllLimited(f, data)
 	if err != nil {
 		return nil, err
 	}
@@ -90,6 +96,24 @@ func readFile(fsys fs.FS, name string) ([]byte, error) {
 		return nil, errTooLarge
 	}
 	return data, nil
+}
+
+// readAllLimited appends f's contents to buf, reading at most MaxFileSize+1 bytes.
+func readAllLimited(f io.Reader, buf []byte) ([]byte, error) {
+	r := io.LimitReader(f, MaxFileSize+1)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
 
 func sortErrors(errs Errors) {
@@ -181,6 +205,15 @@ func routineNameFromFile(file string) string {
 // parseYAML reads the single YAML document of a file, turning yaml.v3's messages into
 // positioned ones a newcomer can act on.
 func parseYAML(file string, data []byte) (*yaml.Node, *Error) {
+	if !mayHoldSecondDocument(data) {
+		// yaml.Unmarshal reads the bytes in place; the Decoder below copies them through a
+		// reader, which is a sizeable share of loading a directory of routines.
+		var root yaml.Node
+		if err := yaml.Unmarshal(data, &root); err != nil {
+			return nil, yamlError(file, data, err)
+		}
+		return &root, nil
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var root yaml.Node
 	if err := dec.Decode(&root); err != nil {
@@ -196,6 +229,13 @@ func parseYAML(file string, data []byte) (*yaml.Node, *Error) {
 		return nil, yamlError(file, data, err)
 	}
 	return &root, nil
+}
+
+// mayHoldSecondDocument reports whether data has a document marker (`---` or `...`) at the
+// start of a line other than the first, which a second YAML document needs. yaml.Unmarshal
+// would silently drop that document, so such files take the Decoder's path.
+func mayHoldSecondDocument(data []byte) bool {
+	return bytes.Contains(data, []byte("\n---")) || bytes.Contains(data, []byte("\n..."))
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)

@@ -71,20 +71,38 @@ type Status struct {
 	Cancelled bool // the run was cancelled
 }
 
-func (c *Context) vars() map[string]any {
-	st := Status{Success: true}
-	if c.Status != nil {
-		st = *c.Status
+// vars is the variables for expressions that read the contexts in refs (contextBits) and,
+// with status set, call status functions. Only those are built: an expression can name no
+// other context (the patcher rejects unknown names), and copying env, inputs and needs for
+// every rendered template would dominate planning.
+func (c *Context) vars(refs uint8, status bool) map[string]any {
+	m := make(map[string]any, 8)
+	if status {
+		st := Status{Success: true}
+		if c.Status != nil {
+			st = *c.Status
+		}
+		m[varSuccess] = st.Success
+		m[varFailure] = st.Failure
+		m[varCancelled] = st.Cancelled
 	}
-	m := map[string]any{
-		CtxEvent:     orEmpty(c.Event),
-		CtxRoutine:   orEmpty(c.Routine),
-		CtxInputs:    stringMap(c.Inputs),
-		CtxMatrix:    orEmpty(c.Matrix),
-		CtxEnv:       stringMap(c.Env),
-		varSuccess:   st.Success,
-		varFailure:   st.Failure,
-		varCancelled: st.Cancelled,
+	if refs&contextBits[CtxEvent] != 0 {
+		m[CtxEvent] = orEmpty(c.Event)
+	}
+	if refs&contextBits[CtxRoutine] != 0 {
+		m[CtxRoutine] = orEmpty(c.Routine)
+	}
+	if refs&contextBits[CtxInputs] != 0 {
+		m[CtxInputs] = stringMap(c.Inputs)
+	}
+	if refs&contextBits[CtxMatrix] != 0 {
+		m[CtxMatrix] = orEmpty(c.Matrix)
+	}
+	if refs&contextBits[CtxEnv] != 0 {
+		m[CtxEnv] = stringMap(c.Env)
+	}
+	if refs&contextBits[CtxNeeds] == 0 {
+		return m
 	}
 	needs := make(map[string]any, len(c.Needs))
 	for name, n := range c.Needs {
@@ -524,7 +542,7 @@ func (t *Template) render(ctx *Context, vars map[string]any, keep uint8) (string
 			continue
 		}
 		if vars == nil {
-			vars = ctx.vars()
+			vars = ctx.vars(t.refs, t.status)
 		}
 		v, err := p.e.run(vars)
 		if err != nil {
@@ -541,7 +559,7 @@ func (t *Template) Value(ctx *Context) (any, error) {
 	if t.single == nil {
 		return t.Render(ctx)
 	}
-	v, err := t.single.run(ctx.vars())
+	v, err := t.single.run(ctx.vars(t.single.refs, t.single.status))
 	if err != nil {
 		return nil, t.evalError(t.single, err)
 	}
@@ -623,7 +641,7 @@ func (c *Condition) Eval(ctx *Context) (bool, error) {
 	if c.e == nil {
 		return success, nil
 	}
-	v, err := c.e.run(ctx.vars())
+	v, err := c.e.run(ctx.vars(c.e.refs, c.e.status))
 	if err != nil {
 		return false, errorAt(c.pos, c.src, c.e.off, fmt.Sprintf("evaluating if: %s: %v", strings.TrimSpace(c.e.src), err))
 	}

@@ -4,10 +4,12 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"weak"
 
 	"github.com/agentrunner/agentrunner/config"
 	"github.com/agentrunner/agentrunner/preset"
@@ -18,8 +20,9 @@ import (
 const DefaultMaxFanOut = 256
 
 // compiledRoutine is every expression of one routine, compiled once.
+// compiledRoutine must not point at its routine: compiledCache holds it only while the
+// routine is reachable from elsewhere.
 type compiledRoutine struct {
-	r         *config.Routine
 	env       []envTemplate
 	group     *expr.Template
 	prTitle   *expr.Template
@@ -135,39 +138,32 @@ func whyNot(ctx string) string {
 
 // compiledCache keeps what compileRoutine made for a loaded routine, so that validating a
 // config and then planning it (what `runner exec` and the daemon do) compiles it once. Loaded
-// routines are never changed, so the pointer is the key; the cache is emptied when full.
-var compiledCache = struct {
-	sync.Mutex
-	m map[*config.Routine]compiledEntry
-}{m: map[*config.Routine]compiledEntry{}}
+// routines are never changed, so the pointer is the key. The key is weak and an entry is
+// dropped when its routine is collected: a strong cache would keep every config the daemon
+// ever planned alive, and the garbage collector would scan them all on every cycle.
+var compiledCache sync.Map // weak.Pointer[config.Routine] → compiledEntry
 
 type compiledEntry struct {
 	cr   *compiledRoutine
 	errs config.Errors
 }
 
-const compiledCacheSize = 4096
-
 func compileRoutine(r *config.Routine) (*compiledRoutine, config.Errors) {
-	compiledCache.Lock()
-	e, ok := compiledCache.m[r]
-	compiledCache.Unlock()
-	if ok {
+	key := weak.Make(r)
+	if e, ok := compiledCache.Load(key); ok {
+		e := e.(compiledEntry)
 		return e.cr, e.errs
 	}
 	cr, errs := compileRoutineUncached(r)
-	compiledCache.Lock()
-	if len(compiledCache.m) >= compiledCacheSize {
-		clear(compiledCache.m)
+	if _, loaded := compiledCache.LoadOrStore(key, compiledEntry{cr, errs}); !loaded {
+		runtime.AddCleanup(r, func(k weak.Pointer[config.Routine]) { compiledCache.Delete(k) }, key)
 	}
-	compiledCache.m[r] = compiledEntry{cr, errs}
-	compiledCache.Unlock()
 	return cr, errs
 }
 
 func compileRoutineUncached(r *config.Routine) (*compiledRoutine, config.Errors) {
 	c := &compiler{}
-	cr := &compiledRoutine{r: r, maxFanOut: r.MaxFanOut}
+	cr := &compiledRoutine{maxFanOut: r.MaxFanOut}
 	if cr.maxFanOut <= 0 {
 		cr.maxFanOut = DefaultMaxFanOut
 	}

@@ -192,7 +192,7 @@ func buildRun(r *config.Routine, ev *event.Event, payload map[string]any, opts O
 		}
 		run.Concurrency = &Concurrency{Group: g, CancelInProgress: r.Concurrency.CancelInProgress}
 	}
-	if run.Publish, err = publish(cr, ev, &ctx); err != nil {
+	if run.Publish, err = publish(cr, r, ev, &ctx); err != nil {
 		return nil, err
 	}
 	order, err := topoOrder(r)
@@ -210,8 +210,7 @@ func buildRun(r *config.Routine, ev *event.Event, payload map[string]any, opts O
 	return run, nil
 }
 
-func publish(cr *compiledRoutine, ev *event.Event, ctx *expr.Context) (Publish, error) {
-	r := cr.r
+func publish(cr *compiledRoutine, r *config.Routine, ev *event.Event, ctx *expr.Context) (Publish, error) {
 	pub := Publish{Check: r.Publish.Check, Comment: r.Publish.Comment}
 	pr := r.Publish.PullRequest
 	if pr == nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -15,7 +16,10 @@ import (
 type Pattern struct {
 	src    string
 	negate bool
-	re     *regexp.Regexp
+	// re is built on the first Match: validating a config checks every pattern's syntax, but
+	// most patterns are never matched in that process, and building the regexp is most of
+	// the cost of a pattern.
+	re func() *regexp.Regexp
 }
 
 // Error says what is wrong in a pattern and where (Offset is a 0-based byte offset into
@@ -112,14 +116,21 @@ func Compile(p string) (*Pattern, error) {
 		}
 	}
 	re.WriteString(`$`)
-	compiled, err := regexp.Compile(re.String())
-	if err != nil {
-		// Unreachable by construction; kept so a mistake here is an error, not a panic.
-		return nil, &Error{Pattern: p, Offset: 0, Msg: "cannot compile: " + err.Error()}
-	}
-	pat.re = compiled
+	src := re.String()
+	pat.re = sync.OnceValue(func() *regexp.Regexp {
+		compiled, err := regexp.Compile(src)
+		if err != nil {
+			// Unreachable by construction (FuzzCompile checks it); a pattern that somehow
+			// fails matches nothing rather than crashing the matcher.
+			return nothing
+		}
+		return compiled
+	})
 	return pat, nil
 }
+
+// nothing is the regexp of a pattern whose regexp could not be built.
+var nothing = regexp.MustCompile(`^\b\B$`)
 
 // compileClass reads the class that starts at body[start] == '[' and returns the index after
 // its `]` and the regexp for it.
@@ -173,7 +184,10 @@ func sameRange(a, b byte) bool {
 }
 
 // Match reports whether name matches the pattern, ignoring its negation.
-func (p *Pattern) Match(name string) bool { return p.re.MatchString(name) }
+func (p *Pattern) Match(name string) bool { return p.re().MatchString(name) }
+
+// regexpValid reports whether the pattern's regexp was built; for tests.
+func (p *Pattern) regexpValid() bool { return p.re() != nothing }
 
 // Negated reports whether the pattern started with `!`.
 func (p *Pattern) Negated() bool { return p.negate }

@@ -85,12 +85,12 @@ func TestCompiledPatternsMatchLikeGitHubsCheatSheet(t *testing.T) {
 			}
 			for _, s := range tt.match {
 				if !p.Match(s) {
-					t.Errorf("%q should match %q (regexp %s)", tt.pattern, s, p.re)
+					t.Errorf("%q should match %q (regexp %s)", tt.pattern, s, p.re())
 				}
 			}
 			for _, s := range tt.noMatch {
 				if p.Match(s) {
-					t.Errorf("%q should not match %q (regexp %s)", tt.pattern, s, p.re)
+					t.Errorf("%q should not match %q (regexp %s)", tt.pattern, s, p.re())
 				}
 			}
 		})
@@ -220,6 +220,9 @@ func FuzzCompile(f *testing.F) {
 		pat, err := Compile(p)
 		if err != nil {
 			return
+		}
+		if !pat.regexpValid() {
+			t.Fatalf("Compile(%q) accepted a pattern whose regexp does not build", p)
 		}
 		pat.Match(name)
 	})
