@@ -55,11 +55,11 @@ func (c *Containers) Run(ctx context.Context, t *Task, logs io.Writer) (*Exit, e
 	}
 	allow := in.Network.Mode == sandbox.NetworkAllow && c.Egress != nil
 	if allow {
-		network, env, served, err := c.Egress.join(ctx, t)
+		network, served, err := c.Egress.join(ctx, t)
 		if err != nil {
 			return nil, err
 		}
-		spec.Network.DockerNetwork, spec.Network.ProxyEnv = network, env
+		spec.Network = network
 		spec.Secrets = withoutServed(t.Secrets, in.KeySecrets, served)
 	}
 	h, err := c.Sandbox.Prepare(ctx, spec)
@@ -78,6 +78,9 @@ func (c *Containers) Run(ctx context.Context, t *Task, logs io.Writer) (*Exit, e
 	exit := &Exit{Outcome: outcomeOf(res.Outcome), ExitCode: res.ExitCode, Started: res.Started, Finished: res.Finished}
 	if allow {
 		exit.Blocked = c.Egress.blocked(ctx, t.RunID, in.ID)
+		for _, d := range res.Direct {
+			exit.Blocked = append(exit.Blocked, d+" (direct connection without the proxy: the network has no route out)")
+		}
 	}
 	return exit, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/agentrunner/agentrunner/egress"
 	"github.com/agentrunner/agentrunner/preset"
 	"github.com/agentrunner/agentrunner/runner/plan"
+	"github.com/agentrunner/agentrunner/sandbox"
 )
 
 // RunScoped is implemented by sandboxes that hold resources for a whole run (the egress
@@ -129,10 +130,10 @@ func (e *Egress) run(runID string) *egressRun {
 
 // join registers a job with its run's proxy: the network it joins, the env that routes it
 // through the proxy, and the secrets it must not receive because the proxy adds them.
-func (e *Egress) join(ctx context.Context, t *Task) (network string, env map[string]string, served map[string]bool, err error) {
+func (e *Egress) join(ctx context.Context, t *Task) (n sandbox.Network, served map[string]bool, err error) {
 	r := e.run(t.RunID)
 	if r == nil {
-		return "", nil, nil, fmt.Errorf("job %s: allow-listed network but the run has no egress proxy", t.Instance.ID)
+		return n, nil, fmt.Errorf("job %s: allow-listed network but the run has no egress proxy", t.Instance.ID)
 	}
 	var apis []preset.API
 	if ps, ok := preset.Get(t.Instance.Preset); ok {
@@ -140,9 +141,11 @@ func (e *Egress) join(ctx context.Context, t *Task) (network string, env map[str
 	}
 	cfg, err := r.eg.AgentConfig(ctx, egress.Agent{JobID: t.Instance.ID, Allow: t.Instance.Network.Allow, APIs: apis})
 	if err != nil {
-		return "", nil, nil, err
+		return n, nil, err
 	}
-	return cfg.Network, cfg.Env, r.served, nil
+	n = sandbox.Network{Mode: sandbox.NetworkAllow, Allow: t.Instance.Network.Allow,
+		DockerNetwork: cfg.Network, ProxyEnv: cfg.Env, Proxy: r.eg.ProxyIP()}
+	return n, r.served, nil
 }
 
 func (e *Egress) blocked(ctx context.Context, runID, jobID string) []string {

@@ -46,7 +46,7 @@ func TestAllowListedAgentsRunBehindTheEgressProxy(t *testing.T) {
 	const key = "sk-ant-real-key-never-in-the-sandbox"
 	r.eng.Sandbox = scopedOverride{
 		Containers: &Containers{Sandbox: r.sb, Egress: &Egress{Client: cli, Executable: exe}},
-		argv: []string{"/testagent", "env", "fetch", "http://not-allowed.example:80/", "output", "ran=yes",
+		argv: []string{"/testagent", "env", "fetch", "http://not-allowed.example:80/", "dial", "192.0.2.1:80", "output", "ran=yes",
 			"print", `{"type":"result","subtype":"success","is_error":false,"result":"Reviewed.","total_cost_usd":0.0123,"num_turns":2}`},
 	}
 	p := routine(t, `secrets: [ANTHROPIC_API_KEY]
@@ -69,11 +69,14 @@ agents:
 	if j.Usage.CostUSD != 0.0123 || j.Usage.Turns != 2 || j.Final != "Reviewed." {
 		t.Errorf("the preset's result was not read: usage %+v, final %q", j.Usage, j.Final)
 	}
-	if len(j.Blocked) == 0 || !strings.Contains(j.Blocked[0], "not-allowed.example:80") {
-		t.Errorf("blocked = %v, want not-allowed.example:80", j.Blocked)
+	// The proxy refused one destination; the other bypassed the proxy and had no route.
+	if len(j.Blocked) != 2 || !strings.Contains(j.Blocked[0], "not-allowed.example:80") ||
+		j.Blocked[1] != "192.0.2.1:80 (direct connection without the proxy: the network has no route out)" {
+		t.Errorf("blocked = %q, want not-allowed.example:80, then the direct 192.0.2.1:80", j.Blocked)
 	}
-	if !strings.Contains(res.Report, "### Network") || !strings.Contains(res.Report, "not-allowed.example:80") {
-		t.Errorf("the run report does not list the refused destination:\n%s", res.Report)
+	if !strings.Contains(res.Report, "### Network") || !strings.Contains(res.Report, "not-allowed.example:80") ||
+		!strings.Contains(res.Report, "192.0.2.1:80 (direct connection") {
+		t.Errorf("the run report does not list the refused destinations:\n%s", res.Report)
 	}
 	if strings.Contains(j.LogTail, key) {
 		t.Error("the real model key reached the container")
@@ -82,6 +85,9 @@ agents:
 		if !strings.Contains(j.LogTail, want) {
 			t.Errorf("the agent's environment lacks %s:\n%s", want, j.LogTail)
 		}
+	}
+	if !strings.Contains(j.LogTail, "DIAL 192.0.2.1:80 => error") {
+		t.Errorf("the direct connection should fail:\n%s", j.LogTail)
 	}
 	if !strings.Contains(j.LogTail, "FETCH http://not-allowed.example:80/ => 403") {
 		t.Errorf("the fetch should be refused by the proxy with 403:\n%s", j.LogTail)

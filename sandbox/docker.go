@@ -67,6 +67,8 @@ type Docker struct {
 	cli  client.APIClient
 	opts Options
 	log  *slog.Logger
+	// directOnce logs once that direct connections cannot be watched from here.
+	directOnce sync.Once
 	// images caches images known to be present, so if-missing and never cost one inspect per
 	// image per process rather than one per run.
 	images sync.Map
@@ -186,6 +188,13 @@ func (d *Docker) Run(ctx context.Context, h *Handle, logs io.Writer) (*Result, e
 		return nil, &InfraError{Op: "start container", Object: job, Err: err}
 	}
 
+	var direct *directWatcher
+	if spec.Network.Mode == NetworkAllow {
+		if direct = d.watchDirect(bg, h); direct != nil {
+			defer direct.finish() // on the paths that return early
+		}
+	}
+
 	waitCtx, stopWaiting := context.WithCancel(bg)
 	defer stopWaiting()
 	logsDone := make(chan struct{})
@@ -217,6 +226,9 @@ func (d *Docker) Run(ctx context.Context, h *Handle, logs io.Writer) (*Result, e
 	res.Finished = time.Now()
 	res.Duration = res.Finished.Sub(res.Started)
 	res.ExitCode = int(status.StatusCode)
+	if direct != nil {
+		res.Direct = direct.finish()
+	}
 
 	// The log stream ends when the container stops; bound the wait in case the engine is slow.
 	select {
@@ -244,6 +256,24 @@ func (d *Docker) Run(ctx context.Context, h *Handle, logs io.Writer) (*Result, e
 		}
 	}
 	return res, nil
+}
+
+// watchDirect starts watching the started container for connections that bypass the proxy;
+// nil when that cannot be done here, which is logged once.
+func (d *Docker) watchDirect(ctx context.Context, h *Handle) *directWatcher {
+	info, err := d.cli.ContainerInspect(ctx, h.ID)
+	if err != nil || info.State == nil {
+		d.log.WarnContext(ctx, "inspect container to watch direct connections", "run_id", h.Spec.RunID, "job", h.Spec.JobID, "err", CleanDockerError(err))
+		return nil
+	}
+	w, err := watchDirect("/proc", info.State.Pid, h.ID, h.Spec.Network.Proxy)
+	if err != nil {
+		d.directOnce.Do(func() {
+			d.log.WarnContext(ctx, "connections that bypass the egress proxy fail but will not be listed in reports", "reason", err)
+		})
+		return nil
+	}
+	return w
 }
 
 // stop sends SIGTERM, waits the grace period, kills, and returns the container's exit status.

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -646,4 +647,34 @@ func bridgeGateway(t testing.TB) string {
 	}
 	t.Fatalf("cannot find the default bridge's gateway in %+v", br.IPAM)
 	return ""
+}
+
+// On an allow-listed network the agent reaches the world only through the proxy; a direct
+// connection fails, and the run's result names its destination.
+func TestAllowModeReportsDirectConnections(t *testing.T) {
+	t.Parallel()
+	cli := dockertest.Client(t)
+	runID := dockertest.RunID(t)
+	nw, err := cli.NetworkCreate(t.Context(), "agentrunner-"+runID, network.CreateOptions{
+		Internal: true, Labels: map[string]string{sandbox.LabelRun: runID},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.NetworkRemove(context.Background(), nw.ID) })
+	// 192.0.2.0/24 is TEST-NET-1: nothing answers there, whatever the network.
+	const proxy = "192.0.2.9"
+	spec := newSpec(t, runID, "dial", "192.0.2.1:80", "dial", proxy+":3128", "dial", "[2001:db8::1]:443", "dial", "127.0.0.1:9")
+	spec.Network = sandbox.Network{Mode: sandbox.NetworkAllow, Allow: []string{"example.com:443"},
+		DockerNetwork: "agentrunner-" + runID, Proxy: proxy}
+	res, logs, err := run(t.Context(), t, newDocker(t), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs, "DIAL 192.0.2.1:80 => error") {
+		t.Fatalf("the direct connection did not fail; logs:\n%s", logs)
+	}
+	if !slices.Equal(res.Direct, []string{"192.0.2.1:80"}) {
+		t.Errorf("Direct = %q, want [192.0.2.1:80] (not the proxy, not loopback; IPv6 has no route at all); logs:\n%s", res.Direct, logs)
+	}
 }

@@ -128,6 +128,9 @@ type Network struct {
 	DockerNetwork string
 	// ProxyEnv is added to the container's environment with Mode allow (HTTPS_PROXY, ...).
 	ProxyEnv map[string]string
+	// Proxy is the proxy's address on DockerNetwork. With Mode allow, every other destination
+	// the container tries to connect to directly is reported in Result.Direct.
+	Proxy string
 }
 
 // Outcome is what happened to the agent.
@@ -149,6 +152,9 @@ type Result struct {
 	Started  time.Time
 	Finished time.Time
 	Duration time.Duration
+	// Direct lists, with Network.Mode allow, the destinations ("ip:port") the agent tried to
+	// reach without the proxy. The network has no route out, so each attempt failed.
+	Direct []string
 }
 
 // InfraError is a failure of the infrastructure (Docker, the host), as opposed to the agent.

@@ -86,7 +86,8 @@ type Job struct {
 	Usage    Usage          `json:"usage"`
 	LogPath  string         `json:"log_path,omitempty"`
 	LogTail  string         `json:"log_tail,omitempty"`
-	// Blocked lists egress destinations the proxy refused for this job.
+	// Blocked lists the egress destinations refused to this job: by the proxy, and direct
+	// connections that bypassed it (which the network cannot route).
 	Blocked []string `json:"blocked,omitempty"`
 }
 
