@@ -43,10 +43,11 @@ func init() {
 			{name: "sandbox", kind: kEnum, enum: []string{"read-only", "workspace-write", "danger-full-access"}},
 			{name: "ephemeral", kind: kBool},
 		},
-		apis:     func(opts) []API { return []API{codexAPI} },
-		build:    buildCodex,
-		parse:    parseCodex,
-		exitText: map[int]string{1: "codex reported an error"},
+		apis:        func(opts) []API { return []API{codexAPI} },
+		build:       buildCodex,
+		baseURLArgs: codexBaseURLArgs,
+		parse:       parseCodex,
+		exitText:    map[int]string{1: "codex reported an error"},
 	})
 }
 
@@ -69,10 +70,7 @@ func buildCodex(prompt string, w opts, o Options) (Command, error) {
 		argv = append(argv, "--ephemeral")
 	}
 	env := map[string]string{}
-	if u := o.BaseURL[OpenAI]; u != "" {
-		// A TOML basic string; strconv.Quote's escapes are valid TOML for the URLs we pass.
-		argv = append(argv, "-c", "openai_base_url="+strconv.Quote(u))
-	}
+	argv = append(argv, codexBaseURLArgs(o.BaseURL)...)
 	baseURLEnv(env, []API{codexAPI}, o)
 	argv = append(argv, "--", prompt)
 	return Command{Argv: argv, Env: env}, nil
@@ -151,4 +149,14 @@ func parseCodex(out []byte) (*Result, error) {
 		return r, fmt.Errorf("%w: the event stream ended before turn.completed (truncated?)", errNoResult)
 	}
 	return r, nil
+}
+
+// codexBaseURLArgs moves the built-in OpenAI provider to the proxy's key endpoint.
+func codexBaseURLArgs(urls map[Provider]string) []string {
+	u := urls[OpenAI]
+	if u == "" {
+		return nil
+	}
+	// A TOML basic string; strconv.Quote's escapes are valid TOML for the URLs we pass.
+	return []string{"-c", "openai_base_url=" + strconv.Quote(u)}
 }

@@ -10,6 +10,7 @@ package preset
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -86,8 +87,11 @@ type Preset struct {
 
 	options []option
 	build   func(prompt string, w opts, o Options) (Command, error)
-	apis    func(w opts) []API
-	parse   func(stdout []byte) (*Result, error)
+	// baseURLArgs are the flags that set base URLs, for CLIs that take them only on the command
+	// line; nil when environment variables are enough.
+	baseURLArgs func(urls map[Provider]string) []string
+	apis        func(w opts) []API
+	parse       func(stdout []byte) (*Result, error)
 	// exitText explains the CLI's documented exit codes.
 	exitText map[int]string
 }
@@ -115,6 +119,25 @@ func (p *Preset) Command(prompt string, with map[string]any, o Options) (Command
 		c.Env = map[string]string{}
 	}
 	return c, nil
+}
+
+// WithBaseURLs returns argv, a command Command built for the preset without base URLs, with
+// the flags that move its model APIs to urls put in before the prompt's `--` separator. Plans
+// build argv before a run's proxy exists; the runner calls this once the proxy's endpoints
+// are known. Presets that read base URLs from the environment only get argv back unchanged.
+func (p *Preset) WithBaseURLs(argv []string, urls map[Provider]string) []string {
+	if p.baseURLArgs == nil {
+		return argv
+	}
+	flags := p.baseURLArgs(urls)
+	sep := slices.Index(argv, "--")
+	if len(flags) == 0 || sep < 0 {
+		return argv
+	}
+	out := make([]string, 0, len(argv)+len(flags))
+	out = append(out, argv[:sep]...)
+	out = append(out, flags...)
+	return append(out, argv[sep:]...)
 }
 
 // APIs returns the model APIs the preset calls with these `with:` options (for aider it

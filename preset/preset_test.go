@@ -314,3 +314,32 @@ func TestPresetFieldsMatchDefaultAPIs(t *testing.T) {
 		}
 	}
 }
+
+// The runner adds base-URL flags to an argv planned without them; the result must be the argv
+// the preset builds when it knows the URLs from the start, for every preset.
+func TestWithBaseURLsMatchesBuildingWithThem(t *testing.T) {
+	urls := map[Provider]string{Anthropic: "http://10.0.0.2:8081/t/anthropic", OpenAI: "http://10.0.0.2:8081/t/openai", Gemini: "http://10.0.0.2:8081/t/gemini"}
+	for _, name := range Names() {
+		p, _ := Get(name)
+		planned, err := p.Command("fix -- it", nil, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		direct, err := p.Command("fix -- it", nil, Options{BaseURL: urls})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(direct.Argv, p.WithBaseURLs(planned.Argv, urls)); diff != "" {
+			t.Errorf("%s: WithBaseURLs differs from building with the URLs (-built +added):\n%s", name, diff)
+		}
+		if got := p.WithBaseURLs(planned.Argv, nil); !slices.Equal(got, planned.Argv) {
+			t.Errorf("%s: WithBaseURLs without URLs changed argv to %q", name, got)
+		}
+	}
+	codex, _ := Get("codex")
+	got := codex.WithBaseURLs([]string{"codex", "exec", "--json", "--", "p"}, urls)
+	want := []string{"codex", "exec", "--json", "-c", `openai_base_url="http://10.0.0.2:8081/t/openai"`, "--", "p"}
+	if !slices.Equal(got, want) {
+		t.Errorf("codex: %q, want %q", got, want)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/agentrunner/agentrunner/preset"
 	"github.com/agentrunner/agentrunner/runner/plan"
 	"github.com/agentrunner/agentrunner/runner/result"
 	"github.com/agentrunner/agentrunner/sandbox"
@@ -55,12 +56,15 @@ func (c *Containers) Run(ctx context.Context, t *Task, logs io.Writer) (*Exit, e
 	}
 	allow := in.Network.Mode == sandbox.NetworkAllow && c.Egress != nil
 	if allow {
-		network, served, err := c.Egress.join(ctx, t)
+		j, err := c.Egress.join(ctx, t)
 		if err != nil {
 			return nil, err
 		}
-		spec.Network = network
-		spec.Secrets = withoutServed(t.Secrets, in.KeySecrets, served)
+		spec.Network = j.network
+		spec.Secrets = withoutServed(t.Secrets, in.KeySecrets, j.served)
+		if ps, ok := preset.Get(in.Preset); ok {
+			spec.Argv = ps.WithBaseURLs(spec.Argv, j.baseURL)
+		}
 	}
 	h, err := c.Sandbox.Prepare(ctx, spec)
 	if err != nil {

@@ -128,12 +128,19 @@ func (e *Egress) run(runID string) *egressRun {
 	return e.runs[runID]
 }
 
+// joined is what a job needs to run behind its run's proxy.
+type joined struct {
+	network sandbox.Network
+	served  map[string]bool            // secrets the proxy adds, so the container must not get them
+	baseURL map[preset.Provider]string // the proxy's key endpoints, for CLIs that take them as flags
+}
+
 // join registers a job with its run's proxy: the network it joins, the env that routes it
 // through the proxy, and the secrets it must not receive because the proxy adds them.
-func (e *Egress) join(ctx context.Context, t *Task) (n sandbox.Network, served map[string]bool, err error) {
+func (e *Egress) join(ctx context.Context, t *Task) (joined, error) {
 	r := e.run(t.RunID)
 	if r == nil {
-		return n, nil, fmt.Errorf("job %s: allow-listed network but the run has no egress proxy", t.Instance.ID)
+		return joined{}, fmt.Errorf("job %s: allow-listed network but the run has no egress proxy", t.Instance.ID)
 	}
 	var apis []preset.API
 	if ps, ok := preset.Get(t.Instance.Preset); ok {
@@ -141,11 +148,14 @@ func (e *Egress) join(ctx context.Context, t *Task) (n sandbox.Network, served m
 	}
 	cfg, err := r.eg.AgentConfig(ctx, egress.Agent{JobID: t.Instance.ID, Allow: t.Instance.Network.Allow, APIs: apis})
 	if err != nil {
-		return n, nil, err
+		return joined{}, err
 	}
-	n = sandbox.Network{Mode: sandbox.NetworkAllow, Allow: t.Instance.Network.Allow,
-		DockerNetwork: cfg.Network, ProxyEnv: cfg.Env, Proxy: r.eg.ProxyIP()}
-	return n, r.served, nil
+	return joined{
+		network: sandbox.Network{Mode: sandbox.NetworkAllow, Allow: t.Instance.Network.Allow,
+			DockerNetwork: cfg.Network, ProxyEnv: cfg.Env, Proxy: r.eg.ProxyIP()},
+		served:  r.served,
+		baseURL: cfg.BaseURL,
+	}, nil
 }
 
 func (e *Egress) blocked(ctx context.Context, runID, jobID string) []string {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -16,15 +17,15 @@ import (
 )
 
 // scopedOverride runs the test agent instead of the preset's CLI while keeping the
-// run-scoped egress of the Containers it wraps.
+// run-scoped egress of the Containers it wraps. argv is per agent.
 type scopedOverride struct {
 	*Containers
-	argv []string
+	argv map[string][]string
 }
 
 func (s scopedOverride) Run(ctx context.Context, t *Task, logs io.Writer) (*Exit, error) {
 	in := *t.Instance
-	in.Argv = s.argv
+	in.Argv = s.argv[in.Agent]
 	cp := *t
 	cp.Instance = &in
 	return s.Containers.Run(ctx, &cp, logs)
@@ -46,19 +47,27 @@ func TestAllowListedAgentsRunBehindTheEgressProxy(t *testing.T) {
 	const key = "sk-ant-real-key-never-in-the-sandbox"
 	r.eng.Sandbox = scopedOverride{
 		Containers: &Containers{Sandbox: r.sb, Egress: &Egress{Client: cli, Executable: exe}},
-		argv: []string{"/testagent", "env", "fetch", "http://not-allowed.example:80/", "dial", "192.0.2.1:80", "output", "ran=yes",
-			"print", `{"type":"result","subtype":"success","is_error":false,"result":"Reviewed.","total_cost_usd":0.0123,"num_turns":2}`},
+		argv: map[string][]string{
+			"review": {"/testagent", "env", "fetch", "http://not-allowed.example:80/", "dial", "192.0.2.1:80", "output", "ran=yes",
+				"print", `{"type":"result","subtype":"success","is_error":false,"result":"Reviewed.","total_cost_usd":0.0123,"num_turns":2}`},
+			// Codex takes its base URL only as a flag, which the runner puts in before `--`.
+			"second-opinion": {"/testagent", "env", "print", `{"type":"turn.completed","usage":{"input_tokens":1,"output_tokens":1}}`, "--", "the prompt"},
+		},
 	}
-	p := routine(t, `secrets: [ANTHROPIC_API_KEY]
+	p := routine(t, `secrets: [ANTHROPIC_API_KEY, OPENAI_API_KEY]
 defaults: {image: agentrunner/testagent:dev, timeout: 2m}
 agents:
   review:
     uses: claude-code
     prompt: review
     network: {allow: ["api.anthropic.com:443"]}
+  second-opinion:
+    uses: codex
+    prompt: review too
+    network: {allow: ["api.openai.com:443"]}
 `, r.sha)
 	res, err := r.eng.Run(t.Context(), &reporters.RunInfo{ID: r.runID, Repo: "o/r", Plan: p},
-		RunOptions{Dir: t.TempDir(), Secrets: map[string]string{"ANTHROPIC_API_KEY": key}})
+		RunOptions{Dir: t.TempDir(), Secrets: map[string]string{"ANTHROPIC_API_KEY": key, "OPENAI_API_KEY": "sk-openai-real"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +100,16 @@ agents:
 	}
 	if !strings.Contains(j.LogTail, "FETCH http://not-allowed.example:80/ => 403") {
 		t.Errorf("the fetch should be refused by the proxy with 403:\n%s", j.LogTail)
+	}
+	codex := jobOf(t, res, "second-opinion")
+	if codex.Outcome != result.Success {
+		t.Fatalf("second-opinion: %s %s\n%s", codex.Outcome, codex.Error, codex.LogTail)
+	}
+	if !regexp.MustCompile(`FLAG -c openai_base_url="http://[0-9.]+:[0-9]+/[^/"]+/openai"`).MatchString(codex.LogTail) {
+		t.Errorf("codex was not pointed at the proxy's key endpoint by its flag:\n%s", codex.LogTail)
+	}
+	if !strings.Contains(codex.LogTail, "OPENAI_API_KEY="+egress.Placeholder) || strings.Contains(codex.LogTail, "sk-openai-real") {
+		t.Errorf("codex should see only the placeholder key:\n%s", codex.LogTail)
 	}
 	// dockertest.RunID's cleanup fails the test if the proxy or a network is left.
 }

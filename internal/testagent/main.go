@@ -56,6 +56,11 @@ var steps = map[string]step{
 	"print":       {1, func(a []string) error { fmt.Println(a[0]); return nil }},
 	"eprint":      {1, func(a []string) error { fmt.Fprintln(os.Stderr, a[0]); return nil }},
 	"connect":     {1, connect},
+	// A preset's flags the runner adds to argv at run time, as the CLI would see them: `-c K=V`
+	// (codex's config override) prints `FLAG -c K=V`; `-- PROMPT` (the separator and the
+	// prompt after it) does nothing.
+	"-c": {1, func(a []string) error { fmt.Println("FLAG -c " + a[0]); return nil }},
+	"--": {1, func([]string) error { return nil }},
 }
 
 func main() {
