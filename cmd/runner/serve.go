@@ -221,7 +221,7 @@ SIGTERM or SIGINT stops intake (webhooks answer 503), lets running agents finish
 	f.String("github-webhook-secret-file", "", "file holding the webhook secret (env AGENTRUNNER_GITHUB_WEBHOOK_SECRET holds the secret itself)")
 	f.String("secrets-dir", "", "directory of per-repository secrets, <owner>/<repo>.env (default <data-dir>/secrets) (env AGENTRUNNER_SECRETS_DIR)")
 	f.StringSlice("secret-env", nil, "environment variable handed to every repository as a secret of the same name (repeatable) (env AGENTRUNNER_SECRET_ENV, comma-separated)")
-	f.String("sandbox", d.Sandbox, "docker, or fake (no containers; for the daemon's own crash and load tests)")
+	f.String("sandbox", d.Sandbox, "docker; test builds also offer fake (no containers, for the daemon's own crash and load tests)")
 	_ = f.MarkHidden("sandbox")
 	return cmd
 }
@@ -314,8 +314,10 @@ func (o *serveOptions) settings(fs *pflag.FlagSet) (serveConfig, error) {
 	switch {
 	case c.LogFormat != "text" && c.LogFormat != "json":
 		return c, usageError{fmt.Errorf("log format %q: want text or json", c.LogFormat)}
+	case c.Sandbox == "fake" && !testOnlyBuild:
+		return c, usageError{errors.New(`sandbox "fake" exists only in test builds of the runner (-tags agentrunner_testonly); use docker`)}
 	case c.Sandbox != "docker" && c.Sandbox != "fake":
-		return c, usageError{fmt.Errorf("sandbox %q: want docker or fake", c.Sandbox)}
+		return c, usageError{fmt.Errorf("sandbox %q: want docker", c.Sandbox)}
 	case c.MaxAgents <= 0 || c.MaxRuns <= 0 || c.RunAttempts <= 0:
 		return c, usageError{errors.New("max-agents, max-runs and run-attempts must be at least 1")}
 	}

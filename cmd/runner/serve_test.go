@@ -55,6 +55,9 @@ func TestServeSettings(t *testing.T) {
 		},
 		{name: "a bad log format is refused", args: []string{"--log-format", "xml"}, fails: true},
 		{name: "a bad duration in the environment is refused", env: map[string]string{"AGENTRUNNER_LEASE_TTL": "soon"}, fails: true},
+		// `go test` builds without the agentrunner_testonly tag, like a release.
+		{name: "a production build refuses the fake sandbox", args: []string{"--sandbox", "fake"}, fails: true},
+		{name: "a production build refuses the fake sandbox from the environment", env: map[string]string{"AGENTRUNNER_SANDBOX": "fake"}, fails: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
