@@ -170,7 +170,7 @@ func (d *Daemon) planDelivery(ctx context.Context, j store.Job) error {
 		return permanentError{perr}
 	}
 	for _, r := range p.Runs {
-		if err := d.createRun(ctx, del, ev, r); err != nil {
+		if err := d.createRun(ctx, del, p.Event, r); err != nil {
 			return err
 		}
 	}

@@ -33,6 +33,8 @@ type Pipeline interface {
 	// Config loads the routines of repo at sha.
 	Config(ctx context.Context, repo event.Repo, sha string) (*config.Config, error)
 	// Plan loads the trusted config for ev and plans it; routine, when set, plans only that one.
+	// It does not change ev: the plan's Event is the event as planned (a fork's commit re-run
+	// through its check becomes the fork pull request it is), which the caller runs from then on.
 	Plan(ctx context.Context, ev *event.Event, routine string) (*plan.Plan, error)
 	// Run runs one planned run with the reporters; runID is deterministic per delivery and
 	// routine (the GitHub check run's external_id). Cancelling ctx concludes it cancelled.
@@ -169,10 +171,7 @@ func (p *GitPipeline) Config(ctx context.Context, repo event.Repo, sha string) (
 // as a fork pull request), so the Run or Conclude that follows with the same event reports on
 // the pull request. An event that starts nothing gives an empty plan.
 func (p *GitPipeline) Plan(ctx context.Context, ev *event.Event, routine string) (*plan.Plan, error) {
-	pl, trust, err := p.pipe().Plan(ctx, ev, routine)
-	if trust != nil {
-		*ev = *trust.Event
-	}
+	pl, _, err := p.pipe().Plan(ctx, ev, routine)
 	if pl == nil && err == nil {
 		pl = &plan.Plan{Event: ev, Runs: []*plan.Run{}}
 	}

@@ -157,7 +157,7 @@ func (d *Daemon) replan(ctx context.Context, run store.Run) (*event.Event, *plan
 		}
 		return ev, nil, permanentError{fmt.Errorf("plan run %s: %w", run.ID, err)}
 	}
-	return ev, p.Runs[0], nil
+	return p.Event, p.Runs[0], nil
 }
 
 // acquireGroup waits until run holds its concurrency group; with cancel-in-progress it cancels
