@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentrunner/agentrunner/internal/gittest"
 	"github.com/agentrunner/agentrunner/store"
 	"github.com/agentrunner/agentrunner/store/storetest"
 )
@@ -34,7 +35,7 @@ func rssMB(pid int) float64 {
 // The daemon's resident memory idle, and with 1,000 queued runs waiting for one concurrency
 // group (so they stay queued while the daemon works).
 func BenchmarkDaemonRSS(b *testing.B) {
-	repoDir, _ := testRepoB(b, map[string]string{".agents/wait.yaml": `name: wait
+	repoDir, head := gittest.Repo(b, map[string]string{".agents/wait.yaml": `name: wait
 on: {dispatch: {}}
 concurrency: {group: one}
 env: {AGENTRUNNER_FAKE_SLEEP: 1h}
@@ -72,7 +73,7 @@ agents:
 	idle := rssMB(cmd.Process.Pid)
 	st := db.Open(b)
 	for i := range 1000 {
-		body := fmt.Appendf(nil, `{"repo":"acme/app","routine":"wait","sha":%q,"branch":"main"}`, gitHead(b, repoDir))
+		body := fmt.Appendf(nil, `{"repo":"acme/app","routine":"wait","sha":%q,"branch":"main"}`, head)
 		if _, err := st.RecordDelivery(context.Background(), store.Delivery{ID: "q-" + strconv.Itoa(i), Event: EventDispatch, Body: body}); err != nil {
 			b.Fatal(err)
 		}
@@ -89,30 +90,6 @@ agents:
 	loaded := rssMB(cmd.Process.Pid)
 	b.ReportMetric(idle, "idle-RSS-MB")
 	b.ReportMetric(loaded, "1000-queued-RSS-MB")
-}
-
-func testRepoB(b *testing.B, files map[string]string) (string, string) {
-	dir := b.TempDir() + "/repo"
-	for name, body := range files {
-		_ = os.MkdirAll(dir+"/"+name[:strings.LastIndex(name, "/")], 0o755)
-		if err := os.WriteFile(dir+"/"+name, []byte(body), 0o644); err != nil {
-			b.Fatal(err)
-		}
-	}
-	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "-A"}, {"commit", "-qm", "r"}} {
-		if out, err := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=t", "-c", "user.email=t@x"}, args...)...).CombinedOutput(); err != nil {
-			b.Fatalf("git %v: %v %s", args, err, out)
-		}
-	}
-	return dir, gitHead(b, dir)
-}
-
-func gitHead(b *testing.B, dir string) string {
-	out, err := exec.Command("git", "-C", dir, "rev-parse", "HEAD").Output()
-	if err != nil {
-		b.Fatal(err)
-	}
-	return strings.TrimSpace(string(out))
 }
 
 func freePortB(b *testing.B) string {

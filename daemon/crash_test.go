@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/agentrunner/agentrunner/internal/githubfake"
+	"github.com/agentrunner/agentrunner/internal/gittest"
 	"github.com/agentrunner/agentrunner/store"
 	"github.com/agentrunner/agentrunner/store/storetest"
 )
@@ -56,35 +57,6 @@ func TestMain(m *testing.M) {
 		_ = os.RemoveAll(filepath.Dir(bin))
 	}
 	os.Exit(code)
-}
-
-func git(t *testing.T, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=t", "-c", "user.email=t@example.com"}, args...)...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// testRepo makes a git repository with the given routine files and returns it and its head.
-func testRepo(t *testing.T, files map[string]string) (string, string) {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "repo")
-	for name, body := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	git(t, dir, "init", "-q", "-b", "main")
-	git(t, dir, "add", "-A")
-	git(t, dir, "commit", "-qm", "routines")
-	return dir, git(t, dir, "rev-parse", "HEAD")
 }
 
 func freePort(t *testing.T) string {
@@ -236,7 +208,7 @@ func TestKillNineDuringDeliveries(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			const n = 200
 			secret := []byte("webhook-secret")
-			repoDir, sha := testRepo(t, map[string]string{".agents/onpush.yaml": pushRoutine})
+			repoDir, sha := gittest.Repo(t, map[string]string{".agents/onpush.yaml": pushRoutine})
 			fake := githubfake.New(t)
 			fake.AddToken("ghs_test")
 			fake.AddRepo("acme", "app", "main", 0)

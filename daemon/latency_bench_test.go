@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentrunner/agentrunner/daemon"
 	"github.com/agentrunner/agentrunner/internal/dockertest"
+	"github.com/agentrunner/agentrunner/internal/gittest"
 	"github.com/agentrunner/agentrunner/runner"
 	"github.com/agentrunner/agentrunner/sandbox"
 	"github.com/agentrunner/agentrunner/server"
@@ -48,7 +49,7 @@ on: {push: {branches: [main]}}
 agents:
   a: {image: %q, command: [%s]}
 `, img, strings.Join(argv, ", "))
-	repoDir, sha := latencyRepo(b, map[string]string{".agents/onpush.yaml": routine})
+	repoDir, sha := gittest.Repo(b, map[string]string{".agents/onpush.yaml": routine})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/agentrunner/agentrunner/github"
 	"github.com/agentrunner/agentrunner/internal/githubfake"
+	"github.com/agentrunner/agentrunner/internal/gittest"
 	"github.com/agentrunner/agentrunner/runner"
 	"github.com/agentrunner/agentrunner/runner/result"
 	"github.com/agentrunner/agentrunner/store"
@@ -54,18 +53,6 @@ agents:
 `
 }
 
-func trustGit(t *testing.T, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.CommandContext(t.Context(), "git", append([]string{"-C", dir}, args...)...)
-	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
-		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // trustRemote is a bare repository standing in for GitHub: master holds the base config,
 // branch `changes` one commit on top with the head config.
 type trustRemote struct {
@@ -77,32 +64,26 @@ func newTrustRemote(t *testing.T) *trustRemote {
 	r := &trustRemote{dir: filepath.Join(t.TempDir(), trustName+".git")}
 	r.url = "file://" + r.dir
 	work := t.TempDir()
-	trustGit(t, work, "init", "--quiet", "--bare", "-b", "master", r.dir)
-	trustGit(t, work, "init", "--quiet", "-b", "master")
+	gittest.Git(t, work, "init", "--quiet", "--bare", "-b", "master", r.dir)
+	gittest.Git(t, work, "init", "--quiet", "-b", "master")
 	write := func(from string) {
-		p := filepath.Join(work, ".agents", "review.yaml")
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(trustRoutine(from)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		trustGit(t, work, "add", "-A")
-		trustGit(t, work, "commit", "--quiet", "-m", from)
+		gittest.WriteFiles(t, work, map[string]string{".agents/review.yaml": trustRoutine(from)})
+		gittest.Git(t, work, "add", "-A")
+		gittest.Git(t, work, "commit", "--quiet", "-m", from)
 	}
 	write("base")
-	r.base = trustGit(t, work, "rev-parse", "HEAD")
-	trustGit(t, work, "checkout", "--quiet", "-b", "changes")
+	r.base = gittest.Git(t, work, "rev-parse", "HEAD")
+	gittest.Git(t, work, "checkout", "--quiet", "-b", "changes")
 	write("head")
-	r.head = trustGit(t, work, "rev-parse", "HEAD")
-	trustGit(t, work, "push", "--quiet", r.url, "master", "changes")
+	r.head = gittest.Git(t, work, "rev-parse", "HEAD")
+	gittest.Git(t, work, "push", "--quiet", r.url, "master", "changes")
 	return r
 }
 
 // forkOnly leaves the head commit only where GitHub keeps a fork's head: refs/pull/2/head.
 func (r *trustRemote) forkOnly(t *testing.T) {
-	trustGit(t, r.dir, "update-ref", "refs/pull/2/head", r.head)
-	trustGit(t, r.dir, "update-ref", "-d", "refs/heads/changes")
+	gittest.Git(t, r.dir, "update-ref", "refs/pull/2/head", r.head)
+	gittest.Git(t, r.dir, "update-ref", "-d", "refs/heads/changes")
 }
 
 // taskRecorder plays every agent successfully and keeps its task.

@@ -16,6 +16,7 @@ import (
 	"github.com/agentrunner/agentrunner/github"
 	"github.com/agentrunner/agentrunner/internal/dockertest"
 	"github.com/agentrunner/agentrunner/internal/githubfake"
+	"github.com/agentrunner/agentrunner/internal/gittest"
 	"github.com/agentrunner/agentrunner/runner"
 	"github.com/agentrunner/agentrunner/runner/event"
 	"github.com/agentrunner/agentrunner/runner/result"
@@ -165,13 +166,13 @@ publish:
 	if len(prs) != 1 || prs[0].Head != "agents/review/pr-2" || prs[0].Base != "changes" || !prs[0].Draft || prs[0].Title != "Review fixes" {
 		t.Fatalf("pull requests = %+v", prs)
 	}
-	if got := git(t, r.dir, "show", "agents/review/pr-2:fix.txt"); got != "fixed by the agent" {
+	if got := gittest.Git(t, r.dir, "show", "agents/review/pr-2:fix.txt"); got != "fixed by the agent" {
 		t.Errorf("fix.txt on the branch = %q", got)
 	}
-	if parent := git(t, r.dir, "rev-parse", "agents/review/pr-2^"); parent != r.head {
+	if parent := gittest.Git(t, r.dir, "rev-parse", "agents/review/pr-2^"); parent != r.head {
 		t.Errorf("the branch's commit sits on %s, want the PR head %s", parent, r.head)
 	}
-	if author := git(t, r.dir, "log", "-1", "--format=%an", "agents/review/pr-2"); author == "" {
+	if author := gittest.Git(t, r.dir, "log", "-1", "--format=%an", "agents/review/pr-2"); author == "" {
 		t.Error("no author on the runner's commit")
 	}
 

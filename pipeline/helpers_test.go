@@ -5,15 +5,14 @@ import (
 	"encoding/json"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/agentrunner/agentrunner/github"
 	"github.com/agentrunner/agentrunner/internal/githubfake"
+	"github.com/agentrunner/agentrunner/internal/gittest"
 	"github.com/agentrunner/agentrunner/pipeline"
 	"github.com/agentrunner/agentrunner/runner"
 	"github.com/agentrunner/agentrunner/runner/result"
@@ -57,18 +56,6 @@ func obj(m map[string]any, path ...string) map[string]any {
 	return m
 }
 
-func git(t testing.TB, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.CommandContext(context.Background(), "git", append([]string{"-C", dir}, args...)...)
-	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
-		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // remote is a bare repository standing in for GitHub: master holds baseFiles, branch
 // `changes` adds headFiles on top.
 type remote struct {
@@ -81,28 +68,20 @@ func newRemote(t testing.TB, baseFiles, headFiles map[string]string) *remote {
 	r := &remote{dir: filepath.Join(t.TempDir(), "Hello-World.git")}
 	r.url = "file://" + r.dir
 	work := t.TempDir()
-	git(t, t.TempDir(), "init", "--quiet", "--bare", "-b", "master", r.dir)
-	git(t, work, "init", "--quiet", "-b", "master")
+	gittest.Git(t, t.TempDir(), "init", "--quiet", "--bare", "-b", "master", r.dir)
+	gittest.Git(t, work, "init", "--quiet", "-b", "master")
 	write := func(files map[string]string) {
-		for p, content := range files {
-			full := filepath.Join(work, p)
-			if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		git(t, work, "add", "-A")
+		gittest.WriteFiles(t, work, files)
+		gittest.Git(t, work, "add", "-A")
 	}
 	write(baseFiles)
-	git(t, work, "commit", "--quiet", "-m", "base")
-	r.base = git(t, work, "rev-parse", "HEAD")
-	git(t, work, "checkout", "--quiet", "-b", "changes")
+	gittest.Git(t, work, "commit", "--quiet", "-m", "base")
+	r.base = gittest.Git(t, work, "rev-parse", "HEAD")
+	gittest.Git(t, work, "checkout", "--quiet", "-b", "changes")
 	write(headFiles)
-	git(t, work, "commit", "--quiet", "--allow-empty", "-m", "head")
-	r.head = git(t, work, "rev-parse", "HEAD")
-	git(t, work, "push", "--quiet", r.url, "master", "changes")
+	gittest.Git(t, work, "commit", "--quiet", "--allow-empty", "-m", "head")
+	r.head = gittest.Git(t, work, "rev-parse", "HEAD")
+	gittest.Git(t, work, "push", "--quiet", r.url, "master", "changes")
 	return r
 }
 

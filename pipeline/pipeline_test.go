@@ -11,6 +11,7 @@ import (
 	gh "github.com/google/go-github/v62/github"
 
 	"github.com/agentrunner/agentrunner/internal/githubfake"
+	"github.com/agentrunner/agentrunner/internal/gittest"
 	"github.com/agentrunner/agentrunner/runner/result"
 )
 
@@ -92,7 +93,7 @@ func TestSameRepoPullRequestRunsHeadConfigWithSecrets(t *testing.T) {
 	if len(prs) != 1 || prs[0].Base != "changes" || prs[0].Head != "agents/review/pr-2" || !prs[0].Draft {
 		t.Errorf("pull requests = %+v", prs)
 	}
-	if got := git(t, r.dir, "show", "agents/review/pr-2:fix.txt"); got != "fixed by fix" {
+	if got := gittest.Git(t, r.dir, "show", "agents/review/pr-2:fix.txt"); got != "fixed by fix" {
 		t.Errorf("fix.txt on the pushed branch = %q", got)
 	}
 	if cs := f.Comments(); len(cs) != 1 || cs[0].Issue != 2 || !strings.Contains(cs[0].Body, "agents/review/pr-2") && !strings.Contains(cs[0].Body, "pull/") {
@@ -255,8 +256,8 @@ func TestCheckReRequests(t *testing.T) {
 func TestCheckReRequestOfAForkCommitIsUntrusted(t *testing.T) {
 	r := twoConfigs(t, false)
 	// The fork's head exists only as refs/pull/2/head, as GitHub keeps it, on no branch.
-	git(t, r.dir, "update-ref", "refs/pull/2/head", r.head)
-	git(t, r.dir, "update-ref", "-d", "refs/heads/changes")
+	gittest.Git(t, r.dir, "update-ref", "refs/pull/2/head", r.head)
+	gittest.Git(t, r.dir, "update-ref", "-d", "refs/heads/changes")
 	f := githubfake.New(t)
 	f.SetRef(owner, repoName, "heads/master", r.base)
 	sb := &fakeSandbox{}

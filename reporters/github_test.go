@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/agentrunner/agentrunner/github"
 	"github.com/agentrunner/agentrunner/internal/githubfake"
+	"github.com/agentrunner/agentrunner/internal/gittest"
 	"github.com/agentrunner/agentrunner/reporters"
 	"github.com/agentrunner/agentrunner/runner/event"
 	"github.com/agentrunner/agentrunner/runner/plan"
@@ -230,37 +230,25 @@ func TestCommentOnlyOnPullRequests(t *testing.T) {
 	}
 }
 
-func git(t *testing.T, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.CommandContext(context.Background(), "git", append([]string{"-C", dir}, args...)...)
-	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
-		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // gitRepos makes a local repository with one commit and a bare remote standing in for GitHub,
 // and returns them with the base commit and a patch adding fix.txt.
 func gitRepos(t *testing.T) (local, remote, base string, patch []byte) {
 	t.Helper()
 	local, remote = t.TempDir(), t.TempDir()
-	git(t, remote, "init", "--quiet", "--bare")
-	git(t, local, "init", "--quiet", "-b", "main")
+	gittest.Git(t, remote, "init", "--quiet", "--bare")
+	gittest.Git(t, local, "init", "--quiet", "-b", "main")
 	if err := os.WriteFile(filepath.Join(local, "a.txt"), []byte("a\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	git(t, local, "add", "a.txt")
-	git(t, local, "commit", "--quiet", "-m", "base")
-	base = git(t, local, "rev-parse", "HEAD")
+	gittest.Git(t, local, "add", "a.txt")
+	gittest.Git(t, local, "commit", "--quiet", "-m", "base")
+	base = gittest.Git(t, local, "rev-parse", "HEAD")
 	if err := os.WriteFile(filepath.Join(local, "fix.txt"), []byte("fixed\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	git(t, local, "add", "fix.txt")
-	patch = []byte(git(t, local, "diff", "--cached", "--binary", "HEAD") + "\n")
-	git(t, local, "reset", "--quiet", "--hard")
+	gittest.Git(t, local, "add", "fix.txt")
+	patch = []byte(gittest.Git(t, local, "diff", "--cached", "--binary", "HEAD") + "\n")
+	gittest.Git(t, local, "reset", "--quiet", "--hard")
 	return local, remote, base, patch
 }
 
@@ -295,11 +283,11 @@ func TestPullRequestCreatedOnceThenUpdated(t *testing.T) {
 		t.Errorf("requests = %s", got)
 	}
 	// The branch really exists on the remote with the change, committed by the runner.
-	head := git(t, remote, "rev-parse", "refs/heads/agents/review/main")
-	if got := git(t, remote, "show", head+":fix.txt"); got != "fixed" {
+	head := gittest.Git(t, remote, "rev-parse", "refs/heads/agents/review/main")
+	if got := gittest.Git(t, remote, "show", head+":fix.txt"); got != "fixed" {
 		t.Errorf("fix.txt on the branch = %q", got)
 	}
-	if parent := git(t, remote, "rev-parse", head+"^"); parent != base {
+	if parent := gittest.Git(t, remote, "rev-parse", head+"^"); parent != base {
 		t.Errorf("branch commit's parent = %s, want the run's commit %s", parent, base)
 	}
 	if tokens != 2 {

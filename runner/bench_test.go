@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-
 	"github.com/agentrunner/agentrunner/internal/dockertest"
 	"github.com/agentrunner/agentrunner/reporters"
 	"github.com/agentrunner/agentrunner/runner/result"
@@ -25,31 +23,12 @@ import (
 // the Docker API, with exactly the sandbox's hardened configuration and nothing else: no
 // workspace, no logs, no outputs.
 func directRun(ctx context.Context, b *testing.B, r *dockerRig, runID, ws, out string) {
-	cli := r.sb.Client()
 	cfg, hc, nc := r.sb.ContainerConfig(&sandbox.Spec{
 		RunID: runID, JobID: "direct", Image: dockertest.TestAgentTag, Argv: []string{"/testagent"},
 		WorkspaceDir: ws, OutputDir: out, Network: sandbox.Network{Mode: sandbox.NetworkNone},
 		Resources: sandbox.Resources{CPUs: 1, Memory: 64 << 20, Pids: 64},
 	})
-	c, err := cli.ContainerCreate(ctx, cfg, hc, nc, nil, "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	statusCh, errCh := cli.ContainerWait(ctx, c.ID, container.WaitConditionNotRunning)
-	select {
-	case st := <-statusCh:
-		if st.StatusCode != 0 {
-			b.Fatalf("exit %d", st.StatusCode)
-		}
-	case err := <-errCh:
-		b.Fatal(err)
-	}
-	if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
-		b.Fatal(err)
-	}
+	dockertest.RunDirect(ctx, b, r.sb.Client(), cfg, hc, nc)
 }
 
 // cpuTime is the CPU time used by this process and its waited-for children.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/agentrunner/agentrunner/internal/dockertest"
+	"github.com/agentrunner/agentrunner/internal/gittest"
 	"github.com/agentrunner/agentrunner/reporters"
 	"github.com/agentrunner/agentrunner/runner/plan"
 	"github.com/agentrunner/agentrunner/runner/result"
@@ -90,7 +90,7 @@ func (o overrideArgv) Run(ctx context.Context, t *Task, logs io.Writer) (*Exit, 
 }
 
 // applyTo checks out a fresh copy of the base, applies patch and returns the tree's files.
-func applyTo(t testing.TB, repo, sha string, patch []byte) map[string][]byte {
+func applyTo(t testing.TB, repo, sha string, patch []byte) map[string]string {
 	t.Helper()
 	dir := t.TempDir()
 	for _, args := range [][]string{
@@ -106,28 +106,7 @@ func applyTo(t testing.TB, repo, sha string, patch []byte) map[string][]byte {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("apply the patch to the base: %v\n%s", err, out)
 	}
-	files := map[string][]byte{}
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && d.Name() == ".git" {
-			return filepath.SkipDir
-		}
-		if d.Type().IsRegular() {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			rel, _ := filepath.Rel(dir, p)
-			files[filepath.ToSlash(rel)] = b
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return files
+	return gittest.ReadTree(t, dir)
 }
 
 func TestDockerAgentEditsOutputsReportFindings(t *testing.T) {
@@ -172,7 +151,7 @@ agents:
 		t.Errorf("files after the patch: %v, want %v", keys(files), keys(want))
 	}
 	for p, b := range want {
-		if !bytes.Equal(files[p], b) {
+		if !bytes.Equal([]byte(files[p]), b) {
 			t.Errorf("%s = %q, want %q", p, files[p], b)
 		}
 	}
@@ -252,7 +231,7 @@ agents:
 		t.Errorf("%d files after the patch, want %d", len(files), len(want))
 	}
 	for p, content := range want {
-		if string(files[p]) != content {
+		if files[p] != content {
 			t.Errorf("%s = %q, want %q", p, files[p], content)
 		}
 	}

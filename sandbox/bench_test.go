@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-
 	"github.com/agentrunner/agentrunner/internal/dockertest"
 	"github.com/agentrunner/agentrunner/sandbox"
 )
@@ -32,27 +30,8 @@ func viaSandbox(ctx context.Context, b *testing.B, sb *sandbox.Docker, spec *san
 // direct is the baseline: the same container created, started, waited for and removed
 // through the Docker API, with nothing else.
 func direct(ctx context.Context, b *testing.B, sb *sandbox.Docker, spec *sandbox.Spec) {
-	cli := sb.Client()
 	cfg, hc, nc := sb.ContainerConfig(spec)
-	c, err := cli.ContainerCreate(ctx, cfg, hc, nc, nil, "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	statusCh, errCh := cli.ContainerWait(ctx, c.ID, container.WaitConditionNotRunning)
-	select {
-	case st := <-statusCh:
-		if st.StatusCode != 0 {
-			b.Fatalf("exit %d", st.StatusCode)
-		}
-	case err := <-errCh:
-		b.Fatal(err)
-	}
-	if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
-		b.Fatal(err)
-	}
+	dockertest.RunDirect(ctx, b, sb.Client(), cfg, hc, nc)
 }
 
 type runner func(context.Context, *testing.B, *sandbox.Docker, *sandbox.Spec)

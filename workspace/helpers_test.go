@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/agentrunner/agentrunner/internal/gittest"
 )
 
 // testGit runs git like a user would, outside the package's own runner, and fails the test on error.
@@ -46,15 +48,7 @@ func testGitAs(dir string, cred *syscall.Credential, env []string, args ...strin
 // writeFiles writes name → content below dir, creating directories.
 func writeFiles(t testing.TB, dir string, files map[string]string) {
 	t.Helper()
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	gittest.WriteFiles(t, dir, files)
 }
 
 // newRepo makes a repository with files committed on main and returns its directory and HEAD.
@@ -100,28 +94,7 @@ func applyPatch(t testing.TB, repo, sha string, patch []byte) string {
 // readTree returns path → content of every file below dir except .git.
 func readTree(t testing.TB, dir string) map[string]string {
 	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && d.Name() == ".git" {
-			return filepath.SkipDir
-		}
-		if d.Type().IsRegular() {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			rel, _ := filepath.Rel(dir, p)
-			out[filepath.ToSlash(rel)] = string(b)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return gittest.ReadTree(t, dir)
 }
 
 var execLookPath = exec.LookPath

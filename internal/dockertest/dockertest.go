@@ -2,7 +2,8 @@
 // engine: a shared client that fails the test loudly when the engine is unreachable, the test
 // agent image (internal/testagent in a `FROM scratch` image, built through the Docker API
 // because there is no registry to pull from), unique run ids, and a check that a test left no
-// labelled container or network behind.
+// labelled container or network behind; and RunDirect, the bare Docker API baseline that
+// benchmarks compare the sandbox and the engine against.
 //
 // Typical use:
 //
@@ -225,5 +226,31 @@ func AssertNoLeftovers(t testing.TB, cli client.APIClient, runID string) {
 	}
 	if len(left) > 0 {
 		t.Errorf("run %s left Docker objects behind: %s", runID, strings.Join(left, "; "))
+	}
+}
+
+// RunDirect is the benchmarks' baseline: it creates a container from cfg, hc and nc, starts it,
+// waits for it to exit and removes it, straight through the Docker API and nothing else (no
+// logs, no workspace, no outputs). It fails the test on any error and when the container
+// exits with a code other than 0.
+func RunDirect(ctx context.Context, tb testing.TB, cli client.APIClient, cfg *container.Config, hc *container.HostConfig, nc *network.NetworkingConfig) {
+	c, err := cli.ContainerCreate(ctx, cfg, hc, nc, nil, "")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+		tb.Fatal(err)
+	}
+	statusCh, errCh := cli.ContainerWait(ctx, c.ID, container.WaitConditionNotRunning)
+	select {
+	case st := <-statusCh:
+		if st.StatusCode != 0 {
+			tb.Fatalf("exit %d", st.StatusCode)
+		}
+	case err := <-errCh:
+		tb.Fatal(err)
+	}
+	if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
+		tb.Fatal(err)
 	}
 }
