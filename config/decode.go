@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"iter"
 	"math"
 	"sort"
 	"strconv"
@@ -25,18 +26,58 @@ const maxDepth = 64
 // kv is one key and its value as written.
 type kv struct{ k, v *yaml.Node }
 
+// entries are a mapping's keys and values as written, alternating: k0, v0, k1, v1, ... A
+// mapping that needs no rewriting (the common case) is read in place as its own Content,
+// so decoding allocates nothing per mapping; only merge keys, aliased keys and mistakes
+// make pairs build a new list.
+type entries []*yaml.Node
+
+// len is the number of entries.
+func (e entries) len() int { return len(e) / 2 }
+
+// all yields the entries in order.
+func (e entries) all() iter.Seq[kv] {
+	return func(yield func(kv) bool) {
+		for i := 0; i+1 < len(e); i += 2 {
+			if !yield(kv{e[i], e[i+1]}) {
+				return
+			}
+		}
+	}
+}
+
+// get returns the entry whose key is key.
+func (e entries) get(key string) (kv, bool) {
+	for i := 0; i+1 < len(e); i += 2 {
+		if e[i].Value == key {
+			return kv{e[i], e[i+1]}, true
+		}
+	}
+	return kv{}, false
+}
+
 // decoder holds the state of decoding one file.
 type decoder struct {
 	file string
 	errs Errors
-	// keys records, for each decoded struct (by pointer), the keys that were set, so that
-	// validation points at the value that is wrong and defaults see what was left unset.
-	keys   map[any]map[string]kv
+	// keys records, for each decoded struct (by pointer), the entries of its mapping, so
+	// that validation points at the value that is wrong and defaults see what was left
+	// unset. Only known keys are ever looked up, so unknown ones need no filtering out.
+	keys   map[any]entries
 	budget int
 }
 
-func newDecoder(file string) *decoder {
-	return &decoder{file: file, keys: map[any]map[string]kv{}, budget: maxNodes}
+func newDecoder() *decoder {
+	return &decoder{keys: make(map[any]entries, 16)}
+}
+
+// reset readies d for the next file. Load decodes every file with one decoder, so the keys
+// map is allocated once rather than grown again for each file.
+func (d *decoder) reset(file string) {
+	d.file = file
+	d.errs = nil // the previous file's errors belong to its caller now
+	clear(d.keys)
+	d.budget = maxNodes
 }
 
 func (d *decoder) pos(n *yaml.Node) Pos {
@@ -56,12 +97,13 @@ func (d *decoder) errorAt(p Pos, format string, args ...any) {
 
 // key returns what was written for key on the struct t, if anything.
 func (d *decoder) key(t any, key string) (kv, bool) {
-	m, ok := d.keys[t]
-	if !ok {
-		return kv{}, false
-	}
-	p, ok := m[key]
-	return p, ok
+	return d.keys[t].get(key)
+}
+
+// decoded reports whether the struct t was decoded from a mapping.
+func (d *decoder) decoded(t any) bool {
+	_, ok := d.keys[t]
+	return ok
 }
 
 // resolve follows aliases and unwraps documents. It returns nil when the budget is spent.
@@ -124,11 +166,19 @@ func quoteShort(s string) string {
 }
 
 // pairs lists a mapping's entries, applying `<<` merge keys (explicit keys win) and reporting
-// duplicate and non-string keys.
-func (d *decoder) pairs(n *yaml.Node, where string) []kv {
-	var out []kv
-	seen := map[string]*yaml.Node{}
-	var merged []kv
+// duplicate and non-string keys. in names the mapping for messages ("agent \"a\""), or is
+// empty.
+func (d *decoder) pairs(n *yaml.Node, in string) entries {
+	if plainMapping(n) {
+		return n.Content
+	}
+	where := ""
+	if in != "" {
+		where = " in " + in
+	}
+	out := make(entries, 0, len(n.Content))
+	seen := make(map[string]*yaml.Node, len(n.Content)/2)
+	var merged entries
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Kind == yaml.AliasNode {
@@ -138,8 +188,8 @@ func (d *decoder) pairs(n *yaml.Node, where string) []kv {
 			d.errorf(n.Content[i], "keys%s must be plain names, not %s", where, describe(k))
 			continue
 		}
-		if k.Tag == "!!merge" || k.Value == "<<" && k.Style == 0 {
-			merged = append(merged, d.mergeSource(v, where)...)
+		if isMergeKey(k) {
+			merged = append(merged, d.mergeSource(v, in)...)
 			continue
 		}
 		if prev, dup := seen[k.Value]; dup {
@@ -147,30 +197,59 @@ func (d *decoder) pairs(n *yaml.Node, where string) []kv {
 			continue
 		}
 		seen[k.Value] = k
-		out = append(out, kv{k, v})
+		out = append(out, k, v)
 	}
-	for _, p := range merged {
+	for p := range merged.all() {
 		if _, ok := seen[p.k.Value]; !ok {
 			seen[p.k.Value] = p.k
-			out = append(out, p)
+			out = append(out, p.k, p.v)
 		}
 	}
 	return out
 }
 
-func (d *decoder) mergeSource(v *yaml.Node, where string) []kv {
+// plainMappingMax bounds the mappings plainMapping checks for duplicate keys pair by pair;
+// bigger ones are rare and go through pairs' map.
+const plainMappingMax = 16
+
+// plainMapping reports whether a mapping's Content already is its entries: every key a
+// plain scalar that is not a merge key, and no key twice.
+func plainMapping(n *yaml.Node) bool {
+	c := n.Content
+	if len(c)%2 != 0 || len(c)/2 > plainMappingMax {
+		return false
+	}
+	for i := 0; i < len(c); i += 2 {
+		k := c[i]
+		if k.Kind != yaml.ScalarNode || isMergeKey(k) {
+			return false
+		}
+		for j := 0; j < i; j += 2 {
+			if c[j].Value == k.Value {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isMergeKey(k *yaml.Node) bool {
+	return k.Tag == "!!merge" || k.Value == "<<" && k.Style == 0
+}
+
+func (d *decoder) mergeSource(v *yaml.Node, in string) entries {
 	r := d.resolve(v)
 	if r == nil {
 		return nil
 	}
 	switch r.Kind {
 	case yaml.MappingNode:
-		return d.pairs(r, where)
+		return d.pairs(r, in)
 	case yaml.SequenceNode:
-		var out []kv
+		var out entries
 		for _, e := range r.Content {
 			if m := d.resolve(e); m != nil && m.Kind == yaml.MappingNode {
-				out = append(out, d.pairs(m, where)...)
+				out = append(out, d.pairs(m, in)...)
 			} else {
 				d.errorf(e, "`<<` merges mappings only, got %s", describe(m))
 			}
@@ -314,10 +393,10 @@ func (d *decoder) seq(n *yaml.Node, what string, one bool) ([]*yaml.Node, bool) 
 }
 
 // mapping returns a mapping's entries; null counts as an empty mapping when empty is true.
-func (d *decoder) mapping(n *yaml.Node, what string, empty bool) ([]kv, bool) {
+func (d *decoder) mapping(n *yaml.Node, what string, empty bool) (entries, bool) {
 	r := d.resolve(n)
 	if r != nil && r.Kind == yaml.MappingNode {
-		return d.pairs(r, " in "+what), true
+		return d.pairs(r, what), true
 	}
 	if empty && isNull(r) {
 		return nil, true
@@ -364,8 +443,9 @@ func (d *decoder) value(n *yaml.Node, depth int) (any, bool) {
 		}
 		return out, true
 	case yaml.MappingNode:
-		out := map[string]any{}
-		for _, p := range d.pairs(r, "") {
+		es := d.pairs(r, "")
+		out := make(map[string]any, es.len())
+		for p := range es.all() {
 			v, ok := d.value(p.v, depth+1)
 			if !ok {
 				return nil, false
@@ -422,9 +502,9 @@ func (o *object[T]) decode(d *decoder, k, n *yaml.Node, t *T, where string, hint
 		d.errorf(n, "%s must be a mapping of key: value lines, got %s", where, describe(r))
 		return
 	}
-	set := make(map[string]kv, len(r.Content)/2)
-	d.keys[t] = set
-	for _, p := range d.pairs(r, " in "+where) {
+	es := d.pairs(r, where)
+	d.keys[t] = es
+	for p := range es.all() {
 		i, ok := o.index[p.k.Value]
 		if !ok {
 			msg := fmt.Sprintf("unknown key %q in %s", p.k.Value, where)
@@ -437,11 +517,10 @@ func (o *object[T]) decode(d *decoder, k, n *yaml.Node, t *T, where string, hint
 			d.errorf(p.k, "%s%s", msg, didYouMean(p.k.Value, o.names))
 			continue
 		}
-		set[p.k.Value] = p
 		o.fields[i].decode(d, p.k, p.v, t)
 	}
 	for _, f := range o.fields {
-		if _, ok := set[f.key]; f.required && !ok {
+		if _, ok := es.get(f.key); f.required && !ok {
 			at := k
 			if at == nil {
 				at = r
@@ -574,12 +653,12 @@ func envField[T any](key, doc string, p func(*T) *map[string]string) field[T] {
 				"additionalProperties": map[string]any{"type": []any{"string", "number", "boolean"}}}
 		},
 		decode: func(d *decoder, _, v *yaml.Node, t *T) {
-			pairs, ok := d.mapping(v, key, true)
+			es, ok := d.mapping(v, key, true)
 			if !ok {
 				return
 			}
-			m := make(map[string]string, len(pairs))
-			for _, e := range pairs {
+			m := make(map[string]string, es.len())
+			for e := range es.all() {
 				if !isEnvName(e.k.Value) {
 					d.errorf(e.k, "%s: %q is not a valid environment variable name (letters, digits and _, not starting with a digit)", key, e.k.Value)
 					continue

@@ -41,13 +41,17 @@ func load(fsys fs.FS, dir, display string, join func(...string) string) (*Config
 	cfg := &Config{Dir: display, Routines: []*Routine{}}
 	var errs Errors
 	byName := map[string]*Routine{}
+	// One buffer serves every file: Parse keeps no reference to the bytes (yaml.v3 copies
+	// every value out of them), so only the largest file costs an allocation.
+	var buf []byte
+	d := newDecoder()
 	for _, e := range entries {
 		ext := path.Ext(e.Name())
 		if e.IsDir() || (ext != ".yaml" && ext != ".yml") {
 			continue
 		}
 		file := join(display, e.Name())
-		data, err := readFile(fsys, path.Join(dir, e.Name()))
+		data, err := readFile(fsys, path.Join(dir, e.Name()), buf[:0])
 		if err != nil {
 			if errors.Is(err, errTooLarge) {
 				errs = append(errs, Errorf(Pos{File: file}, "file is larger than %d bytes; a routine file is much smaller, is this the right file?", MaxFileSize))
@@ -55,7 +59,8 @@ func load(fsys fs.FS, dir, display string, join func(...string) string) (*Config
 			}
 			return nil, fmt.Errorf("read routine file %s: %w", file, err)
 		}
-		r, ferrs := Parse(file, data)
+		r, ferrs := d.parse(file, data)
+		buf = data
 		errs = append(errs, ferrs...)
 		if r == nil {
 			continue
@@ -76,7 +81,8 @@ func load(fsys fs.FS, dir, display string, join func(...string) string) (*Config
 
 var errTooLarge = errors.New("file too large")
 
-func readFile(fsys fs.FS, name string) ([]byte, error) {
+// readFile reads the file name into buf (from its start), growing it when needed.
+func readFile(fsys fs.FS, name string, buf []byte) ([]byte, error) {
 	f, err := fsys.Open(name)
 	if err != nil {
 		return nil, err
@@ -84,8 +90,8 @@ func readFile(fsys fs.FS, name string) ([]byte, error) {
 	defer f.Close()
 	// Sized from Stat, the buffer is allocated once instead of grown from 512 bytes; the
 	// limit still holds for a file that grows meanwhile or a Stat that reports no size.
-	var data []byte
-	if st, err := f.Stat(); err == nil && st.Size() > 0 && st.Size() <= MaxFileSize {
+	data := buf[:0]
+	if st, err := f.Stat(); err == nil && st.Size() > 0 && st.Size() <= MaxFileSize && int64(cap(data)) <= st.Size() {
 		data = make([]byte, 0, st.Size()+1)
 	}
 	data, err = readAllLimited(f, data)
@@ -131,7 +137,12 @@ func sortErrors(errs Errors) {
 
 // Parse decodes and validates one routine file and merges the defaults. file names it in
 // positions and gives the routine its default name. The routine is nil when errs is not empty.
-func Parse(file string, data []byte) (r *Routine, errs Errors) {
+func Parse(file string, data []byte) (*Routine, Errors) {
+	return newDecoder().parse(file, data)
+}
+
+// parse is Parse with d, which Load reuses from file to file.
+func (d *decoder) parse(file string, data []byte) (r *Routine, errs Errors) {
 	defer func() {
 		// The loader must never crash the daemon on a pushed file; a panic here is our bug,
 		// reported as a problem of the file rather than taking the process down.
@@ -139,7 +150,7 @@ func Parse(file string, data []byte) (r *Routine, errs Errors) {
 			r, errs = nil, Errors{Errorf(Pos{File: file}, "internal error while reading this file (please report it): %v", p)}
 		}
 	}()
-	d := newDecoder(file)
+	d.reset(file)
 	root, err := parseYAML(file, data)
 	if err != nil {
 		return nil, Errors{err}

@@ -159,11 +159,11 @@ var dispatchObj = newObject("on.dispatch", "dispatch",
 				"additionalProperties": map[string]any{"oneOf": []any{map[string]any{"type": "null"}, g.ref(inputObj)}}}
 		},
 		decode: func(d *decoder, _, v *yaml.Node, t *DispatchTrigger) {
-			pairs, ok := d.mapping(v, "inputs", true)
+			es, ok := d.mapping(v, "inputs", true)
 			if !ok {
 				return
 			}
-			for _, p := range pairs {
+			for p := range es.all() {
 				in := &Input{Pos: d.pos(p.k), Name: p.k.Value}
 				if !isIdent(p.k.Value) {
 					d.errorf(p.k, "input name %q is not valid: use letters, digits, _ and -, starting with a letter", p.k.Value)
@@ -499,14 +499,14 @@ func decodeMatrix(d *decoder, k, v *yaml.Node) *Matrix {
 		m.Expr = r.Value
 		return m
 	}
-	pairs, ok := d.mapping(v, "matrix", false)
+	es, ok := d.mapping(v, "matrix", false)
 	if !ok {
 		return nil
 	}
-	if len(pairs) == 0 {
+	if es.len() == 0 {
 		d.errorf(v, "matrix is empty; add an axis like os: [linux, mac]")
 	}
-	for _, p := range pairs {
+	for p := range es.all() {
 		switch name := p.k.Value; name {
 		case "include", "exclude":
 			items, ok := d.seq(p.v, "matrix."+name, false)
@@ -538,6 +538,8 @@ func decodeMatrix(d *decoder, k, v *yaml.Node) *Matrix {
 			case rv != nil && rv.Kind == yaml.SequenceNode:
 				if len(rv.Content) == 0 {
 					d.errorf(p.v, "matrix axis %q is empty, so the agent would never run; give it values or remove it", name)
+				} else {
+					ax.Values = make([]any, 0, len(rv.Content))
 				}
 				for _, it := range rv.Content {
 					if val, ok := d.value(it, 1); ok {
@@ -550,10 +552,13 @@ func decodeMatrix(d *decoder, k, v *yaml.Node) *Matrix {
 				d.errorf(p.v, "matrix axis %q must be a list of values or one ${{ }} expression, got %s", name, describe(rv))
 				continue
 			}
+			if m.Axes == nil {
+				m.Axes = make([]MatrixAxis, 0, es.len()) // every key but include and exclude is an axis
+			}
 			m.Axes = append(m.Axes, ax)
 		}
 	}
-	if len(m.Axes) == 0 && len(m.Include) == 0 && len(pairs) > 0 {
+	if len(m.Axes) == 0 && len(m.Include) == 0 && es.len() > 0 {
 		d.errorf(v, "matrix has no axis and no include, so the agent would never run")
 	}
 	return m
@@ -587,14 +592,16 @@ var routineObj = newObject("routine", "routine",
 )
 
 func decodeAgents(d *decoder, k, v *yaml.Node, t *Routine) {
-	pairs, ok := d.mapping(v, "agents", true)
+	es, ok := d.mapping(v, "agents", true)
 	if !ok {
 		return
 	}
-	if len(pairs) == 0 {
+	if es.len() == 0 {
 		d.errorf(k, "agents is empty; a routine needs at least one agent, indented under agents:")
+	} else {
+		t.Agents = make([]*Agent, 0, es.len())
 	}
-	for _, p := range pairs {
+	for p := range es.all() {
 		name := p.k.Value
 		a := &Agent{Pos: d.pos(p.k), Name: name}
 		r := d.resolve(p.v)

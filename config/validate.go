@@ -52,7 +52,7 @@ func (d *decoder) checkFilters(r *Routine) {
 		negV      []string
 		eventName string
 	}
-	var fs []filter
+	fs := make([]filter, 0, 5) // at most 5, so it stays on the stack
 	if p := r.On.Push; p != nil {
 		fs = append(fs,
 			filter{p, "branches", "branches-ignore", p.Branches, p.BranchesIgnore, "push"},
@@ -98,7 +98,7 @@ func (d *decoder) checkAgent(r *Routine, a *Agent, names []string) {
 	switch {
 	case hasUses && hasCommand:
 		d.errorf(kc.k, "%s sets both uses and command; keep one: uses runs a preset (%s), command runs any argv", where, strings.Join(preset.Names(), ", "))
-	case !hasUses && !hasCommand && d.keys[a] != nil:
+	case !hasUses && !hasCommand && d.decoded(a):
 		d.errorAt(a.Pos, "%s needs `uses: <preset>` (%s) or `command: [argv...]`", where, strings.Join(preset.Names(), ", "))
 	}
 	if kw, ok := d.key(a, "with"); ok && !hasUses {
@@ -112,7 +112,6 @@ func (d *decoder) checkAgent(r *Routine, a *Agent, names []string) {
 
 	if kn, ok := d.key(a, "needs"); ok {
 		items := d.resolveSeq(kn.v)
-		seen := map[string]bool{}
 		for i, n := range a.Needs {
 			at := kn.v
 			if i < len(items) {
@@ -123,10 +122,9 @@ func (d *decoder) checkAgent(r *Routine, a *Agent, names []string) {
 				d.errorf(at, "needs cycle: %s -> %s; an agent cannot need itself", a.Name, a.Name)
 			case r.Agent(n) == nil:
 				d.errorf(at, "%s needs %q, but there is no agent %q in this routine%s", where, n, n, didYouMean(n, names))
-			case seen[n]:
+			case slices.Contains(a.Needs[:i], n):
 				d.errorf(at, "%s lists %q twice in needs", where, n)
 			}
-			seen[n] = true
 		}
 	}
 
@@ -174,7 +172,7 @@ func (d *decoder) checkAgent(r *Routine, a *Agent, names []string) {
 		}
 	}
 
-	if _, ok := d.key(a, "image"); !ok && r.Defaults.Image == "" && d.keys[a] != nil {
+	if _, ok := d.key(a, "image"); !ok && r.Defaults.Image == "" && d.decoded(a) {
 		d.errorAt(a.Pos, "%s has no container image: set `image:` on the agent, or `defaults: {image: ...}` for the whole routine", where)
 	}
 }

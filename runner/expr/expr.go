@@ -11,6 +11,7 @@ package expr
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -37,8 +38,18 @@ const (
 	CtxEnv     = "env"
 )
 
+// Context bits, for sets of contexts (what an expression reads).
+const (
+	bitEvent uint8 = 1 << iota
+	bitRoutine
+	bitInputs
+	bitMatrix
+	bitNeeds
+	bitEnv
+)
+
 var contextBits = map[string]uint8{
-	CtxEvent: 1 << 0, CtxRoutine: 1 << 1, CtxInputs: 1 << 2, CtxMatrix: 1 << 3, CtxNeeds: 1 << 4, CtxEnv: 1 << 5,
+	CtxEvent: bitEvent, CtxRoutine: bitRoutine, CtxInputs: bitInputs, CtxMatrix: bitMatrix, CtxNeeds: bitNeeds, CtxEnv: bitEnv,
 }
 
 // Context is what expressions read. Nil maps are empty contexts; a missing property is null.
@@ -74,9 +85,11 @@ type Status struct {
 // vars is the variables for expressions that read the contexts in refs (contextBits) and,
 // with status set, call status functions. Only those are built: an expression can name no
 // other context (the patcher rejects unknown names), and copying env, inputs and needs for
-// every rendered template would dominate planning.
-func (c *Context) vars(refs uint8, status bool) map[string]any {
-	m := make(map[string]any, 8)
+// every rendered template would dominate planning. whole says which contexts are read as a
+// whole value rather than only through properties (see stringContext). Give the map back
+// with releaseVars.
+func (c *Context) vars(refs, whole uint8, status bool) map[string]any {
+	m := varsPool.Get().(map[string]any)
 	if status {
 		st := Status{Success: true}
 		if c.Status != nil {
@@ -86,22 +99,22 @@ func (c *Context) vars(refs uint8, status bool) map[string]any {
 		m[varFailure] = st.Failure
 		m[varCancelled] = st.Cancelled
 	}
-	if refs&contextBits[CtxEvent] != 0 {
+	if refs&bitEvent != 0 {
 		m[CtxEvent] = orEmpty(c.Event)
 	}
-	if refs&contextBits[CtxRoutine] != 0 {
+	if refs&bitRoutine != 0 {
 		m[CtxRoutine] = orEmpty(c.Routine)
 	}
-	if refs&contextBits[CtxInputs] != 0 {
-		m[CtxInputs] = stringMap(c.Inputs)
+	if refs&bitInputs != 0 {
+		m[CtxInputs] = stringContext(c.Inputs, whole&bitInputs != 0)
 	}
-	if refs&contextBits[CtxMatrix] != 0 {
+	if refs&bitMatrix != 0 {
 		m[CtxMatrix] = orEmpty(c.Matrix)
 	}
-	if refs&contextBits[CtxEnv] != 0 {
-		m[CtxEnv] = stringMap(c.Env)
+	if refs&bitEnv != 0 {
+		m[CtxEnv] = stringContext(c.Env, whole&bitEnv != 0)
 	}
-	if refs&contextBits[CtxNeeds] == 0 {
+	if refs&bitNeeds == 0 {
 		return m
 	}
 	needs := make(map[string]any, len(c.Needs))
@@ -116,9 +129,35 @@ func (c *Context) vars(refs uint8, status bool) map[string]any {
 	return m
 }
 
+// varsPool recycles the maps vars builds, one per evaluation otherwise. Only the map itself is
+// recycled, never the context values in it, and no result can refer to it: expressions
+// cannot name it (the patcher rejects $env).
+var varsPool = sync.Pool{New: func() any { return make(map[string]any, 8) }}
+
+// releaseVars gives a map from vars back once its expressions have run; nil is ignored.
+func releaseVars(m map[string]any) {
+	if m == nil {
+		return
+	}
+	clear(m)
+	varsPool.Put(m)
+}
+
 func orEmpty(m map[string]any) map[string]any {
 	if m == nil {
 		return map[string]any{}
+	}
+	return m
+}
+
+// stringContext is a map[string]string context (env, inputs) as expressions see it. Read
+// only through properties (env.NAME), the map serves as it is: property access (lookup)
+// reads it exactly as it reads a map[string]any, and no copy is made for every render. Read
+// as a whole value (toJSON(env), contains(inputs, 'x')), it is copied to the map[string]any
+// that the functions expect.
+func stringContext(m map[string]string, whole bool) any {
+	if whole {
+		return stringMap(m)
 	}
 	return m
 }
@@ -175,12 +214,13 @@ func exprErrorMessage(err error) string {
 	return err.Error()
 }
 
-// compiled is one expression, ready to run.
+// compiled is one expression, ready to run. It is immutable and shared by every template
+// that holds the same source (see memo); where it sits in each one is the part's offset.
 type compiled struct {
 	src    string // as the user wrote it, without ${{ }}
-	off    int    // byte offset of src in the template or condition source
 	prog   *vm.Program
 	refs   uint8
+	whole  uint8 // contexts read as a whole value, not only through properties
 	needs  []string
 	status bool // calls a status function
 }
@@ -189,14 +229,12 @@ type compiled struct {
 // problem and a message.
 func compileExpr(src string) (*compiled, int, string) {
 	if c := memo.get(src); c != nil {
-		cp := *c
-		return &cp, 0, ""
+		return c, 0, ""
 	}
 	c, off, msg := compileFresh(src)
 	if c != nil {
 		memo.put(src, c)
-		cp := *c
-		return &cp, 0, ""
+		return c, 0, ""
 	}
 	return nil, off, msg
 }
@@ -252,7 +290,7 @@ func compileFresh(src string) (*compiled, int, string) {
 	if err != nil {
 		return nil, exprErrorOffset(rewritten, offs, err), exprErrorMessage(err)
 	}
-	return &compiled{src: src, prog: prog, refs: p.refs, needs: p.needs, status: p.status}, 0, ""
+	return &compiled{src: src, prog: prog, refs: p.refs, whole: p.whole(), needs: p.needs, status: p.status}, 0, ""
 }
 
 // mapOffset turns a rune offset in the rewritten source into a byte offset in the original.
@@ -307,6 +345,26 @@ type patcher struct {
 	needs  []string
 	status bool
 	err    *nodeErr
+	// named and props count, per context bit, the times a context is named and the times
+	// it is the object of a property access (env.NAME, env['NAME']).
+	named, props [8]int
+}
+
+// whole is the contexts that are named other than as the object of a property access: their
+// value itself reaches a function or the result.
+func (p *patcher) whole() uint8 {
+	var w uint8
+	for i := range p.named {
+		if p.named[i] > p.props[i] {
+			w |= 1 << i
+		}
+	}
+	return w
+}
+
+// countContext counts one naming of the context bit (a single bit) in named or props.
+func countContext(counts *[8]int, bit uint8) {
+	counts[bits.TrailingZeros8(bit)]++
 }
 
 func (p *patcher) fail(n ast.Node, msg string) {
@@ -327,6 +385,7 @@ func (p *patcher) Visit(node *ast.Node) {
 		switch {
 		case contextBits[n.Value] != 0:
 			p.refs |= contextBits[n.Value]
+			countContext(&p.named, contextBits[n.Value])
 		case strings.HasPrefix(n.Value, "__"):
 		case n.Value == "secrets":
 			p.fail(n, "secrets are never interpolated into text: declare the secret under the routine's `secrets:` "+
@@ -345,6 +404,9 @@ func (p *patcher) Visit(node *ast.Node) {
 		if n.Method {
 			p.fail(n, "method calls are not supported; call functions like contains(a, b)")
 			return
+		}
+		if id, ok := n.Node.(*ast.IdentifierNode); ok && contextBits[id.Value] != 0 {
+			countContext(&p.props, contextBits[id.Value])
 		}
 		ast.Patch(node, call(fnGet, n.Node, n.Property))
 	case *ast.CallNode:
@@ -423,28 +485,37 @@ func errorAt(pos config.Pos, src string, off int, msg string) *config.Error {
 }
 
 // Template is text with embedded `${{ }}` expressions (prompts, titles, groups, matrix axes).
+// A template without expressions has no parts: it is its source.
 type Template struct {
 	src    string
 	pos    config.Pos
 	parts  []part
-	single *compiled // set when the template is exactly one expression
-	refs   uint8
+	single part // the expression when the template is exactly one (single.e is nil otherwise)
 	needs  []string
+	refs   uint8
+	whole  uint8 // contexts some expression reads as a whole value (see stringContext)
 	status bool
 }
 
+// part is literal text, or an expression at byte offset off of the template source.
 type part struct {
 	lit string
 	e   *compiled
+	off int
 }
 
 // CompileTemplate compiles src, found at pos in a config file. The error is a *config.Error.
 func CompileTemplate(src string, pos config.Pos) (*Template, error) {
 	t := &Template{src: src, pos: pos}
-	segs, serr := split(src)
+	if !strings.Contains(src, "${{") {
+		return t, nil // literal text: nothing to split or compile
+	}
+	var buf [8]segment
+	segs, serr := split(src, buf[:0])
 	if serr != nil {
 		return nil, errorAt(pos, src, serr.offset, serr.msg)
 	}
+	t.parts = make([]part, 0, len(segs))
 	exprs := 0
 	for _, s := range segs {
 		if !s.isExpr {
@@ -455,9 +526,10 @@ func CompileTemplate(src string, pos config.Pos) (*Template, error) {
 		if c == nil {
 			return nil, errorAt(pos, src, s.offset+off, fmt.Sprintf("in ${{ %s }}: %s", strings.TrimSpace(s.text), msg))
 		}
-		c.off = s.offset
-		t.parts = append(t.parts, part{e: c})
+		p := part{e: c, off: s.offset}
+		t.parts = append(t.parts, p)
 		t.refs |= c.refs
+		t.whole |= c.whole
 		t.status = t.status || c.status
 		for _, n := range c.needs {
 			if !containsString(t.needs, n) {
@@ -465,10 +537,10 @@ func CompileTemplate(src string, pos config.Pos) (*Template, error) {
 			}
 		}
 		exprs++
-		t.single = c
+		t.single = p
 	}
 	if exprs != 1 || strings.TrimSpace(stripExprs(segs)) != "" {
-		t.single = nil
+		t.single = part{}
 	}
 	return t, nil
 }
@@ -512,10 +584,7 @@ func (t *Template) UsesStatus() bool { return t.status }
 
 // Render evaluates every expression and joins the text. Values are formatted with Text.
 func (t *Template) Render(ctx *Context) (string, error) {
-	if !t.hasExprs() {
-		return t.src, nil
-	}
-	return t.render(ctx, nil, 0)
+	return t.render(ctx, 0)
 }
 
 // Partial renders like Render but keeps, as written, every expression that reads one of the
@@ -525,11 +594,16 @@ func (t *Template) Partial(ctx *Context, keep ...string) (string, error) {
 	for _, k := range keep {
 		mask |= contextBits[k]
 	}
-	return t.render(ctx, nil, mask)
+	return t.render(ctx, mask)
 }
 
-func (t *Template) render(ctx *Context, vars map[string]any, keep uint8) (string, error) {
+func (t *Template) render(ctx *Context, keep uint8) (string, error) {
+	if !t.hasExprs() {
+		return t.src, nil
+	}
+	var vars map[string]any // built at the first expression that runs, for all of them
 	var b strings.Builder
+	b.Grow(len(t.src)) // the text is about as long as the source, often the one allocation
 	for _, p := range t.parts {
 		if p.e == nil {
 			b.WriteString(p.lit)
@@ -542,32 +616,37 @@ func (t *Template) render(ctx *Context, vars map[string]any, keep uint8) (string
 			continue
 		}
 		if vars == nil {
-			vars = ctx.vars(t.refs, t.status)
+			vars = ctx.vars(t.refs, t.whole, t.status)
 		}
 		v, err := p.e.run(vars)
 		if err != nil {
-			return "", t.evalError(p.e, err)
+			releaseVars(vars)
+			return "", t.evalError(p, err)
 		}
 		b.WriteString(Text(v))
 	}
+	releaseVars(vars)
 	return b.String(), nil
 }
 
 // Value evaluates the template: the expression's own value (a list, a map, a number) when
 // the template is exactly one expression, the rendered text otherwise.
 func (t *Template) Value(ctx *Context) (any, error) {
-	if t.single == nil {
+	e := t.single.e
+	if e == nil {
 		return t.Render(ctx)
 	}
-	v, err := t.single.run(ctx.vars(t.single.refs, t.single.status))
+	vars := ctx.vars(e.refs, e.whole, e.status)
+	v, err := e.run(vars)
+	releaseVars(vars)
 	if err != nil {
 		return nil, t.evalError(t.single, err)
 	}
 	return v, nil
 }
 
-func (t *Template) evalError(c *compiled, err error) error {
-	return errorAt(t.pos, t.src, c.off, fmt.Sprintf("evaluating ${{ %s }}: %v", strings.TrimSpace(c.src), err))
+func (t *Template) evalError(p part, err error) error {
+	return errorAt(t.pos, t.src, p.off, fmt.Sprintf("evaluating ${{ %s }}: %v", strings.TrimSpace(p.e.src), err))
 }
 
 // Condition is an `if:` expression.
@@ -575,6 +654,7 @@ type Condition struct {
 	src string
 	pos config.Pos
 	e   *compiled // nil: the default, success()
+	off int       // byte offset of e in src
 }
 
 // CompileCondition compiles an `if:` value, bare or wrapped in ${{ }}. An empty source is the
@@ -584,7 +664,8 @@ func CompileCondition(src string, pos config.Pos) (*Condition, error) {
 	c := &Condition{src: src, pos: pos}
 	inner, off := src, 0
 	if strings.Contains(src, "${{") {
-		segs, serr := split(src)
+		var buf [8]segment
+		segs, serr := split(src, buf[:0])
 		if serr != nil {
 			return nil, errorAt(pos, src, serr.offset, serr.msg)
 		}
@@ -614,8 +695,7 @@ func CompileCondition(src string, pos config.Pos) (*Condition, error) {
 	if e == nil {
 		return nil, errorAt(pos, src, off+eoff, fmt.Sprintf("in if: %s: %s", strings.TrimSpace(inner), msg))
 	}
-	e.off = off
-	c.e = e
+	c.e, c.off = e, off
 	return c, nil
 }
 
@@ -641,9 +721,11 @@ func (c *Condition) Eval(ctx *Context) (bool, error) {
 	if c.e == nil {
 		return success, nil
 	}
-	v, err := c.e.run(ctx.vars(c.e.refs, c.e.status))
+	vars := ctx.vars(c.e.refs, c.e.whole, c.e.status)
+	v, err := c.e.run(vars)
+	releaseVars(vars)
 	if err != nil {
-		return false, errorAt(c.pos, c.src, c.e.off, fmt.Sprintf("evaluating if: %s: %v", strings.TrimSpace(c.e.src), err))
+		return false, errorAt(c.pos, c.src, c.off, fmt.Sprintf("evaluating if: %s: %v", strings.TrimSpace(c.e.src), err))
 	}
 	ok := Truthy(v)
 	if !c.e.status {

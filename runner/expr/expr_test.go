@@ -60,6 +60,10 @@ func TestTemplateValue(t *testing.T) {
 		{"expr builtins stay available", "${{ len(needs.audit.outputs) }}", 2},
 		{"property names that are expr keywords", "${{ event.in }}|${{ event.contains }}", "|"},
 		{"status functions at plan time", "${{ success() }} ${{ failure() }}", "true false"},
+		{"env properties ignore case", "${{ env.mode }} ${{ env['MODE'] }} [${{ env.nope }}]", "strict strict []"},
+		{"a whole env is an object", "${{ env }}", map[string]any{"MODE": "strict"}},
+		{"env read whole and by property in one template", "${{ env.MODE }} ${{ env }}", `strict {"MODE":"strict"}`},
+		{"whole inputs reach functions as an object", "${{ toJSON(inputs) == toJSON(fromJSON('{\"my-input\":\"x\",\"scope\":\"api\"}')) }}", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

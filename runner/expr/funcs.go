@@ -193,19 +193,9 @@ func lookup(obj, key any) any {
 	case nil:
 		return nil
 	case map[string]any:
-		k, ok := key.(string)
-		if !ok {
-			k = Text(key)
-		}
-		if v, ok := o[k]; ok {
-			return v
-		}
-		for mk, v := range o {
-			if strings.EqualFold(mk, k) {
-				return v
-			}
-		}
-		return nil
+		return lookupKey(o, Text(key))
+	case map[string]string: // env and inputs (see stringContext)
+		return lookupKey(o, Text(key))
 	case []any:
 		if k, ok := key.(string); ok {
 			out := make([]any, len(o))
@@ -219,7 +209,7 @@ func lookup(obj, key any) any {
 		}
 		return nil
 	}
-	// Other Go types (map[string]string, []string, typed maps) through reflection.
+	// Other Go types ([]string, typed maps) through reflection.
 	v := reflect.ValueOf(obj)
 	switch v.Kind() {
 	case reflect.Map:
@@ -246,6 +236,19 @@ func lookup(obj, key any) any {
 		}
 		if i, ok := index(key); ok && i >= 0 && i < v.Len() {
 			return v.Index(i).Interface()
+		}
+	}
+	return nil
+}
+
+// lookupKey is m[k], or else the value of a key equal to k ignoring case, or nil.
+func lookupKey[V any](m map[string]V, k string) any {
+	if v, ok := m[k]; ok {
+		return v
+	}
+	for mk, v := range m {
+		if strings.EqualFold(mk, k) {
+			return v
 		}
 	}
 	return nil

@@ -22,10 +22,10 @@ type scanError struct {
 	msg    string
 }
 
-// split cuts a template into literal text and expressions. A `}}` inside a quoted string does
-// not close an expression.
-func split(src string) ([]segment, *scanError) {
-	var segs []segment
+// split cuts a template into literal text and expressions, appended to segs. A `}}` inside a
+// quoted string does not close an expression. Callers pass a small array's slice as segs, so
+// that splitting a short template allocates nothing.
+func split(src string, segs []segment) ([]segment, *scanError) {
 	i := 0
 	for {
 		j := strings.Index(src[i:], "${{")

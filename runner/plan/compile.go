@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"iter"
 	"runtime"
 	"slices"
 	"sort"
@@ -108,21 +109,26 @@ func (c *compiler) add(where string, err error) {
 	c.errs = append(c.errs, &config.Error{Msg: where + ": " + err.Error()})
 }
 
-// template compiles src and rejects contexts that do not exist where it is used.
-func (c *compiler) template(src string, pos config.Pos, where string, forbid ...string) *expr.Template {
+// template compiles src and rejects contexts that do not exist where it is used. where names
+// the field in messages; it is called only when there is a problem to report, so compiling
+// builds no names.
+func (c *compiler) template(src string, pos config.Pos, where func() string, forbid ...string) *expr.Template {
 	t, err := expr.CompileTemplate(src, pos)
 	if err != nil {
-		c.add(where, err)
+		c.add(where(), err)
 		return nil
 	}
 	for _, f := range forbid {
 		if t.Uses(f) {
-			c.errorf(pos, "%s: %s is not available here (%s)", where, f, whyNot(f))
+			c.errorf(pos, "%s: %s is not available here (%s)", where(), f, whyNot(f))
 			return nil
 		}
 	}
 	return t
 }
+
+// named is template's where for a field whose name is fixed.
+func named(name string) func() string { return func() string { return name } }
 
 func whyNot(ctx string) string {
 	switch ctx {
@@ -169,19 +175,19 @@ func compileRoutineUncached(r *config.Routine) (*compiledRoutine, config.Errors)
 	}
 	rpos := lineOf(r.Pos)
 	for _, k := range sortedKeys(r.Env) {
-		if t := c.template(r.Env[k], rpos, "env."+k, expr.CtxNeeds, expr.CtxMatrix, expr.CtxEnv); t != nil {
+		if t := c.template(r.Env[k], rpos, func() string { return "env." + k }, expr.CtxNeeds, expr.CtxMatrix, expr.CtxEnv); t != nil {
 			cr.env = append(cr.env, envTemplate{k, t})
 		}
 	}
 	if r.Concurrency != nil {
-		cr.group = c.template(r.Concurrency.Group, lineOf(r.Concurrency.Pos), "concurrency.group", expr.CtxNeeds, expr.CtxMatrix)
+		cr.group = c.template(r.Concurrency.Group, lineOf(r.Concurrency.Pos), named("concurrency.group"), expr.CtxNeeds, expr.CtxMatrix)
 	}
 	if pr := r.Publish.PullRequest; pr != nil {
 		pos := lineOf(pr.Pos)
-		cr.prTitle = c.template(pr.Title, pos, "publish.pull-request.title", expr.CtxNeeds, expr.CtxMatrix)
-		cr.prBody = c.template(pr.Body, pos, "publish.pull-request.body", expr.CtxNeeds, expr.CtxMatrix)
+		cr.prTitle = c.template(pr.Title, pos, named("publish.pull-request.title"), expr.CtxNeeds, expr.CtxMatrix)
+		cr.prBody = c.template(pr.Body, pos, named("publish.pull-request.body"), expr.CtxNeeds, expr.CtxMatrix)
 		if pr.Branch != "" {
-			cr.prBranch = c.template(pr.Branch, pos, "publish.pull-request.branch", expr.CtxNeeds, expr.CtxMatrix)
+			cr.prBranch = c.template(pr.Branch, pos, named("publish.pull-request.branch"), expr.CtxNeeds, expr.CtxMatrix)
 		}
 	}
 	for _, a := range r.Agents {
@@ -213,7 +219,7 @@ func (c *compiler) agent(r *config.Routine, a *config.Agent, maxFanOut int) *com
 		ca.preset = p
 	}
 	if a.Prompt != "" {
-		if ca.prompt = c.template(a.Prompt, pos, where("prompt")); ca.prompt != nil {
+		if ca.prompt = c.template(a.Prompt, pos, func() string { return where("prompt") }); ca.prompt != nil {
 			checkNeeds("prompt", pos, ca.prompt.Needs())
 			ca.dynamic = ca.dynamic || usesNeeds(ca.prompt)
 		}
@@ -228,8 +234,11 @@ func (c *compiler) agent(r *config.Routine, a *config.Agent, maxFanOut int) *com
 			c.errorf(pos, "%s: matrix is not available in if: (the condition decides whether the agent runs at all)", where("if"))
 		}
 	}
+	if len(a.Command) > 0 {
+		ca.command = make([]*expr.Template, 0, len(a.Command))
+	}
 	for i, el := range a.Command {
-		t := c.template(el, pos, where(fmt.Sprintf("command[%d]", i)))
+		t := c.template(el, pos, func() string { return where(fmt.Sprintf("command[%d]", i)) })
 		if t != nil {
 			checkNeeds("command", pos, t.Needs())
 			ca.dynamic = ca.dynamic || usesNeeds(t)
@@ -237,7 +246,7 @@ func (c *compiler) agent(r *config.Routine, a *config.Agent, maxFanOut int) *com
 		ca.command = append(ca.command, t)
 	}
 	for _, k := range sortedKeys(a.Env) {
-		if t := c.template(a.Env[k], pos, where("env."+k)); t != nil {
+		if t := c.template(a.Env[k], pos, func() string { return where("env." + k) }); t != nil {
 			checkNeeds("env", pos, t.Needs())
 			ca.dynamic = ca.dynamic || usesNeeds(t)
 			ca.env = append(ca.env, envTemplate{k, t})
@@ -248,7 +257,7 @@ func (c *compiler) agent(r *config.Routine, a *config.Agent, maxFanOut int) *com
 		if !ok || !strings.Contains(s, "${{") {
 			continue
 		}
-		if t := c.template(s, pos, where("with."+k)); t != nil {
+		if t := c.template(s, pos, func() string { return where("with." + k) }); t != nil {
 			checkNeeds("with", pos, t.Needs())
 			ca.dynamic = ca.dynamic || usesNeeds(t)
 			if ca.with == nil {
@@ -260,16 +269,17 @@ func (c *compiler) agent(r *config.Routine, a *config.Agent, maxFanOut int) *com
 	if m := a.Matrix; m != nil {
 		mpos := lineOf(m.Pos)
 		if m.Expr != "" {
-			if ca.matrixExpr = c.template(m.Expr, mpos, where("matrix"), expr.CtxMatrix); ca.matrixExpr != nil {
+			if ca.matrixExpr = c.template(m.Expr, mpos, func() string { return where("matrix") }, expr.CtxMatrix); ca.matrixExpr != nil {
 				checkNeeds("matrix", mpos, ca.matrixExpr.Needs())
 			}
 			ca.dynamicMatrix = true
 		}
+		ca.axes = make([]axis, 0, len(m.Axes))
 		for _, ax := range m.Axes {
 			x := axis{name: ax.Name, values: ax.Values}
 			if ax.Expr != "" {
 				apos := lineOf(ax.Pos)
-				if x.expr = c.template(ax.Expr, apos, where("matrix."+ax.Name), expr.CtxMatrix); x.expr != nil {
+				if x.expr = c.template(ax.Expr, apos, func() string { return where("matrix." + ax.Name) }, expr.CtxMatrix); x.expr != nil {
 					checkNeeds("matrix."+ax.Name, apos, x.expr.Needs())
 				}
 				ca.dynamicMatrix = true
@@ -299,7 +309,7 @@ func (c *compiler) agent(r *config.Routine, a *config.Agent, maxFanOut int) *com
 		ca.secrets = appendUnique(ca.secrets, s)
 	}
 	if ca.preset != nil {
-		for _, s := range presetKeys(ca.preset, a.With) {
+		for s := range presetKeys(ca.preset, a.With) {
 			if slices.Contains(r.Secrets, s) {
 				ca.secrets = appendUnique(ca.secrets, s)
 				if !slices.Contains(a.Secrets, s) {
@@ -313,16 +323,25 @@ func (c *compiler) agent(r *config.Routine, a *config.Agent, maxFanOut int) *com
 	return ca
 }
 
-// presetKeys are the secret names a preset's API key may be declared under.
-func presetKeys(p *preset.Preset, with map[string]any) []string {
-	keys := slices.Clone(p.KeyEnv)
-	for _, api := range p.APIs(with) {
-		if api.Secret != "" {
-			keys = append(keys, api.Secret)
+// presetKeys yields the secret names a preset's API key may be declared under.
+func presetKeys(p *preset.Preset, with map[string]any) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for _, k := range p.KeyEnv {
+			if !yield(k) {
+				return
+			}
 		}
-		keys = append(keys, api.KeyEnv...)
+		for _, api := range p.APIs(with) {
+			if api.Secret != "" && !yield(api.Secret) {
+				return
+			}
+			for _, k := range api.KeyEnv {
+				if !yield(k) {
+					return
+				}
+			}
+		}
 	}
-	return keys
 }
 
 func replicas(a *config.Agent) int {

@@ -23,12 +23,29 @@ func (c combo) set(k string, v any) combo {
 	return c
 }
 
-func (c combo) clone() combo {
-	vals := make(map[string]any, len(c.vals))
-	for k, v := range c.vals {
-		vals[k] = v
+// product is the cartesian product of the axes, the first axis outermost. Each combination
+// is built once, at its final size, rather than grown axis by axis.
+func product(axes []axis) []combo {
+	if len(axes) == 0 {
+		return nil
 	}
-	return combo{keys: append([]string(nil), c.keys...), vals: vals}
+	n := 1
+	for _, ax := range axes {
+		n *= len(ax.values)
+	}
+	combos := make([]combo, n)
+	for i := range combos {
+		c := combo{keys: make([]string, 0, len(axes)), vals: make(map[string]any, len(axes))}
+		// Combination i picks, on each axis, digit i / stride of i in mixed radix.
+		rest, stride := i, n
+		for _, ax := range axes {
+			stride /= len(ax.values)
+			c = c.set(ax.name, ax.values[rest/stride])
+			rest %= stride
+		}
+		combos[i] = c
+	}
+	return combos
 }
 
 // expandMatrix expands axes (all with values) with GitHub Actions semantics: the cartesian
@@ -37,19 +54,7 @@ func (c combo) clone() combo {
 // whose axis values it does not change (its extra keys may overwrite what earlier includes
 // added), and becomes a combination of its own when it fits none.
 func expandMatrix(axes []axis, include, exclude []map[string]any) []combo {
-	var combos []combo
-	if len(axes) > 0 {
-		combos = []combo{{vals: map[string]any{}}}
-		for _, ax := range axes {
-			next := make([]combo, 0, len(combos)*len(ax.values))
-			for _, c := range combos {
-				for _, v := range ax.values {
-					next = append(next, c.clone().set(ax.name, v))
-				}
-			}
-			combos = next
-		}
-	}
+	combos := product(axes)
 	if len(exclude) > 0 {
 		kept := combos[:0]
 		for _, c := range combos {

@@ -146,14 +146,17 @@ func (cn *compiledNode) expand(needs map[string]expr.Need, preview bool) ([]*Ins
 		pull = "if-missing"
 	}
 	insts := make([]*Instance, 0, len(combos)*reps)
+	var ictx expr.Context // one for every combination: it escapes to the heap
 	for i, c := range combos {
-		ictx := ctx
+		ictx = ctx
 		if a.Matrix != nil {
 			ictx.Matrix = c.vals
 		}
-		env := maps.Clone(cn.base.Env)
-		if len(ca.env) > 0 && env == nil {
-			env = make(map[string]string, len(ca.env))
+		// Each combination owns its env, with room for the agent's variables.
+		var env map[string]string
+		if cn.base.Env != nil || len(ca.env) > 0 {
+			env = make(map[string]string, len(cn.base.Env)+len(ca.env))
+			maps.Copy(env, cn.base.Env)
 		}
 		for _, e := range ca.env {
 			v, err := render(e.t, &ictx)
@@ -175,10 +178,15 @@ func (cn *compiledNode) expand(needs map[string]expr.Need, preview bool) ([]*Ins
 			return nil, err
 		}
 		// The preset's own variables (e.g. IS_SANDBOX for claude) come first; the routine's win.
-		if len(presetEnv) > 0 {
-			merged := maps.Clone(presetEnv)
-			maps.Copy(merged, env)
-			env = merged
+		// env is this combination's own map and every template has been rendered, so the
+		// preset's are added in place.
+		if len(presetEnv) > 0 && env == nil {
+			env = make(map[string]string, len(presetEnv))
+		}
+		for k, v := range presetEnv {
+			if _, set := env[k]; !set {
+				env[k] = v
+			}
 		}
 		id := a.Name
 		if ids != nil {
@@ -209,9 +217,12 @@ func (cn *compiledNode) expand(needs map[string]expr.Need, preview bool) ([]*Ins
 			if reps > 1 {
 				inst.ID += "#" + strconv.Itoa(r)
 				inst.Replica = r
-				// Replicas are independent jobs: none may share mutable state.
-				inst.Argv = slices.Clone(argv)
-				inst.Env = maps.Clone(env)
+				// Replicas are independent jobs: none may share mutable state. The first
+				// takes this combination's own argv and env, the others copies.
+				if r > 1 {
+					inst.Argv = slices.Clone(argv)
+					inst.Env = maps.Clone(env)
+				}
 			}
 			insts = append(insts, inst)
 		}
