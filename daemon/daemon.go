@@ -56,7 +56,8 @@ type Options struct {
 	// RunAttempts is how many times a run is tried when its daemon dies or its infrastructure
 	// fails (default 3); then it concludes as a failure with the reason.
 	RunAttempts int
-	// MaxPerRepo bounds the runs of one repository this daemon runs at once (0: no limit).
+	// MaxPerRepo bounds the runs of one repository under way at once, across every daemon
+	// sharing the database (0: no limit). Runs beyond it wait in the queue, not in a worker.
 	MaxPerRepo int
 	// LeaseTTL is how long a lease lives without a heartbeat (default 30s).
 	LeaseTTL time.Duration
@@ -86,11 +87,10 @@ type Daemon struct {
 	kickRuns chan struct{} // wakes run workers
 	started  time.Time
 
-	mu       sync.Mutex
-	held     map[int64]*attempt
-	repoSems map[string]chan struct{}
-	runWG    sync.WaitGroup
-	running  atomic.Int64
+	mu      sync.Mutex
+	held    map[int64]*attempt
+	runWG   sync.WaitGroup
+	running atomic.Int64
 }
 
 // New checks o and makes a daemon; Run starts it.
@@ -135,7 +135,6 @@ func New(o Options) (*Daemon, error) {
 		kick:     make(chan struct{}, 1),
 		kickRuns: make(chan struct{}, 1),
 		held:     map[int64]*attempt{},
-		repoSems: map[string]chan struct{}{},
 	}
 	d.metrics = newMetrics(d)
 	d.sched = newScheduler(d)
@@ -250,7 +249,7 @@ func (d *Daemon) recover(ctx context.Context) error {
 			// Planning a delivery is short and deterministic: a restart in the middle is not
 			// the delivery's fault, so it costs no attempt (a delivery is never dropped because
 			// the daemon was killed three times while it waited).
-			if err := d.o.Store.Requeue(ctx, j.ID, d.o.Owner); err != nil && !errors.Is(err, store.ErrLeaseLost) {
+			if err := d.o.Store.Requeue(ctx, j.ID, d.o.Owner, 0); err != nil && !errors.Is(err, store.ErrLeaseLost) {
 				return fmt.Errorf("recover job %d: %w", j.ID, err)
 			}
 			continue

@@ -275,11 +275,33 @@ func TestCancelInProgressCancelsTheOlderRun(t *testing.T) {
 	})
 }
 
-// A run without cancel-in-progress waits for its group.
-func TestConcurrencyGroupWaits(t *testing.T) {
+// holdsBack checks that no run starts for a while (one is waiting while why), then lets the
+// blocked run go and waits for all total runs to succeed.
+func holdsBack(t *testing.T, p *fakePipeline, st store.Store, why string, total int) {
+	t.Helper()
+	select {
+	case id := <-p.started:
+		t.Fatalf("run %s started while %s", id, why)
+	case <-time.After(500 * time.Millisecond):
+	}
+	close(p.release)
+	waitFor(t, fmt.Sprintf("%d runs to succeed", total), 20*time.Second, func() bool {
+		runs := completedRuns(t, st)
+		for _, r := range runs {
+			if r.Conclusion != "success" {
+				t.Fatalf("run %s concluded %s", r.ID, r.Conclusion)
+			}
+		}
+		return len(runs) == total
+	})
+}
+
+// A run without cancel-in-progress waits for its group, in the queue rather than in a worker:
+// with two workers, one run holding the group and one waiting, other runs still go.
+func TestConcurrencyGroupWaitsWithoutAWorker(t *testing.T) {
 	st := storetest.SQLite(t).Open(t)
-	p := newFakePipeline(t, strings.Replace(blockRoutine, "cancel-in-progress: true", "cancel-in-progress: false", 1))
-	startDaemon(t, st, p, "one", nil)
+	p := newFakePipeline(t, strings.Replace(blockRoutine, "cancel-in-progress: true", "cancel-in-progress: false", 1), quickRoutine)
+	startDaemon(t, st, p, "one", func(o *Options) { o.Workers = 2 })
 	recordDispatch(t, st, "first", "block")
 	<-p.started
 	recordDispatch(t, st, "second", "block")
@@ -288,16 +310,39 @@ func TestConcurrencyGroupWaits(t *testing.T) {
 		r, err := st.GetRun(context.Background(), second)
 		return err == nil && r.Status == store.RunWaiting
 	})
-	select {
-	case id := <-p.started:
-		t.Fatalf("run %s started while the group was held", id)
-	case <-time.After(300 * time.Millisecond):
+	for _, id := range []string{"third", "fourth", "fifth"} {
+		recordDispatch(t, st, id, "quick")
+		select {
+		case got := <-p.started:
+			if got != RunID(id, "quick") {
+				t.Fatalf("started %s while the group was held, want %s", got, RunID(id, "quick"))
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("run %s did not start: the run waiting for its group holds the other worker", RunID(id, "quick"))
+		}
 	}
-	close(p.release)
-	waitFor(t, "both runs to succeed", 20*time.Second, func() bool {
-		runs := completedRuns(t, st)
-		return len(runs) == 2 && runs[0].Conclusion == "success" && runs[1].Conclusion == "success"
+	holdsBack(t, p, st, "the group was held", 5)
+	if c := p.calls(second); c != 1 {
+		t.Errorf("the waiting run ran %d times, want once", c)
+	}
+}
+
+// The per-repository limit holds across daemons sharing the database.
+func TestRepoLimitHoldsAcrossDaemons(t *testing.T) {
+	db := storetest.SQLite(t)
+	st1, st2 := db.Open(t), db.Open(t)
+	p := newFakePipeline(t, "name: block\non: {dispatch: {}}\nagents:\n  a: {image: x, command: [x]}\n")
+	limit := func(o *Options) { o.MaxPerRepo = 1 }
+	startDaemon(t, st1, p, "one", limit)
+	startDaemon(t, st2, p, "two", limit)
+	recordDispatch(t, st1, "first", "block")
+	recordDispatch(t, st1, "second", "block")
+	<-p.started
+	waitFor(t, "the other run to wait for the repository's slot", 10*time.Second, func() bool {
+		runs, err := st1.ListRuns(context.Background(), store.RunFilter{Status: store.RunWaiting})
+		return err == nil && len(runs) == 1
 	})
+	holdsBack(t, p, st1, "the repository's one slot was taken", 2)
 }
 
 // Shutdown stops intake at once, lets runs finish within the grace, then gives the rest back

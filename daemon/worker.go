@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"log/slog"
 	"strings"
 	"time"
@@ -75,17 +76,24 @@ func (d *Daemon) runJob(ctx context.Context, j store.Job) {
 		return
 	}
 	if run.ConcurrencyGroup != "" {
-		if !d.acquireGroup(ctx, log, run, pr) {
+		held, ok := d.acquireGroup(ctx, log, run, pr)
+		if !ok {
 			d.endEarly(bg, log, j, run, ctx, ev, pr)
 			return
 		}
+		if !held {
+			d.wait(bg, log, j, run, "its concurrency group "+run.ConcurrencyGroup)
+			return
+		}
 	}
-	release, ok := d.repoSlot(ctx, run.Repo)
-	if !ok {
-		d.endEarly(bg, log, j, run, ctx, ev, pr)
+	if !d.repoSlot(ctx, log, run) {
+		if ctx.Err() != nil {
+			d.endEarly(bg, log, j, run, ctx, ev, pr)
+			return
+		}
+		d.wait(bg, log, j, run, fmt.Sprintf("one of the %d runs of %s at a time to end", d.o.MaxPerRepo, run.Repo))
 		return
 	}
-	defer release()
 
 	started := d.o.Now()
 	if err := d.o.Store.UpdateRun(bg, store.Run{ID: run.ID, Status: store.RunRunning, StartedAt: started}); err != nil {
@@ -160,66 +168,92 @@ func (d *Daemon) replan(ctx context.Context, run store.Run) (*event.Event, *plan
 	return p.Event, p.Runs[0], nil
 }
 
-// acquireGroup waits until run holds its concurrency group; with cancel-in-progress it cancels
-// the holder first. False when ctx ended while waiting.
-func (d *Daemon) acquireGroup(ctx context.Context, log *slog.Logger, run store.Run, pr *plan.Run) bool {
+// acquireGroup tries to make run the holder of its concurrency group. With cancel-in-progress
+// it cancels the holder and waits for it to stop, which takes at most the sandbox's stop
+// grace. Otherwise held is false while another run holds the group, and the caller gives the
+// job back to wait without a worker. ok is false when ctx ended.
+func (d *Daemon) acquireGroup(ctx context.Context, log *slog.Logger, run store.Run, pr *plan.Run) (held, ok bool) {
 	cancelIn := pr.Concurrency != nil && pr.Concurrency.CancelInProgress
 	marked := false
 	var cancelled string
 	var cancelledAt time.Time
 	for {
-		ok, holder, err := d.o.Store.AcquireGroup(ctx, run.ConcurrencyGroup, run.ID)
+		got, holder, err := d.o.Store.AcquireGroup(ctx, run.ConcurrencyGroup, run.ID)
 		if err != nil {
 			log.Warn("acquire concurrency group", "group", run.ConcurrencyGroup, "err", err)
 		}
-		if ok {
-			return true
+		if got {
+			return true, true
 		}
-		if err == nil && cancelIn && holder != "" {
-			if holder != cancelled {
-				reason := fmt.Sprintf("superseded by run %s in concurrency group %s", run.ID, run.ConcurrencyGroup)
-				if _, err := d.o.Store.CancelJobs(ctx, holder, reason); err != nil {
-					log.Warn("cancel the run in progress", "holder", holder, "err", err)
-				} else {
-					log.Info("cancelling the run in progress", "holder", holder, "group", run.ConcurrencyGroup)
-					cancelled, cancelledAt = holder, d.o.Now()
-				}
-			} else if d.o.Now().Sub(cancelledAt) > 2*d.o.LeaseTTL {
-				// Nobody concluded the cancelled holder: its worker is gone.
-				_ = d.o.Store.UpdateRun(ctx, store.Run{ID: holder, Status: store.RunCompleted,
-					Conclusion: string(result.ConclusionCancelled), Error: "superseded by run " + run.ID, FinishedAt: d.o.Now()})
+		if !cancelIn || err != nil || holder == "" {
+			return false, true
+		}
+		if holder != cancelled {
+			reason := fmt.Sprintf("superseded by run %s in concurrency group %s", run.ID, run.ConcurrencyGroup)
+			if _, err := d.o.Store.CancelJobs(ctx, holder, reason); err != nil {
+				log.Warn("cancel the run in progress", "holder", holder, "err", err)
+			} else {
+				log.Info("cancelling the run in progress", "holder", holder, "group", run.ConcurrencyGroup)
+				cancelled, cancelledAt = holder, d.o.Now()
 			}
+		} else if d.o.Now().Sub(cancelledAt) > 2*d.o.LeaseTTL {
+			// Nobody concluded the cancelled holder: its worker is gone.
+			_ = d.o.Store.UpdateRun(ctx, store.Run{ID: holder, Status: store.RunCompleted,
+				Conclusion: string(result.ConclusionCancelled), Error: "superseded by run " + run.ID, FinishedAt: d.o.Now()})
 		}
 		if !marked {
 			_ = d.o.Store.UpdateRun(ctx, store.Run{ID: run.ID, Status: store.RunWaiting})
-			log.Info("waiting for the concurrency group", "group", run.ConcurrencyGroup, "holder", holder)
+			log.Info("waiting for the cancelled run to stop", "group", run.ConcurrencyGroup, "holder", holder)
 			marked = true
 		}
 		d.sleep(ctx, nil)
 		if ctx.Err() != nil {
-			return false
+			return false, false
 		}
 	}
 }
 
-func (d *Daemon) repoSlot(ctx context.Context, repo string) (func(), bool) {
-	if d.o.MaxPerRepo <= 0 {
-		return func() {}, true
+// repoSlot makes run hold one of its repository's MaxPerRepo slots. Each slot is a concurrency
+// group of its own, so the limit holds across every daemon sharing the database, and a slot
+// is freed with the run's groups when the run completes. False when other live runs hold them
+// all (or the store failed, which is logged; the run then waits like any other).
+func (d *Daemon) repoSlot(ctx context.Context, log *slog.Logger, run store.Run) bool {
+	n := d.o.MaxPerRepo
+	if n <= 0 {
+		return true
 	}
-	d.mu.Lock()
-	sem, ok := d.repoSems[repo]
-	if !ok {
-		sem = make(chan struct{}, d.o.MaxPerRepo)
-		d.repoSems[repo] = sem
+	// Starting at a slot that depends on the run makes a run given back to the queue (a
+	// shutdown) find the slot it holds first rather than take a second one.
+	first := int(crc32.ChecksumIEEE([]byte(run.ID)) % uint32(n))
+	for i := range n {
+		slot := fmt.Sprintf("repo-slot:%s#%d", run.Repo, (first+i)%n)
+		got, _, err := d.o.Store.AcquireGroup(ctx, slot, run.ID)
+		if err != nil {
+			log.Warn("acquire a slot of the repository's run limit", "slot", slot, "err", err)
+			return false
+		}
+		if got {
+			return true
+		}
 	}
-	d.mu.Unlock()
-	select {
-	case sem <- struct{}{}:
-		return func() { <-sem }, true
-	case <-ctx.Done():
-		return nil, false
+	return false
+}
+
+// wait gives a run job back to the queue for a little while without spending its attempt: the
+// run waits for what it needs without holding a worker that runs of other groups and
+// repositories can use meanwhile.
+func (d *Daemon) wait(bg context.Context, log *slog.Logger, j store.Job, run store.Run, what string) {
+	if run.Status != store.RunWaiting {
+		_ = d.o.Store.UpdateRun(bg, store.Run{ID: run.ID, Status: store.RunWaiting})
+		log.Info("run waits for " + what)
+	}
+	if err := d.o.Store.Requeue(bg, j.ID, d.o.Owner, d.waitRetry()); err != nil {
+		log.Warn("give the waiting run back to the queue", "err", err)
 	}
 }
+
+// waitRetry is how long a waiting run stays in the queue before it looks again.
+func (d *Daemon) waitRetry() time.Duration { return 5 * d.o.Poll }
 
 // endEarly handles a run job whose context ended before the run started.
 func (d *Daemon) endEarly(bg context.Context, log *slog.Logger, j store.Job, run store.Run, ctx context.Context, ev *event.Event, pr *plan.Run) {
@@ -243,7 +277,7 @@ func (d *Daemon) endEarly(bg context.Context, log *slog.Logger, j store.Job, run
 }
 
 func (d *Daemon) requeue(bg context.Context, log *slog.Logger, j store.Job, run store.Run) {
-	if err := d.o.Store.Requeue(bg, j.ID, d.o.Owner); err != nil {
+	if err := d.o.Store.Requeue(bg, j.ID, d.o.Owner, 0); err != nil {
 		log.Warn("give the run back to the queue", "err", err)
 		return
 	}

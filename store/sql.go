@@ -621,15 +621,16 @@ func (s *sqlStore) Fail(ctx context.Context, id int64, owner, reason string, ret
 	return dead, err
 }
 
-func (s *sqlStore) Requeue(ctx context.Context, id int64, owner string) error {
+func (s *sqlStore) Requeue(ctx context.Context, id int64, owner string, after time.Duration) error {
 	return s.tx(ctx, fmt.Sprintf("requeue job %d", id), func(tx *sql.Tx) error {
 		if _, err := s.leased(ctx, tx, id, owner, "requeue"); err != nil {
 			return err
 		}
-		now := micros(s.now())
+		now := s.now()
 		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET state = 'available',
 			attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
-			lease_owner = '', lease_expires = 0, run_after = $1, updated_at = $1 WHERE id = $2`, now, id); err != nil {
+			lease_owner = '', lease_expires = 0, run_after = $1, updated_at = $2 WHERE id = $3`,
+			micros(now.Add(max(after, 0))), micros(now), id); err != nil {
 			return fmt.Errorf("requeue job %d: %w", id, err)
 		}
 		return nil

@@ -168,8 +168,10 @@ type Store interface {
 	// Fail records an attempt's error. The job is retried after retryAfter while attempts remain;
 	// otherwise, or when retryAfter < 0 (a permanent failure), it is dead with reason.
 	Fail(ctx context.Context, id int64, owner string, reason string, retryAfter time.Duration) (dead bool, err error)
-	// Requeue gives a leased job back without consuming its attempt (graceful shutdown).
-	Requeue(ctx context.Context, id int64, owner string) error
+	// Requeue gives a leased job back without consuming its attempt, available again after
+	// `after`: 0 on graceful shutdown, a short delay for a run that must wait for its
+	// concurrency group or its repository's limit (its worker is free meanwhile).
+	Requeue(ctx context.Context, id int64, owner string, after time.Duration) error
 	// RescueExpired makes the jobs whose lease expired before now available again, or dead with
 	// "lease expired after N attempts" when none remain. It returns the jobs it changed, at most
 	// 1000 a call (call again while it returns 1000). On Postgres, jobs another daemon is rescuing

@@ -207,7 +207,7 @@ SIGTERM or SIGINT stops intake (webhooks answer 503), lets running agents finish
 	f.String("log-level", d.LogLevel, "log level: debug, info, warn, error (env AGENTRUNNER_LOG_LEVEL)")
 	f.Int("max-agents", d.MaxAgents, "agent containers running at once across all runs (env AGENTRUNNER_MAX_AGENTS)")
 	f.Int("max-runs", d.MaxRuns, "runs this daemon works on at once (env AGENTRUNNER_MAX_RUNS)")
-	f.Int("max-runs-per-repo", 0, "runs of one repository at once; 0 is no limit (env AGENTRUNNER_MAX_RUNS_PER_REPO)")
+	f.Int("max-runs-per-repo", 0, "runs of one repository under way at once, across all daemons on the database; 0 is no limit (env AGENTRUNNER_MAX_RUNS_PER_REPO)")
 	f.Int("run-attempts", d.RunAttempts, "tries of a run whose daemon died or whose infrastructure failed, before it concludes as failed (env AGENTRUNNER_RUN_ATTEMPTS)")
 	f.Duration("lease-ttl", d.LeaseTTL, "how long a job's lease lives without a heartbeat (env AGENTRUNNER_LEASE_TTL)")
 	f.Duration("shutdown-grace", d.ShutdownGrace, "how long running agents may finish after SIGTERM (env AGENTRUNNER_SHUTDOWN_GRACE)")

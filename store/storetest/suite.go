@@ -375,10 +375,10 @@ func testRequeue(t *testing.T, db DB) {
 	id, _, err := s.Enqueue(ctx, store.Job{Kind: "run", Key: "q", MaxAttempts: 1})
 	check(t, err)
 	must(s.Lease(ctx, "w", nil, 1, time.Minute))
-	if err := s.Requeue(ctx, id, "other"); !errors.Is(err, store.ErrLeaseLost) {
+	if err := s.Requeue(ctx, id, "other", 0); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("requeue by a non-owner: %v, want ErrLeaseLost", err)
 	}
-	check(t, s.Requeue(ctx, id, "w"))
+	check(t, s.Requeue(ctx, id, "w", 0))
 	l := must(s.Lease(ctx, "w2", nil, 1, time.Minute))
 	if len(l) != 1 || l[0].Attempts != 1 {
 		t.Fatalf("after requeue leased %+v, want attempt 1 of 1", l)
@@ -386,6 +386,18 @@ func testRequeue(t *testing.T, db DB) {
 	check(t, s.Complete(ctx, id, "w2", nil))
 	if err := s.Complete(ctx, id, "w2", nil); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("completing twice: %v, want ErrLeaseLost", err)
+	}
+
+	// Given back for later, a job is not leased before its time, and keeps its attempt.
+	later, _, err := s.Enqueue(ctx, store.Job{Kind: "run", Key: "later", MaxAttempts: 1})
+	check(t, err)
+	must(s.Lease(ctx, "w", nil, 1, time.Minute))
+	check(t, s.Requeue(ctx, later, "w", time.Hour))
+	if l := must(s.Lease(ctx, "w3", nil, 1, time.Minute)); len(l) != 0 {
+		t.Fatalf("a job requeued for an hour was leased at once: %+v", l)
+	}
+	if j := must(s.GetJob(ctx, later)); j.State != store.JobAvailable || j.Attempts != 0 || time.Until(j.RunAfter) < 59*time.Minute {
+		t.Fatalf("requeued job: state %s, attempts %d, run after %s; want available in an hour, no attempt spent", j.State, j.Attempts, j.RunAfter)
 	}
 }
 
