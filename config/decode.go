@@ -165,16 +165,26 @@ func quoteShort(s string) string {
 	return strconv.Quote(s)
 }
 
+// label names a mapping in messages: `on`, or `agent "audit"` for a named one. It is
+// formatted only when a message needs it, so decoding builds no names.
+type label struct{ what, name string }
+
+func (l label) String() string {
+	if l.name == "" {
+		return l.what
+	}
+	return l.what + " " + strconv.Quote(l.name)
+}
+
 // pairs lists a mapping's entries, applying `<<` merge keys (explicit keys win) and reporting
-// duplicate and non-string keys. in names the mapping for messages ("agent \"a\""), or is
-// empty.
-func (d *decoder) pairs(n *yaml.Node, in string) entries {
+// duplicate and non-string keys. in names the mapping for messages, or is empty.
+func (d *decoder) pairs(n *yaml.Node, in label) entries {
 	if plainMapping(n) {
 		return n.Content
 	}
 	where := ""
-	if in != "" {
-		where = " in " + in
+	if in.what != "" {
+		where = " in " + in.String()
 	}
 	out := make(entries, 0, len(n.Content))
 	seen := make(map[string]*yaml.Node, len(n.Content)/2)
@@ -237,7 +247,7 @@ func isMergeKey(k *yaml.Node) bool {
 	return k.Tag == "!!merge" || k.Value == "<<" && k.Style == 0
 }
 
-func (d *decoder) mergeSource(v *yaml.Node, in string) entries {
+func (d *decoder) mergeSource(v *yaml.Node, in label) entries {
 	r := d.resolve(v)
 	if r == nil {
 		return nil
@@ -396,7 +406,7 @@ func (d *decoder) seq(n *yaml.Node, what string, one bool) ([]*yaml.Node, bool) 
 func (d *decoder) mapping(n *yaml.Node, what string, empty bool) (entries, bool) {
 	r := d.resolve(n)
 	if r != nil && r.Kind == yaml.MappingNode {
-		return d.pairs(r, what), true
+		return d.pairs(r, label{what: what}), true
 	}
 	if empty && isNull(r) {
 		return nil, true
@@ -443,7 +453,7 @@ func (d *decoder) value(n *yaml.Node, depth int) (any, bool) {
 		}
 		return out, true
 	case yaml.MappingNode:
-		es := d.pairs(r, "")
+		es := d.pairs(r, label{})
 		out := make(map[string]any, es.len())
 		for p := range es.all() {
 			v, ok := d.value(p.v, depth+1)
@@ -493,7 +503,7 @@ func newObject[T any](what, def, doc string, fields ...field[T]) *object[T] {
 // decode fills t from the mapping n; where says which one for messages (`agent "audit"`).
 // Unknown keys are errors with a suggestion; hint may add advice for a key that belongs
 // to another level.
-func (o *object[T]) decode(d *decoder, k, n *yaml.Node, t *T, where string, hint func(key string) string) {
+func (o *object[T]) decode(d *decoder, k, n *yaml.Node, t *T, where label, hint func(key string) string) {
 	r := d.resolve(n)
 	if isNull(r) {
 		r = &yaml.Node{Kind: yaml.MappingNode}
@@ -676,7 +686,7 @@ func objField[T, U any](key string, o *object[U], p func(*T) *U) field[T] {
 	return field[T]{key: key, doc: o.doc,
 		schema: func(g *schemaGen) map[string]any { return g.ref(o) },
 		decode: func(d *decoder, k, v *yaml.Node, t *T) {
-			o.decode(d, k, v, p(t), o.what, nil)
+			o.decode(d, k, v, p(t), label{what: o.what}, nil)
 		}}
 }
 

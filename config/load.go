@@ -163,7 +163,7 @@ func (d *decoder) parse(file string, data []byte) (r *Routine, errs Errors) {
 	case doc.Kind != yaml.MappingNode:
 		return nil, Errors{Errorf(d.pos(doc), "a routine file must be a mapping of keys (on:, agents:, ...), got %s", describe(doc))}
 	}
-	routineObj.decode(d, nil, doc, r, "routine", routineKeyHint)
+	routineObj.decode(d, nil, doc, r, label{what: "routine"}, routineKeyHint)
 	if k, ok := d.key(r, "name"); ok {
 		r.Pos = d.pos(k.v) // a routine named in the file is where its name is written
 	}

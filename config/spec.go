@@ -25,7 +25,7 @@ func ptrField[T, U any](key string, o *object[U], p func(*T) **U, pos func(*U) *
 		decode: func(d *decoder, k, v *yaml.Node, t *T) {
 			u := new(U)
 			*pos(u) = d.pos(k)
-			o.decode(d, k, v, u, o.what, nil)
+			o.decode(d, k, v, u, label{what: o.what}, nil)
 			*p(t) = u
 		}}
 }
@@ -168,7 +168,7 @@ var dispatchObj = newObject("on.dispatch", "dispatch",
 				if !isIdent(p.k.Value) {
 					d.errorf(p.k, "input name %q is not valid: use letters, digits, _ and -, starting with a letter", p.k.Value)
 				}
-				inputObj.decode(d, p.k, p.v, in, fmt.Sprintf("input %q", p.k.Value), nil)
+				inputObj.decode(d, p.k, p.v, in, label{"input", p.k.Value}, nil)
 				t.Inputs = append(t.Inputs, in)
 			}
 		}},
@@ -202,7 +202,7 @@ var triggersObj = newObject("on", "on",
 			}
 			for _, it := range r.Content {
 				s := Schedule{Pos: d.pos(it)}
-				scheduleObj.decode(d, it, it, &s, "schedule entry", nil)
+				scheduleObj.decode(d, it, it, &s, label{what: "schedule entry"}, nil)
 				t.Schedule = append(t.Schedule, s)
 			}
 		}},
@@ -218,7 +218,7 @@ func decodeOn(d *decoder, k, v *yaml.Node, t *Triggers) {
 			d.errorf(k, "on is empty; name at least one event: %s", strings.Join(eventNames, ", "))
 			return
 		}
-		triggersObj.decode(d, k, v, t, "on", nil)
+		triggersObj.decode(d, k, v, t, label{what: "on"}, nil)
 		return
 	}
 	items, ok := d.seq(v, "on", true)
@@ -272,7 +272,7 @@ func concurrencyField() field[Routine] {
 			if r := d.resolve(v); r != nil && r.Kind == yaml.ScalarNode && r.Tag == "!!str" {
 				c.Group = r.Value
 			} else {
-				concurrencyObj.decode(d, k, v, c, "concurrency", nil)
+				concurrencyObj.decode(d, k, v, c, label{what: "concurrency"}, nil)
 			}
 			if strings.TrimSpace(c.Group) == "" {
 				d.errorf(v, "concurrency group is empty; name one, like \"deploy\" or \"review-${{ event.pull_request.number }}\"")
@@ -332,7 +332,7 @@ func decodeNetwork(d *decoder, k, v *yaml.Node) *Network {
 	r := d.resolve(v)
 	if r != nil && r.Kind == yaml.MappingNode {
 		n.Mode = NetworkAllow
-		networkAllowObj.decode(d, k, v, n, "network", nil)
+		networkAllowObj.decode(d, k, v, n, label{what: "network"}, nil)
 		if _, ok := d.key(n, "allow"); ok && len(n.Allow) == 0 {
 			d.errorf(v, "network.allow is empty; list host:port entries, or write `network: none`")
 		}
@@ -618,7 +618,7 @@ func decodeAgents(d *decoder, k, v *yaml.Node, t *Routine) {
 			if !isIdent(name) {
 				d.errorf(p.k, "agent name %q is not valid: use letters, digits, _ and -, starting with a letter", name)
 			}
-			agentObj.decode(d, p.k, p.v, a, fmt.Sprintf("agent %q", name), agentKeyHint)
+			agentObj.decode(d, p.k, p.v, a, label{"agent", name}, agentKeyHint)
 		}
 		t.Agents = append(t.Agents, a)
 	}

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 
@@ -92,7 +91,7 @@ func (d *decoder) checkInputs(r *Routine) {
 }
 
 func (d *decoder) checkAgent(r *Routine, a *Agent, names []string) {
-	where := fmt.Sprintf("agent %q", a.Name)
+	where := label{"agent", a.Name}
 	ku, hasUses := d.key(a, "uses")
 	kc, hasCommand := d.key(a, "command")
 	switch {

@@ -490,7 +490,7 @@ type Template struct {
 	src    string
 	pos    config.Pos
 	parts  []part
-	single part // the expression when the template is exactly one (single.e is nil otherwise)
+	single *part // in parts: the expression when the template is exactly one, else nil
 	needs  []string
 	refs   uint8
 	whole  uint8 // contexts some expression reads as a whole value (see stringContext)
@@ -526,8 +526,7 @@ func CompileTemplate(src string, pos config.Pos) (*Template, error) {
 		if c == nil {
 			return nil, errorAt(pos, src, s.offset+off, fmt.Sprintf("in ${{ %s }}: %s", strings.TrimSpace(s.text), msg))
 		}
-		p := part{e: c, off: s.offset}
-		t.parts = append(t.parts, p)
+		t.parts = append(t.parts, part{e: c, off: s.offset})
 		t.refs |= c.refs
 		t.whole |= c.whole
 		t.status = t.status || c.status
@@ -537,10 +536,14 @@ func CompileTemplate(src string, pos config.Pos) (*Template, error) {
 			}
 		}
 		exprs++
-		t.single = p
 	}
-	if exprs != 1 || strings.TrimSpace(stripExprs(segs)) != "" {
-		t.single = part{}
+	// parts is complete (and never grows again), so single may point into it.
+	if exprs == 1 && strings.TrimSpace(stripExprs(segs)) == "" {
+		for i := range t.parts {
+			if t.parts[i].e != nil {
+				t.single = &t.parts[i]
+			}
+		}
 	}
 	return t, nil
 }
@@ -632,15 +635,15 @@ func (t *Template) render(ctx *Context, keep uint8) (string, error) {
 // Value evaluates the template: the expression's own value (a list, a map, a number) when
 // the template is exactly one expression, the rendered text otherwise.
 func (t *Template) Value(ctx *Context) (any, error) {
-	e := t.single.e
-	if e == nil {
+	if t.single == nil {
 		return t.Render(ctx)
 	}
+	e := t.single.e
 	vars := ctx.vars(e.refs, e.whole, e.status)
 	v, err := e.run(vars)
 	releaseVars(vars)
 	if err != nil {
-		return nil, t.evalError(t.single, err)
+		return nil, t.evalError(*t.single, err)
 	}
 	return v, nil
 }

@@ -279,7 +279,7 @@ func (c *compiler) agent(r *config.Routine, a *config.Agent, maxFanOut int) *com
 			x := axis{name: ax.Name, values: ax.Values}
 			if ax.Expr != "" {
 				apos := lineOf(ax.Pos)
-				if x.expr = c.template(ax.Expr, apos, func() string { return where("matrix." + ax.Name) }, expr.CtxMatrix); x.expr != nil {
+				if x.expr = c.template(ax.Expr, apos, func() string { return where("matrix." + ax.Name) }, expr.CtxMatrix); x.expr != nil && len(x.expr.Needs()) > 0 {
 					checkNeeds("matrix."+ax.Name, apos, x.expr.Needs())
 				}
 				ca.dynamicMatrix = true

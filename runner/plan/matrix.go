@@ -3,6 +3,7 @@ package plan
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/agentrunner/agentrunner/runner/expr"
@@ -33,17 +34,26 @@ func product(axes []axis) []combo {
 	for _, ax := range axes {
 		n *= len(ax.values)
 	}
+	// Every combination has the same keys, so they share one slice. Its capacity is its
+	// length: a key an include adds to one combination (set) copies it first.
+	keys := make([]string, 0, len(axes))
+	for _, ax := range axes {
+		if !slices.Contains(keys, ax.name) {
+			keys = append(keys, ax.name)
+		}
+	}
+	keys = slices.Clip(keys)
 	combos := make([]combo, n)
 	for i := range combos {
-		c := combo{keys: make([]string, 0, len(axes)), vals: make(map[string]any, len(axes))}
+		vals := make(map[string]any, len(keys))
 		// Combination i picks, on each axis, digit i / stride of i in mixed radix.
 		rest, stride := i, n
 		for _, ax := range axes {
 			stride /= len(ax.values)
-			c = c.set(ax.name, ax.values[rest/stride])
+			vals[ax.name] = ax.values[rest/stride]
 			rest %= stride
 		}
-		combos[i] = c
+		combos[i] = combo{keys: keys, vals: vals}
 	}
 	return combos
 }

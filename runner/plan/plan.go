@@ -104,6 +104,9 @@ func eventPayload(ev *event.Event) map[string]any {
 // inputs applies the routine's dispatch inputs to the given values: defaults, required,
 // options, and no unknown names.
 func inputs(r *config.Routine, ev *event.Event, opts Options) (map[string]string, error) {
+	if (r.On.Dispatch == nil || len(r.On.Dispatch.Inputs) == 0) && len(ev.Inputs) == 0 && len(opts.Inputs) == 0 {
+		return nil, nil // nothing declared, nothing given
+	}
 	given := map[string]string{}
 	maps.Copy(given, ev.Inputs)
 	maps.Copy(given, opts.Inputs)
@@ -198,6 +201,9 @@ func buildRun(r *config.Routine, ev *event.Event, payload map[string]any, opts O
 	order, err := topoOrder(r)
 	if err != nil {
 		return nil, err
+	}
+	if len(order) > 0 {
+		run.Nodes = make([]*Node, 0, len(order))
 	}
 	for _, i := range order {
 		ca := cr.agents[i]

@@ -16,10 +16,13 @@ import (
 type Pattern struct {
 	src    string
 	negate bool
-	// re is built on the first Match: validating a config checks every pattern's syntax, but
-	// most patterns are never matched in that process, and building the regexp is most of
-	// the cost of a pattern.
-	re func() *regexp.Regexp
+	// compiled, the regexp of expr, is built on the first Match (see re): validating a config
+	// checks every pattern's syntax, but most patterns are never matched in that process,
+	// and building the regexp is most of the cost of a pattern. The fields live in the
+	// Pattern itself, so a pattern is one allocation (sync.OnceValue would add three).
+	expr     string
+	once     sync.Once
+	compiled *regexp.Regexp
 }
 
 // Error says what is wrong in a pattern and where (Offset is a 0-based byte offset into
@@ -116,17 +119,22 @@ func Compile(p string) (*Pattern, error) {
 		}
 	}
 	re.WriteString(`$`)
-	src := re.String()
-	pat.re = sync.OnceValue(func() *regexp.Regexp {
-		compiled, err := regexp.Compile(src)
+	pat.expr = re.String()
+	return pat, nil
+}
+
+// re returns the pattern's regexp, building it on the first call.
+func (p *Pattern) re() *regexp.Regexp {
+	p.once.Do(func() {
+		compiled, err := regexp.Compile(p.expr)
 		if err != nil {
 			// Unreachable by construction (FuzzCompile checks it); a pattern that somehow
 			// fails matches nothing rather than crashing the matcher.
-			return nothing
+			compiled = nothing
 		}
-		return compiled
+		p.compiled = compiled
 	})
-	return pat, nil
+	return p.compiled
 }
 
 // nothing is the regexp of a pattern whose regexp could not be built.
