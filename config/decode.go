@@ -307,11 +307,26 @@ func (d *decoder) strItem(n *yaml.Node, key string, i int) (string, bool) {
 // text accepts any non-null scalar as its written text: `user: 1000`, `default: 3`.
 func (d *decoder) text(n *yaml.Node, what string) (string, bool) {
 	r := d.resolve(n)
-	if r == nil || r.Kind != yaml.ScalarNode || r.Tag == "!!null" {
+	if !isText(r) {
 		d.errorf(n, "%s must be a string, got %s", what, describe(r))
 		return "", false
 	}
 	return r.Value, true
+}
+
+// textItem is text for the i-th item of a list, naming it key[i] only when it is wrong.
+func (d *decoder) textItem(n *yaml.Node, key string, i int) (string, bool) {
+	r := d.resolve(n)
+	if !isText(r) {
+		d.errorf(n, "%s[%d] must be a string, got %s", key, i, describe(r))
+		return "", false
+	}
+	return r.Value, true
+}
+
+// isText reports whether a resolved node is a scalar that text accepts.
+func isText(r *yaml.Node) bool {
+	return r != nil && r.Kind == yaml.ScalarNode && r.Tag != "!!null"
 }
 
 func (d *decoder) boolean(n *yaml.Node, what string) (bool, bool) {
@@ -530,7 +545,10 @@ func (o *object[T]) decode(d *decoder, k, n *yaml.Node, t *T, where label, hint 
 		o.fields[i].decode(d, p.k, p.v, t)
 	}
 	for _, f := range o.fields {
-		if _, ok := es.get(f.key); f.required && !ok {
+		if !f.required {
+			continue
+		}
+		if _, ok := es.get(f.key); !ok {
 			at := k
 			if at == nil {
 				at = r

@@ -42,8 +42,9 @@ func load(fsys fs.FS, dir, display string, join func(...string) string) (*Config
 	var errs Errors
 	byName := map[string]*Routine{}
 	// One buffer serves every file: Parse keeps no reference to the bytes (yaml.v3 copies
-	// every value out of them), so only the largest file costs an allocation.
-	var buf []byte
+	// every value out of them). It starts large enough for a typical routine and grows for
+	// a bigger file, so no file needs a Stat to size it.
+	buf := make([]byte, 0, 16<<10)
 	d := newDecoder()
 	for _, e := range entries {
 		ext := path.Ext(e.Name())
@@ -88,13 +89,7 @@ func readFile(fsys fs.FS, name string, buf []byte) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	// Sized from Stat, the buffer is allocated once instead of grown from 512 bytes; the
-	// limit still holds for a file that grows meanwhile or a Stat that reports no size.
-	data := buf[:0]
-	if st, err := f.Stat(); err == nil && st.Size() > 0 && st.Size() <= MaxFileSize && int64(cap(data)) <= st.Size() {
-		data = make([]byte, 0, st.Size()+1)
-	}
-	data, err = readAllLimited(f, data)
+	data, err := readAllLimited(f, buf[:0])
 	if err != nil {
 		return nil, err
 	}

@@ -143,7 +143,7 @@ var inputObj = newObject("dispatch input", "input",
 				return
 			}
 			for i, it := range items {
-				if s, ok := d.text(it, fmt.Sprintf("options[%d]", i)); ok {
+				if s, ok := d.textItem(it, "options", i); ok {
 					t.Options = append(t.Options, s)
 				}
 			}
@@ -435,7 +435,7 @@ var agentObj = newObject("agent", "agent",
 				d.errorf(v, "command is empty; give the program and its arguments, like [make, test]")
 			}
 			for i, it := range items {
-				if s, ok := d.text(it, fmt.Sprintf("command[%d]", i)); ok {
+				if s, ok := d.textItem(it, "command", i); ok {
 					t.Command = append(t.Command, s)
 				}
 			}

@@ -92,24 +92,25 @@ func (d *decoder) checkInputs(r *Routine) {
 
 func (d *decoder) checkAgent(r *Routine, a *Agent, names []string) {
 	where := label{"agent", a.Name}
-	ku, hasUses := d.key(a, "uses")
-	kc, hasCommand := d.key(a, "command")
+	keys := d.keys[a] // what the agent's mapping sets
+	ku, hasUses := keys.get("uses")
+	kc, hasCommand := keys.get("command")
 	switch {
 	case hasUses && hasCommand:
 		d.errorf(kc.k, "%s sets both uses and command; keep one: uses runs a preset (%s), command runs any argv", where, strings.Join(preset.Names(), ", "))
 	case !hasUses && !hasCommand && d.decoded(a):
 		d.errorAt(a.Pos, "%s needs `uses: <preset>` (%s) or `command: [argv...]`", where, strings.Join(preset.Names(), ", "))
 	}
-	if kw, ok := d.key(a, "with"); ok && !hasUses {
+	if kw, ok := keys.get("with"); ok && !hasUses {
 		d.errorf(kw.k, "%s: with: sets preset options and needs uses:; a command agent takes its options in its argv", where)
 	}
 	if hasUses && a.Uses != "" {
-		if _, ok := d.key(a, "prompt"); !ok {
+		if _, ok := keys.get("prompt"); !ok {
 			d.errorf(ku.k, "%s uses %s but has no prompt; add `prompt: \"...\"` with the task", where, a.Uses)
 		}
 	}
 
-	if kn, ok := d.key(a, "needs"); ok {
+	if kn, ok := keys.get("needs"); ok {
 		items := d.resolveSeq(kn.v)
 		for i, n := range a.Needs {
 			at := kn.v
@@ -128,7 +129,7 @@ func (d *decoder) checkAgent(r *Routine, a *Agent, names []string) {
 	}
 
 	if len(a.Secrets) > 0 {
-		ks, _ := d.key(a, "secrets")
+		ks, _ := keys.get("secrets")
 		items := d.resolveSeq(ks.v)
 		for i, s := range a.Secrets {
 			if !slices.Contains(r.Secrets, s) {
@@ -141,9 +142,9 @@ func (d *decoder) checkAgent(r *Routine, a *Agent, names []string) {
 		}
 	}
 
-	kq, hasQuorum := d.key(a, "quorum")
-	kv, hasVote := d.key(a, "vote")
-	kj, hasJudge := d.key(a, "judge")
+	kq, hasQuorum := keys.get("quorum")
+	kv, hasVote := keys.get("vote")
+	kj, hasJudge := keys.get("judge")
 	replicas := max(a.Replicas, 1)
 	if hasQuorum {
 		if a.Quorum > replicas {
@@ -171,7 +172,7 @@ func (d *decoder) checkAgent(r *Routine, a *Agent, names []string) {
 		}
 	}
 
-	if _, ok := d.key(a, "image"); !ok && r.Defaults.Image == "" && d.decoded(a) {
+	if _, ok := keys.get("image"); !ok && r.Defaults.Image == "" && d.decoded(a) {
 		d.errorAt(a.Pos, "%s has no container image: set `image:` on the agent, or `defaults: {image: ...}` for the whole routine", where)
 	}
 }
