@@ -123,18 +123,12 @@ func (cn *compiledNode) expand(needs map[string]expr.Need, preview bool) ([]*Ins
 	if a.Matrix != nil {
 		ids = labels(combos)
 	}
-	var keep []string
+	rd := renderer{preview: preview}
 	if preview {
-		keep = []string{expr.CtxNeeds}
+		rd.keep = []string{expr.CtxNeeds}
 		if ca.dynamicMatrix {
-			keep = append(keep, expr.CtxMatrix)
+			rd.keep = append(rd.keep, expr.CtxMatrix)
 		}
-	}
-	render := func(t *expr.Template, c *expr.Context) (string, error) {
-		if preview {
-			return t.Partial(c, keep...)
-		}
-		return t.Render(c)
 	}
 
 	network := a.Network
@@ -146,9 +140,8 @@ func (cn *compiledNode) expand(needs map[string]expr.Need, preview bool) ([]*Ins
 		pull = "if-missing"
 	}
 	insts := make([]*Instance, 0, len(combos)*reps)
-	var ictx expr.Context // one for every combination: it escapes to the heap
 	for i, c := range combos {
-		ictx = ctx
+		ictx := ctx
 		if a.Matrix != nil {
 			ictx.Matrix = c.vals
 		}
@@ -159,7 +152,7 @@ func (cn *compiledNode) expand(needs map[string]expr.Need, preview bool) ([]*Ins
 			maps.Copy(env, cn.base.Env)
 		}
 		for _, e := range ca.env {
-			v, err := render(e.t, &ictx)
+			v, err := rd.render(e.t, &ictx)
 			if err != nil {
 				return nil, fmt.Errorf("agent %s: %w", a.Name, err)
 			}
@@ -169,11 +162,11 @@ func (cn *compiledNode) expand(needs map[string]expr.Need, preview bool) ([]*Ins
 		prompt := a.Prompt
 		if ca.prompt != nil {
 			var err error
-			if prompt, err = render(ca.prompt, &ictx); err != nil {
+			if prompt, err = rd.render(ca.prompt, &ictx); err != nil {
 				return nil, fmt.Errorf("agent %s: %w", a.Name, err)
 			}
 		}
-		argv, presetEnv, err := cn.argv(prompt, &ictx, render)
+		argv, presetEnv, err := cn.argv(prompt, &ictx, rd)
 		if err != nil {
 			return nil, err
 		}
@@ -230,9 +223,24 @@ func (cn *compiledNode) expand(needs map[string]expr.Need, preview bool) ([]*Ins
 	return insts, nil
 }
 
+// renderer renders expand's templates: fully, or for a preview keeping as written every
+// expression that reads one of keep. A method rather than a closure, so that the contexts it
+// is handed can stay on the stack.
+type renderer struct {
+	preview bool
+	keep    []string
+}
+
+func (r renderer) render(t *expr.Template, c *expr.Context) (string, error) {
+	if r.preview {
+		return t.Partial(c, r.keep...)
+	}
+	return t.Render(c)
+}
+
 // argv is the preset's command line for the prompt, or the `command:` elements, each
 // evaluated to exactly one argv element whatever its text holds.
-func (cn *compiledNode) argv(prompt string, ctx *expr.Context, render func(*expr.Template, *expr.Context) (string, error)) ([]string, map[string]string, error) {
+func (cn *compiledNode) argv(prompt string, ctx *expr.Context, rd renderer) ([]string, map[string]string, error) {
 	ca := cn.ca
 	a := ca.a
 	if ca.preset != nil {
@@ -240,7 +248,7 @@ func (cn *compiledNode) argv(prompt string, ctx *expr.Context, render func(*expr
 		if len(ca.with) > 0 {
 			with = maps.Clone(a.With)
 			for k, t := range ca.with {
-				v, err := render(t, ctx)
+				v, err := rd.render(t, ctx)
 				if err != nil {
 					return nil, nil, fmt.Errorf("agent %s: %w", a.Name, err)
 				}
@@ -259,7 +267,7 @@ func (cn *compiledNode) argv(prompt string, ctx *expr.Context, render func(*expr
 			argv[i] = a.Command[i]
 			continue
 		}
-		v, err := render(t, ctx)
+		v, err := rd.render(t, ctx)
 		if err != nil {
 			return nil, nil, fmt.Errorf("agent %s: command[%d]: %w", a.Name, i, err)
 		}
