@@ -178,6 +178,9 @@ func Start(ctx context.Context, cli client.APIClient, spec RunSpec) (_ *Egress, 
 	if e.outside, err = e.createNetwork(ctx, base+"-ext", false, labels); err != nil {
 		return nil, err
 	}
+	if ctx.Err() != nil {
+		return nil, context.Cause(ctx)
+	}
 	if spec.testOnly != nil || spec.testAllowOutside {
 		t := proxy.TestOnly{}
 		if spec.testOnly != nil {
@@ -202,11 +205,20 @@ func Start(ctx context.Context, cli client.APIClient, spec RunSpec) (_ *Egress, 
 }
 
 func (e *Egress) createNetwork(ctx context.Context, name string, internal bool, labels map[string]string) (string, error) {
-	_, err := e.cli.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Internal: internal, Labels: labels})
+	cctx, cancel := uncancelled(ctx)
+	defer cancel()
+	_, err := e.cli.NetworkCreate(cctx, name, network.CreateOptions{Driver: "bridge", Internal: internal, Labels: labels})
 	if err != nil {
 		return "", fmt.Errorf("create network %s for run %s: %s", name, e.runID, cleanErr(err))
 	}
 	return name, nil
+}
+
+// uncancelled is the context for creating a Docker object: the create is not abandoned when
+// ctx ends, since the engine would finish it anyway and leave an object nobody knows of.
+// Start checks ctx after each step and removes what exists.
+func uncancelled(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 }
 
 func (e *Egress) startProxy(ctx context.Context, img, name string, labels map[string]string, fc proxy.FileConfig, timeout time.Duration) error {
@@ -233,13 +245,18 @@ func (e *Egress) startProxy(ctx context.Context, img, name string, labels map[st
 		ReadonlyRootfs: true,
 		Resources:      container.Resources{Memory: 512 << 20, PidsLimit: &pids},
 	}
-	created, err := e.cli.ContainerCreate(ctx, cfg, hc, &network.NetworkingConfig{
+	cctx, cancel := uncancelled(ctx)
+	created, err := e.cli.ContainerCreate(cctx, cfg, hc, &network.NetworkingConfig{
 		EndpointsConfig: map[string]*network.EndpointSettings{e.internal: {}},
 	}, nil, name)
+	cancel()
 	if err != nil {
 		return fmt.Errorf("create proxy container %s: %s", name, cleanErr(err))
 	}
 	e.container = created.ID
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
 	if err := e.cli.NetworkConnect(ctx, e.outside, e.container, nil); err != nil {
 		return fmt.Errorf("connect proxy container %s to network %s: %s", name, e.outside, cleanErr(err))
 	}

@@ -139,7 +139,11 @@ func (d *Docker) Prepare(ctx context.Context, spec *Spec) (*Handle, error) {
 	}
 	cfg, hc, nc := d.containerConfig(spec)
 	name := containerName(spec)
-	resp, err := d.cli.ContainerCreate(ctx, cfg, hc, nc, nil, name)
+	// The create is not abandoned when ctx ends: the engine would finish it anyway, leaving a
+	// container whose id nobody got back. It is removed here instead.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.opts.CleanupTimeout)
+	resp, err := d.cli.ContainerCreate(cctx, cfg, hc, nc, nil, name)
+	cancel()
 	if err != nil {
 		return nil, &InfraError{Op: "create container", Object: fmt.Sprintf("for job %q", spec.JobID), Err: err}
 	}
@@ -147,6 +151,10 @@ func (d *Docker) Prepare(ctx context.Context, spec *Spec) (*Handle, error) {
 		d.log.WarnContext(ctx, "docker warning on create", "run_id", spec.RunID, "job", spec.JobID, "warning", w)
 	}
 	h := &Handle{ID: resp.ID, Name: name, Spec: spec}
+	if ctx.Err() != nil {
+		d.remove(context.WithoutCancel(ctx), h)
+		return nil, &InfraError{Op: "create container", Object: fmt.Sprintf("for job %q", spec.JobID), Err: context.Cause(ctx)}
+	}
 	for _, v := range spec.Secrets {
 		h.secrets = append(h.secrets, v)
 	}

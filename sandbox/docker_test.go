@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
 
 	"github.com/agentrunner/agentrunner/internal/dockertest"
 	"github.com/agentrunner/agentrunner/sandbox"
@@ -677,4 +679,48 @@ func TestAllowModeReportsDirectConnections(t *testing.T) {
 	if !slices.Equal(res.Direct, []string{"192.0.2.1:80"}) {
 		t.Errorf("Direct = %q, want [192.0.2.1:80] (not the proxy, not loopback; IPv6 has no route at all); logs:\n%s", res.Direct, logs)
 	}
+}
+
+// createThenCancel stands for the engine finishing a create whose caller has given up: the
+// create request completes, and the caller's context ends meanwhile.
+type createThenCancel struct {
+	base   http.RoundTripper
+	cancel context.CancelFunc
+}
+
+func (c createThenCancel) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/containers/create") {
+		return c.base.RoundTrip(r)
+	}
+	resp, err := c.base.RoundTrip(r.WithContext(context.WithoutCancel(r.Context())))
+	c.cancel()
+	if err == nil && r.Context().Err() != nil {
+		resp.Body.Close()
+		return nil, r.Context().Err()
+	}
+	return resp, err
+}
+
+// A job cancelled while its container is being created (fail-fast) leaves no container.
+func TestPrepareCancelledDuringCreateLeavesNothing(t *testing.T) {
+	t.Parallel()
+	cli := dockertest.Client(t)
+	runID := dockertest.RunID(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	hc := &http.Client{Transport: createThenCancel{base: cli.HTTPClient().Transport, cancel: cancel}}
+	racing, err := client.NewClientWithOpts(client.WithHost(cli.DaemonHost()), client.WithHTTPClient(hc), client.WithVersion(cli.ClientVersion()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := sandbox.NewDocker(racing, sandbox.Options{})
+	h, err := sb.Prepare(ctx, newSpec(t, runID, "exit", "0"))
+	if err == nil {
+		_ = sb.Destroy(context.Background(), h)
+		t.Fatal("Prepare succeeded although its context ended during the create")
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Prepare: %v, want the cancellation", err)
+	}
+	dockertest.AssertNoLeftovers(t, cli, runID)
 }
