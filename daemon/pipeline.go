@@ -62,6 +62,9 @@ type GitPipeline struct {
 	Logger    *slog.Logger
 	// RunsDir receives <RunsDir>/<run id>/{jobs/<job>/log.txt, result.json, report.md}.
 	RunsDir string
+	// Files, when set, also keeps those files of a finished run (the store), so that any
+	// daemon sharing it serves them, not only this one.
+	Files RunFiles
 	// DetailsURL, when set, is the run's link for check runs: DetailsURL + "/api/v1/runs/" + id.
 	DetailsURL string
 	// Auth returns the credentials to fetch repo (nil: none).
@@ -185,14 +188,82 @@ func (p *GitPipeline) Run(ctx context.Context, ev *event.Event, run *plan.Run, r
 		return nil, err
 	}
 	runDir := filepath.Join(p.RunsDir, runID)
+	files := map[string][]byte{"report.md": []byte(res.Report)}
 	if b, err := json.MarshalIndent(res, "", "  "); err == nil {
-		_ = os.WriteFile(filepath.Join(runDir, "result.json"), b, 0o600)
+		files["result.json"] = b
 	}
-	_ = os.WriteFile(filepath.Join(runDir, "report.md"), []byte(res.Report), 0o600)
 	if len(res.Patch) > 0 {
-		_ = os.WriteFile(filepath.Join(runDir, "combined.patch"), res.Patch, 0o600)
+		files["combined.patch"] = res.Patch
+	}
+	for name, data := range files {
+		_ = os.WriteFile(filepath.Join(runDir, name), data, 0o600)
+	}
+	if p.Files != nil {
+		p.saveFiles(context.WithoutCancel(ctx), runID, runDir, res, files)
 	}
 	return res, nil
+}
+
+// RunFiles keeps a finished run's files where every daemon can read them.
+type RunFiles interface {
+	SaveRunFile(ctx context.Context, runID, name string, data []byte) error
+}
+
+// MaxSavedLog bounds a job's log as Files keeps it: the end of a longer log is kept, which is
+// where an agent's failure shows. The whole log stays in the run directory.
+const MaxSavedLog = 8 << 20
+
+// saveFiles hands the run's files and its jobs' logs to p.Files. A file it cannot save is
+// logged: the run has happened, and this daemon still serves the file from its run directory.
+func (p *GitPipeline) saveFiles(ctx context.Context, runID, runDir string, res *result.Run, files map[string][]byte) {
+	for _, j := range res.Jobs {
+		rel, err := filepath.Rel(runDir, j.LogPath)
+		if j.LogPath == "" || err != nil || !filepath.IsLocal(rel) {
+			continue
+		}
+		data, err := logTail(j.LogPath, MaxSavedLog)
+		if err != nil {
+			p.log().Warn("read a job's log to keep it", "run_id", runID, "job", j.ID, "err", err)
+			continue
+		}
+		files[filepath.ToSlash(rel)] = data
+	}
+	for name, data := range files {
+		if err := p.Files.SaveRunFile(ctx, runID, name, data); err != nil {
+			p.log().Warn("keep a run file in the store", "run_id", runID, "file", name, "err", err)
+		}
+	}
+}
+
+func (p *GitPipeline) log() *slog.Logger {
+	if p.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return p.Logger
+}
+
+// logTail reads the file, or its last max bytes after a line that says so.
+func logTail(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() <= max {
+		return io.ReadAll(f)
+	}
+	if _, err := f.Seek(st.Size()-max, io.SeekStart); err != nil {
+		return nil, err
+	}
+	rest, err := io.ReadAll(f)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(fmt.Sprintf("[agentrunner: the first %d bytes of this log are only on the runner that ran the job]\n", st.Size()-max)), rest...), nil
 }
 
 // Conclude implements Pipeline.

@@ -197,7 +197,7 @@ func (a *API) getRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := NewRunView(run)
-	if b, err := os.ReadFile(filepath.Join(a.RunsDir, run.ID, "result.json")); err == nil {
+	if b, err := a.runFile(r.Context(), run.ID, "result.json"); err == nil {
 		var res struct {
 			Jobs []JobView `json:"jobs"`
 		}
@@ -214,21 +214,34 @@ func (a *API) jobLog(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusNotFound, "no run "+id)
 		return
 	}
-	dir := filepath.Join(a.RunsDir, id, "jobs")
 	for _, name := range []string{job, runner.JobDirName(job)} {
 		if name == "" || strings.ContainsAny(name, `/\`) || name == "." || name == ".." {
 			continue
 		}
-		f, err := os.Open(filepath.Join(dir, name, "log.txt"))
-		if err != nil {
-			continue
+		// The file grows while the job runs on this daemon; the store has it once the run is
+		// over, whichever daemon ran it.
+		if f, err := os.Open(filepath.Join(a.RunsDir, id, "jobs", name, "log.txt")); err == nil {
+			defer f.Close()
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			_, _ = io.Copy(w, f)
+			return
 		}
-		defer f.Close()
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = io.Copy(w, f)
-		return
+		if b, err := a.Store.RunFile(r.Context(), id, "jobs/"+name+"/log.txt"); err == nil {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			_, _ = w.Write(b)
+			return
+		}
 	}
-	apiError(w, http.StatusNotFound, fmt.Sprintf("no log for job %q of run %s on this runner", job, id))
+	apiError(w, http.StatusNotFound, fmt.Sprintf("no log for job %q of run %s", job, id))
+}
+
+// runFile reads a run's file from this daemon's run directory, or else from the store, where
+// the daemon that ran the run keeps it.
+func (a *API) runFile(ctx context.Context, runID, name string) ([]byte, error) {
+	if b, err := os.ReadFile(filepath.Join(a.RunsDir, runID, filepath.FromSlash(name))); err == nil {
+		return b, nil
+	}
+	return a.Store.RunFile(ctx, runID, name)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -22,7 +22,10 @@ var deflaters = sync.Pool{New: func() any {
 }}
 
 func encodeBody(b []byte) []byte {
-	if len(b) < minCompressed {
+	// Data that happens to start like a deflated body is always stored deflated, or reading
+	// it back would inflate what was never deflated.
+	raw := bytes.HasPrefix(b, bodyMagic)
+	if len(b) < minCompressed && !raw {
 		return nz(b)
 	}
 	var buf bytes.Buffer
@@ -34,7 +37,7 @@ func encodeBody(b []byte) []byte {
 	if _, err := w.Write(b); err != nil {
 		return b
 	}
-	if err := w.Close(); err != nil || buf.Len() >= len(b) {
+	if err := w.Close(); err != nil || (buf.Len() >= len(b) && !raw) {
 		return b
 	}
 	return buf.Bytes()

@@ -21,6 +21,8 @@ func TestBodiesRoundTripWhateverTheirShape(t *testing.T) {
 		{"a large JSON payload is deflated", []byte(`{"commits":[` + strings.Repeat(`{"id":"abc","message":"fix"},`, 800) + `{}]}`), true},
 		{"incompressible bytes are stored as is", random, false},
 		{"an empty body stays empty", nil, false},
+		{"bytes that start like a deflated body are deflated, small", append(append([]byte{}, bodyMagic...), "log"...), true},
+		{"bytes that start like a deflated body are deflated, incompressible", append(append([]byte{}, bodyMagic...), random...), true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -902,6 +902,37 @@ func (s *sqlStore) RevokeToken(ctx context.Context, name string) error {
 	return nil
 }
 
+// ---- run files ----
+
+func (s *sqlStore) SaveRunFile(ctx context.Context, runID, name string, data []byte) error {
+	if runID == "" || name == "" {
+		return fmt.Errorf("save run file %q of run %q: empty run id or name", name, runID)
+	}
+	_, err := s.w.ExecContext(ctx, `INSERT INTO run_files (run_id, name, data, saved_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (run_id, name) DO UPDATE SET data = excluded.data, saved_at = excluded.saved_at`,
+		runID, name, encodeBody(data), micros(s.now()))
+	if err != nil {
+		return fmt.Errorf("save run file %s of run %s: %w", name, runID, err)
+	}
+	return nil
+}
+
+func (s *sqlStore) RunFile(ctx context.Context, runID, name string) ([]byte, error) {
+	var data []byte
+	err := s.r.QueryRowContext(ctx, `SELECT data FROM run_files WHERE run_id = $1 AND name = $2`, runID, name).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("run file %s of run %s: %w", name, runID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read run file %s of run %s: %w", name, runID, err)
+	}
+	out, err := decodeBody(data)
+	if err != nil {
+		return nil, fmt.Errorf("run file %s of run %s: %w", name, runID, err)
+	}
+	return out, nil
+}
+
 // ---- close ----
 
 func (s *sqlStore) Close() error {

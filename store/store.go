@@ -209,6 +209,13 @@ type Store interface {
 	// RevokeToken deletes name's token; ErrNotFound if there is none.
 	RevokeToken(ctx context.Context, name string) error
 
+	// SaveRunFile keeps one of a finished run's files (its result, report, patch, a job's log)
+	// in the database, so that every daemon sharing it can serve the file, not only the one
+	// that ran the run. Saving a name again replaces the file.
+	SaveRunFile(ctx context.Context, runID, name string, data []byte) error
+	// RunFile returns a saved file; ErrNotFound when there is none.
+	RunFile(ctx context.Context, runID, name string) ([]byte, error)
+
 	// Close stops background work and closes the database.
 	Close() error
 }

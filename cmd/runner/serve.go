@@ -419,6 +419,7 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		GitHub:     gh,
 		Logger:     logger,
 		RunsDir:    filepath.Join(c.DataDir, "runs"),
+		Files:      st,
 		DetailsURL: c.PublicURL,
 		Reporters:  reporterFactory(c, gh, logger),
 	}

@@ -35,6 +35,7 @@ func Run(t *testing.T, newDB NewDB) {
 		{"a schedule tick is claimed once across two stores", testClaimTick},
 		{"tokens are checked by hash and revocable", testTokens},
 		{"job logs are recorded per job", testJobLogs},
+		{"a run's files are kept for every daemon to serve", testRunFiles},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -622,5 +623,31 @@ func must3(t *testing.T) func(int64, bool, error) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+func testRunFiles(t *testing.T, db DB) {
+	s1, s2 := db.Open(t), db.Open(t)
+	ctx := ctxT(t)
+	if _, err := s2.RunFile(ctx, "r1", "report.md"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("reading a file never saved: %v, want ErrNotFound", err)
+	}
+	log := []byte(strings.Repeat("step 1: ok\n", 50000)) // half a megabyte, as an agent's log can be
+	check(t, s1.SaveRunFile(ctx, "r1", "jobs/audit_api_/log.txt", log))
+	check(t, s1.SaveRunFile(ctx, "r1", "report.md", []byte("first")))
+	check(t, s1.SaveRunFile(ctx, "r1", "report.md", []byte("# Report\n")))
+	check(t, s1.SaveRunFile(ctx, "r2", "report.md", []byte{}))
+	// Another daemon on the same database reads what the first one saved.
+	if got := must(s2.RunFile(ctx, "r1", "jobs/audit_api_/log.txt")); !bytes.Equal(got, log) {
+		t.Errorf("the log came back with %d bytes, want the %d saved", len(got), len(log))
+	}
+	if got := string(must(s2.RunFile(ctx, "r1", "report.md"))); got != "# Report\n" {
+		t.Errorf("report.md = %q, want the file saved last", got)
+	}
+	if got := must(s2.RunFile(ctx, "r2", "report.md")); len(got) != 0 {
+		t.Errorf("an empty file came back as %q", got)
+	}
+	if err := s1.SaveRunFile(ctx, "", "x", nil); err == nil {
+		t.Error("a file without a run was saved")
 	}
 }

@@ -1,0 +1,78 @@
+package server_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/agentrunner/agentrunner/runner"
+	"github.com/agentrunner/agentrunner/server"
+	"github.com/agentrunner/agentrunner/store"
+	"github.com/agentrunner/agentrunner/store/storetest"
+)
+
+// A run that another daemon ran has no files in this daemon's run directory: the read API
+// serves them from the store, and a job's live log in the run directory comes first.
+func TestReadAPIServesRunFilesFromTheStore(t *testing.T) {
+	st := storetest.SQLite(t).Open(t)
+	ctx := t.Context()
+	const id = "r0123"
+	if _, _, err := st.CreateRun(ctx, store.Run{ID: id, Key: id, Repo: "acme/app", Routine: "audit", Status: store.RunCompleted, Conclusion: "success"}); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string]string{
+		"result.json": `{"jobs":[{"id":"audit[api]","agent":"audit","outcome":"success"},{"id":"fix","agent":"fix","outcome":"failed"}]}`,
+		"jobs/" + runner.JobDirName("audit[api]") + "/log.txt": "audit log, kept by the daemon that ran it\n",
+		"jobs/fix/log.txt": "stored fix log\n",
+	} {
+		if err := st.SaveRunFile(ctx, id, name, []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runsDir := t.TempDir()
+	live := filepath.Join(runsDir, id, "jobs", "fix")
+	if err := os.MkdirAll(live, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(live, "log.txt"), []byte("live fix log\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := st.CreateToken(ctx, "reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	(&server.API{Store: st, RunsDir: runsDir}).Register(mux)
+	hs := httptest.NewServer(mux)
+	defer hs.Close()
+	get := func(path string) (int, string) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, hs.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, tc := range []struct {
+		path, want string
+		code       int
+	}{
+		{"/api/v1/runs/" + id, `"id": "audit[api]"`, 200},
+		{"/api/v1/runs/" + id + "/jobs/audit[api]/log", "audit log, kept by the daemon that ran it\n", 200},
+		{"/api/v1/runs/" + id + "/jobs/fix/log", "live fix log\n", 200},
+		{"/api/v1/runs/" + id + "/jobs/nope/log", `no log for job \"nope\"`, 404},
+		{"/api/v1/runs/r-none/jobs/fix/log", "no run r-none", 404},
+	} {
+		code, body := get(tc.path)
+		if code != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("GET %s = %d %q, want %d containing %q", tc.path, code, body, tc.code, tc.want)
+		}
+	}
+}
