@@ -56,22 +56,34 @@ func needsEgress(p *plan.Run) bool {
 	return false
 }
 
-// apisOf lists the model APIs of the presets the run uses, once per provider.
+// apisOf lists the model APIs the run's agents call, once per provider.
 func apisOf(p *plan.Run) []preset.API {
 	seen := map[preset.Provider]bool{}
 	var out []preset.API
 	for _, n := range p.Nodes {
 		for _, in := range n.Instances {
-			ps, ok := preset.Get(in.Preset)
-			if !ok {
-				continue
-			}
-			for _, api := range ps.APIs(nil) {
+			for _, api := range instanceAPIs(in) {
 				if !seen[api.Provider] {
 					seen[api.Provider] = true
 					out = append(out, api)
 				}
 			}
+		}
+	}
+	return out
+}
+
+// instanceAPIs is the model APIs in's preset calls with its `with:` options (in.APIs, which
+// planning resolved). A preset's APIs without options cover every provider it can call.
+func instanceAPIs(in *plan.Instance) []preset.API {
+	ps, ok := preset.Get(in.Preset)
+	if !ok {
+		return nil
+	}
+	var out []preset.API
+	for _, api := range ps.APIs(nil) {
+		if slices.Contains(in.APIs, string(api.Provider)) {
+			out = append(out, api)
 		}
 	}
 	return out
@@ -142,11 +154,7 @@ func (e *Egress) join(ctx context.Context, t *Task) (joined, error) {
 	if r == nil {
 		return joined{}, fmt.Errorf("job %s: allow-listed network but the run has no egress proxy", t.Instance.ID)
 	}
-	var apis []preset.API
-	if ps, ok := preset.Get(t.Instance.Preset); ok {
-		apis = ps.APIs(nil)
-	}
-	cfg, err := r.eg.AgentConfig(ctx, egress.Agent{JobID: t.Instance.ID, Allow: t.Instance.Network.Allow, APIs: apis})
+	cfg, err := r.eg.AgentConfig(ctx, egress.Agent{JobID: t.Instance.ID, Allow: t.Instance.Network.Allow, APIs: instanceAPIs(t.Instance)})
 	if err != nil {
 		return joined{}, err
 	}

@@ -54,6 +54,7 @@ type compiledAgent struct {
 	dynamicMatrix  bool
 	secrets        []string // agent secrets ∩ routine secrets, plus the preset's key if declared
 	keySecrets     []string // the preset's keys the agent did not ask for by name
+	apis           []string // providers of the model APIs the preset calls with these with: options
 	staticCombos   []combo  // expanded static matrix (nil without matrix)
 	staticComboErr error
 }
@@ -318,6 +319,9 @@ func (c *compiler) agent(r *config.Routine, a *config.Agent, maxFanOut int) *com
 			}
 		}
 		sort.Strings(ca.keySecrets)
+		for _, api := range ca.preset.APIs(a.With) {
+			ca.apis = appendUnique(ca.apis, string(api.Provider))
+		}
 	}
 	sort.Strings(ca.secrets)
 	return ca

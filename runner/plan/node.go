@@ -203,6 +203,7 @@ func (cn *compiledNode) expand(needs map[string]expr.Need, preview bool) ([]*Ins
 				Env:        env,
 				Secrets:    cn.secrets,
 				KeySecrets: cn.keySecrets,
+				APIs:       ca.apis,
 				Timeout:    a.Timeout,
 				Resources:  a.Resources,
 				Network:    network,

@@ -3,6 +3,7 @@ package plan
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -284,5 +285,33 @@ func TestPlanSurvivesJSON(t *testing.T) {
 	}
 	if got, err := back.Runs[0].Nodes[0].Expand(State{}); err != nil || len(got) != 1 {
 		t.Errorf("Expand of a decoded static node = %v, %v; want its instances", got, err)
+	}
+}
+
+// The model APIs an instance calls follow the preset's `with:` options: aider's depend on its
+// model, and the egress proxy serves only those.
+func TestInstanceAPIsFollowWith(t *testing.T) {
+	cfg := loadYAML(t, map[string]string{"r.yaml": `
+on: {push: {}}
+secrets: [ANTHROPIC_API_KEY, OPENAI_API_KEY]
+agents:
+  gpt: {uses: aider, with: {model: gpt-4o}, prompt: p, image: x}
+  sonnet: {uses: aider, with: {model: anthropic/claude-sonnet-4}, prompt: p, image: x}
+  any: {uses: aider, prompt: p, image: x}
+  claude: {uses: claude-code, prompt: p, image: x}
+  plain: {command: [make], image: x}
+`})
+	p, err := Build(cfg, pushEvent(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for agent, want := range map[string][]string{
+		"gpt": {"openai"}, "sonnet": {"anthropic"}, "any": {"anthropic", "openai", "gemini"},
+		"claude": {"anthropic"}, "plain": nil,
+	} {
+		got := node(t, p, agent).Instances[0].APIs
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: APIs %q, want %q", agent, got, want)
+		}
 	}
 }

@@ -111,10 +111,13 @@ type Instance struct {
 	Secrets []string `json:"secrets,omitempty"`
 	// KeySecrets are the preset's model API keys among Secrets that the agent did not name
 	// itself: behind an egress proxy they stay outside the container and the proxy adds them.
-	KeySecrets []string         `json:"key_secrets,omitempty"`
-	Timeout    time.Duration    `json:"timeout"`
-	Resources  config.Resources `json:"resources"`
-	Network    config.Network   `json:"network"`
+	KeySecrets []string `json:"key_secrets,omitempty"`
+	// APIs are the providers of the model APIs the preset calls with the agent's `with:`
+	// options (for aider they depend on the model): those the egress proxy may serve it.
+	APIs      []string         `json:"apis,omitempty"`
+	Timeout   time.Duration    `json:"timeout"`
+	Resources config.Resources `json:"resources"`
+	Network   config.Network   `json:"network"`
 }
 
 // Result values of an agent, as `needs.<agent>.result` shows them.
