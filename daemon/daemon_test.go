@@ -301,7 +301,8 @@ func holdsBack(t *testing.T, p *fakePipeline, st store.Store, why string, total 
 func TestConcurrencyGroupWaitsWithoutAWorker(t *testing.T) {
 	st := storetest.SQLite(t).Open(t)
 	p := newFakePipeline(t, strings.Replace(blockRoutine, "cancel-in-progress: true", "cancel-in-progress: false", 1), quickRoutine)
-	startDaemon(t, st, p, "one", func(o *Options) { o.Workers = 2 })
+	// Leases outlive CI's pauses: a rescued lease would legitimately start the held run again.
+	startDaemon(t, st, p, "one", func(o *Options) { o.Workers = 2; o.LeaseTTL = 10 * time.Second })
 	recordDispatch(t, st, "first", "block")
 	<-p.started
 	recordDispatch(t, st, "second", "block")
@@ -332,7 +333,7 @@ func TestRepoLimitHoldsAcrossDaemons(t *testing.T) {
 	db := storetest.SQLite(t)
 	st1, st2 := db.Open(t), db.Open(t)
 	p := newFakePipeline(t, "name: block\non: {dispatch: {}}\nagents:\n  a: {image: x, command: [x]}\n")
-	limit := func(o *Options) { o.MaxPerRepo = 1 }
+	limit := func(o *Options) { o.MaxPerRepo = 1; o.LeaseTTL = 10 * time.Second }
 	startDaemon(t, st1, p, "one", limit)
 	startDaemon(t, st2, p, "two", limit)
 	recordDispatch(t, st1, "first", "block")
