@@ -303,13 +303,14 @@ var yamlHints = []struct{ match, say string }{
 	{"found a tab character", "tabs are not allowed for indentation; use spaces"},
 }
 
-// tabIndent finds a tab in the leading whitespace of the error line or the lines just before
-// it (yaml.v3 often reports the line after the real problem). It returns 0 when there is none.
+// tabIndent finds a tab in the leading whitespace of the line after the error line, the error
+// line or the lines just before it: yaml.v3 reports a tab that breaks indentation at the line
+// before it, and other problems a tab causes at the line after. It returns 0 when there is none.
 func tabIndent(lines []string, line int) (int, int) {
 	if line < 1 {
 		line = len(lines)
 	}
-	for l := min(line, len(lines)); l >= 1 && l >= line-2; l-- {
+	for l := min(line+1, len(lines)); l >= 1 && l >= line-2; l-- {
 		s := lines[l-1]
 		for i := 0; i < len(s); i++ {
 			if s[i] == '\t' {

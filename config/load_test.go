@@ -153,6 +153,7 @@ func TestParseErrors(t *testing.T) {
 		want []string // each a substring of one error, in order
 	}{
 		{"a tab in indentation", "on:\n\tpush: {}\n", []string{"f.yaml:2:1: tabs are not allowed for indentation; use spaces"}},
+		{"a tab after a deeper line", "on: {push: {}}\nagents:\n  b:\n    image: x\n\tcommand: [make]\n", []string{"f.yaml:5:1: tabs are not allowed for indentation; use spaces"}},
 		{"a key indented too deep", head + "  a:\n    uses: codex\n      prompt: p\n", []string{"f.yaml:6:7: unexpected ':'"}},
 		{"a key indented too shallow", head + "  a:\n    uses: codex\n    prompt: p\n   needs: [b]\n", []string{"f.yaml:7:4: bad indentation"}},
 		{"agent keys not indented under the agent", head + "  a:\n  uses: codex\n", []string{
