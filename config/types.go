@@ -35,6 +35,10 @@ type Routine struct {
 	Publish Publish  `json:"publish"`
 	// MaxFanOut caps the instances of one agent (matrix × replicas); 0 means the default (256).
 	MaxFanOut int `json:"max_fan_out,omitempty"`
+	// ValuePos is where the text of each field that may hold expressions starts, by path
+	// ("env.NAME", "concurrency.group", "publish.pull-request.title"), so that an error
+	// found in it after loading points at the text. Not part of the format.
+	ValuePos map[string]Pos `json:"-"`
 }
 
 // Triggers is the `on:` block. A nil field means the routine does not react to that event.
@@ -153,13 +157,16 @@ const (
 // Agent is one entry under `agents:`. After loading, defaults are merged in, so Image,
 // Timeout, Resources and Network are concrete.
 type Agent struct {
-	Pos     Pos            `json:"pos"`
-	Name    string         `json:"name"`
-	Uses    string         `json:"uses,omitempty"` // preset: claude-code, codex, aider, gemini
-	With    map[string]any `json:"with,omitempty"` // preset options
-	Command []string       `json:"command,omitempty"`
-	Prompt  string         `json:"prompt,omitempty"` // may hold ${{ }} expressions
-	Image   string         `json:"image"`
+	Pos Pos `json:"pos"`
+	// ValuePos is Routine.ValuePos for the agent's fields: "prompt", "if", "command[0]",
+	// "env.NAME", "with.KEY".
+	ValuePos map[string]Pos `json:"-"`
+	Name     string         `json:"name"`
+	Uses     string         `json:"uses,omitempty"` // preset: claude-code, codex, aider, gemini
+	With     map[string]any `json:"with,omitempty"` // preset options
+	Command  []string       `json:"command,omitempty"`
+	Prompt   string         `json:"prompt,omitempty"` // may hold ${{ }} expressions
+	Image    string         `json:"image"`
 	// PullPolicy is never, if-missing (default) or always.
 	PullPolicy string            `json:"pull-policy,omitempty"`
 	Env        map[string]string `json:"env,omitempty"`

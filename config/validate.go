@@ -2,6 +2,7 @@ package config
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/agentrunner/agentrunner/preset"
@@ -29,6 +30,7 @@ func (d *decoder) validate(r *Routine) {
 		d.checkAgent(r, a, names)
 	}
 	d.checkCycles(r)
+	d.recordValuePos(r)
 
 	if r.Publish.PullRequest != nil {
 		keeps := slices.ContainsFunc(r.Agents, func(a *Agent) bool { return a.Changes == ChangesKeep })
@@ -294,4 +296,57 @@ func firstNonEmpty(vals ...string) string {
 		}
 	}
 	return ""
+}
+
+// recordValuePos fills the ValuePos of r and its agents from the decoded mappings.
+func (d *decoder) recordValuePos(r *Routine) {
+	r.ValuePos = map[string]Pos{}
+	d.mappingValuePos(r.ValuePos, r, "env")
+	if r.Concurrency != nil {
+		d.scalarValuePos(r.ValuePos, r.Concurrency, "group", "concurrency.group")
+	}
+	if pr := r.Publish.PullRequest; pr != nil {
+		for _, k := range []string{"title", "body", "branch"} {
+			d.scalarValuePos(r.ValuePos, pr, k, "publish.pull-request."+k)
+		}
+	}
+	for _, a := range r.Agents {
+		a.ValuePos = map[string]Pos{}
+		d.scalarValuePos(a.ValuePos, a, "prompt", "prompt")
+		d.scalarValuePos(a.ValuePos, a, "if", "if")
+		if kv, ok := d.key(a, "command"); ok && kv.v.Kind == yaml.SequenceNode {
+			for i, el := range kv.v.Content {
+				a.ValuePos["command["+strconv.Itoa(i)+"]"] = d.textPos(el)
+			}
+		}
+		d.mappingValuePos(a.ValuePos, a, "env")
+		d.mappingValuePos(a.ValuePos, a, "with")
+	}
+}
+
+func (d *decoder) scalarValuePos(into map[string]Pos, t any, key, path string) {
+	if kv, ok := d.key(t, key); ok {
+		into[path] = d.textPos(kv.v)
+	}
+}
+
+// mappingValuePos records the position of each value of the mapping under key, as key.NAME.
+func (d *decoder) mappingValuePos(into map[string]Pos, t any, key string) {
+	kv, ok := d.key(t, key)
+	if !ok || kv.v.Kind != yaml.MappingNode {
+		return
+	}
+	for i := 0; i+1 < len(kv.v.Content); i += 2 {
+		into[key+"."+kv.v.Content[i].Value] = d.textPos(kv.v.Content[i+1])
+	}
+}
+
+// textPos is where a scalar's text starts: past the opening quote of a quoted one. A block
+// scalar (| or >) keeps the position of its indicator; its text starts on the next line.
+func (d *decoder) textPos(n *yaml.Node) Pos {
+	p := d.pos(n)
+	if n.Style == yaml.DoubleQuotedStyle || n.Style == yaml.SingleQuotedStyle {
+		p.Col++
+	}
+	return p
 }

@@ -459,9 +459,10 @@ func containsString(list []string, s string) bool {
 }
 
 // errorAt builds a config error for a byte offset inside src. When pos.Col is set, pos is
-// where the value itself starts: on its first line the column moves with the offset; on later
-// lines only the line is known, because the indentation of a YAML block scalar is not part of
-// the value. Without a column, pos is just the line to report.
+// where the value's text starts, or the `|`/`>` indicator of a block scalar (text that ends in
+// a line break), whose text starts on the next line. On the text's first line the column moves
+// with the offset; on later lines only the line is known, because a block scalar's indentation
+// is not part of the value. Without a column, pos is just the line to report.
 func errorAt(pos config.Pos, src string, off int, msg string) *config.Error {
 	if off > len(src) {
 		off = len(src)
@@ -472,13 +473,13 @@ func errorAt(pos config.Pos, src string, off int, msg string) *config.Error {
 		return &config.Error{Pos: p, Msg: msg}
 	}
 	before := src[:off]
-	if nl := strings.Count(before, "\n"); nl > 0 && pos.Line > 0 {
-		p.Line = pos.Line + nl
-		if strings.HasSuffix(src, "\n") {
-			p.Line++ // a `|` block scalar starts on the line after its indicator
-		}
-		p.Col = 0
-	} else {
+	nl := strings.Count(before, "\n")
+	switch {
+	case strings.HasSuffix(src, "\n"):
+		p.Line, p.Col = pos.Line+1+nl, 0
+	case nl > 0:
+		p.Line, p.Col = pos.Line+nl, 0
+	default:
 		p.Col = pos.Col + utf8.RuneCountInString(before)
 	}
 	return &config.Error{Pos: p, Msg: msg}

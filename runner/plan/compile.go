@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"weak"
@@ -91,6 +92,16 @@ func sortErrors(errs config.Errors) {
 // lineOf is a field position for expression errors: config positions are the keys', so a
 // column inside the value is unknown.
 func lineOf(p config.Pos) config.Pos { return config.Pos{File: p.File, Line: p.Line} }
+
+// at is where the text of the field at path starts (config's ValuePos), so an expression's
+// error points into it; the line of owner when the field's position is not known (it came
+// from defaults, or the config was built in code).
+func at(valuePos map[string]config.Pos, path string, owner config.Pos) config.Pos {
+	if p, ok := valuePos[path]; ok {
+		return p
+	}
+	return lineOf(owner)
+}
 
 type compiler struct {
 	errs config.Errors
@@ -176,19 +187,19 @@ func compileRoutineUncached(r *config.Routine) (*compiledRoutine, config.Errors)
 	}
 	rpos := lineOf(r.Pos)
 	for _, k := range sortedKeys(r.Env) {
-		if t := c.template(r.Env[k], rpos, func() string { return "env." + k }, expr.CtxNeeds, expr.CtxMatrix, expr.CtxEnv); t != nil {
+		if t := c.template(r.Env[k], at(r.ValuePos, "env."+k, rpos), func() string { return "env." + k }, expr.CtxNeeds, expr.CtxMatrix, expr.CtxEnv); t != nil {
 			cr.env = append(cr.env, envTemplate{k, t})
 		}
 	}
 	if r.Concurrency != nil {
-		cr.group = c.template(r.Concurrency.Group, lineOf(r.Concurrency.Pos), named("concurrency.group"), expr.CtxNeeds, expr.CtxMatrix)
+		cr.group = c.template(r.Concurrency.Group, at(r.ValuePos, "concurrency.group", r.Concurrency.Pos), named("concurrency.group"), expr.CtxNeeds, expr.CtxMatrix)
 	}
 	if pr := r.Publish.PullRequest; pr != nil {
-		pos := lineOf(pr.Pos)
-		cr.prTitle = c.template(pr.Title, pos, named("publish.pull-request.title"), expr.CtxNeeds, expr.CtxMatrix)
-		cr.prBody = c.template(pr.Body, pos, named("publish.pull-request.body"), expr.CtxNeeds, expr.CtxMatrix)
+		title, body, branch := "publish.pull-request.title", "publish.pull-request.body", "publish.pull-request.branch"
+		cr.prTitle = c.template(pr.Title, at(r.ValuePos, title, pr.Pos), named(title), expr.CtxNeeds, expr.CtxMatrix)
+		cr.prBody = c.template(pr.Body, at(r.ValuePos, body, pr.Pos), named(body), expr.CtxNeeds, expr.CtxMatrix)
 		if pr.Branch != "" {
-			cr.prBranch = c.template(pr.Branch, pos, named("publish.pull-request.branch"), expr.CtxNeeds, expr.CtxMatrix)
+			cr.prBranch = c.template(pr.Branch, at(r.ValuePos, branch, pr.Pos), named(branch), expr.CtxNeeds, expr.CtxMatrix)
 		}
 	}
 	for _, a := range r.Agents {
@@ -220,35 +231,40 @@ func (c *compiler) agent(r *config.Routine, a *config.Agent, maxFanOut int) *com
 		ca.preset = p
 	}
 	if a.Prompt != "" {
-		if ca.prompt = c.template(a.Prompt, pos, func() string { return where("prompt") }); ca.prompt != nil {
-			checkNeeds("prompt", pos, ca.prompt.Needs())
+		ppos := at(a.ValuePos, "prompt", a.Pos)
+		if ca.prompt = c.template(a.Prompt, ppos, func() string { return where("prompt") }); ca.prompt != nil {
+			checkNeeds("prompt", ppos, ca.prompt.Needs())
 			ca.dynamic = ca.dynamic || usesNeeds(ca.prompt)
 		}
 	}
-	cond, err := expr.CompileCondition(a.If, pos)
+	ipos := at(a.ValuePos, "if", a.Pos)
+	cond, err := expr.CompileCondition(a.If, ipos)
 	if err != nil {
 		c.add(where("if"), err)
 	} else {
 		ca.cond = cond
-		checkNeeds("if", pos, cond.Needs())
+		checkNeeds("if", ipos, cond.Needs())
 		if cond.Uses(expr.CtxMatrix) {
-			c.errorf(pos, "%s: matrix is not available in if: (the condition decides whether the agent runs at all)", where("if"))
+			c.errorf(ipos, "%s: matrix is not available in if: (the condition decides whether the agent runs at all)", where("if"))
 		}
 	}
 	if len(a.Command) > 0 {
 		ca.command = make([]*expr.Template, 0, len(a.Command))
 	}
 	for i, el := range a.Command {
-		t := c.template(el, pos, func() string { return where(fmt.Sprintf("command[%d]", i)) })
+		field := "command[" + strconv.Itoa(i) + "]"
+		epos := at(a.ValuePos, field, a.Pos)
+		t := c.template(el, epos, func() string { return where(field) })
 		if t != nil {
-			checkNeeds("command", pos, t.Needs())
+			checkNeeds("command", epos, t.Needs())
 			ca.dynamic = ca.dynamic || usesNeeds(t)
 		}
 		ca.command = append(ca.command, t)
 	}
 	for _, k := range sortedKeys(a.Env) {
-		if t := c.template(a.Env[k], pos, func() string { return where("env." + k) }); t != nil {
-			checkNeeds("env", pos, t.Needs())
+		epos := at(a.ValuePos, "env."+k, a.Pos)
+		if t := c.template(a.Env[k], epos, func() string { return where("env." + k) }); t != nil {
+			checkNeeds("env", epos, t.Needs())
 			ca.dynamic = ca.dynamic || usesNeeds(t)
 			ca.env = append(ca.env, envTemplate{k, t})
 		}
@@ -258,8 +274,9 @@ func (c *compiler) agent(r *config.Routine, a *config.Agent, maxFanOut int) *com
 		if !ok || !strings.Contains(s, "${{") {
 			continue
 		}
-		if t := c.template(s, pos, func() string { return where("with." + k) }); t != nil {
-			checkNeeds("with", pos, t.Needs())
+		wpos := at(a.ValuePos, "with."+k, a.Pos)
+		if t := c.template(s, wpos, func() string { return where("with." + k) }); t != nil {
+			checkNeeds("with", wpos, t.Needs())
 			ca.dynamic = ca.dynamic || usesNeeds(t)
 			if ca.with == nil {
 				ca.with = map[string]*expr.Template{}

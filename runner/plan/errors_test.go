@@ -21,7 +21,7 @@ secrets: [TOKEN]
 agents:
   a: {command: [x], image: i, prompt: "use ${{ secrets.TOKEN }}"}
 `,
-			want: []string{"r.yaml:5: agent a: prompt: in ${{ secrets.TOKEN }}: secrets are never interpolated"},
+			want: []string{"r.yaml:5:48: agent a: prompt: in ${{ secrets.TOKEN }}: secrets are never interpolated"},
 		},
 		{
 			name: "every broken expression of every agent is reported",
@@ -31,8 +31,8 @@ agents:
   a: {command: [x, "${{ evnt.ref }}"], image: i}
   b: {command: [x], image: i, needs: [a], if: "needs.a.result =="}
 `,
-			want: []string{`r.yaml:4: agent a: command[1]: in ${{ evnt.ref }}: unknown name "evnt"`,
-				"r.yaml:5: agent b: if: in if: needs.a.result ==:"},
+			want: []string{`r.yaml:4:25: agent a: command[1]: in ${{ evnt.ref }}: unknown name "evnt"`,
+				"r.yaml:5:64: agent b: if: in if: needs.a.result ==:"},
 		},
 		{
 			name: "needs of an agent that is not waited for",
@@ -45,6 +45,30 @@ agents:
 			want: []string{"agent b: prompt reads needs.a, but a is not in the agent's needs"},
 		},
 		{
+			name: "an error inside a block prompt points at its line",
+			yaml: `
+on: {push: {}}
+agents:
+  a:
+    command: [x]
+    image: i
+    prompt: |
+      Fix what the audit found.
+      Then report on ${{ evnt.sha }}.
+`,
+			want: []string{`r.yaml:9: agent a: prompt: in ${{ evnt.sha }}: unknown name "evnt"`},
+		},
+		{
+			name: "an error in a single-quoted env value points at its column",
+			yaml: `
+on: {push: {}}
+env: {A: 'x ${{ inputs.a + }}'}
+agents:
+  a: {command: [x], image: i}
+`,
+			want: []string{`r.yaml:3:27: env.A: in ${{ inputs.a + }}`},
+		},
+		{
 			name: "needs in a concurrency group",
 			yaml: `
 on: {push: {}}
@@ -52,7 +76,7 @@ concurrency: {group: "g-${{ needs.a.result }}"}
 agents:
   a: {command: [x], image: i}
 `,
-			want: []string{"r.yaml:3: concurrency.group: needs is not available here"},
+			want: []string{"r.yaml:3:23: concurrency.group: needs is not available here"},
 		},
 		{
 			name: "a static fan-out over the cap",
