@@ -207,7 +207,16 @@ func Start(ctx context.Context, cli client.APIClient, spec RunSpec) (_ *Egress, 
 func (e *Egress) createNetwork(ctx context.Context, name string, internal bool, labels map[string]string) (string, error) {
 	cctx, cancel := uncancelled(ctx)
 	defer cancel()
-	_, err := e.cli.NetworkCreate(cctx, name, network.CreateOptions{Driver: "bridge", Internal: internal, Labels: labels})
+	opts := network.CreateOptions{Driver: "bridge", Internal: internal, Labels: labels}
+	if internal {
+		// An internal network only stops traffic the host would forward. The host itself stays
+		// reachable through the bridge's address (the containers' default gateway), and with it
+		// every service the host listens on, on any of its addresses, a DNS server that
+		// forwards names outside among them. Without an address on the bridge the host is not
+		// a hop at all: the agents reach each other and the proxy, and nothing else.
+		opts.Options = map[string]string{"com.docker.network.bridge.inhibit_ipv4": "true"}
+	}
+	_, err := e.cli.NetworkCreate(cctx, name, opts)
 	if err != nil {
 		return "", fmt.Errorf("create network %s for run %s: %s", name, e.runID, cleanErr(err))
 	}

@@ -6,11 +6,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -201,7 +204,29 @@ func TestEgressEnforcesAllowListAndInjectsKeys(t *testing.T) {
 	for i := range key {
 		secretHex[i] = key[i] ^ 0x5a
 	}
-	out := runAgent(t, cli, runID, "probe", allow, cfg,
+	// A service on the host, listening on every address: the host is not a way out either.
+	hostLn, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostLn.Close()
+	var reachedHost atomic.Int32
+	go func() {
+		for {
+			c, err := hostLn.Accept()
+			if err != nil {
+				return
+			}
+			reachedHost.Add(1)
+			c.Close()
+		}
+	}()
+	hostPort := hostLn.Addr().(*net.TCPAddr).Port
+	var hostDials []string
+	for _, a := range hostAddrs(t) {
+		hostDials = append(hostDials, "dial", net.JoinHostPort(a, strconv.Itoa(hostPort)))
+	}
+	out := runAgent(t, cli, runID, "probe", allow, cfg, append(hostDials,
 		"fetch", "http://"+upName+"/hello",
 		"fetch", "https://"+upName+"/hello",
 		"fetch", "http://not-allowed.example/",
@@ -214,7 +239,15 @@ func TestEgressEnforcesAllowListAndInjectsKeys(t *testing.T) {
 		"resolve", upName,
 		"resolve", "example.com",
 		"scan", hex.EncodeToString(secretHex),
-	)
+	)...)
+	for i := 1; i < len(hostDials); i += 2 {
+		if got := resultOf(t, out, "DIAL", hostDials[i]); !strings.HasPrefix(got, "error: ") {
+			t.Errorf("DIAL %s (the host) => %q, want an error", hostDials[i], got)
+		}
+	}
+	if n := reachedHost.Load(); n != 0 {
+		t.Errorf("the agent reached a service on the host %d times", n)
+	}
 
 	for _, tc := range []struct{ verb, arg, want string }{
 		{"FETCH", "http://" + upName + "/hello", "200 hello from upstream"},
@@ -390,4 +423,23 @@ func TestSandboxReaperRemovesACrashedRunsProxy(t *testing.T) {
 	if err := eg.Close(t.Context()); err != nil {
 		t.Errorf("Close after Reap: %v", err)
 	}
+}
+
+// hostAddrs is this host's IPv4 addresses other than loopback: the bridges' and the uplink's.
+func hostAddrs(t *testing.T) []string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
+			out = append(out, ipn.IP.String())
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("the host has no IPv4 address besides loopback")
+	}
+	return out
 }
