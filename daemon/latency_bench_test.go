@@ -23,9 +23,9 @@ import (
 	"github.com/agentrunner/agentrunner/workspace"
 )
 
-// latencySamples is how many timed samples each side gets. The engine starts ~1.6 containers
-// a second, so 16 + 16 keep the benchmark near a minute.
-const latencySamples = 16
+// latencySamples is how many timed samples each side gets: with 16, one busy second of the
+// shared machine moved the medians' ratio by ±0.15; 40 + 40 take about half a minute.
+const latencySamples = 40
 
 // BenchmarkWebhookToContainer measures, on a warm image and a warm mirror, the time from
 // sending a signed GitHub push webhook over loopback HTTP to an in-process daemon (SQLite
