@@ -87,6 +87,10 @@ type Pipeline struct {
 
 	mu      sync.Mutex
 	mirrors map[string]string // clone URL → mirror dir, once fetched
+	// present holds the mirror dir + commit ids known to be in a mirror: a commit stays once
+	// fetched, and checking costs a git process on the way from an event to its agents, three
+	// times per run (intake, the run's replanning, the run). Emptied when full.
+	present map[string]bool
 }
 
 // Trust is what Plan resolved about an event: RunPlanned needs its Event, not the delivered one.
@@ -362,6 +366,8 @@ func (p *Pipeline) Mirror(ctx context.Context, repo event.Repo, sha string) (str
 	return p.mirror(ctx, repo, 0, sha)
 }
 
+const presentMax = 4096
+
 func (p *Pipeline) mirror(ctx context.Context, repo event.Repo, installationID int64, sha string) (string, error) {
 	url := p.cloneURL(repo)
 	if url == "" {
@@ -370,8 +376,20 @@ func (p *Pipeline) mirror(ctx context.Context, repo event.Repo, installationID i
 	p.mu.Lock()
 	dir, ok := p.mirrors[url]
 	p.mu.Unlock()
-	if ok && shaRE.MatchString(sha) && hasCommit(ctx, dir, sha) {
-		return dir, nil
+	if ok && shaRE.MatchString(sha) {
+		key := dir + "@" + sha
+		p.mu.Lock()
+		known := p.present[key]
+		p.mu.Unlock()
+		if known || hasCommit(ctx, dir, sha) {
+			p.mu.Lock()
+			if p.present == nil || len(p.present) >= presentMax {
+				p.present = map[string]bool{}
+			}
+			p.present[key] = true
+			p.mu.Unlock()
+			return dir, nil
+		}
 	}
 	var auth workspace.Auth
 	if !strings.HasPrefix(url, "file://") {
