@@ -266,3 +266,24 @@ func TestCreateRejectsBadInput(t *testing.T) {
 		t.Errorf("second Create of the same job: err = %v, want already exists", err)
 	}
 }
+
+// The origin written without git reads back through git exactly, whatever the URL holds.
+func TestSetOriginURLReadsBackThroughGit(t *testing.T) {
+	for _, url := range []string{
+		"https://github.com/acme/app.git",
+		`https://example.com/a#b;c "quoted" back\slash`,
+	} {
+		dir := t.TempDir()
+		testGit(t, dir, "init", "-q")
+		testGit(t, dir, "remote", "add", "origin", "/some/host/path")
+		if !setOriginURL(filepath.Join(dir, ".git", "config"), url) {
+			t.Fatalf("setOriginURL refused a config git wrote")
+		}
+		if got := testGit(t, dir, "config", "--get", "remote.origin.url"); got != url {
+			t.Errorf("origin = %q, want %q", got, url)
+		}
+	}
+	if setOriginURL(filepath.Join(t.TempDir(), "missing"), "x") {
+		t.Error("setOriginURL reported success on a missing file")
+	}
+}
