@@ -3,10 +3,6 @@ package daemon
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -20,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentrunner/agentrunner/github"
 	"github.com/agentrunner/agentrunner/internal/githubfake"
 	"github.com/agentrunner/agentrunner/internal/gittest"
 	"github.com/agentrunner/agentrunner/store"
@@ -162,29 +159,12 @@ func newDaemonProc(t *testing.T, config string) *daemonProc {
 	return p
 }
 
-func pushPayload(repoDir, sha string) []byte {
-	b, _ := json.Marshal(map[string]any{
-		"ref": "refs/heads/main", "before": strings.Repeat("0", 40), "after": sha, "created": false, "deleted": false,
-		"forced": false, "commits": []any{},
-		"repository": map[string]any{"id": 1, "name": "app", "full_name": "acme/app", "owner": map[string]any{"login": "acme"},
-			"clone_url": "file://" + repoDir, "default_branch": "main", "private": false},
-		"sender": map[string]any{"login": "octo"},
-	})
-	return b
-}
-
-func sign(secret, body []byte) string {
-	m := hmac.New(sha256.New, secret)
-	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
-}
-
 // postDelivery sends one signed delivery; ok when the daemon acknowledged it.
 func postDelivery(addr, id string, secret, body []byte) (int, error) {
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/webhooks/github", bytes.NewReader(body))
 	req.Header.Set("X-GitHub-Event", "push")
 	req.Header.Set("X-GitHub-Delivery", id)
-	req.Header.Set("X-Hub-Signature-256", sign(secret, body))
+	req.Header.Set("X-Hub-Signature-256", github.Sign(secret, body))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -232,7 +212,7 @@ repos:
 `, db.DSN, fake.URL(), secret, repoDir))
 			proc.start()
 
-			body := pushPayload(repoDir, sha)
+			body := githubfake.PushPayload(repoDir, sha)
 			var mu sync.Mutex
 			accepted := map[string]bool{}
 			sent := make(chan struct{})

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentrunner/agentrunner/github"
 	"github.com/agentrunner/agentrunner/runner/event"
 	"github.com/agentrunner/agentrunner/runner/plan"
 	"github.com/agentrunner/agentrunner/store"
@@ -304,7 +304,8 @@ func (d *Daemon) Hook(ctx context.Context, repoName, routine string, body []byte
 		d.log.Warn("webhook secret is not configured", "repo", repoName, "routine", routine, "secret", r.On.Webhook.Secret)
 		return nil, reqErr(403, "the runner holds no secret %s for %s", r.On.Webhook.Secret, repoName)
 	}
-	if !ValidSignature([]byte(key), body, signature) {
+	// The same scheme as GitHub's deliveries: one implementation checks both.
+	if github.VerifySignature([]byte(key), body, signature) != nil {
 		return nil, reqErr(401, "bad or missing X-Hub-Signature-256 (want sha256=<hex HMAC-SHA256 of the body>)")
 	}
 	if len(strings.TrimSpace(string(body))) > 0 && !json.Valid(body) {
@@ -324,19 +325,4 @@ func (d *Daemon) Hook(ctx context.Context, repoName, routine string, body []byte
 		return nil, err
 	}
 	return &DispatchResult{DeliveryID: id, RunID: RunID(id, routine), Repo: repoName, Routine: routine, SHA: sha, Branch: branch}, nil
-}
-
-// ValidSignature checks a "sha256=<hex>" HMAC of body in constant time.
-func ValidSignature(key, body []byte, signature string) bool {
-	hexSig, ok := strings.CutPrefix(signature, "sha256=")
-	if !ok {
-		return false
-	}
-	got, err := hex.DecodeString(hexSig)
-	if err != nil {
-		return false
-	}
-	mac := hmac.New(sha256.New, key)
-	mac.Write(body)
-	return hmac.Equal(got, mac.Sum(nil))
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/agentrunner/agentrunner/github"
 	"github.com/agentrunner/agentrunner/store"
 	"github.com/agentrunner/agentrunner/store/storetest"
 )
@@ -46,16 +47,16 @@ func TestDispatchAndHookAreCheckedBeforeTheyAreQueued(t *testing.T) {
 			return d.Dispatch(t.Context(), "acme", "hooked", nil)
 		}, 400},
 		{"a signed hook is queued", func() (*DispatchResult, error) {
-			return d.Hook(t.Context(), "acme/app", "hooked", body, sign([]byte("k3y"), body), "ext-1")
+			return d.Hook(t.Context(), "acme/app", "hooked", body, github.Sign([]byte("k3y"), body), "ext-1")
 		}, 0},
 		{"a hook signed with another key is 401", func() (*DispatchResult, error) {
-			return d.Hook(t.Context(), "acme/app", "hooked", body, sign([]byte("other"), body), "")
+			return d.Hook(t.Context(), "acme/app", "hooked", body, github.Sign([]byte("other"), body), "")
 		}, 401},
 		{"an unsigned hook is 401", func() (*DispatchResult, error) {
 			return d.Hook(t.Context(), "acme/app", "hooked", body, "", "")
 		}, 401},
 		{"a hook for a routine without on.webhook is 404", func() (*DispatchResult, error) {
-			return d.Hook(t.Context(), "acme/app", "quick", body, sign([]byte("k3y"), body), "")
+			return d.Hook(t.Context(), "acme/app", "quick", body, github.Sign([]byte("k3y"), body), "")
 		}, 404},
 	}
 	for _, tc := range tests {
@@ -81,7 +82,7 @@ func TestDispatchAndHookAreCheckedBeforeTheyAreQueued(t *testing.T) {
 		})
 	}
 	// The same external delivery id is queued once.
-	first, _ := d.Hook(t.Context(), "acme/app", "hooked", body, sign([]byte("k3y"), body), "ext-1")
+	first, _ := d.Hook(t.Context(), "acme/app", "hooked", body, github.Sign([]byte("k3y"), body), "ext-1")
 	if first == nil || first.DeliveryID == "" {
 		t.Fatal("second hook with the same delivery id was refused")
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentrunner/agentrunner/daemon"
 	"github.com/agentrunner/agentrunner/internal/dockertest"
+	"github.com/agentrunner/agentrunner/internal/githubfake"
 	"github.com/agentrunner/agentrunner/internal/gittest"
 	"github.com/agentrunner/agentrunner/runner"
 	"github.com/agentrunner/agentrunner/sandbox"
@@ -100,7 +101,7 @@ agents:
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
 	hookURL := hs.URL + server.WebhookPath
-	body := latencyPush(repoDir, sha)
+	body := githubfake.PushPayload(repoDir, sha)
 
 	// The baseline's mounts exist before timing, as the daemon's workspace would.
 	bareWS, bareOut := filepath.Join(b.TempDir(), "ws"), filepath.Join(b.TempDir(), "out")

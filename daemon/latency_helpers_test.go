@@ -3,15 +3,10 @@ package daemon_test
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +17,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/agentrunner/agentrunner/daemon"
+	"github.com/agentrunner/agentrunner/github"
 	"github.com/agentrunner/agentrunner/runner"
 	"github.com/agentrunner/agentrunner/runner/event"
 	"github.com/agentrunner/agentrunner/runner/plan"
@@ -247,29 +243,15 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// latencyPush is a push to main of acme/app at sha, as GitHub sends it.
-func latencyPush(repoDir, sha string) []byte {
-	b, _ := json.Marshal(map[string]any{
-		"ref": "refs/heads/main", "before": strings.Repeat("0", 40), "after": sha, "created": false, "deleted": false,
-		"forced": false, "commits": []any{},
-		"repository": map[string]any{"id": 1, "name": "app", "full_name": "acme/app", "owner": map[string]any{"login": "acme"},
-			"clone_url": "file://" + repoDir, "default_branch": "main", "private": false},
-		"sender": map[string]any{"login": "octo"},
-	})
-	return b
-}
-
 // sendPush posts one signed push delivery to url and returns the status.
 func sendPush(url, id string, secret, body []byte) (int, error) {
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
-	mac := hmac.New(sha256.New, secret)
-	mac.Write(body)
 	req.Header.Set("X-GitHub-Event", "push")
 	req.Header.Set("X-GitHub-Delivery", id)
-	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	req.Header.Set(github.SignatureHeader, github.Sign(secret, body))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -3,9 +3,6 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,6 +15,7 @@ import (
 
 	"github.com/agentrunner/agentrunner/config"
 	"github.com/agentrunner/agentrunner/daemon"
+	"github.com/agentrunner/agentrunner/github"
 	"github.com/agentrunner/agentrunner/runner/event"
 	"github.com/agentrunner/agentrunner/runner/plan"
 	"github.com/agentrunner/agentrunner/runner/result"
@@ -41,12 +39,6 @@ func (idlePipeline) Run(context.Context, *event.Event, *plan.Run, string) (*resu
 }
 func (idlePipeline) Conclude(context.Context, *event.Event, *plan.Run, string, result.Conclusion, string) error {
 	return nil
-}
-
-func sign(secret, body []byte) string {
-	m := hmac.New(sha256.New, secret)
-	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
 
 // benchPayload is GitHub's own pull_request.opened delivery (28 KB), the size the webhook
@@ -75,7 +67,7 @@ func benchWebhooks(b *testing.B, q server.Queue) {
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
 	body := benchPayload(b)
-	sig := sign(secret, body)
+	sig := github.Sign(secret, body)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	n := max(b.N, 2000)
 	var next atomic.Int64
