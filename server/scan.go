@@ -15,44 +15,15 @@ const maxDepth = 512
 func topLevel(data []byte, want func(key []byte) bool, found func(key, value []byte)) error {
 	s := scanner{data: data}
 	s.ws()
-	if s.i >= len(s.data) || s.data[s.i] != '{' {
+	if s.peek() != '{' {
 		return errors.New("payload is not a JSON object")
 	}
-	s.i++
-	s.ws()
-	if s.peek() == '}' {
-		s.i++
-	} else {
-		for {
-			s.ws()
-			kStart := s.i
-			if err := s.str(); err != nil {
-				return err
-			}
-			key := s.data[kStart+1 : s.i-1]
-			s.ws()
-			if s.peek() != ':' {
-				return s.errf("expected ':' after object key")
-			}
-			s.i++
-			s.ws()
-			vStart := s.i
-			if err := s.value(1); err != nil {
-				return err
-			}
-			if want(key) {
-				found(key, s.data[vStart:s.i])
-			}
-			s.ws()
-			c := s.peek()
-			s.i++
-			if c == '}' {
-				break
-			}
-			if c != ',' {
-				return s.errf("expected ',' or '}' in object")
-			}
+	if err := s.object(0, func(key, value []byte) {
+		if want(key) {
+			found(key, value)
 		}
+	}); err != nil {
+		return err
 	}
 	s.ws()
 	if s.i != len(s.data) {
@@ -96,36 +67,7 @@ func (s *scanner) value(depth int) error {
 	case c == '"':
 		return s.str()
 	case c == '{':
-		s.i++
-		s.ws()
-		if s.peek() == '}' {
-			s.i++
-			return nil
-		}
-		for {
-			s.ws()
-			if err := s.str(); err != nil {
-				return err
-			}
-			s.ws()
-			if s.peek() != ':' {
-				return s.errf("expected ':' after object key")
-			}
-			s.i++
-			s.ws()
-			if err := s.value(depth + 1); err != nil {
-				return err
-			}
-			s.ws()
-			c := s.peek()
-			s.i++
-			if c == '}' {
-				return nil
-			}
-			if c != ',' {
-				return s.errf("expected ',' or '}' in object")
-			}
-		}
+		return s.object(depth, nil)
 	case c == '[':
 		s.i++
 		s.ws()
@@ -158,6 +100,47 @@ func (s *scanner) value(depth int) error {
 		return s.number()
 	}
 	return s.errf("expected a value")
+}
+
+// object scans the object starting at its '{', whose members are at depth+1. each, when set,
+// gets every member's key (without quotes) and raw value, in order.
+func (s *scanner) object(depth int, each func(key, value []byte)) error {
+	s.i++
+	s.ws()
+	if s.peek() == '}' {
+		s.i++
+		return nil
+	}
+	for {
+		s.ws()
+		kStart := s.i
+		if err := s.str(); err != nil {
+			return err
+		}
+		key := s.data[kStart+1 : s.i-1]
+		s.ws()
+		if s.peek() != ':' {
+			return s.errf("expected ':' after object key")
+		}
+		s.i++
+		s.ws()
+		vStart := s.i
+		if err := s.value(depth + 1); err != nil {
+			return err
+		}
+		if each != nil {
+			each(key, s.data[vStart:s.i])
+		}
+		s.ws()
+		c := s.peek()
+		s.i++
+		if c == '}' {
+			return nil
+		}
+		if c != ',' {
+			return s.errf("expected ',' or '}' in object")
+		}
+	}
 }
 
 func (s *scanner) literal(lit string) error {
