@@ -23,11 +23,7 @@ func newTokenCmd(s *streams) *cobra.Command {
 		Short: "Create a token and print it (it is shown once; only its hash is stored)",
 		Args:  argsUsage(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.resolve(cmd.Flags())
-			if err != nil {
-				return err
-			}
-			st, err := store.Open(cmd.Context(), c.dsn())
+			st, err := f.open(cmd)
 			if err != nil {
 				return err
 			}
@@ -49,11 +45,7 @@ func newTokenCmd(s *streams) *cobra.Command {
 		Short: "Revoke a token",
 		Args:  argsUsage(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.resolve(cmd.Flags())
-			if err != nil {
-				return err
-			}
-			st, err := store.Open(cmd.Context(), c.dsn())
+			st, err := f.open(cmd)
 			if err != nil {
 				return err
 			}
@@ -69,4 +61,13 @@ func newTokenCmd(s *streams) *cobra.Command {
 		},
 	})
 	return cmd
+}
+
+// open opens the store the flags (and the environment and runner.yaml) name.
+func (f *storeFlags) open(cmd *cobra.Command) (store.Store, error) {
+	c, err := f.resolve(cmd.Flags())
+	if err != nil {
+		return nil, err
+	}
+	return store.Open(cmd.Context(), c.dsn())
 }
