@@ -355,14 +355,7 @@ agents:
 	if took := time.Since(start); took > 30*time.Second {
 		t.Errorf("the cancelled run took %v", took)
 	}
-	if res.Conclusion != result.ConclusionCancelled {
-		t.Errorf("conclusion = %s, want cancelled", res.Conclusion)
-	}
-	for _, j := range res.Jobs {
-		if j.Outcome != result.Cancelled {
-			t.Errorf("%s = %s (%s), want cancelled", j.ID, j.Outcome, j.Error)
-		}
-	}
+	assertCancelled(t, res)
 	if len(res.Patch) != 0 {
 		t.Error("a cancelled run kept changes")
 	}

@@ -568,14 +568,7 @@ agents:
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("cancelled run took %v", took)
 	}
-	if res.Conclusion != result.ConclusionCancelled {
-		t.Errorf("conclusion = %s, want cancelled", res.Conclusion)
-	}
-	for _, j := range res.Jobs {
-		if j.Outcome != result.Cancelled {
-			t.Errorf("job %s = %s, want cancelled", j.ID, j.Outcome)
-		}
-	}
+	assertCancelled(t, res)
 	if got := agentOf(t, res, "after").Result; got != plan.ResultCancelled && got != plan.ResultSkipped {
 		t.Errorf("after = %s, want cancelled", got)
 	}

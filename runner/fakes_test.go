@@ -447,3 +447,16 @@ func leftInRoot(t testing.TB, root string) []string {
 	}
 	return left
 }
+
+// assertCancelled checks that the run concluded cancelled and that every job was cancelled.
+func assertCancelled(t testing.TB, res *result.Run) {
+	t.Helper()
+	if res.Conclusion != result.ConclusionCancelled {
+		t.Errorf("conclusion = %s, want cancelled", res.Conclusion)
+	}
+	for _, j := range res.Jobs {
+		if j.Outcome != result.Cancelled {
+			t.Errorf("job %s = %s (%s), want cancelled", j.ID, j.Outcome, j.Error)
+		}
+	}
+}
