@@ -63,20 +63,9 @@ func newTrustRemote(t *testing.T) *trustRemote {
 	t.Helper()
 	r := &trustRemote{dir: filepath.Join(t.TempDir(), trustName+".git")}
 	r.url = "file://" + r.dir
-	work := t.TempDir()
-	gittest.Git(t, work, "init", "--quiet", "--bare", "-b", "master", r.dir)
-	gittest.Git(t, work, "init", "--quiet", "-b", "master")
-	write := func(from string) {
-		gittest.WriteFiles(t, work, map[string]string{".agents/review.yaml": trustRoutine(from)})
-		gittest.Git(t, work, "add", "-A")
-		gittest.Git(t, work, "commit", "--quiet", "-m", from)
-	}
-	write("base")
-	r.base = gittest.Git(t, work, "rev-parse", "HEAD")
-	gittest.Git(t, work, "checkout", "--quiet", "-b", "changes")
-	write("head")
-	r.head = gittest.Git(t, work, "rev-parse", "HEAD")
-	gittest.Git(t, work, "push", "--quiet", r.url, "master", "changes")
+	r.base, r.head = gittest.PullRequestRemote(t, r.dir,
+		map[string]string{".agents/review.yaml": trustRoutine("base")},
+		map[string]string{".agents/review.yaml": trustRoutine("head")})
 	return r
 }
 

@@ -67,21 +67,7 @@ func newRemote(t testing.TB, baseFiles, headFiles map[string]string) *remote {
 	t.Helper()
 	r := &remote{dir: filepath.Join(t.TempDir(), "Hello-World.git")}
 	r.url = "file://" + r.dir
-	work := t.TempDir()
-	gittest.Git(t, t.TempDir(), "init", "--quiet", "--bare", "-b", "master", r.dir)
-	gittest.Git(t, work, "init", "--quiet", "-b", "master")
-	write := func(files map[string]string) {
-		gittest.WriteFiles(t, work, files)
-		gittest.Git(t, work, "add", "-A")
-	}
-	write(baseFiles)
-	gittest.Git(t, work, "commit", "--quiet", "-m", "base")
-	r.base = gittest.Git(t, work, "rev-parse", "HEAD")
-	gittest.Git(t, work, "checkout", "--quiet", "-b", "changes")
-	write(headFiles)
-	gittest.Git(t, work, "commit", "--quiet", "--allow-empty", "-m", "head")
-	r.head = gittest.Git(t, work, "rev-parse", "HEAD")
-	gittest.Git(t, work, "push", "--quiet", r.url, "master", "changes")
+	r.base, r.head = gittest.PullRequestRemote(t, r.dir, baseFiles, headFiles)
 	return r
 }
 

@@ -104,3 +104,23 @@ func ReadTree(tb testing.TB, dir string) map[string]string {
 	}
 	return out
 }
+
+// PullRequestRemote makes a bare repository at dir standing in for GitHub: branch master holds
+// baseFiles, branch `changes` adds headFiles on top. It returns the commits of both.
+func PullRequestRemote(tb testing.TB, dir string, baseFiles, headFiles map[string]string) (base, head string) {
+	tb.Helper()
+	work := tb.TempDir()
+	Git(tb, work, "init", "--quiet", "--bare", "-b", "master", dir)
+	Git(tb, work, "init", "--quiet", "-b", "master")
+	commit := func(files map[string]string, msg string) string {
+		WriteFiles(tb, work, files)
+		Git(tb, work, "add", "-A")
+		Git(tb, work, "commit", "--quiet", "--allow-empty", "-m", msg)
+		return Git(tb, work, "rev-parse", "HEAD")
+	}
+	base = commit(baseFiles, "base")
+	Git(tb, work, "checkout", "--quiet", "-b", "changes")
+	head = commit(headFiles, "head")
+	Git(tb, work, "push", "--quiet", "file://"+dir, "master", "changes")
+	return base, head
+}
