@@ -35,6 +35,7 @@ type fakePipeline struct {
 	ticks     map[string]int // schedule "at" → Run calls
 	started   chan string
 	release   chan struct{}
+	plans     atomic.Int64 // Plan calls
 }
 
 func newFakePipeline(_ testing.TB, routines ...string) *fakePipeline {
@@ -60,6 +61,7 @@ func (p *fakePipeline) Config(context.Context, event.Repo, string) (*config.Conf
 }
 
 func (p *fakePipeline) Plan(ctx context.Context, ev *event.Event, routine string) (*plan.Plan, error) {
+	p.plans.Add(1)
 	cfg, err := p.Config(ctx, ev.Repo, ev.SHA)
 	if err != nil {
 		return nil, err
@@ -322,9 +324,15 @@ func TestConcurrencyGroupWaitsWithoutAWorker(t *testing.T) {
 			t.Fatalf("run %s did not start: the run waiting for its group holds the other worker", RunID(id, "quick"))
 		}
 	}
+	waited := p.plans.Load()
 	holdsBack(t, p, st, "the group was held", 5)
 	if c := p.calls(second); c != 1 {
 		t.Errorf("the waiting run ran %d times, want once", c)
+	}
+	// Waiting costs no planning: 5 intakes and 4 runs (first and the quick ones) planned
+	// before the release, the waiting run once more when it finally goes.
+	if waited != 9 || p.plans.Load() != 10 {
+		t.Errorf("Plan was called %d times while the run waited and %d in all, want 9 and 10", waited, p.plans.Load())
 	}
 }
 

@@ -70,6 +70,15 @@ func (d *Daemon) runJob(ctx context.Context, j store.Job) {
 		_ = d.o.Store.Complete(bg, j.ID, d.o.Owner, nil)
 		return
 	}
+	// A run whose group is held goes back to the queue before it is planned again: planning
+	// reads the repository's config, and a waiting run is looked at every few seconds. (With
+	// cancel-in-progress it is planned first: it may have to conclude the run it supersedes.)
+	if run.ConcurrencyGroup != "" && !cancelsInProgress(run) {
+		if got, _, err := d.o.Store.AcquireGroup(ctx, run.ConcurrencyGroup, run.ID); err == nil && !got {
+			d.wait(bg, log, j, run, "its concurrency group "+run.ConcurrencyGroup)
+			return
+		}
+	}
 	ev, pr, err := d.replan(ctx, run)
 	if err != nil {
 		d.failJob(bg, log, j, err, ev, pr)
@@ -166,6 +175,14 @@ func (d *Daemon) replan(ctx context.Context, run store.Run) (*event.Event, *plan
 		return ev, nil, permanentError{fmt.Errorf("plan run %s: %w", run.ID, err)}
 	}
 	return p.Event, p.Runs[0], nil
+}
+
+// cancelsInProgress reads cancel-in-progress from the plan stored with the run.
+func cancelsInProgress(run store.Run) bool {
+	var p struct {
+		Concurrency *plan.Concurrency `json:"concurrency"`
+	}
+	return json.Unmarshal(run.Plan, &p) == nil && p.Concurrency != nil && p.Concurrency.CancelInProgress
 }
 
 // acquireGroup tries to make run the holder of its concurrency group. With cancel-in-progress
