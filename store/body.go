@@ -8,10 +8,11 @@ import (
 	"sync"
 )
 
-// Delivery bodies are stored deflated when that pays: a webhook payload is repetitive JSON that
-// shrinks 5–10×, and on SQLite every page written is a system call and WAL bytes to sync. A
-// stored body that starts with bodyMagic is deflated; anything else is the body as received
-// (JSON and form bodies never start with a NUL byte).
+// Delivery bodies and run files are stored deflated when that pays: a webhook payload or a log
+// is repetitive text that shrinks 5–10×, and on SQLite every page written is a system call and
+// WAL bytes to sync. A stored body that starts with bodyMagic is deflated; anything else is the
+// body as received. Data that itself starts with bodyMagic is always deflated, so the rule has
+// no exception.
 var bodyMagic = []byte("\x00ardf1")
 
 const minCompressed = 1024
