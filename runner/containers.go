@@ -38,21 +38,22 @@ func (c *Containers) EndRun(ctx context.Context, runID string) {
 func (c *Containers) Run(ctx context.Context, t *Task, logs io.Writer) (*Exit, error) {
 	in := t.Instance
 	spec := &sandbox.Spec{
-		RunID:        t.RunID,
-		JobID:        in.ID,
-		Image:        in.Image,
-		PullPolicy:   in.PullPolicy,
-		Argv:         in.Argv,
-		Env:          t.Env,
-		Secrets:      t.Secrets,
-		Prompt:       in.Prompt,
-		WorkspaceDir: t.WorkspaceDir,
-		OutputDir:    t.OutputDir,
-		User:         in.User,
-		Resources:    sandbox.Resources{CPUs: in.Resources.CPUs, Memory: in.Resources.Memory, Pids: in.Resources.Pids},
-		Network:      sandbox.Network{Mode: in.Network.Mode, Allow: in.Network.Allow},
-		Timeout:      in.Timeout,
-		Labels:       map[string]string{"agentrunner.agent": in.Agent},
+		RunID:          t.RunID,
+		JobID:          in.ID,
+		Image:          in.Image,
+		PullPolicy:     in.PullPolicy,
+		Argv:           in.Argv,
+		Env:            t.Env,
+		Secrets:        t.Secrets,
+		Prompt:         in.Prompt,
+		WorkspaceDir:   t.WorkspaceDir,
+		WorkspaceReady: t.WorkspaceReady,
+		OutputDir:      t.OutputDir,
+		User:           in.User,
+		Resources:      sandbox.Resources{CPUs: in.Resources.CPUs, Memory: in.Resources.Memory, Pids: in.Resources.Pids},
+		Network:        sandbox.Network{Mode: in.Network.Mode, Allow: in.Network.Allow},
+		Timeout:        in.Timeout,
+		Labels:         map[string]string{"agentrunner.agent": in.Agent},
 	}
 	allow := in.Network.Mode == sandbox.NetworkAllow && c.Egress != nil
 	if allow {

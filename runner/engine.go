@@ -29,6 +29,9 @@ type Task struct {
 	// WorkspaceDir and OutputDir are host paths, mounted at /workspace and /agent/out.
 	WorkspaceDir string
 	OutputDir    string
+	// WorkspaceReady blocks until WorkspaceDir is filled (see Workspace.Ready). A sandbox may
+	// create its container before, and must call it before anything runs in the workspace.
+	WorkspaceReady func(context.Context) error
 	// Env is the instance's declared environment; Secrets are values by name, to be added to
 	// the environment and masked in logs.
 	Env     map[string]string
@@ -54,14 +57,19 @@ type Sandbox interface {
 
 // Workspaces gives each job its own git workspace. base is the commit to start from: empty
 // for the run's commit, or a commit holding the kept changes of the agents the job needs, so a
-// later stage works on what earlier stages produced.
+// later stage works on what earlier stages produced. Create may return before the working
+// tree is filled, so that the job's container is created meanwhile; Workspace.Ready says when
+// it is.
 type Workspaces interface {
 	Create(ctx context.Context, runID, jobID, base string) (Workspace, error)
 }
 
-// Workspace is one job's working copy. Remove is safe to call twice.
+// Workspace is one job's working copy. Remove is safe to call twice, also while the workspace
+// is being filled.
 type Workspace interface {
 	Path() string
+	// Ready waits until the working tree is filled and returns why it could not be, if so.
+	Ready(ctx context.Context) error
 	// ContainerEnv is what git inside the container needs to use the workspace (KEY=value).
 	ContainerEnv() []string
 	Changes(ctx context.Context) (*result.Changes, error)
@@ -535,12 +543,13 @@ func (r *runState) execute(ctx context.Context, inst *plan.Instance, j *result.J
 	logs := io.MultiWriter(lf, tail, capture)
 
 	exit, err := r.e.Sandbox.Run(ctx, &Task{
-		RunID:        r.info.ID,
-		Instance:     inst,
-		WorkspaceDir: ws.Path(),
-		OutputDir:    out,
-		Env:          withWorkspaceEnv(inst.Env, ws.ContainerEnv()),
-		Secrets:      secrets,
+		RunID:          r.info.ID,
+		Instance:       inst,
+		WorkspaceDir:   ws.Path(),
+		WorkspaceReady: ws.Ready,
+		OutputDir:      out,
+		Env:            withWorkspaceEnv(inst.Env, ws.ContainerEnv()),
+		Secrets:        secrets,
 	}, logs)
 	j.LogTail = tail.String()
 	if err != nil {

@@ -48,6 +48,11 @@ func (f *fakeSandbox) Run(ctx context.Context, t *Task, logs io.Writer) (*Exit, 
 		}
 	}
 	f.calls.Add(1)
+	if t.WorkspaceReady != nil {
+		if err := t.WorkspaceReady(ctx); err != nil {
+			return nil, err
+		}
+	}
 	f.mu.Lock()
 	f.order = append(f.order, t.Instance.ID)
 	f.mu.Unlock()
@@ -247,8 +252,9 @@ type dirWorkspace struct {
 	removed atomic.Bool
 }
 
-func (w *dirWorkspace) Path() string           { return w.path }
-func (w *dirWorkspace) ContainerEnv() []string { return nil }
+func (w *dirWorkspace) Path() string                { return w.path }
+func (w *dirWorkspace) ContainerEnv() []string      { return nil }
+func (w *dirWorkspace) Ready(context.Context) error { return nil }
 func (w *dirWorkspace) Changes(context.Context) (*result.Changes, error) {
 	return &result.Changes{}, nil
 }

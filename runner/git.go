@@ -22,7 +22,7 @@ func (g *GitWorkspaces) Create(ctx context.Context, runID, jobID, base string) (
 	if base != "" {
 		src.SHA, src.IncludeUncommitted = base, false
 	}
-	w, err := g.Manager.Create(ctx, src, runID, jobID, g.Owner)
+	w, err := g.Manager.Start(ctx, src, runID, jobID, g.Owner)
 	if err != nil {
 		return nil, err
 	}
@@ -33,6 +33,7 @@ type gitWorkspace struct{ w *workspace.Workspace }
 
 func (g gitWorkspace) Path() string                     { return g.w.Path() }
 func (g gitWorkspace) Remove(ctx context.Context) error { return g.w.Remove(ctx) }
+func (g gitWorkspace) Ready(ctx context.Context) error  { return g.w.Ready(ctx) }
 func (g gitWorkspace) ContainerEnv() []string           { return g.w.ContainerEnv() }
 
 func (g gitWorkspace) Changes(ctx context.Context) (*result.Changes, error) {

@@ -184,6 +184,18 @@ func (d *Docker) Run(ctx context.Context, h *Handle, logs io.Writer) (*Result, e
 	res := &Result{Started: time.Now()}
 	defer d.remove(bg, h)
 
+	if spec.WorkspaceReady != nil && ctx.Err() == nil {
+		if err := spec.WorkspaceReady(ctx); err != nil {
+			if ctx.Err() != nil {
+				res.Outcome, res.Finished = Cancelled, time.Now()
+				return res, nil
+			}
+			return nil, &InfraError{Op: "prepare workspace", Err: err}
+		}
+		if err := giveToUser(spec, spec.WorkspaceDir); err != nil {
+			return nil, err
+		}
+	}
 	if ctx.Err() != nil {
 		res.Outcome, res.Finished = Cancelled, time.Now()
 		return res, nil
@@ -601,18 +613,28 @@ func parseUser(user string) (uid, gid int, err error) {
 	return uid, gid, nil
 }
 
-// prepareDirs writes prompt.md and makes both directories writable for the container user.
+// prepareDirs writes prompt.md and makes the directories writable for the container user: the
+// workspace too, unless it is still being filled (then Run does it, once it is ready).
 func prepareDirs(spec *Spec) error {
 	prompt := filepath.Join(spec.OutputDir, PromptFile)
 	if err := os.WriteFile(prompt, []byte(spec.Prompt), 0o644); err != nil {
 		return &InfraError{Op: "write prompt", Object: fmt.Sprintf("for job %q", spec.JobID), Err: err}
 	}
+	dirs := []string{spec.OutputDir}
+	if spec.WorkspaceReady == nil {
+		dirs = append(dirs, spec.WorkspaceDir)
+	}
+	return giveToUser(spec, dirs...)
+}
+
+// giveToUser chowns dirs to the container user when the runner can (it is root).
+func giveToUser(spec *Spec, dirs ...string) error {
 	uid, gid, _ := parseUser(spec.User)
 	if uid < 0 || os.Geteuid() != 0 {
 		// Without root the runner cannot chown; it must create the directories writable.
 		return nil
 	}
-	for _, dir := range []string{spec.OutputDir, spec.WorkspaceDir} {
+	for _, dir := range dirs {
 		if err := chownTree(dir, uid, gid); err != nil {
 			return &InfraError{Op: "make writable for uid " + strconv.Itoa(uid), Object: dir, Err: err}
 		}

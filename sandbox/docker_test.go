@@ -724,3 +724,62 @@ func TestPrepareCancelledDuringCreateLeavesNothing(t *testing.T) {
 	}
 	dockertest.AssertNoLeftovers(t, cli, runID)
 }
+
+// TestWorkspaceFilledWhileTheContainerIsCreated: with WorkspaceReady, Prepare creates the
+// container before the workspace is filled, and Run starts the agent only once it is, with
+// the files the fill wrote made writable for the agent.
+func TestWorkspaceFilledWhileTheContainerIsCreated(t *testing.T) {
+	t.Parallel()
+	sb := newDocker(t)
+	ctx := t.Context()
+	spec := newSpec(t, dockertest.RunID(t), "append", "filled.txt=more")
+	release := make(chan struct{})
+	spec.WorkspaceReady = func(ctx context.Context) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return os.WriteFile(filepath.Join(spec.WorkspaceDir, "filled.txt"), []byte("filled\n"), 0o600)
+	}
+	h, err := sb.Prepare(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := sb.Destroy(context.Background(), h); err != nil {
+			t.Error(err)
+		}
+	}()
+	info, err := sb.Client().ContainerInspect(ctx, h.ID)
+	if err != nil || info.State.Status != "created" {
+		t.Fatalf("before the workspace is ready the container should be created, not started: %v %+v", err, info.State)
+	}
+	close(release)
+	var logs lockedBuffer
+	res, err := sb.Run(ctx, h, &logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != sandbox.Success {
+		t.Fatalf("outcome %s, logs:\n%s", res.Outcome, logs.String())
+	}
+	if got := readFile(t, filepath.Join(spec.WorkspaceDir, "filled.txt")); got != "filled\nmore" {
+		t.Errorf("filled.txt = %q: the agent did not run on the filled workspace", got)
+	}
+}
+
+// TestWorkspaceThatFailsToFillNeverStartsTheAgent: the fill's error is Run's, and the
+// container is removed without having run.
+func TestWorkspaceThatFailsToFillNeverStartsTheAgent(t *testing.T) {
+	t.Parallel()
+	spec := newSpec(t, dockertest.RunID(t), "write", "ran.txt=yes")
+	spec.WorkspaceReady = func(context.Context) error { return errors.New("clone: the source is gone") }
+	res, _, err := run(t.Context(), t, newDocker(t), spec)
+	if err == nil || !strings.Contains(err.Error(), "prepare workspace: clone: the source is gone") {
+		t.Fatalf("Run = %+v, %v; want the fill's error", res, err)
+	}
+	if _, err := os.Stat(filepath.Join(spec.WorkspaceDir, "ran.txt")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the agent ran: %v", err)
+	}
+}

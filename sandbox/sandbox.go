@@ -100,6 +100,11 @@ type Spec struct {
 	// Both must exist. Prepare makes them writable for User.
 	WorkspaceDir string
 	OutputDir    string
+	// WorkspaceReady, when set, says that WorkspaceDir is still being filled: Prepare creates
+	// the container meanwhile (a bind mount is resolved at start), and Run calls it, then
+	// makes the workspace writable for User, before it starts the container. Its error fails
+	// Run; the agent never starts on a half-made workspace.
+	WorkspaceReady func(context.Context) error
 	// User is uid:gid (or uid); empty means DefaultUser.
 	User      string
 	Resources Resources

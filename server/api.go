@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/agentrunner/agentrunner/runner"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/agentrunner/agentrunner/daemon"
+	"github.com/agentrunner/agentrunner/runner"
 	"github.com/agentrunner/agentrunner/store"
 )
 

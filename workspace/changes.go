@@ -105,6 +105,9 @@ func (c *Changes) Empty() bool { return len(c.Patch) == 0 }
 // It never reads the workspace's .git, which the agent controls: the files are hashed into the
 // runner's private git directory with a temporary index.
 func (w *Workspace) Changes(ctx context.Context) (*Changes, error) {
+	if err := w.Ready(ctx); err != nil {
+		return nil, err
+	}
 	idx, err := os.CreateTemp(w.private, "changes-index-*")
 	if err != nil {
 		return nil, fmt.Errorf("changes of job %q: %w", w.jobID, err)

@@ -165,6 +165,10 @@ type Workspace struct {
 	base    string
 	branch  string
 
+	filled   chan struct{} // closed when the background fill has ended
+	fillErr  error         // why the fill failed; read after filled is closed
+	stopFill context.CancelFunc
+
 	removeOnce sync.Once
 	removeErr  error
 }
@@ -221,7 +225,29 @@ func sanitizeName(s string) string {
 // owner.UID:GID; object files shared by hard link keep their owner and stay read-only, except
 // those owner would own, which are copied so the container cannot rewrite the source's objects.
 // Create fails if the workspace already exists. On failure nothing is left behind.
-func (m *Manager) Create(ctx context.Context, src Source, runID, jobID string, owner *Owner) (_ *Workspace, err error) {
+//
+// Create is Start followed by Ready.
+func (m *Manager) Create(ctx context.Context, src Source, runID, jobID string, owner *Owner) (*Workspace, error) {
+	w, err := m.Start(ctx, src, runID, jobID, owner)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.Ready(ctx); err != nil {
+		if rmErr := w.Remove(context.WithoutCancel(ctx)); rmErr != nil {
+			m.log.Warn("remove failed workspace", "path", w.dir, "err", rmErr)
+		}
+		return nil, err
+	}
+	return w, nil
+}
+
+// Start does what Create does, but returns as soon as the commit is resolved and the empty
+// working tree directory exists (given to owner); git fills it in the background, and Ready
+// says when it is done. A container can be created on Path meanwhile, since a bind mount is
+// resolved when the container starts: the clone then no longer delays the agent's start by
+// its whole duration. Changes waits for the fill; Remove stops it. After a successful Start
+// the caller must Remove the workspace, also when Ready fails.
+func (m *Manager) Start(ctx context.Context, src Source, runID, jobID string, owner *Owner) (_ *Workspace, err error) {
 	if err := checkRunID(runID); err != nil {
 		return nil, err
 	}
@@ -245,16 +271,15 @@ func (m *Manager) Create(ctx context.Context, src Source, runID, jobID string, o
 		m: m, runID: runID, jobID: jobID,
 		dir:    filepath.Join(m.root, runID, name),
 		branch: "agentrunner/" + name,
+		filled: make(chan struct{}),
 	}
 	w.path = filepath.Join(w.dir, "repo")
 	w.private = filepath.Join(w.dir, "private")
-	log := m.log.With("run_id", runID, "job", jobID)
 
 	si, err := m.source(ctx, repoDir)
 	if err != nil {
 		return nil, fmt.Errorf("create workspace for job %q: %w", jobID, err)
 	}
-	common := si.common
 	switch {
 	case src.IncludeUncommitted:
 		head, err := m.git.resolveCommit(ctx, repoDir, "HEAD")
@@ -289,56 +314,114 @@ func (m *Manager) Create(ctx context.Context, src Source, runID, jobID string, o
 	defer func() {
 		if err != nil {
 			if rmErr := removeTree(w.dir); rmErr != nil {
-				log.Warn("remove failed workspace", "path", w.dir, "err", rmErr)
+				m.log.Warn("remove failed workspace", "path", w.dir, "err", rmErr)
 			}
 			removeIfEmpty(filepath.Dir(w.dir))
 		}
 	}()
+	// The mount point exists, and is the owner's, before any container is created on it.
+	if err := os.Mkdir(w.path, 0o755); err != nil {
+		return nil, fmt.Errorf("create workspace directory: %w", err)
+	}
+	if owner != nil {
+		if err := os.Lchown(w.path, owner.UID, owner.GID); err != nil {
+			return nil, fmt.Errorf("create workspace for job %q: give %s to uid %d: %w", jobID, w.path, owner.UID, err)
+		}
+	}
 
-	g := m.git
-	// The settings go in with the clone: one git process instead of one per setting. Objects
-	// are hard links shared with the source, so an automatic repack inside the container would
-	// only duplicate them (gc.auto 0).
-	clone := []string{"clone", "--quiet", "--local", "--no-checkout", "--template="}
-	for _, kv := range [][2]string{
+	// The fill outlives Start's return but not its caller's cancellation; Remove also stops it.
+	fctx, stop := context.WithCancel(ctx)
+	w.stopFill = stop
+	m.bg.Add(1)
+	go func() {
+		defer m.bg.Done()
+		defer close(w.filled)
+		defer stop()
+		if w.fillErr = w.fill(fctx, repoDir, si, owner); w.fillErr != nil {
+			w.fillErr = fmt.Errorf("create workspace for job %q: %w", jobID, w.fillErr)
+		}
+	}()
+	return w, nil
+}
+
+// Ready waits until the workspace is filled and returns why it could not be, if so.
+func (w *Workspace) Ready(ctx context.Context) error {
+	select {
+	case <-w.filled:
+		return w.fillErr
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// fill clones the source into the empty working tree, checks out the job's branch and makes
+// the runner's private git directory.
+func (w *Workspace) fill(ctx context.Context, repoDir string, si *sourceInfo, owner *Owner) error {
+	g := w.m.git
+	// Objects are hard links shared with the source, so an automatic repack inside the
+	// container would only duplicate them (gc.auto 0).
+	settings := [][2]string{
 		{"safe.directory", "*"},
 		{"user.name", authorName},
 		{"user.email", authorEmail},
 		{"gc.auto", "0"},
-	} {
-		clone = append(clone, "--config", kv[0]+"="+kv[1])
 	}
-	if _, err := g.run(ctx, w.dir, nil, append(clone, "--", repoDir, w.path)...); err != nil {
-		return nil, fmt.Errorf("create workspace for job %q: clone %s: %w", jobID, repoDir, err)
-	}
-	// clone itself writes the origin (a host path) after the --config settings: replace it.
-	if !setOriginURL(filepath.Join(w.path, ".git", "config"), si.originURL) {
-		if _, err := g.run(ctx, w.path, nil, "config", "remote.origin.url", si.originURL); err != nil {
-			return nil, fmt.Errorf("configure workspace: %w", err)
+	err := cloneLocal(si.common, filepath.Join(w.path, ".git"), clone{originURL: si.originURL, config: settings, branch: w.branch, base: w.base})
+	switch {
+	case err == nil:
+		// HEAD is on the job's branch already: fill the index and the working tree from it.
+		if _, err := g.run(ctx, w.path, nil, "-c", "checkout.workers=0", "read-tree", "--reset", "-u", "HEAD"); err != nil {
+			return fmt.Errorf("check out %s: %w", w.base, err)
 		}
-	}
-	if _, err := g.run(ctx, w.path, nil, "-c", "checkout.workers=0", "checkout", "--quiet", "--no-track", "-b", w.branch, w.base); err != nil {
-		return nil, fmt.Errorf("create workspace for job %q: check out %s: %w", jobID, w.base, err)
+	case errors.Is(err, errCloneByGit):
+		if err := w.cloneByGit(ctx, repoDir, si, settings); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("clone %s: %w", repoDir, err)
 	}
 	if err := prepareOwnership(w.path, owner); err != nil {
-		return nil, fmt.Errorf("create workspace for job %q: %w", jobID, err)
+		return err
 	}
 	// chown changed every file's ctime; refresh the index so neither the agent's first
 	// `git status` nor Changes has to re-hash the whole tree.
 	if _, err := g.run(ctx, w.path, nil, "update-index", "-q", "--refresh"); err != nil {
-		return nil, fmt.Errorf("refresh workspace index: %w", err)
+		return fmt.Errorf("refresh workspace index: %w", err)
 	}
-	if err := initPrivate(w, common); err != nil {
-		return nil, fmt.Errorf("create workspace for job %q: %w", jobID, err)
+	if err := initPrivate(w, si.common); err != nil {
+		return err
 	}
 	if owner != nil {
 		// update-index rewrote .git/index as the runner.
 		if err := os.Lchown(filepath.Join(w.path, ".git", "index"), owner.UID, owner.GID); err != nil {
-			return nil, fmt.Errorf("chown workspace index: %w", err)
+			return fmt.Errorf("chown workspace index: %w", err)
 		}
 	}
-	log.Debug("workspace created", "path", w.path, "base", w.base)
-	return w, nil
+	w.m.log.Debug("workspace created", "run_id", w.runID, "job", w.jobID, "path", w.path, "base", w.base)
+	return nil
+}
+
+// cloneByGit fills the workspace with git's own clone, for the sources cloneLocal refuses.
+func (w *Workspace) cloneByGit(ctx context.Context, repoDir string, si *sourceInfo, settings [][2]string) error {
+	g := w.m.git
+	// The settings go in with the clone: one git process instead of one per setting.
+	clone := []string{"clone", "--quiet", "--local", "--no-checkout", "--template="}
+	for _, kv := range settings {
+		clone = append(clone, "--config", kv[0]+"="+kv[1])
+	}
+	if _, err := g.run(ctx, w.dir, nil, append(clone, "--", repoDir, w.path)...); err != nil {
+		return fmt.Errorf("clone %s: %w", repoDir, err)
+	}
+	// clone itself writes the origin (a host path) after the --config settings: replace it.
+	if !setOriginURL(filepath.Join(w.path, ".git", "config"), si.originURL) {
+		if _, err := g.run(ctx, w.path, nil, "config", "remote.origin.url", si.originURL); err != nil {
+			return fmt.Errorf("configure workspace: %w", err)
+		}
+	}
+	if _, err := g.run(ctx, w.path, nil, "-c", "checkout.workers=0", "checkout", "--quiet", "--no-track", "-b", w.branch, w.base); err != nil {
+		return fmt.Errorf("check out %s: %w", w.base, err)
+	}
+	return nil
 }
 
 // setOriginURL rewrites the url of remote "origin" in the config file clone wrote, as `git
@@ -479,7 +562,12 @@ func copyFile(from, to string, perm fs.FileMode) error {
 // waits for that, while Sweep deletes what a crash left in the trash. Remove is safe to call
 // twice and after a failed Create.
 func (w *Workspace) Remove(ctx context.Context) error {
-	w.removeOnce.Do(func() { w.removeErr = w.m.discard(ctx, w.dir) })
+	w.removeOnce.Do(func() {
+		// git must not write into the tree while it moves to the trash.
+		w.stopFill()
+		<-w.filled
+		w.removeErr = w.m.discard(ctx, w.dir)
+	})
 	return w.removeErr
 }
 
