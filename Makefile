@@ -24,8 +24,14 @@ lint:
 	staticcheck ./...
 
 # Short fuzzing of every parser; the corpus lives in testdata/fuzz and is replayed by `make test`.
+FUZZTIME ?= 15s
 fuzz:
-	$(GO) test ./config -run '^$$' -fuzz FuzzLoad -fuzztime 30s
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$target"; \
+			$(GO) test $$pkg -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME); \
+		done; \
+	done
 
 demo: build
 	./scripts/demo.sh

@@ -244,3 +244,30 @@ func TestStartReturnsBeforeTheFill(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// FuzzReadRefs: whatever a source's packed-refs holds, readRefs returns an error or only
+// branches and tags with full object ids; it never panics.
+func FuzzReadRefs(f *testing.F) {
+	f.Add([]byte("# pack-refs with: peeled fully-peeled sorted \n" +
+		"9b611d4d6dce4896e9fb870334aa67a9f93a64ca refs/heads/main\n" +
+		"00edb3c093de30efbaadb9e19d72523241cf4836 refs/tags/v2\n" +
+		"^9b611d4d6dce4896e9fb870334aa67a9f93a64ca\n" +
+		"9b611d4d6dce4896e9fb870334aa67a9f93a64ca refs/pull/7/head\n"))
+	f.Add([]byte("9b611d4d6dce4896e9fb870334aa67a9f93a64ca refs/heads/a b\n\n"))
+	f.Add([]byte("garbage"))
+	f.Fuzz(func(t *testing.T, packed []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "packed-refs"), packed, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		refs, err := readRefs(dir)
+		if err != nil {
+			return
+		}
+		for name, sha := range refs {
+			if !wantRef(name) || !shaRE.MatchString(sha) {
+				t.Fatalf("readRefs returned %q → %q", name, sha)
+			}
+		}
+	})
+}
