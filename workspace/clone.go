@@ -49,7 +49,7 @@ func cloneLocal(srcGit, gitDir string, c clone) error {
 			return err
 		}
 	}
-	if err := linkTree(filepath.Join(srcGit, "objects"), filepath.Join(gitDir, "objects")); err != nil {
+	if err := linkObjects(filepath.Join(srcGit, "objects"), filepath.Join(gitDir, "objects")); err != nil {
 		return fmt.Errorf("link objects: %w", err)
 	}
 
@@ -213,19 +213,40 @@ func wantRef(name string) bool {
 	return strings.HasPrefix(name, "refs/heads/") || strings.HasPrefix(name, "refs/tags/")
 }
 
+// linkObjects links the source's object store into dst. A git process may work on the source
+// meanwhile: a lock or temporary file that vanishes is of no concern, but a pack or object
+// that vanishes was repacked or pruned, so its objects may now sit in a file the walk had
+// already passed; the store is then linked again from scratch.
+func linkObjects(src, dst string) error {
+	for attempt := 1; ; attempt++ {
+		vanished, err := linkTree(src, dst)
+		if err != nil || len(vanished) == 0 || attempt == 3 {
+			return err
+		}
+		if err := os.RemoveAll(dst); err != nil {
+			return err
+		}
+	}
+}
+
 // linkTree recreates the directory tree src at dst with every file hard-linked (copied where
 // a link is impossible: another filesystem, a file the runner may not link). Like git's
-// clone, it skips names starting with a dot (temporary files of a git process at work).
-func linkTree(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+// clone, it skips hidden files, and also the other transient ones. It returns the files and
+// directories that vanished while it worked.
+func linkTree(src, dst string) (vanished []string, err error) {
+	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && p != src {
+				vanished = append(vanished, p)
+				return nil
+			}
 			return err
 		}
 		rel, err := filepath.Rel(src, p)
 		if err != nil {
 			return err
 		}
-		if rel != "." && strings.HasPrefix(d.Name(), ".") {
+		if rel != "." && transient(d.Name()) {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
@@ -236,8 +257,15 @@ func linkTree(src, dst string) error {
 		case d.IsDir():
 			return os.Mkdir(target, 0o755)
 		case d.Type().IsRegular():
-			if err := os.Link(p, target); err == nil {
+			err := os.Link(p, target)
+			if err == nil {
 				return nil
+			}
+			if errors.Is(err, fs.ErrNotExist) {
+				if _, statErr := os.Lstat(p); errors.Is(statErr, fs.ErrNotExist) {
+					vanished = append(vanished, p)
+					return nil
+				}
 			}
 			info, err := d.Info()
 			if err != nil {
@@ -247,6 +275,15 @@ func linkTree(src, dst string) error {
 		}
 		return nil // sockets, symlinks: nothing git stores as objects
 	})
+	return vanished, err
+}
+
+// transient reports whether a name in an object store is a git process's work in progress,
+// never an object a reader needs: hidden files (skipped by git's clone too), lock files, the
+// temporary packs and objects of a fetch, and a push's quarantine directories.
+func transient(name string) bool {
+	return strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".lock") ||
+		strings.HasPrefix(name, "tmp_") || strings.HasPrefix(name, "incoming-")
 }
 
 // configValue quotes v for a git config file.
