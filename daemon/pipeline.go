@@ -102,7 +102,7 @@ func (s *slotSandbox) Run(ctx context.Context, t *runner.Task, logs io.Writer) (
 // pipe is the pipeline.Pipeline configured from p's fields, made on first use.
 func (p *GitPipeline) pipe() *pipeline.Pipeline {
 	p.once.Do(func() {
-		uid, gid := ownerIDs(sandbox.DefaultUser)
+		uid, gid := sandbox.DefaultOwner()
 		reps := p.Reporters
 		if reps == nil {
 			reps = func(*reporters.RunInfo, string) reporters.Reporter { return nil }
@@ -269,13 +269,6 @@ func logTail(path string, max int64) ([]byte, error) {
 // Conclude implements Pipeline.
 func (p *GitPipeline) Conclude(ctx context.Context, ev *event.Event, run *plan.Run, runID string, c result.Conclusion, reason string) error {
 	return p.pipe().Conclude(ctx, ev, run, runID, c, reason)
-}
-
-func ownerIDs(user string) (uid, gid int) {
-	if _, err := fmt.Sscanf(user, "%d:%d", &uid, &gid); err != nil {
-		return 10001, 10001
-	}
-	return uid, gid
 }
 
 func short(sha string) string {

@@ -589,6 +589,13 @@ func validate(spec *Spec) error {
 	return nil
 }
 
+// DefaultOwner returns DefaultUser's uid and gid: who a workspace must belong to for an agent
+// that declares no user.
+func DefaultOwner() (uid, gid int) {
+	uid, gid, _ = parseUser(DefaultUser)
+	return uid, gid
+}
+
 // parseUser reads uid[:gid]; ok is false for names, which Docker resolves in the image.
 func parseUser(user string) (uid, gid int, err error) {
 	if user == "" {

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -35,5 +36,11 @@ func TestContainerEnv(t *testing.T) {
 				t.Errorf("env = %s\nwant  %s", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestDefaultOwnerIsDefaultUser(t *testing.T) {
+	if uid, gid := DefaultOwner(); fmt.Sprintf("%d:%d", uid, gid) != DefaultUser || uid <= 0 {
+		t.Fatalf("DefaultOwner() = %d, %d; DefaultUser is %s", uid, gid, DefaultUser)
 	}
 }

@@ -58,7 +58,7 @@ func execRuns(ctx context.Context, s *streams, o *execOptions, root string, ev *
 		return fmt.Errorf("commit %s (from the event) is not in %s; fetch it first", base, root)
 	}
 
-	uid, gid := ownerIDs(sandbox.DefaultUser)
+	uid, gid := sandbox.DefaultOwner()
 	interactive := o.Progress == "tty" || o.Progress == "auto" && isTerminal(s.Out)
 	failed := false
 	for _, r := range p.Runs {
@@ -172,13 +172,6 @@ func newRunID() string {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	return time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b)
-}
-
-func ownerIDs(user string) (uid, gid int) {
-	if _, err := fmt.Sscanf(user, "%d:%d", &uid, &gid); err != nil {
-		return 10001, 10001
-	}
-	return uid, gid
 }
 
 func isTerminal(w any) bool {
