@@ -370,25 +370,31 @@ func (s *sqlStore) GetRun(ctx context.Context, id string) (Run, error) {
 	return r, nil
 }
 
-func (s *sqlStore) ListRuns(ctx context.Context, f RunFilter) ([]Run, error) {
+// filtered completes a listing query: a WHERE clause with "column = value" for each filter
+// whose value is set (as bind parameters), then order and a limit (defaultLimit when <= 0).
+func filtered(selectFrom, order string, limit, defaultLimit int, filters ...[2]string) (string, []any) {
 	var where []string
 	var args []any
-	for _, c := range []struct{ col, v string }{{"repo", f.Repo}, {"routine", f.Routine}, {"status", f.Status}, {"delivery_id", f.DeliveryID}} {
-		if c.v != "" {
-			args = append(args, c.v)
-			where = append(where, c.col+" = $"+strconv.Itoa(len(args)))
+	for _, f := range filters {
+		if f[1] != "" {
+			args = append(args, f[1])
+			where = append(where, f[0]+" = $"+strconv.Itoa(len(args)))
 		}
 	}
-	q := `SELECT ` + runColsNoPlan + ` FROM runs`
+	q := selectFrom
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")
 	}
-	limit := f.Limit
 	if limit <= 0 {
-		limit = 100
+		limit = defaultLimit
 	}
 	args = append(args, limit)
-	q += ` ORDER BY created_at DESC, id DESC LIMIT $` + strconv.Itoa(len(args))
+	return q + ` ` + order + ` LIMIT $` + strconv.Itoa(len(args)), args
+}
+
+func (s *sqlStore) ListRuns(ctx context.Context, f RunFilter) ([]Run, error) {
+	q, args := filtered(`SELECT `+runColsNoPlan+` FROM runs`, `ORDER BY created_at DESC, id DESC`, f.Limit, 100,
+		[2]string{"repo", f.Repo}, [2]string{"routine", f.Routine}, [2]string{"status", f.Status}, [2]string{"delivery_id", f.DeliveryID})
 	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)
@@ -711,24 +717,8 @@ func (s *sqlStore) GetJob(ctx context.Context, id int64) (Job, error) {
 }
 
 func (s *sqlStore) ListJobs(ctx context.Context, f JobFilter) ([]Job, error) {
-	var where []string
-	var args []any
-	for _, c := range []struct{ col, v string }{{"run_id", f.RunID}, {"kind", f.Kind}, {"state", f.State}} {
-		if c.v != "" {
-			args = append(args, c.v)
-			where = append(where, c.col+" = $"+strconv.Itoa(len(args)))
-		}
-	}
-	q := `SELECT ` + jobCols + ` FROM jobs`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 1000
-	}
-	args = append(args, limit)
-	q += ` ORDER BY id LIMIT $` + strconv.Itoa(len(args))
+	q, args := filtered(`SELECT `+jobCols+` FROM jobs`, `ORDER BY id`, f.Limit, 1000,
+		[2]string{"run_id", f.RunID}, [2]string{"kind", f.Kind}, [2]string{"state", f.State})
 	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
