@@ -462,8 +462,8 @@ func testRuns(t *testing.T, db DB) {
 		{"by status", store.RunFilter{Status: store.RunQueued}, []string{other.ID}},
 		{"by delivery", store.RunFilter{DeliveryID: "d-1"}, []string{first.ID}},
 		{"limited", store.RunFilter{Limit: 1}, []string{other.ID}},
-		{"by repo and routine", store.RunFilter{Repo: "o/x", Routine: "review"}, []string{other.ID}},
-		{"filters that exclude each other", store.RunFilter{Repo: "o/r", Routine: "review"}, nil},
+		{"by repo and status", store.RunFilter{Repo: "o/x", Status: store.RunQueued}, []string{other.ID}},
+		{"filters that exclude each other", store.RunFilter{Repo: "o/r", Status: store.RunQueued}, nil},
 	}
 	for _, tc := range tests {
 		runs := must(s.ListRuns(ctx, tc.f))
