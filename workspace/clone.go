@@ -159,9 +159,13 @@ func readRefs(srcGit string) (map[string]string, error) {
 			if !ok || !shaRE.MatchString(sha) {
 				return nil, fmt.Errorf("packed-refs: unexpected line %q", line)
 			}
-			if wantRef(name) {
-				refs[name] = sha
+			if !wantRef(name) {
+				continue
 			}
+			if !validRefName(name) {
+				return nil, fmt.Errorf("packed-refs: %q is not a valid ref name", name)
+			}
+			refs[name] = sha
 		}
 		if err := sc.Err(); err != nil {
 			return nil, fmt.Errorf("packed-refs: %w", err)
@@ -199,7 +203,11 @@ func readRefs(srcGit string) (map[string]string, error) {
 			if err != nil {
 				return err
 			}
-			refs[filepath.ToSlash(rel)] = content
+			name := filepath.ToSlash(rel)
+			if !validRefName(name) {
+				return fmt.Errorf("%q is not a valid ref name", name)
+			}
+			refs[name] = content
 			return nil
 		})
 		if err != nil {
@@ -207,6 +215,27 @@ func readRefs(srcGit string) (map[string]string, error) {
 		}
 	}
 	return refs, nil
+}
+
+// validRefName applies `git check-ref-format`'s rules to a full ref name. A name git would
+// refuse (a file that is no ref, or one written by hand) is no branch to copy, and some of
+// them, such as one holding a newline, would corrupt the packed-refs and config written here.
+func validRefName(name string) bool {
+	if name == "" || name == "@" || strings.HasSuffix(name, "/") || strings.HasSuffix(name, ".") ||
+		strings.Contains(name, "..") || strings.Contains(name, "@{") || strings.Contains(name, "//") {
+		return false
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f || strings.ContainsRune(" ~^:?*[\\", r) {
+			return false
+		}
+	}
+	for _, part := range strings.Split(name, "/") {
+		if strings.HasPrefix(part, ".") || strings.HasSuffix(part, ".lock") {
+			return false
+		}
+	}
+	return true
 }
 
 func wantRef(name string) bool {

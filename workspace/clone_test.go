@@ -266,7 +266,7 @@ func FuzzReadRefs(f *testing.F) {
 			return
 		}
 		for name, sha := range refs {
-			if !wantRef(name) || !shaRE.MatchString(sha) {
+			if !wantRef(name) || !validRefName(name) || !shaRE.MatchString(sha) {
 				t.Fatalf("readRefs returned %q → %q", name, sha)
 			}
 		}
@@ -303,5 +303,42 @@ func TestLinkObjectsWhileGitWorksOnTheSource(t *testing.T) {
 		if err := linkObjects(objects, dst); err != nil {
 			t.Fatalf("link %d: %v", i, err)
 		}
+	}
+}
+
+func TestValidRefName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"refs/heads/main": true, "refs/heads/feature/x-1": true, "refs/tags/v1.2.3": true, "refs/heads/ünïcode": true,
+		"refs/heads/a\nb": false, "refs/heads/a b": false, "refs/heads/a..b": false, "refs/heads/a~1": false,
+		"refs/heads/a^": false, "refs/heads/a:b": false, "refs/heads/a?": false, "refs/heads/a*": false,
+		"refs/heads/a[": false, "refs/heads/a\\b": false, "refs/heads/.hidden": false, "refs/heads/x.lock": false,
+		"refs/heads/a@{1}": false, "refs/heads/": false, "refs/heads/a.": false, "refs/heads//a": false,
+		"refs/heads/a\x7f": false, "@": false, "": false,
+	} {
+		if got := validRefName(name); got != want {
+			t.Errorf("validRefName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// TestSourceWithAnInvalidRefFileStillClones: a file under refs/heads that git would not take
+// for a ref (here one whose name holds a newline, which would corrupt packed-refs) sends the
+// clone to git, which ignores it; the workspace is complete.
+func TestSourceWithAnInvalidRefFileStillClones(t *testing.T) {
+	src, head := newRepo(t, map[string]string{"a.txt": "a\n"})
+	bad := filepath.Join(src, ".git", "refs", "heads", "bad\ninjected")
+	if err := os.WriteFile(bad, []byte(head+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readRefs(filepath.Join(src, ".git")); err == nil {
+		t.Fatal("readRefs took a ref name with a newline")
+	}
+	w, err := newManager(t).Create(context.Background(), Source{RepoDir: src, SHA: head}, "run1", "job", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := testGit(t, w.Path(), "for-each-ref", "--format=%(refname)")
+	if strings.Contains(refs, "injected") || !strings.Contains(refs, "refs/remotes/origin/main") {
+		t.Errorf("refs of the workspace:\n%s", refs)
 	}
 }
