@@ -444,7 +444,7 @@ func (d *Docker) containerConfig(spec *Spec) (*container.Config, *container.Host
 
 	user := spec.User
 	if user == "" {
-		user = DefaultUser
+		user = defaultUser()
 	}
 	cfg := &container.Config{
 		Image:      spec.Image,
@@ -589,17 +589,31 @@ func validate(spec *Spec) error {
 	return nil
 }
 
-// DefaultOwner returns DefaultUser's uid and gid: who a workspace must belong to for an agent
-// that declares no user.
+// DefaultOwner returns the uid and gid an agent that declares no user runs as, and so who its
+// workspace must belong to. A runner running as root gives the workspace to DefaultUser. Any
+// other runner (`runner exec` by a user in the docker group) can give no file away, so its
+// agents run as the runner's own uid and gid: still not root, and able to write the workspace.
 func DefaultOwner() (uid, gid int) {
+	if uid, gid := runnerIDs(); uid != 0 {
+		return uid, gid
+	}
 	uid, gid, _ = parseUser(DefaultUser)
 	return uid, gid
+}
+
+// runnerIDs is the runner's effective uid and gid; a variable so a test can be someone else.
+var runnerIDs = func() (uid, gid int) { return os.Geteuid(), os.Getegid() }
+
+// defaultUser is DefaultOwner as a container user.
+func defaultUser() string {
+	uid, gid := DefaultOwner()
+	return strconv.Itoa(uid) + ":" + strconv.Itoa(gid)
 }
 
 // parseUser reads uid[:gid]; ok is false for names, which Docker resolves in the image.
 func parseUser(user string) (uid, gid int, err error) {
 	if user == "" {
-		user = DefaultUser
+		return parseUser(defaultUser())
 	}
 	u, g, hasGroup := strings.Cut(user, ":")
 	if u == "" || (hasGroup && g == "") {

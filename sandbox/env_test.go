@@ -39,8 +39,28 @@ func TestContainerEnv(t *testing.T) {
 	}
 }
 
-func TestDefaultOwnerIsDefaultUser(t *testing.T) {
-	if uid, gid := DefaultOwner(); fmt.Sprintf("%d:%d", uid, gid) != DefaultUser || uid <= 0 {
-		t.Fatalf("DefaultOwner() = %d, %d; DefaultUser is %s", uid, gid, DefaultUser)
+func TestDefaultOwnerFollowsTheRunnersPrivileges(t *testing.T) {
+	was := runnerIDs
+	t.Cleanup(func() { runnerIDs = was })
+	d := NewDocker(nil, Options{})
+
+	runnerIDs = func() (int, int) { return 0, 0 }
+	if uid, gid := DefaultOwner(); fmt.Sprintf("%d:%d", uid, gid) != DefaultUser {
+		t.Errorf("a root runner: DefaultOwner() = %d, %d; want DefaultUser %s", uid, gid, DefaultUser)
+	}
+	if cfg, _, _ := d.ContainerConfig(&Spec{Image: "x"}); cfg.User != DefaultUser {
+		t.Errorf("a root runner: the container's user is %q, want %s", cfg.User, DefaultUser)
+	}
+
+	// Without root the runner cannot give the workspace away: its agents run as the runner.
+	runnerIDs = func() (int, int) { return 1000, 1001 }
+	if uid, gid := DefaultOwner(); uid != 1000 || gid != 1001 {
+		t.Errorf("an ordinary runner: DefaultOwner() = %d, %d; want its own 1000, 1001", uid, gid)
+	}
+	if cfg, _, _ := d.ContainerConfig(&Spec{Image: "x"}); cfg.User != "1000:1001" {
+		t.Errorf("an ordinary runner: the container's user is %q, want 1000:1001", cfg.User)
+	}
+	if cfg, _, _ := d.ContainerConfig(&Spec{Image: "x", User: "5:6"}); cfg.User != "5:6" {
+		t.Errorf("a declared user is kept: %q", cfg.User)
 	}
 }

@@ -29,7 +29,7 @@ const (
 	PromptFile    = "prompt.md"    // written into the output directory before the agent starts
 	EnvPrompt     = "AGENT_PROMPT" // the prompt text
 	EnvOutputDir  = "AGENT_OUTPUT_DIR"
-	DefaultUser   = "10001:10001" // a fixed non-root uid:gid no image is likely to give privileges
+	DefaultUser   = "10001:10001" // a fixed non-root uid:gid no image is likely to give privileges (see DefaultOwner)
 )
 
 // Sandbox runs agents. Implementations must be safe for concurrent use by many goroutines on
@@ -105,7 +105,7 @@ type Spec struct {
 	// makes the workspace writable for User, before it starts the container. Its error fails
 	// Run; the agent never starts on a half-made workspace.
 	WorkspaceReady func(context.Context) error
-	// User is uid:gid (or uid); empty means DefaultUser.
+	// User is uid:gid (or uid); empty means DefaultOwner's ids (DefaultUser under a root runner).
 	User      string
 	Resources Resources
 	Network   Network

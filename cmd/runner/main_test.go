@@ -1,0 +1,18 @@
+package main
+
+import (
+	"context"
+	"os"
+	"testing"
+)
+
+// cliEnv makes the test binary behave as the runner's own: a test runs the CLI in another
+// process (as another user) through the binary it already has, instead of building one.
+const cliEnv = "AGENTRUNNER_TEST_RUN_CLI"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(cliEnv) == "1" {
+		os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
