@@ -128,7 +128,11 @@ func runExec(ctx context.Context, s *streams, o *execOptions) error {
 		return nil
 	}
 	if len(p.Runs) == 0 {
-		fmt.Fprintf(s.Err, "no routine matches this %s event; `runner exec --dry-run` says why\n", ev.Kind)
+		fmt.Fprintf(s.Err, "no routine matches this %s event:\n", ev.Kind)
+		for _, sk := range p.Skipped {
+			fmt.Fprintf(s.Err, "  %s: %s\n", sk.Routine, sk.Reason)
+		}
+		fmt.Fprintln(s.Err, "(`runner exec --dry-run` shows the event; --event simulates another kind)")
 		return nil
 	}
 	return execRuns(ctx, s, o, root, ev, p)

@@ -222,3 +222,24 @@ func TestOwnRoutinesValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestExecSaysWhyNothingRuns: on a branch the routine does not listen to, exec runs nothing
+// and names the routine with the reason, without a detour through --dry-run.
+func TestExecSaysWhyNothingRuns(t *testing.T) {
+	repo := gitRepo(t, map[string]string{
+		".agents/t.yaml": "on: {push: {branches: [main]}}\nagents:\n  a: {image: agentrunner/testagent:dev, command: [\"/testagent\", \"print\", \"hi\"]}\n",
+	})
+	cmd := exec.Command("git", "checkout", "-q", "-b", "feature")
+	cmd.Dir = repo
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	chdir(t, repo)
+	code, out, errOut := runCLI(t, "exec", "t")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, `t: branch "feature" not in branches`) {
+		t.Errorf("stderr does not say why t did not run:\n%s", errOut)
+	}
+}
