@@ -130,9 +130,14 @@ func cloneable(srcGit string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errCloneByGit, err)
 	}
-	// Any extension (objectFormat, refStorage, worktreeConfig, …) changes what a copy means.
-	if bytes.Contains(bytes.ToLower(cfg), []byte("[extensions")) || repoFormatV1.Match(cfg) {
+	// Any extension (objectFormat, refStorage, worktreeConfig, …) changes what a copy means,
+	// and an included file could hold one.
+	lower := bytes.ToLower(cfg)
+	if bytes.Contains(lower, []byte("[extensions")) || repoFormatV1.Match(cfg) {
 		return fmt.Errorf("%w: the source's repository format has extensions", errCloneByGit)
+	}
+	if bytes.Contains(lower, []byte("[include")) {
+		return fmt.Errorf("%w: the source's config includes other files", errCloneByGit)
 	}
 	return nil
 }

@@ -139,6 +139,14 @@ func TestCloneableRefusesRepositoryExtensions(t *testing.T) {
 	if err := cloneable(gitDir); err != nil {
 		t.Fatalf("a plain repository: %v", err)
 	}
+	testGit(t, src, "config", "include.path", "/dev/null")
+	if err := cloneable(gitDir); !errors.Is(err, errCloneByGit) {
+		t.Fatalf("with an include: %v, want errCloneByGit", err)
+	}
+	testGit(t, src, "config", "--unset", "include.path")
+	if err := cloneable(gitDir); err != nil {
+		t.Fatalf("after the include is gone: %v", err)
+	}
 	testGit(t, src, "config", "core.repositoryformatversion", "1")
 	testGit(t, src, "config", "extensions.worktreeConfig", "true")
 	if err := cloneable(gitDir); !errors.Is(err, errCloneByGit) {
