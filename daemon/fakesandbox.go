@@ -23,13 +23,11 @@ type FakeSandbox struct{}
 // Run implements runner.Sandbox.
 func (FakeSandbox) Run(ctx context.Context, t *runner.Task, logs io.Writer) (*runner.Exit, error) {
 	start := time.Now()
-	if t.WorkspaceReady != nil {
-		if err := t.WorkspaceReady(ctx); err != nil {
-			if ctx.Err() != nil {
-				return &runner.Exit{Outcome: result.Cancelled, ExitCode: -1, Started: start, Finished: time.Now()}, nil
-			}
-			return nil, err
+	if err := t.WaitWorkspace(ctx); err != nil {
+		if ctx.Err() != nil {
+			return &runner.Exit{Outcome: result.Cancelled, ExitCode: -1, Started: start, Finished: time.Now()}, nil
 		}
+		return nil, err
 	}
 	fmt.Fprintf(logs, "fake sandbox: %s %v\n", t.Instance.ID, t.Instance.Argv)
 	if s := t.Env[FakeSleepEnv]; s != "" {

@@ -114,7 +114,11 @@ type fakeSandbox struct {
 	tasks []*runner.Task
 }
 
-func (s *fakeSandbox) Run(_ context.Context, t *runner.Task, logs io.Writer) (*runner.Exit, error) {
+func (s *fakeSandbox) Run(ctx context.Context, t *runner.Task, logs io.Writer) (*runner.Exit, error) {
+	// The agent's edit must land on the filled workspace, not race the clone.
+	if err := t.WaitWorkspace(ctx); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	s.tasks = append(s.tasks, t)
 	s.mu.Unlock()

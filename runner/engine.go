@@ -38,6 +38,16 @@ type Task struct {
 	Secrets map[string]string
 }
 
+// WaitWorkspace blocks until the task's workspace is filled (at once when the task has no
+// WorkspaceReady): what a sandbox that does not pass WorkspaceReady on calls before it runs
+// anything in the workspace.
+func (t *Task) WaitWorkspace(ctx context.Context) error {
+	if t.WorkspaceReady == nil {
+		return nil
+	}
+	return t.WorkspaceReady(ctx)
+}
+
 // Exit is how a container run ended.
 type Exit struct {
 	Outcome  result.Outcome

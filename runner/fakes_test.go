@@ -48,10 +48,8 @@ func (f *fakeSandbox) Run(ctx context.Context, t *Task, logs io.Writer) (*Exit, 
 		}
 	}
 	f.calls.Add(1)
-	if t.WorkspaceReady != nil {
-		if err := t.WorkspaceReady(ctx); err != nil {
-			return nil, err
-		}
+	if err := t.WaitWorkspace(ctx); err != nil {
+		return nil, err
 	}
 	f.mu.Lock()
 	f.order = append(f.order, t.Instance.ID)

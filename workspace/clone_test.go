@@ -225,7 +225,8 @@ func TestStartReturnsBeforeTheFill(t *testing.T) {
 	m2 := newManager(t)
 	broken := filepath.Join(t.TempDir(), "broken")
 	testGit(t, t.TempDir(), "clone", "-q", src, broken)
-	// The commit resolves (Start), but its objects are gone when the fill reads them.
+	// A first workspace makes the Manager remember the commit, so that Start resolves it
+	// without git; then the objects go, and only the fill finds out.
 	w3, err := m2.Start(ctx, Source{RepoDir: broken, SHA: head}, "run2", "job", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -560,7 +560,7 @@ func copyFile(from, to string, perm fs.FileMode) error {
 // Remove deletes the workspace. It returns once the workspace is gone from its path (renamed
 // into the trash, which is instant); the files are deleted in the background, and Manager.Close
 // waits for that, while Sweep deletes what a crash left in the trash. Remove is safe to call
-// twice and after a failed Create.
+// twice, while the workspace is being filled (it stops the fill) and after Ready failed.
 func (w *Workspace) Remove(ctx context.Context) error {
 	w.removeOnce.Do(func() {
 		// git must not write into the tree while it moves to the trash.
