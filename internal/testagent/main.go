@@ -56,6 +56,18 @@ var steps = map[string]step{
 	"print":       {1, func(a []string) error { fmt.Println(a[0]); return nil }},
 	"eprint":      {1, func(a []string) error { fmt.Fprintln(os.Stderr, a[0]); return nil }},
 	"connect":     {1, connect},
+	// Hostile moves on files the runner reads afterwards. A path starting with @out/ is under
+	// $AGENT_OUTPUT_DIR; any other is relative to the working directory.
+	"symlink": {1, symlink}, // LINK=TARGET
+	"mkfifo":  {1, func(a []string) error { return syscall.Mkfifo(agentPath(a[0]), 0o644) }},
+	"fill":    {1, fill},       // PATH=SIZE: SIZE bytes of text lines (512m, 2g, …)
+	"chmod":   {1, chmodFile},  // PATH=MODE (octal)
+	"rename":  {1, renameFile}, // OLD=NEW
+	// printq prints a Go-quoted string unquoted, so a test can make the agent print escape
+	// sequences: printq '"\x1b]52;c;aGk=\a"'.
+	"printq": {1, printQuoted},
+	// tick prints "tick 1" … "tick N", one line every interval: output that arrives over time.
+	"tick": {2, tick}, // N INTERVAL
 	// A preset's flags the runner adds to argv at run time, as the CLI would see them: `-c K=V`
 	// (codex's config override) prints `FLAG -c K=V`; `-- PROMPT` (the separator and the
 	// prompt after it) does nothing.
@@ -140,6 +152,111 @@ func commit(a []string) error {
 	// All stages deletions too, which AddOptions.All does not always do in go-git.
 	_, err = wt.Commit(a[0], &git.CommitOptions{All: true, Author: sig, Committer: sig, AllowEmptyCommits: true})
 	return err
+}
+
+// agentPath maps @out/NAME to the output directory; other paths stay as they are.
+func agentPath(p string) string {
+	if rest, ok := strings.CutPrefix(p, "@out/"); ok {
+		return filepath.Join(outDir(), rest)
+	}
+	return p
+}
+
+func symlink(a []string) error {
+	link, target, err := splitKV(a[0])
+	if err != nil {
+		return err
+	}
+	link = agentPath(link)
+	_ = os.Remove(link)
+	return os.Symlink(target, link)
+}
+
+// fill writes a file of size bytes as 64-byte numbered lines, streamed so the agent itself
+// stays small whatever the size.
+func fill(a []string) error {
+	path, sz, err := splitKV(a[0])
+	if err != nil {
+		return err
+	}
+	n, err := parseSize(sz)
+	if err != nil {
+		return err
+	}
+	path = agentPath(path)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 0, 1<<16)
+	var line int64
+	for written := int64(0); written < n; {
+		buf = buf[:0]
+		for len(buf) < cap(buf)-64 {
+			buf = fmt.Appendf(buf, "%063d\n", line)
+			line++
+		}
+		if rest := n - written; int64(len(buf)) > rest {
+			buf = buf[:rest]
+		}
+		k, err := f.Write(buf)
+		written += int64(k)
+		if err != nil {
+			f.Close()
+			return err
+		}
+	}
+	return f.Close()
+}
+
+func chmodFile(a []string) error {
+	path, mode, err := splitKV(a[0])
+	if err != nil {
+		return err
+	}
+	m, err := strconv.ParseUint(mode, 8, 32)
+	if err != nil {
+		return fmt.Errorf("mode %q: %w", mode, err)
+	}
+	return os.Chmod(agentPath(path), os.FileMode(m))
+}
+
+func renameFile(a []string) error {
+	from, to, err := splitKV(a[0])
+	if err != nil {
+		return err
+	}
+	return os.Rename(agentPath(from), agentPath(to))
+}
+
+func printQuoted(a []string) error {
+	s, err := strconv.Unquote(a[0])
+	if err != nil {
+		return fmt.Errorf("unquote %s: %w", a[0], err)
+	}
+	fmt.Println(s)
+	return nil
+}
+
+func tick(a []string) error {
+	n, err := strconv.Atoi(a[0])
+	if err != nil {
+		return err
+	}
+	d, err := time.ParseDuration(a[1])
+	if err != nil {
+		return err
+	}
+	for i := 1; i <= n; i++ {
+		fmt.Printf("tick %d\n", i)
+		if i < n {
+			time.Sleep(d)
+		}
+	}
+	return nil
 }
 
 func outDir() string {
