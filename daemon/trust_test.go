@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	gh "github.com/google/go-github/v62/github"
 
 	"github.com/agentrunner/agentrunner/github"
+	"github.com/agentrunner/agentrunner/internal/fixture"
 	"github.com/agentrunner/agentrunner/internal/githubfake"
 	"github.com/agentrunner/agentrunner/internal/gittest"
 	"github.com/agentrunner/agentrunner/runner"
@@ -33,8 +33,6 @@ const (
 	trustToken = "ghs_daemon_trust_test"
 	trustKey   = "s3cr3t-daemon-value"
 )
-
-const webhookPayloads = "../../shared/testdata/github/webhooks"
 
 // trustRoutine is a review routine whose agent's argv names where its config came from.
 func trustRoutine(from string) string {
@@ -168,12 +166,8 @@ func (td *trustDaemon) deliver(t *testing.T, kind, id string, payload map[string
 
 func readWebhook(t *testing.T, name string) map[string]any {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(webhookPayloads, name))
-	if err != nil {
-		t.Fatalf("read test payload (shared test data beside the checkout): %v", err)
-	}
 	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
+	if err := json.Unmarshal(fixture.Webhook(t, name), &m); err != nil {
 		t.Fatal(err)
 	}
 	return m

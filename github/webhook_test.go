@@ -7,13 +7,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/agentrunner/agentrunner/github"
+	"github.com/agentrunner/agentrunner/internal/fixture"
 )
 
 // GitHub's published test vector ("Validating webhook deliveries", docs.github.com).
@@ -55,11 +54,7 @@ func TestVerifySignature(t *testing.T) {
 
 func pushPayload(t testing.TB) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "shared", "testdata", "github", "webhooks", "push.json"))
-	if err != nil {
-		t.Fatalf("read the shared push payload (../shared/testdata/github/webhooks beside the checkout): %v", err)
-	}
-	return b
+	return fixture.Webhook(t, "push.json")
 }
 
 func webhookRequest(body []byte, mutate func(h http.Header)) *http.Request {

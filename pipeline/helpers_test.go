@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/agentrunner/agentrunner/github"
+	"github.com/agentrunner/agentrunner/internal/fixture"
 	"github.com/agentrunner/agentrunner/internal/githubfake"
 	"github.com/agentrunner/agentrunner/internal/gittest"
 	"github.com/agentrunner/agentrunner/pipeline"
@@ -25,16 +26,10 @@ const (
 	token    = "ghs_pipeline_test_token"
 )
 
-const payloadDir = "../../shared/testdata/github/webhooks"
-
 func readPayload(t testing.TB, name string) map[string]any {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(payloadDir, name))
-	if err != nil {
-		t.Fatalf("read test payload (shared test data beside the checkout): %v", err)
-	}
 	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
+	if err := json.Unmarshal(fixture.Webhook(t, name), &m); err != nil {
 		t.Fatal(err)
 	}
 	return m

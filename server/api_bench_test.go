@@ -5,7 +5,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/agentrunner/agentrunner/config"
 	"github.com/agentrunner/agentrunner/daemon"
 	"github.com/agentrunner/agentrunner/github"
+	"github.com/agentrunner/agentrunner/internal/fixture"
 	"github.com/agentrunner/agentrunner/runner/event"
 	"github.com/agentrunner/agentrunner/runner/plan"
 	"github.com/agentrunner/agentrunner/runner/result"
@@ -45,11 +45,7 @@ func (idlePipeline) Conclude(context.Context, *event.Event, *plan.Run, string, r
 // benchmarks call for, with the text a real delivery has, so compressing bodies in the store
 // gains no more than it would in production.
 func benchPayload(b *testing.B) []byte {
-	body, err := os.ReadFile("../../shared/testdata/github/webhooks/pull_request.opened.json")
-	if err != nil {
-		b.Fatal(err)
-	}
-	return body
+	return fixture.Webhook(b, "pull_request.opened.json")
 }
 
 type nopQueue struct{}

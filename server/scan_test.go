@@ -3,9 +3,10 @@ package server
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/agentrunner/agentrunner/internal/fixture"
 )
 
 // The scanner must agree with encoding/json on what is valid, or a payload the worker cannot
@@ -18,8 +19,7 @@ func TestTopLevelAgreesWithEncodingJSON(t *testing.T) {
 		`{"a":{"b":{}}}`, `{"a":[[],[[]]]}`, `{"a":nul}`, `{"a":1 2}`, ``, `{`, `{"a":-01}`, `{"a":1E5}`,
 		`{"a":"` + strings.Repeat("é", 100) + `"}`, `{"a":` + strings.Repeat("[", 600) + strings.Repeat("]", 600) + `}`,
 	}
-	files, _ := filepath.Glob("../../shared/testdata/github/webhooks/*.json")
-	for _, f := range files {
+	for _, f := range fixture.Webhooks(t) {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)

@@ -9,28 +9,21 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/agentrunner/agentrunner/github"
+	"github.com/agentrunner/agentrunner/internal/fixture"
 	"github.com/agentrunner/agentrunner/runner/event"
 	"github.com/agentrunner/agentrunner/server"
 )
 
 var secret = []byte("It's a Secret to Everybody")
 
-const payloadDir = "../../shared/testdata/github/webhooks"
-
 func payload(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(payloadDir, name))
-	if err != nil {
-		t.Fatalf("read test payload (shared test data beside the checkout): %v", err)
-	}
-	return b
+	return fixture.Webhook(t, name)
 }
 
 func newServer(t testing.TB, q server.Queue) http.Handler {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/agentrunner/agentrunner/internal/dockertest"
+	"github.com/agentrunner/agentrunner/internal/fixture"
 	"github.com/agentrunner/agentrunner/runner/plan"
 	"github.com/agentrunner/agentrunner/runner/result"
 )
@@ -85,10 +86,7 @@ func TestExecReplaysARealWebhookPayload(t *testing.T) {
 		".agents/review.yaml": "on: {pull_request: {branches: [master]}}\ndefaults: {image: agentrunner/testagent:dev}\n" +
 			"agents:\n  look: {command: [\"/testagent\", \"print\", \"${{ event.pull_request.title }}\"]}\n",
 	})
-	payload, err := filepath.Abs(filepath.Join(sharedTestdata(t), "github", "webhooks", "pull_request.opened.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	payload := fixture.GitHubPath(t, "webhooks/pull_request.opened.json")
 	chdir(t, repo)
 	code, out, errOut := runCLI(t, "exec", "--dry-run", "--event-file", payload)
 	if code != 0 {
@@ -192,26 +190,6 @@ func TestExecExitsOneWhenAnAgentFails(t *testing.T) {
 	if !strings.Contains(out, "failed") || !strings.Contains(out, "exit 3") {
 		t.Errorf("the summary should show the failure and its exit code:\n%s", out)
 	}
-}
-
-// sharedTestdata finds ../shared/testdata beside the repository checkout.
-func sharedTestdata(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			p := filepath.Join(filepath.Dir(d), "shared", "testdata")
-			if _, err := os.Stat(p); err != nil {
-				t.Fatalf("shared test data not found at %s (it lives beside the checkout)", p)
-			}
-			return p
-		}
-	}
-	t.Fatal("go.mod not found above " + dir)
-	return ""
 }
 
 // We use agentrunner on itself: our own routines and the demo's must always validate.

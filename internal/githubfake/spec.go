@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/agentrunner/agentrunner/internal/fixture"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
@@ -23,8 +24,8 @@ var printer = message.NewPrinter(language.English)
 // SpecEnv overrides where the OpenAPI description is read from (a file path).
 const SpecEnv = "AGENTRUNNER_GITHUB_OPENAPI"
 
-// specRelPath is where the shared test data sits: beside the repository checkout, not inside it.
-const specRelPath = "../shared/testdata/github/openapi-subset.json"
+// specRelPath is where the description sits under the module's testdata folder.
+const specRelPath = "github/openapi-subset.json"
 
 // operation is one described method+path with what the fake checks about it.
 type operation struct {
@@ -73,8 +74,8 @@ func loadSpec() (*spec, error) {
 	return specCached, specErr
 }
 
-// findSpec walks up from the working directory to the module root (go.mod) and looks for the
-// shared test data beside it, where CI also puts it.
+// findSpec returns the description committed at testdata/github/openapi-subset.json under the
+// module root, unless SpecEnv names another file.
 func findSpec() (string, error) {
 	if p := os.Getenv(SpecEnv); p != "" {
 		if _, err := os.Stat(p); err != nil {
@@ -82,27 +83,15 @@ func findSpec() (string, error) {
 		}
 		return p, nil
 	}
-	wd, err := os.Getwd()
+	root, err := fixture.Root()
 	if err != nil {
 		return "", fmt.Errorf("githubfake: find the OpenAPI description: %w", err)
 	}
-	var tried []string
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			p := filepath.Join(dir, filepath.FromSlash(specRelPath))
-			if _, err := os.Stat(p); err == nil {
-				return p, nil
-			}
-			tried = append(tried, p)
-		}
-		if filepath.Dir(dir) == dir {
-			break
-		}
+	p := filepath.Join(root, filepath.FromSlash(specRelPath))
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("githubfake: GitHub's OpenAPI description is missing: %w (it is committed at testdata/%s; or set %s)", err, specRelPath, SpecEnv)
 	}
-	if len(tried) == 0 {
-		return "", fmt.Errorf("githubfake: no go.mod above %s, so the shared test data (%s relative to the module root) cannot be found; set %s", wd, specRelPath, SpecEnv)
-	}
-	return "", fmt.Errorf("githubfake: GitHub's OpenAPI description is missing: looked for %s (the shared/ folder must sit beside the repository checkout; or set %s)", strings.Join(tried, ", "), SpecEnv)
+	return p, nil
 }
 
 func parseSpec(path string) (*spec, error) {

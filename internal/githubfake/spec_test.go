@@ -29,32 +29,34 @@ func TestConvertNullable(t *testing.T) {
 	}
 }
 
-func TestFindSpecFailsClearlyWhenSharedDataIsAbsent(t *testing.T) {
-	dir := t.TempDir()
-	repo := filepath.Join(dir, "checkout")
-	if err := os.MkdirAll(filepath.Join(repo, "pkg"), 0o755); err != nil {
+func TestFindSpecReadsTheCopyInTheRepository(t *testing.T) {
+	t.Setenv(SpecEnv, "")
+	got, err := findSpec()
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(repo, "go.mod"), []byte("module x\n"), 0o644); err != nil {
+	want, err := filepath.Abs(filepath.Join("..", "..", "testdata", "github", "openapi-subset.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Errorf("findSpec = %q, want the committed copy %q", got, want)
+	}
+}
+
+func TestFindSpecFailsClearlyWhenTheDescriptionIsAbsent(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "pkg"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module x\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv(SpecEnv, "")
-	t.Chdir(filepath.Join(repo, "pkg"))
+	t.Chdir(filepath.Join(dir, "pkg"))
 	_, err := findSpec()
-	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "shared", "testdata", "github", "openapi-subset.json")) {
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "testdata", "github", "openapi-subset.json")) {
 		t.Errorf("err = %v, want it to name the path it looked for", err)
-	}
-
-	// With shared/ beside the checkout, as CI lays it out, it is found.
-	want := filepath.Join(dir, "shared", "testdata", "github", "openapi-subset.json")
-	if err := os.MkdirAll(filepath.Dir(want), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(want, []byte("{}"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := findSpec(); err != nil || got != want {
-		t.Errorf("findSpec = %q, %v, want %q", got, err, want)
 	}
 
 	t.Setenv(SpecEnv, filepath.Join(dir, "nope.json"))

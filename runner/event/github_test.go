@@ -8,20 +8,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentrunner/agentrunner/internal/fixture"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
-// webhooks holds real GitHub payloads (octokit/webhooks examples), shared by every engineer.
-const webhooks = "../../../shared/testdata/github/webhooks"
-
+// readPayload reads a real GitHub payload (octokit/webhooks examples) from testdata/github.
 func readPayload(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(webhooks, name))
-	if err != nil {
-		t.Fatalf("read payload: %v", err)
-	}
-	return b
+	return fixture.Webhook(t, name)
 }
 
 // kindOf is the X-GitHub-Event of a payload file named <event>[.<variant>].json.
@@ -134,11 +129,7 @@ func TestFromGitHubNormalizesRealPayloads(t *testing.T) {
 		})
 	}
 	t.Run("every shared payload is covered", func(t *testing.T) {
-		files, err := filepath.Glob(filepath.Join(webhooks, "*.json"))
-		if err != nil || len(files) == 0 {
-			t.Fatalf("no payloads in %s: %v", webhooks, err)
-		}
-		for _, f := range files {
+		for _, f := range fixture.Webhooks(t) {
 			if !covered[filepath.Base(f)] {
 				t.Errorf("%s has no expectation in this test", filepath.Base(f))
 			}
@@ -403,8 +394,7 @@ func TestRoutineFromCheckRunOnlyTrustsAgentsChecks(t *testing.T) {
 
 func FuzzFromGitHub(f *testing.F) {
 	// The seed corpus in testdata/fuzz/FuzzFromGitHub holds every shared payload; these add the kinds.
-	files, _ := filepath.Glob(filepath.Join(webhooks, "*.json"))
-	for _, file := range files {
+	for _, file := range fixture.Webhooks(f) {
 		b, err := os.ReadFile(file)
 		if err != nil {
 			f.Fatal(err)
