@@ -36,6 +36,8 @@ type Egress struct {
 
 	mu   sync.Mutex
 	runs map[string]*egressRun
+
+	engineChecked sync.Once
 }
 
 type egressRun struct {
@@ -94,6 +96,11 @@ func (e *Egress) BeginRun(ctx context.Context, runID string, p *plan.Run, secret
 	if !needsEgress(p) {
 		return nil
 	}
+	e.engineChecked.Do(func() {
+		if err := egress.CheckEngineDNS(ctx, e.Client); err != nil && e.Logger != nil {
+			e.Logger.Warn("docker engine and allow-listed agents", "err", err)
+		}
+	})
 	var keys []egress.Key
 	served := map[string]bool{}
 	for _, api := range apisOf(p) {

@@ -497,6 +497,7 @@ func (d *Docker) containerConfig(spec *Spec) (*container.Config, *container.Host
 		hc.NetworkMode = "bridge"
 	case NetworkAllow:
 		hc.NetworkMode = container.NetworkMode(spec.Network.DockerNetwork)
+		hc.DNS = []string{AllowDNS}
 	}
 	return cfg, hc, nil
 }

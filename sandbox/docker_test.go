@@ -539,13 +539,9 @@ func TestDestroyWithoutRunRemovesTheContainer(t *testing.T) {
 	}
 }
 
-func TestContainerIsHardenedAndLabelled(t *testing.T) {
-	t.Parallel()
-	sb := newDocker(t)
-	runID := dockertest.RunID(t)
-	spec := newSpec(t, runID, "exit", "0")
-	spec.Labels = map[string]string{"extra": "yes"}
-	spec.Resources = sandbox.Resources{CPUs: 0.5, Memory: 128 << 20, Pids: 100}
+// prepared creates spec's container, which the test's end destroys, and inspects it.
+func prepared(t *testing.T, sb *sandbox.Docker, spec *sandbox.Spec) (*sandbox.Handle, container.InspectResponse) {
+	t.Helper()
 	h, err := sb.Prepare(t.Context(), spec)
 	if err != nil {
 		t.Fatal(err)
@@ -555,6 +551,17 @@ func TestContainerIsHardenedAndLabelled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return h, info
+}
+
+func TestContainerIsHardenedAndLabelled(t *testing.T) {
+	t.Parallel()
+	sb := newDocker(t)
+	runID := dockertest.RunID(t)
+	spec := newSpec(t, runID, "exit", "0")
+	spec.Labels = map[string]string{"extra": "yes"}
+	spec.Resources = sandbox.Resources{CPUs: 0.5, Memory: 128 << 20, Pids: 100}
+	_, info := prepared(t, sb, spec)
 	hc, cfg := info.HostConfig, info.Config
 	checks := []struct {
 		what     string
@@ -655,15 +662,8 @@ func bridgeGateway(t testing.TB) string {
 // connection fails, and the run's result names its destination.
 func TestAllowModeReportsDirectConnections(t *testing.T) {
 	t.Parallel()
-	cli := dockertest.Client(t)
 	runID := dockertest.RunID(t)
-	nw, err := cli.NetworkCreate(t.Context(), "agentrunner-"+runID, network.CreateOptions{
-		Internal: true, Labels: map[string]string{sandbox.LabelRun: runID},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cli.NetworkRemove(context.Background(), nw.ID) })
+	internalNetwork(t, runID)
 	// 192.0.2.0/24 is TEST-NET-1: nothing answers there, whatever the network.
 	const proxy = "192.0.2.9"
 	spec := newSpec(t, runID, "dial", "192.0.2.1:80", "dial", proxy+":3128", "dial", "[2001:db8::1]:443", "dial", "127.0.0.1:9")
@@ -678,6 +678,44 @@ func TestAllowModeReportsDirectConnections(t *testing.T) {
 	}
 	if !slices.Equal(res.Direct, []string{"192.0.2.1:80"}) {
 		t.Errorf("Direct = %q, want [192.0.2.1:80] (not the proxy, not loopback; IPv6 has no route at all); logs:\n%s", res.Direct, logs)
+	}
+}
+
+// internalNetwork creates the internal network agentrunner-RUNID that the egress proxy would
+// create for an allow-listed run, and removes it when the test ends.
+func internalNetwork(t *testing.T, runID string) {
+	t.Helper()
+	cli := dockertest.Client(t)
+	nw, err := cli.NetworkCreate(t.Context(), "agentrunner-"+runID, network.CreateOptions{
+		Internal: true, Labels: map[string]string{sandbox.LabelRun: runID},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.NetworkRemove(context.Background(), nw.ID) })
+}
+
+// An allow-listed agent's only DNS server is its own loopback (CVE-2024-29018): an engine
+// without the fix would otherwise forward its lookups to a resolver on the host's loopback from
+// the host's namespace, past the internal network. Its lookups of outside names fail.
+func TestAllowModeForwardsNoDNS(t *testing.T) {
+	t.Parallel()
+	runID := dockertest.RunID(t)
+	internalNetwork(t, runID)
+	spec := newSpec(t, runID, "resolve", "example.com")
+	spec.Network = sandbox.Network{Mode: sandbox.NetworkAllow, Allow: []string{"example.com:443"},
+		DockerNetwork: "agentrunner-" + runID, Proxy: "192.0.2.9"}
+	sb := newDocker(t)
+	h, info := prepared(t, sb, spec)
+	if !slices.Equal(info.HostConfig.DNS, []string{sandbox.AllowDNS}) {
+		t.Errorf("DNS = %q, want only %s, the container's own loopback", info.HostConfig.DNS, sandbox.AllowDNS)
+	}
+	var logs lockedBuffer
+	if _, err := sb.Run(t.Context(), h, &logs); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "RESOLVE example.com => error") {
+		t.Errorf("an allow-listed agent resolved an outside name:\n%s", logs.String())
 	}
 }
 

@@ -82,6 +82,16 @@ const (
 	NetworkAllow = "allow" // egress only to Allow, through the runner's egress proxy
 )
 
+// AllowDNS is the only DNS server an allow-listed agent's container is given. Engines without
+// the fix for CVE-2024-29018 (Moby before 26.0.0, 25.0.5, 23.0.11) forward the lookups of a
+// container on an internal network to the host's resolver from the host's namespace when that
+// resolver is on the host's loopback: a way to exfiltrate data in names past the egress proxy.
+// An explicit server is the advisory's workaround: the embedded resolver then forwards from the
+// container's own namespace, where 127.0.0.1 is the agent's own loopback, so a lookup goes
+// nowhere on every engine. Agents need no DNS: they reach the proxy by its IP address, and the
+// proxy resolves the names it allows.
+const AllowDNS = "127.0.0.1"
+
 // Spec is everything needed to run one job's agent.
 type Spec struct {
 	RunID string
