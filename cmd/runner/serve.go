@@ -34,7 +34,9 @@ import (
 func init() { register(newServeCmd) }
 
 // serveConfig is runner.yaml; every field is also a flag and an AGENTRUNNER_* variable.
-// Precedence: flag, then environment, then file, then default.
+// Precedence: flag, then environment, then file, then default. defaultServeConfig is the one
+// place the defaults live: the flags show them, and a test holds examples/runner.yaml's
+// "default:" comments to the flags.
 type serveConfig struct {
 	Listen        string        `yaml:"listen"`
 	DataDir       string        `yaml:"data-dir"`
@@ -207,11 +209,11 @@ SIGTERM or SIGINT stops intake (webhooks answer 503), lets running agents finish
 	f.String("log-level", d.LogLevel, "log level: debug, info, warn, error (env AGENTRUNNER_LOG_LEVEL)")
 	f.Int("max-agents", d.MaxAgents, "agent containers running at once across all runs (env AGENTRUNNER_MAX_AGENTS)")
 	f.Int("max-runs", d.MaxRuns, "runs this daemon works on at once (env AGENTRUNNER_MAX_RUNS)")
-	f.Int("max-runs-per-repo", 0, "runs of one repository under way at once, across all daemons on the database; 0 is no limit (env AGENTRUNNER_MAX_RUNS_PER_REPO)")
+	f.Int("max-runs-per-repo", d.MaxRunsRepo, "runs of one repository under way at once, across all daemons on the database; 0 is no limit (env AGENTRUNNER_MAX_RUNS_PER_REPO)")
 	f.Int("run-attempts", d.RunAttempts, "tries of a run whose daemon died or whose infrastructure failed, before it concludes as failed (env AGENTRUNNER_RUN_ATTEMPTS)")
 	f.Duration("lease-ttl", d.LeaseTTL, "how long a job's lease lives without a heartbeat (env AGENTRUNNER_LEASE_TTL)")
 	f.Duration("shutdown-grace", d.ShutdownGrace, "how long running agents may finish after SIGTERM (env AGENTRUNNER_SHUTDOWN_GRACE)")
-	f.Bool("schedules", true, "fire the routines' schedule triggers (env AGENTRUNNER_SCHEDULES)")
+	f.Bool("schedules", d.Schedules, "fire the routines' schedule triggers (env AGENTRUNNER_SCHEDULES)")
 	f.String("reporters", d.Reporters, "where runs report: auto (GitHub when configured), github, log, none (env AGENTRUNNER_REPORTERS)")
 	f.String("git-base-url", "", "where repositories without a clone URL are fetched from (default https://github.com) (env AGENTRUNNER_GIT_BASE_URL)")
 	f.String("github-api-url", "", "GitHub REST API root; https://HOST/api/v3/ for GitHub Enterprise (env AGENTRUNNER_GITHUB_API_URL)")
@@ -359,6 +361,19 @@ func readSecretFile(path, what string) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
+// secretEnv reads the daemon's own environment variables that every repository gets.
+func secretEnv(names []string) (map[string]string, error) {
+	env := map[string]string{}
+	for _, n := range names {
+		v, ok := os.LookupEnv(n)
+		if !ok {
+			return nil, usageError{fmt.Errorf("secret-env %s: no such environment variable; export it or drop it from secrets.env", n)}
+		}
+		env[n] = v
+	}
+	return env, nil
+}
+
 // serve runs the daemon and its HTTP server until ctx ends.
 func serve(ctx context.Context, s *streams, c serveConfig) error {
 	logger, err := newLogger(s.Err, c.LogFormat, c.LogLevel)
@@ -379,13 +394,8 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		return usageError{err}
 	}
 	repos.GitBaseURL, repos.SecretsDir = c.GitBaseURL, c.Secrets.Dir
-	repos.Env = map[string]string{}
-	for _, n := range c.Secrets.Env {
-		v, ok := os.LookupEnv(n)
-		if !ok {
-			return usageError{fmt.Errorf("secret-env %s: no such environment variable", n)}
-		}
-		repos.Env[n] = v
+	if repos.Env, err = secretEnv(c.Secrets.Env); err != nil {
+		return err
 	}
 
 	wsm, err := workspace.NewManager(filepath.Join(c.DataDir, "workspaces"), workspace.WithLogger(logger))
