@@ -4,10 +4,26 @@ BIN     := bin/runner
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test bench lint demo fuzz clean testagent-image
+.PHONY: build install images test bench lint demo fuzz clean testagent-image
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/runner
+
+# Puts bin/runner on PATH (PREFIX/bin); or add bin/ to PATH yourself.
+PREFIX ?= /usr/local
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/runner
+
+# The presets' agent images from images/<preset>/Dockerfile, tagged
+# localhost/agentrunner/<preset>:<CLI version> (the Dockerfile's ARG CLI_VERSION). The localhost
+# host part makes the name fully qualified: Docker never looks for it on Docker Hub.
+PRESET_IMAGES ?= claude-code codex aider gemini
+images:
+	@set -e; for p in $(PRESET_IMAGES); do \
+		v=$$(sed -n 's/^ARG CLI_VERSION=//p' images/$$p/Dockerfile); \
+		echo "docker build -t localhost/agentrunner/$$p:$$v images/$$p"; \
+		docker build -t localhost/agentrunner/$$p:$$v images/$$p; \
+	done
 
 # The whole suite, Docker integration tests included: a missing engine fails them loudly.
 # Postgres comes from AGENTRUNNER_TEST_POSTGRES, or a throwaway cluster with-postgres.sh starts.

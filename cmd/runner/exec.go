@@ -107,6 +107,7 @@ func runExec(ctx context.Context, s *streams, o *execOptions) error {
 		printConfigErrors(s.Err, errs)
 		return errSilent
 	}
+	printConfigErrors(s.Err, unqualifiedImages(cfg))
 	if o.Routine != "" && cfg.Routine(o.Routine) == nil {
 		return fmt.Errorf("no routine %q in %s (have: %s)", o.Routine, agentsDir, strings.Join(routineNames(cfg), ", "))
 	}

@@ -65,6 +65,7 @@ func runValidate(s *streams, dir string) error {
 		fmt.Fprintf(s.Out, "%s: no routine files (*.yaml, *.yml); add one, see examples/.agents\n", shown)
 		return errSilent
 	}
+	printConfigErrors(s.Err, unqualifiedImages(cfg))
 	agents := 0
 	for _, r := range cfg.Routines {
 		agents += len(r.Agents)
