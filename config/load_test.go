@@ -40,7 +40,7 @@ func TestLoadExamples(t *testing.T) {
 		t.Errorf("audit matrix = %+v, want one dynamic axis", fan.Matrix)
 	}
 	v := audit.Agent("verify")
-	if v.Replicas != 3 || v.Quorum != 2 || v.Vote != "verdict" || v.Image != "agents/codex:1" {
+	if v.Replicas != 3 || v.Quorum != 2 || v.Vote != "verdict" || v.Image != "localhost/agentrunner/codex:0.169.0" {
 		t.Errorf("verify = replicas %d quorum %d vote %q image %q", v.Replicas, v.Quorum, v.Vote, v.Image)
 	}
 	if got := audit.Agent("verify").Needs; !cmp.Equal(got, []string{"audit"}) {

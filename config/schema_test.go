@@ -111,7 +111,7 @@ func TestSchemaAgreesWithDecoder(t *testing.T) {
 		{"on list", "on: [push, dispatch]\nagents: {a: {command: [x], image: i}}\n", true},
 		{"empty trigger blocks", "on: {push: , pull_request: {}, webhook: {secret: S}}\nagents: {a: {command: [x], image: i}}\n", true},
 		{"needs as one name", head + "  a: {command: [x]}\n  b: {command: [x], needs: a}\n", true},
-		{"memory in bytes", head + "  a: {command: [x], resources: {memory: 1024, cpus: 0.5}}\n", true},
+		{"memory in bytes", head + "  a: {command: [x], resources: {memory: 8388608, cpus: 0.5}}\n", true},
 		{"network open", head + "  a: {command: [x], network: open}\n", true},
 		{"network allow", head + "  a: {command: [x], network: {allow: ['a.b:1']}}\n", true},
 		{"string concurrency", "concurrency: g\n" + head + "  a: {command: [x]}\n", true},

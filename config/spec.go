@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -297,11 +298,18 @@ var resourcesObj = newObject("resources", "resources",
 	field[Resources]{key: "memory", doc: "Memory limit: 512m, 2g, 1.5g, or bytes.",
 		schema: func(*schemaGen) map[string]any {
 			return map[string]any{"oneOf": []any{
-				map[string]any{"type": "integer", "minimum": 1},
+				map[string]any{"type": "integer", "minimum": MinMemory},
 				map[string]any{"type": "string", "pattern": sizePattern}}}
 		},
 		decode: func(d *decoder, _, v *yaml.Node, t *Resources) {
-			if s, ok := d.size(v, "memory"); ok {
+			s, ok := d.size(v, "memory")
+			switch {
+			case !ok:
+			case s < MinMemory:
+				d.errorf(v, "memory %s (%s bytes) is below Docker's minimum of 6m; a bare number is bytes, so write a size like 512m or 2g", v.Value, strconv.FormatInt(s, 10))
+			case HostMemory() > 0 && s > HostMemory():
+				d.errorf(v, "memory %s is more than this machine's %s; the container could never use it: set at most %s", v.Value, FormatSize(HostMemory()), FormatSize(HostMemory()))
+			default:
 				t.Memory = s
 			}
 		}},

@@ -21,6 +21,28 @@ const (
 	DefaultMaxFanOut  = 256
 )
 
+// MinMemory is the smallest memory limit Docker accepts (6 MiB): a bare number is bytes, so
+// `memory: 2000` is 2 kB, which the engine would refuse only when the job starts.
+const MinMemory = 6 << 20
+
+// HostMemory returns the memory of the machine that loads the routines (0: unknown); a limit
+// above it could never be used. Tests replace it.
+var HostMemory = physicalMemory
+
+// FormatSize writes a byte size the way routines write sizes, to two decimals: 512m, 1.5g, 2000.
+func FormatSize(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		size   int64
+	}{{"t", 1 << 40}, {"g", 1 << 30}, {"m", 1 << 20}, {"k", 1 << 10}} {
+		if n >= u.size {
+			v := strconv.FormatFloat(float64(n)/float64(u.size), 'f', 2, 64)
+			return strings.TrimSuffix(strings.TrimRight(v, "0"), ".") + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
 // Pull policies for agent images.
 const (
 	PullNever     = "never"
