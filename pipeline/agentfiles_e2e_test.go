@@ -10,10 +10,6 @@ import (
 	"github.com/agentrunner/agentrunner/internal/dockertest"
 	"github.com/agentrunner/agentrunner/internal/githubfake"
 	"github.com/agentrunner/agentrunner/internal/gittest"
-	"github.com/agentrunner/agentrunner/runner"
-	"github.com/agentrunner/agentrunner/runner/event"
-	"github.com/agentrunner/agentrunner/sandbox"
-	"github.com/agentrunner/agentrunner/workspace"
 )
 
 // What agents hand back reaches GitHub only after the runner read it safely and masked it: an
@@ -56,19 +52,7 @@ publish:
 `
 	r := newRemote(t, map[string]string{".agents/review.yaml": yaml, "README.md": "helo\n"}, map[string]string{"src/a.txt": "a\n"})
 	f := githubfake.New(t)
-	docker, err := sandbox.Connect(ctx, sandbox.Options{})
-	if err != nil {
-		t.Fatalf("Docker: %v", err)
-	}
-	wsm, err := workspace.NewManager(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { wsm.Close() })
-	p := newPipeline(t, f, &runner.Containers{Sandbox: docker})
-	p.Workspaces = wsm
-	p.Owner = &workspace.Owner{UID: 10001, GID: 10001}
-	p.NewRunID = func(*event.Event, string) string { return runID }
+	p := dockerPipeline(t, f, runID)
 
 	runs, err := p.HandleDelivery(ctx, "pull_request", "e2e-hostile", marshal(t, prPayload(t, r, "hostile agents", "")))
 	if err != nil || len(runs) != 1 {
