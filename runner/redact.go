@@ -101,6 +101,13 @@ func (r *redactor) value(v any) any {
 // pushes a commit built from it. Refusing says plainly what happened.
 func (r *redactor) refuseSecretChanges(patch []byte) string {
 	name := r.secretIn(patch)
+	if name == "" && len(r.names) > 0 {
+		for _, b := range binaryHunks(patch) {
+			if name = r.secretIn(b); name != "" {
+				break
+			}
+		}
+	}
 	if name == "" {
 		return ""
 	}

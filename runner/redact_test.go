@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -194,5 +195,58 @@ agents:
 	}
 	for _, l := range leaks(t, res, h.rec, runDirOf(t, res), true, token) {
 		t.Error(l)
+	}
+}
+
+// A value written into a binary file is in the patch only compressed and encoded: it is found
+// all the same, in a new file (a literal hunk) and in an edit of a large one (a delta).
+func TestSecretValuesInBinaryChangesAreRefused(t *testing.T) {
+	t.Parallel()
+	const token = "s3cr3t-in-binary-5c1d"
+	dir := t.TempDir()
+	git := func(args ...string) string {
+		cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=t", "-c", "user.email=t@t.invalid"}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	big := make([]byte, 64<<10)
+	for i := range big {
+		big[i] = byte(i * 7 % 251)
+	}
+	write := func(name string, b []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	git("init", "-q")
+	write("big.bin", big)
+	git("add", "-A")
+	git("commit", "-q", "-m", "base")
+	edited := slices.Concat(big[:30000], []byte(token), big[30000:])
+	write("big.bin", edited)
+	write("new.bin", append([]byte{0, 1, 2}, token...))
+	git("add", "-A")
+	patch := git("diff", "--cached", "--binary", "--full-index")
+	if strings.Contains(patch, token) || !strings.Contains(patch, "delta ") || !strings.Contains(patch, "literal ") {
+		t.Fatalf("want a delta and a literal hunk that hide the value:\n%.600s", patch)
+	}
+	r := newRedactor(map[string]string{"TOKEN": token})
+	if why := r.refuseSecretChanges([]byte(patch)); !strings.Contains(why, "the value of TOKEN") {
+		t.Errorf("refuse = %q, want the binary changes refused", why)
+	}
+	found := 0
+	for _, h := range binaryHunks([]byte(patch)) {
+		if strings.Contains(string(h), token) {
+			found++
+		}
+	}
+	if found != 2 {
+		t.Errorf("found the value in %d hunks, want 2 (the delta and the literal)", found)
+	}
+	if why := newRedactor(map[string]string{"TOKEN": "not-in-there"}).refuseSecretChanges([]byte(patch)); why != "" {
+		t.Errorf("a patch without the value was refused: %s", why)
 	}
 }
