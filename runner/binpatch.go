@@ -9,12 +9,12 @@ import (
 // base85 is git's alphabet for binary patches (not Ascii85's).
 const base85 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+-;<=>?@^_`{|}~"
 
-// binaryHunks returns the content of every "GIT binary patch" hunk in patch, inflated: the new
-// file (literal) or the bytes a delta inserts, which is where a value written into a binary
-// file shows; as patch text it is compressed and encoded, so a search of the text misses it.
-// A hunk that does not decode is returned as far as it got.
-func binaryHunks(patch []byte) [][]byte {
-	var out [][]byte
+// binaryHunks calls found with the content of every "GIT binary patch" hunk in patch,
+// inflated as a stream: the new file (literal) or the bytes a delta inserts, which is where a
+// value written into a binary file shows; as patch text it is compressed and encoded, so a
+// search of the text misses it. The content is never held whole (a small hunk can inflate to
+// gigabytes): found reads it and says whether to go on.
+func binaryHunks(patch []byte, found func(io.Reader) bool) {
 	lines := bytes.Split(patch, []byte("\n"))
 	for i := 0; i < len(lines); i++ {
 		if !bytes.HasPrefix(lines[i], []byte("literal ")) && !bytes.HasPrefix(lines[i], []byte("delta ")) {
@@ -28,10 +28,39 @@ func binaryHunks(patch []byte) [][]byte {
 		if err != nil {
 			continue
 		}
-		b, _ := io.ReadAll(zr)
-		out = append(out, b)
+		if !found(zr) {
+			return
+		}
 	}
-	return out
+}
+
+// streamHolds reports whether any of values occurs in what r reads, in windows of a fixed size
+// that overlap by the longest value, so memory stays small whatever r holds.
+func streamHolds(r io.Reader, values []string) (string, bool) {
+	longest := 0
+	for _, v := range values {
+		longest = max(longest, len(v))
+	}
+	if longest == 0 {
+		return "", false
+	}
+	buf := make([]byte, 0, 64<<10+longest)
+	for {
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		for _, v := range values {
+			if v != "" && bytes.Contains(buf, []byte(v)) {
+				return v, true
+			}
+		}
+		if err != nil {
+			return "", false
+		}
+		if len(buf) == cap(buf) {
+			keep := longest - 1
+			buf = append(buf[:0], buf[len(buf)-keep:]...)
+		}
+	}
 }
 
 // decode85Line decodes one line of a binary hunk: a length character (A-Z for 1-26 bytes,

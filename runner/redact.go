@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"sort"
 
 	"github.com/agentrunner/agentrunner/runner/result"
@@ -102,11 +103,15 @@ func (r *redactor) value(v any) any {
 func (r *redactor) refuseSecretChanges(patch []byte) string {
 	name := r.secretIn(patch)
 	if name == "" && len(r.names) > 0 {
-		for _, b := range binaryHunks(patch) {
-			if name = r.secretIn(b); name != "" {
-				break
+		binaryHunks(patch, func(hunk io.Reader) bool {
+			v, ok := streamHolds(hunk, r.list)
+			for n, value := range r.values {
+				if ok && value == v && (name == "" || n < name) {
+					name = n
+				}
 			}
-		}
+			return !ok
+		})
 	}
 	if name == "" {
 		return ""

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -238,15 +239,31 @@ func TestSecretValuesInBinaryChangesAreRefused(t *testing.T) {
 		t.Errorf("refuse = %q, want the binary changes refused", why)
 	}
 	found := 0
-	for _, h := range binaryHunks([]byte(patch)) {
-		if strings.Contains(string(h), token) {
+	binaryHunks([]byte(patch), func(h io.Reader) bool {
+		if _, ok := streamHolds(h, []string{token}); ok {
 			found++
 		}
-	}
+		return true
+	})
 	if found != 2 {
 		t.Errorf("found the value in %d hunks, want 2 (the delta and the literal)", found)
 	}
 	if why := newRedactor(map[string]string{"TOKEN": "not-in-there"}).refuseSecretChanges([]byte(patch)); why != "" {
 		t.Errorf("a patch without the value was refused: %s", why)
+	}
+}
+
+// streamHolds finds a value wherever it falls, also across the windows it reads in.
+func TestStreamHoldsAcrossWindows(t *testing.T) {
+	t.Parallel()
+	const v = "needle-value"
+	for _, at := range []int{0, 64<<10 - 5, 64 << 10, 3*(64<<10) - 1, 300000} {
+		data := slices.Concat(make([]byte, at), []byte(v), make([]byte, 1000))
+		if got, ok := streamHolds(bytes.NewReader(data), []string{"other", v}); !ok || got != v {
+			t.Errorf("value at %d: got %q, %v", at, got, ok)
+		}
+	}
+	if _, ok := streamHolds(bytes.NewReader(make([]byte, 1<<20)), []string{v}); ok {
+		t.Error("found a value that is not there")
 	}
 }
