@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentrunner/agentrunner/config"
 	"github.com/agentrunner/agentrunner/github"
+	"github.com/agentrunner/agentrunner/internal/safefile"
 	"github.com/agentrunner/agentrunner/pipeline"
 	"github.com/agentrunner/agentrunner/reporters"
 	"github.com/agentrunner/agentrunner/runner"
@@ -221,7 +222,7 @@ func (p *GitPipeline) saveFiles(ctx context.Context, runID, runDir string, res *
 		if j.LogPath == "" || err != nil || !filepath.IsLocal(rel) {
 			continue
 		}
-		data, err := logTail(j.LogPath, MaxSavedLog)
+		data, err := logTail(runDir, filepath.ToSlash(rel), MaxSavedLog)
 		if err != nil {
 			p.log().Warn("read a job's log to keep it", "run_id", runID, "job", j.ID, "err", err)
 			continue
@@ -242,9 +243,11 @@ func (p *GitPipeline) log() *slog.Logger {
 	return p.Logger
 }
 
-// logTail reads the file, or its last max bytes after a line that says so.
-func logTail(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
+// logTail reads the file name beneath runDir, or its last max bytes after a line that says
+// so. The runner writes the logs, but next to the directories the agents write: nothing on the
+// way is followed if it is a symlink, and anything but a regular file is refused.
+func logTail(runDir, name string, max int64) ([]byte, error) {
+	f, err := safefile.Open(runDir, name)
 	if err != nil {
 		return nil, err
 	}

@@ -53,7 +53,7 @@ func TestFinishedRunsFilesAreKept(t *testing.T) {
 	if len(saved.m) != 3 {
 		t.Errorf("saved %d files, want report.md and two logs: %v", len(saved.m), saved.m)
 	}
-	tail, err := logTail(filepath.Join(runDir, "jobs", "b", "log.txt"), 10)
+	tail, err := logTail(runDir, "jobs/b/log.txt", 10)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,12 +17,8 @@ import (
 	"github.com/agentrunner/agentrunner/internal/dockertest"
 	"github.com/agentrunner/agentrunner/internal/githubfake"
 	"github.com/agentrunner/agentrunner/internal/gittest"
-	"github.com/agentrunner/agentrunner/runner"
-	"github.com/agentrunner/agentrunner/runner/event"
 	"github.com/agentrunner/agentrunner/runner/result"
-	"github.com/agentrunner/agentrunner/sandbox"
 	"github.com/agentrunner/agentrunner/server"
-	"github.com/agentrunner/agentrunner/workspace"
 )
 
 // chanQueue hands fresh deliveries to a worker, deduplicating ids like the store does.
@@ -73,19 +69,7 @@ publish:
 	r := newRemote(t, map[string]string{".agents/review.yaml": yaml, "README.md": "helo\n"}, map[string]string{"src/a.txt": "a\n"})
 
 	f := githubfake.New(t)
-	docker, err := sandbox.Connect(ctx, sandbox.Options{})
-	if err != nil {
-		t.Fatalf("Docker: %v", err)
-	}
-	wsm, err := workspace.NewManager(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { wsm.Close() })
-	p := newPipeline(t, f, &runner.Containers{Sandbox: docker})
-	p.Workspaces = wsm
-	p.Owner = &workspace.Owner{UID: 10001, GID: 10001}
-	p.NewRunID = func(*event.Event, string) string { return runID }
+	p := dockerPipeline(t, f, runID)
 
 	q := &chanQueue{seen: map[string]bool{}, ch: make(chan server.Delivery, 4)}
 	secret := []byte("e2e-secret")
@@ -188,7 +172,7 @@ publish:
 		t.Error("the pull request title was executed")
 	}
 	// Nothing left behind: the job's workspace is gone (containers are checked by RunID).
-	if left, _ := filepath.Glob(filepath.Join(wsm.Root(), runID, "*")); len(left) != 0 {
+	if left, _ := filepath.Glob(filepath.Join(p.Workspaces.Root(), runID, "*")); len(left) != 0 {
 		t.Errorf("workspaces left: %v", left)
 	}
 }

@@ -16,7 +16,9 @@ import (
 	"github.com/agentrunner/agentrunner/internal/gittest"
 	"github.com/agentrunner/agentrunner/pipeline"
 	"github.com/agentrunner/agentrunner/runner"
+	"github.com/agentrunner/agentrunner/runner/event"
 	"github.com/agentrunner/agentrunner/runner/result"
+	"github.com/agentrunner/agentrunner/sandbox"
 	"github.com/agentrunner/agentrunner/workspace"
 )
 
@@ -100,6 +102,20 @@ func newPipeline(t testing.TB, f *githubfake.Fake, sb runner.Sandbox) *pipeline.
 	t.Cleanup(func() { wsm.Close() })
 	return &pipeline.Pipeline{GitHub: newGitHub(t, f), Workspaces: wsm, Sandbox: sb, RunsDir: t.TempDir(),
 		Secrets: map[string]string{"API_KEY": "s3cr3t-value"}, DetailsBaseURL: "https://runner.example"}
+}
+
+// dockerPipeline is newPipeline on the real Docker engine, its workspaces owned by the test
+// agent's user, its run named runID (from dockertest.RunID, which checks what is left).
+func dockerPipeline(t testing.TB, f *githubfake.Fake, runID string) *pipeline.Pipeline {
+	t.Helper()
+	docker, err := sandbox.Connect(t.Context(), sandbox.Options{})
+	if err != nil {
+		t.Fatalf("Docker: %v", err)
+	}
+	p := newPipeline(t, f, &runner.Containers{Sandbox: docker})
+	p.Owner = &workspace.Owner{UID: 10001, GID: 10001}
+	p.NewRunID = func(*event.Event, string) string { return runID }
+	return p
 }
 
 // fakeSandbox plays an agent without Docker: it records the task, writes fix.txt into the

@@ -96,6 +96,11 @@ func (r *runState) consolidate(ctx context.Context) {
 		r.res.Error = fmt.Sprintf("consolidate changes: %v", err)
 		return
 	}
+	if why := r.mask.refuseSecretChanges(m.Patch); why != "" {
+		// Each kept patch was checked; a value can still appear where two of them meet.
+		r.res.Error = "the combined " + why
+		return
+	}
 	r.res.Patch, r.res.Files, r.res.Commit = m.Patch, m.Files, m.Commit
 	r.res.Applied, r.res.Conflicts = m.Applied, m.Conflicts
 }

@@ -160,6 +160,7 @@ func (e *Engine) Run(ctx context.Context, info *reporters.RunInfo, opts RunOptio
 		info:  info,
 		opts:  opts,
 		log:   e.logger().With("run_id", info.ID, "repo", info.Repo, "routine", info.Plan.Routine, "sha", info.Plan.SHA),
+		mask:  newRedactor(opts.Secrets),
 		nodes: make(map[string]*nodeState, len(info.Plan.Nodes)),
 		res: &result.Run{
 			ID:      info.ID,
@@ -212,7 +213,8 @@ func (e *Engine) Run(ctx context.Context, info *reporters.RunInfo, opts RunOptio
 	r.consolidate(ctx)
 	r.res.Finished = time.Now()
 	r.res.Conclusion = r.conclusion(ctx)
-	r.res.Report = Report(r.res)
+	r.res.Error = r.mask.string(r.res.Error)
+	r.res.Report = r.mask.string(Report(r.res))
 	r.emit(reporters.Update{Kind: reporters.RunFinished, Result: r.res})
 	close(r.events)
 	<-reported
@@ -225,6 +227,7 @@ type runState struct {
 	info   *reporters.RunInfo
 	opts   RunOptions
 	log    *slog.Logger
+	mask   *redactor
 	nodes  map[string]*nodeState
 	events chan reporters.Update
 
@@ -291,7 +294,7 @@ func (r *runState) runNode(ctx context.Context, ns *nodeState, judged string) {
 		ns.agent = &result.Agent{Name: n.Agent, Result: res, ContinueOnError: n.ContinueOnError}
 		if msg != "" {
 			// An agent that never got to run still needs a visible reason.
-			j := &result.Job{ID: n.Agent, Agent: n.Agent, Outcome: outcomeFor(res), Error: msg, Started: time.Now(), Finished: time.Now()}
+			j := &result.Job{ID: n.Agent, Agent: n.Agent, Outcome: outcomeFor(res), Error: r.mask.string(msg), Started: time.Now(), Finished: time.Now()}
 			ns.jobs = append(ns.jobs, j)
 			ns.agent.Jobs = []string{j.ID}
 			r.addJob(j)
@@ -463,6 +466,9 @@ func (r *runState) runJob(ctx context.Context, inst *plan.Instance, p *prepared)
 	j.Started = time.Now()
 	r.emit(reporters.Update{Kind: reporters.JobStarted, Instance: inst, Time: j.Started})
 	r.execute(ctx, inst, j, p)
+	// The one place a job's result is complete and not yet seen by anyone: reporters,
+	// dependents and the run's report all read it after this.
+	r.mask.job(j)
 	if j.Finished.IsZero() {
 		j.Finished = time.Now()
 	}
@@ -581,6 +587,10 @@ func (r *runState) execute(ctx context.Context, inst *plan.Instance, j *result.J
 		ch, err := ws.Changes(context.WithoutCancel(ctx))
 		if err != nil {
 			fail("collect changes: %v", err)
+			return
+		}
+		if why := r.mask.refuseSecretChanges(ch.Patch); why != "" {
+			j.Outcome, j.Error = result.Failed, why
 			return
 		}
 		j.Changes = ch

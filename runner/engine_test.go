@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -481,8 +482,17 @@ agents:
 		h := newHarness(t)
 		res := h.run(t, t.Context(), routine(t, body, ""), map[string]string{"TOKEN": "s3cr3t", "OTHER": "no"})
 		j := jobOf(t, res, "a")
-		if j.Outcome != result.Success || !strings.Contains(j.LogTail, "TOKEN=s3cr3t") || strings.Contains(j.LogTail, "OTHER") {
-			t.Errorf("a = %s, log %q: want TOKEN only", j.Outcome, j.LogTail)
+		// The log file, as the sandbox wrote it (the fake one does not mask): the result
+		// itself masks every secret value.
+		log, err := os.ReadFile(j.LogPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.Outcome != result.Success || !strings.Contains(string(log), "TOKEN=s3cr3t") || strings.Contains(string(log), "OTHER") {
+			t.Errorf("a = %s, log %q: want TOKEN only", j.Outcome, log)
+		}
+		if !strings.Contains(j.LogTail, "TOKEN=***") {
+			t.Errorf("log tail %q: want the value masked", j.LogTail)
 		}
 	})
 }

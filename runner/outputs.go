@@ -6,13 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 
+	"github.com/agentrunner/agentrunner/internal/safefile"
 	"github.com/agentrunner/agentrunner/preset"
 	"github.com/agentrunner/agentrunner/runner/result"
 )
@@ -26,22 +24,23 @@ const (
 
 // readOutputs reads the files the container contract defines from the output directory:
 // outputs.json, report.md and findings.json. A malformed file fails a job that had succeeded,
-// with the reason, rather than being silently ignored.
+// with the reason, rather than being silently ignored. The agent owns the directory, so a file
+// that is not a regular file (a symlink to a host file, a FIFO that would block) is refused.
 func readOutputs(dir string, j *result.Job) {
 	var problems []string
-	if b, err := readCapped(filepath.Join(dir, "outputs.json"), maxOutputsBytes); err != nil {
+	if b, err := readCapped(dir, "outputs.json", maxOutputsBytes); err != nil {
 		problems = append(problems, err.Error())
 	} else if b != nil {
 		if err := json.Unmarshal(b, &j.Outputs); err != nil {
 			problems = append(problems, fmt.Sprintf("outputs.json must be a JSON object of key → value: %v", err))
 		}
 	}
-	if b, err := readCapped(filepath.Join(dir, "report.md"), maxReportBytes); err != nil {
+	if b, err := readCapped(dir, "report.md", maxReportBytes); err != nil {
 		problems = append(problems, err.Error())
 	} else if b != nil {
 		j.Report = string(b)
 	}
-	if b, err := readCapped(filepath.Join(dir, "findings.json"), maxFindingsBytes); err != nil {
+	if b, err := readCapped(dir, "findings.json", maxFindingsBytes); err != nil {
 		problems = append(problems, err.Error())
 	} else if b != nil {
 		if err := json.Unmarshal(b, &j.Findings); err != nil {
@@ -58,26 +57,13 @@ func readOutputs(dir string, j *result.Job) {
 	}
 }
 
-func readCapped(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
+// readCapped reads the file name of the agent's output directory; nil when there is none.
+func readCapped(dir, name string, limit int64) ([]byte, error) {
+	b, err := safefile.Read(dir, name, limit)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", filepath.Base(path), err)
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", filepath.Base(path))
-	}
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", filepath.Base(path), err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", filepath.Base(path), limit)
-	}
-	return b, nil
+	return b, err
 }
 
 // applyPreset reads the agent CLI's own structured result, because these tools can exit 0

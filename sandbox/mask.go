@@ -89,3 +89,19 @@ scan:
 	}
 	return b.Bytes(), nil
 }
+
+// MaskString returns s with every secret value replaced by Mask, exactly as a MaskingWriter
+// would write it: for whole texts (a report, an output, an error) rather than streams.
+func MaskString(s string, secrets []string) string {
+	if s == "" {
+		return s
+	}
+	var b bytes.Buffer
+	m := NewMaskingWriter(&b, secrets)
+	if len(m.secrets) == 0 {
+		return s
+	}
+	_, _ = m.Write([]byte(s)) // a bytes.Buffer does not fail
+	_ = m.Flush()
+	return b.String()
+}

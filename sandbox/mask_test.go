@@ -103,3 +103,22 @@ func TestValidateRefusesBadSpecs(t *testing.T) {
 		})
 	}
 }
+
+func TestMaskString(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		in      string
+		secrets []string
+		want    string
+	}{
+		{"pw=hunter2, again hunter2", []string{"hunter2"}, "pw=***, again ***"},
+		{"ends with a partial hunt", []string{"hunter2"}, "ends with a partial hunt"},
+		{"abcdef abc", []string{"abc", "abcdef"}, "*** ***"},
+		{"no secrets", nil, "no secrets"},
+		{"", []string{"x"}, ""},
+	} {
+		if got := MaskString(tt.in, tt.secrets); got != tt.want {
+			t.Errorf("MaskString(%q, %q) = %q, want %q", tt.in, tt.secrets, got, tt.want)
+		}
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/agentrunner/agentrunner/daemon"
+	"github.com/agentrunner/agentrunner/internal/safefile"
 	"github.com/agentrunner/agentrunner/runner"
 	"github.com/agentrunner/agentrunner/store"
 )
@@ -220,7 +220,7 @@ func (a *API) jobLog(w http.ResponseWriter, r *http.Request) {
 		}
 		// The file grows while the job runs on this daemon; the store has it once the run is
 		// over, whichever daemon ran it.
-		if f, err := os.Open(filepath.Join(a.RunsDir, id, "jobs", name, "log.txt")); err == nil {
+		if f, err := safefile.Open(filepath.Join(a.RunsDir, id), "jobs/"+name+"/log.txt"); err == nil {
 			defer f.Close()
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			_, _ = io.Copy(w, f)
@@ -236,10 +236,14 @@ func (a *API) jobLog(w http.ResponseWriter, r *http.Request) {
 }
 
 // runFile reads a run's file from this daemon's run directory, or else from the store, where
-// the daemon that ran the run keeps it.
+// the daemon that ran the run keeps it. The run directory also holds what agents wrote, so
+// nothing served from it may be a symlink or other than a regular file (safefile).
 func (a *API) runFile(ctx context.Context, runID, name string) ([]byte, error) {
-	if b, err := os.ReadFile(filepath.Join(a.RunsDir, runID, filepath.FromSlash(name))); err == nil {
-		return b, nil
+	if f, err := safefile.Open(filepath.Join(a.RunsDir, runID), name); err == nil {
+		defer f.Close()
+		if b, err := io.ReadAll(f); err == nil {
+			return b, nil
+		}
 	}
 	return a.Store.RunFile(ctx, runID, name)
 }

@@ -41,25 +41,7 @@ func TestReadAPIServesRunFilesFromTheStore(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(live, "log.txt"), []byte("live fix log\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := st.CreateToken(ctx, "reader")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	(&server.API{Store: st, RunsDir: runsDir}).Register(mux)
-	hs := httptest.NewServer(mux)
-	defer hs.Close()
-	get := func(path string) (int, string) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, hs.URL+path, nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get := readAPI(t, st, runsDir)
 	for _, tc := range []struct {
 		path, want string
 		code       int
@@ -74,5 +56,67 @@ func TestReadAPIServesRunFilesFromTheStore(t *testing.T) {
 		if code != tc.code || !strings.Contains(body, tc.want) {
 			t.Errorf("GET %s = %d %q, want %d containing %q", tc.path, code, body, tc.code, tc.want)
 		}
+	}
+}
+
+// The read API serves files of a run directory, where agents' output directories live too:
+// it follows no symlink there, whatever put it there, and falls back to the store.
+func TestReadAPIFollowsNoSymlinkInTheRunDirectory(t *testing.T) {
+	st := storetest.SQLite(t).Open(t)
+	ctx := t.Context()
+	const id, marker = "r0456", "HOST-MARKER-api-77"
+	if _, _, err := st.CreateRun(ctx, store.Run{ID: id, Key: id, Repo: "acme/app", Routine: "audit", Status: store.RunCompleted}); err != nil {
+		t.Fatal(err)
+	}
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "log.txt"), []byte(marker), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(host, "result.json"), []byte(`{"jobs":[{"id":"`+marker+`"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runsDir := t.TempDir()
+	jobs := filepath.Join(runsDir, id, "jobs")
+	if err := os.MkdirAll(filepath.Join(jobs, "a"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for link, target := range map[string]string{
+		filepath.Join(jobs, "a", "log.txt"):       filepath.Join(host, "log.txt"), // the file
+		filepath.Join(jobs, "b"):                  host,                           // a directory on the way
+		filepath.Join(runsDir, id, "result.json"): filepath.Join(host, "result.json"),
+	} {
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := readAPI(t, st, runsDir)
+	for _, path := range []string{"/api/v1/runs/" + id + "/jobs/a/log", "/api/v1/runs/" + id + "/jobs/b/log", "/api/v1/runs/" + id} {
+		if code, body := get(path); strings.Contains(body, marker) {
+			t.Errorf("GET %s served the symlink's target: %d %s", path, code, body)
+		}
+	}
+}
+
+// readAPI serves the read API on st and runsDir and returns a GET with a reader's token.
+func readAPI(t *testing.T, st store.Store, runsDir string) func(path string) (int, string) {
+	t.Helper()
+	tok, err := st.CreateToken(t.Context(), "reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	(&server.API{Store: st, RunsDir: runsDir}).Register(mux)
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	return func(path string) (int, string) {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, hs.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
 	}
 }
