@@ -80,6 +80,21 @@ func ParseSize(s string) (int64, error) {
 	return int64(v), nil
 }
 
+// FormatSize writes a byte size the way ParseSize reads it, in the largest unit that keeps it
+// short: 10m, 1.5g, 512k, 100 (bytes).
+func FormatSize(n int64) string {
+	units := []struct {
+		suffix string
+		size   int64
+	}{{"t", 1 << 40}, {"g", 1 << 30}, {"m", 1 << 20}, {"k", 1 << 10}}
+	for _, u := range units {
+		if n >= u.size {
+			return strconv.FormatFloat(math.Round(float64(n)/float64(u.size)*10)/10, 'f', -1, 64) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
 // parseDuration reads a Go duration (30m, 1h30m, 90s) that must be positive.
 func parseDuration(s string) (time.Duration, error) {
 	d, err := time.ParseDuration(strings.TrimSpace(s))
