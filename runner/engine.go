@@ -56,6 +56,8 @@ type Exit struct {
 	Finished time.Time
 	// Blocked lists egress destinations refused for this task, when a proxy enforced a list.
 	Blocked []string
+	// Error explains an outcome the sandbox decided on, like a disk limit it enforced.
+	Error string
 }
 
 // Sandbox runs tasks in containers. Run returns an error only when the infrastructure failed
@@ -581,6 +583,9 @@ func (r *runState) execute(ctx context.Context, inst *plan.Instance, j *result.J
 		return
 	}
 	j.Outcome, j.ExitCode, j.Blocked = exit.Outcome, exit.ExitCode, exit.Blocked
+	if exit.Error != "" {
+		j.Error = exit.Error
+	}
 	if !exit.Started.IsZero() {
 		j.Started, j.Finished = exit.Started, exit.Finished
 	}

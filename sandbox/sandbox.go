@@ -120,6 +120,9 @@ type Resources struct {
 	CPUs   float64
 	Memory int64 // bytes; swap is disabled (memory-swap = memory)
 	Pids   int64
+	// Disk bounds what the agent writes into WorkspaceDir and OutputDir, in bytes: a watcher
+	// kills the container once they grew by more (see diskwatch.go).
+	Disk int64
 }
 
 // Network is the egress policy.
@@ -147,6 +150,8 @@ const (
 	Failed    Outcome = "failed" // non-zero exit code
 	TimedOut  Outcome = "timed_out"
 	OOM       Outcome = "oom" // killed by the kernel for exceeding its memory limit
+	// DiskLimit is an agent killed for writing more than Resources.Disk.
+	DiskLimit Outcome = "disk_limit"
 	Cancelled Outcome = "cancelled"
 )
 
@@ -157,6 +162,8 @@ type Result struct {
 	Started  time.Time
 	Finished time.Time
 	Duration time.Duration
+	// DiskLimit is, for Outcome DiskLimit, the limit the agent passed, in bytes.
+	DiskLimit int64
 	// Direct lists, with Network.Mode allow, the destinations ("ip:port") the agent tried to
 	// reach without the proxy. The network has no route out, so each attempt failed.
 	Direct []string

@@ -11,10 +11,10 @@ type Outcome string
 
 // Outcomes.
 const (
-	Success   Outcome = "success"
-	Failed    Outcome = "failed"
-	TimedOut  Outcome = "timed_out"
-	OOM       Outcome = "out_of_memory"
+	Success  Outcome = "success"
+	Failed   Outcome = "failed"
+	TimedOut Outcome = "timed_out"
+	OOM      Outcome = "out_of_memory"
 	// DiskLimit is an agent stopped for writing more than its disk limit.
 	DiskLimit Outcome = "disk_limit"
 	Cancelled Outcome = "cancelled"
