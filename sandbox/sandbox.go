@@ -146,10 +146,10 @@ type Outcome string
 
 // Outcomes. Infrastructure failures are errors, never outcomes.
 const (
-	Success   Outcome = "success"
-	Failed    Outcome = "failed" // non-zero exit code
-	TimedOut  Outcome = "timed_out"
-	OOM       Outcome = "oom" // killed by the kernel for exceeding its memory limit
+	Success  Outcome = "success"
+	Failed   Outcome = "failed" // non-zero exit code
+	TimedOut Outcome = "timed_out"
+	OOM      Outcome = "oom" // killed by the kernel for exceeding its memory limit
 	// DiskLimit is an agent killed for writing more than Resources.Disk.
 	DiskLimit Outcome = "disk_limit"
 	Cancelled Outcome = "cancelled"
