@@ -16,6 +16,8 @@ import (
 // and a container whose writes pass its limit is killed. /tmp is a tmpfs with a size, bounded
 // by the kernel.
 const (
+	// diskWatchInterval is the time between walks; a walk that takes more than a tenth of it
+	// stretches it, so watching a large checkout costs at most a tenth of a core.
 	diskWatchInterval = time.Second
 	// diskWalkBudget bounds one walk: a tree too large to walk in it is measured in part
 	// (undercounted) rather than holding the watcher up.
@@ -36,8 +38,10 @@ func watchDisk(ctx context.Context, limit int64, dirs ...string) <-chan struct{}
 	w := &diskWatcher{dirs: dirs, limit: limit}
 	over := make(chan struct{})
 	go func() {
+		start := time.Now()
 		w.base = w.usage()
-		t := time.NewTicker(diskWatchInterval)
+		took := time.Since(start)
+		t := time.NewTimer(max(diskWatchInterval, 10*took))
 		defer t.Stop()
 		for {
 			select {
@@ -45,10 +49,13 @@ func watchDisk(ctx context.Context, limit int64, dirs ...string) <-chan struct{}
 				return
 			case <-t.C:
 			}
-			if w.usage()-w.base > w.limit {
+			start := time.Now()
+			used := w.usage() - w.base
+			if used > w.limit {
 				close(over)
 				return
 			}
+			t.Reset(max(diskWatchInterval, 10*time.Since(start)))
 		}
 	}()
 	return over
