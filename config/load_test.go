@@ -99,6 +99,25 @@ agents:
 			return Agent{Image: "mine", PullPolicy: "always", Changes: "keep", Timeout: 90 * time.Second,
 				Resources: Resources{CPUs: 1, Memory: 3 << 30, Pids: 512}, Network: Network{Mode: "none"}}
 		}},
+		{"disk and change limits: the agent's win, defaults fill the rest, zero is the runner's", `
+on: push
+defaults: {image: img, resources: {disk: 1g}, limits: {changed-file: 1m, patch: 20m}}
+agents:
+  a:
+    command: [true]
+    resources: {disk: 500m}
+    limits: {patch: 5m}`, func(a *Agent) Agent {
+			return Agent{Image: "img", PullPolicy: "if-missing", Changes: "discard", Timeout: DefaultTimeout,
+				Resources: Resources{CPUs: 1, Memory: 2 << 30, Pids: 512, Disk: 500 << 20},
+				Limits:    Limits{ChangedFile: 1 << 20, Patch: 5 << 20}, Network: Network{Mode: "none"}}
+		}},
+		{"no limits anywhere", `
+on: push
+agents:
+  a: {command: [true], image: img}`, func(a *Agent) Agent {
+			return Agent{Image: "img", PullPolicy: "if-missing", Changes: "discard", Timeout: DefaultTimeout,
+				Resources: Resources{CPUs: 1, Memory: 2 << 30, Pids: 512}, Network: Network{Mode: "none"}}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,7 +127,7 @@ agents:
 			}
 			a := r.Agents[0]
 			got := Agent{Image: a.Image, PullPolicy: a.PullPolicy, Changes: a.Changes, Timeout: a.Timeout, User: a.User,
-				Resources: a.Resources, Network: Network{Mode: a.Network.Mode, Allow: a.Network.Allow}}
+				Resources: a.Resources, Limits: a.Limits, Network: Network{Mode: a.Network.Mode, Allow: a.Network.Allow}}
 			if diff := cmp.Diff(tt.want(a), got); diff != "" {
 				t.Errorf("merged agent (-want +got):\n%s", diff)
 			}
@@ -175,6 +194,10 @@ func TestParseErrors(t *testing.T) {
 		{"an unknown pull request type", "on: {pull_request: {types: [opend]}}\nagents: {a: {command: [x], image: i}}\n", []string{`unknown activity type "opend"; did you mean "opened"?`}},
 		{"a duration without a unit", head + "  a: {command: [x], timeout: 30}\n", []string{`timeout must be a positive duration like 30m, 90s or 1h30m, got "30" (a bare number has no unit`}},
 		{"a bad size", head + "  a: {command: [x], resources: {memory: 2gb2}}\n", []string{`memory must be a positive size`}},
+		{"a bad disk size", head + "  a: {command: [x], resources: {disk: 2 gigs}}\n", []string{`f.yaml:4:39: disk must be a positive size like 512m, 2g or 1.5g (k, m, g, t are powers of 1024; a bare number is bytes), got "2 gigs"`}},
+		{"a bad changed-file limit", head + "  a: {command: [x], limits: {changed-file: -1m}}\n", []string{`f.yaml:4:44: changed-file must be a positive size`}},
+		{"a zero patch limit", head + "  a: {command: [x], limits: {patch: 0}}\n", []string{`f.yaml:4:37: patch must be a positive size`}},
+		{"a misspelt limit", head + "  a: {command: [x], limits: {changed-files: 1m}}\n", []string{`unknown key "changed-files" in limits; did you mean "changed-file"?`}},
 		{"quorum above replicas", head + "  a: {uses: codex, prompt: p, replicas: 2, quorum: 3, vote: v}\n", []string{"quorum 3 is more than its 2 replica(s)"}},
 		{"quorum without vote or judge", head + "  a: {uses: codex, prompt: p, replicas: 3, quorum: 2}\n", []string{"quorum needs something to agree on"}},
 		{"a judge that does not exist", head + "  a: {uses: codex, prompt: p, replicas: 3, judge: jduge}\n  judge: {uses: codex, prompt: p}\n", []string{`judge "jduge" is not an agent of this routine; did you mean "judge"?`}},

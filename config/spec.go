@@ -320,7 +320,32 @@ var resourcesObj = newObject("resources", "resources",
 				t.Pids = int64(i)
 			}
 		}},
+	sizeField("disk", "Disk the agent may write into /workspace and its output directory: 500m, 2g (the runner's default, 2g unless its runner.yaml says otherwise). Over it the agent is stopped: outcome disk_limit.",
+		func(t *Resources) *int64 { return &t.Disk }),
 )
+
+var limitsObj = newObject("limits", "limits",
+	"Bounds on what an agent leaves behind. Over them its changes are refused whole: the job fails with \"changes too large\" and keeps no patch.",
+	sizeField("changed-file", "Largest one changed file may be: 10m (the runner's default), 1g.",
+		func(t *Limits) *int64 { return &t.ChangedFile }),
+	sizeField("patch", "Largest the agent's patch may be: 50m (the runner's default), 1g.",
+		func(t *Limits) *int64 { return &t.Patch }),
+)
+
+// sizeField is a byte size written like 512m or 2g (or a number of bytes).
+func sizeField[T any](key, doc string, ptr func(*T) *int64) field[T] {
+	return field[T]{key: key, doc: doc,
+		schema: func(*schemaGen) map[string]any {
+			return map[string]any{"oneOf": []any{
+				map[string]any{"type": "integer", "minimum": 1},
+				map[string]any{"type": "string", "pattern": sizePattern}}}
+		},
+		decode: func(d *decoder, k, v *yaml.Node, t *T) {
+			if s, ok := d.size(v, k.Value); ok {
+				*ptr(t) = s
+			}
+		}}
+}
 
 var networkAllowObj = newObject("network", "network-allow",
 	"Egress only to these host:port pairs, through the runner's proxy.",
@@ -374,6 +399,7 @@ var defaultsObj = newObject("defaults", "defaults",
 	enumField("pull-policy", "When to pull the image: never, if-missing (default), always.", pullPolicies, func(t *AgentDefaults) *string { return &t.PullPolicy }),
 	durationField("timeout", "Time limit of one agent instance, like 30m (default) or 1h30m.", func(t *AgentDefaults) *time.Duration { return &t.Timeout }),
 	objField("resources", resourcesObj, func(t *AgentDefaults) *Resources { return &t.Resources }),
+	objField("limits", limitsObj, func(t *AgentDefaults) *Limits { return &t.Limits }),
 	field[AgentDefaults]{key: "network", doc: "Egress: none (default), open, or {allow: [host:port]}.",
 		schema: networkSchema,
 		decode: func(d *decoder, k, v *yaml.Node, t *AgentDefaults) { t.Network = decodeNetwork(d, k, v) }},
@@ -474,6 +500,7 @@ var agentObj = newObject("agent", "agent",
 	enumField("changes", "keep: collect this agent's diff for the pull request; discard (default).", []string{ChangesKeep, ChangesDiscard}, func(t *Agent) *string { return &t.Changes }),
 	durationField("timeout", "Time limit of one instance, like 30m or 1h30m.", func(t *Agent) *time.Duration { return &t.Timeout }),
 	objField("resources", resourcesObj, func(t *Agent) *Resources { return &t.Resources }),
+	objField("limits", limitsObj, func(t *Agent) *Limits { return &t.Limits }),
 	field[Agent]{key: "network", doc: "Egress: none (default), open, or {allow: [host:port]}.",
 		schema: networkSchema,
 		decode: func(d *decoder, k, v *yaml.Node, t *Agent) {

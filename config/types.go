@@ -123,6 +123,7 @@ type AgentDefaults struct {
 	PullPolicy string        `json:"pull-policy,omitempty"`
 	Timeout    time.Duration `json:"timeout,omitempty"`
 	Resources  Resources     `json:"resources"`
+	Limits     Limits        `json:"limits"`
 	Network    *Network      `json:"network,omitempty"`
 	User       string        `json:"user,omitempty"`
 }
@@ -132,6 +133,17 @@ type Resources struct {
 	CPUs   float64 `json:"cpus,omitempty"`
 	Memory int64   `json:"memory,omitempty"` // bytes; written as 512m, 2g
 	Pids   int64   `json:"pids,omitempty"`
+	// Disk bounds what the agent may write into /workspace and its output directory, in
+	// bytes; an agent over it is stopped with the outcome disk_limit.
+	Disk int64 `json:"disk,omitempty"`
+}
+
+// Limits bound what an agent's run may leave behind, in bytes. Zero means the runner's default.
+type Limits struct {
+	// ChangedFile is the largest one changed file of a `changes: keep` agent may be.
+	ChangedFile int64 `json:"changed-file,omitempty"`
+	// Patch is the largest the patch of a `changes: keep` agent may be.
+	Patch int64 `json:"patch,omitempty"`
 }
 
 // Network modes.
@@ -187,6 +199,7 @@ type Agent struct {
 	Changes         string        `json:"changes"` // keep or discard
 	Timeout         time.Duration `json:"timeout"`
 	Resources       Resources     `json:"resources"`
+	Limits          Limits        `json:"limits"`
 	Network         Network       `json:"network"`
 	User            string        `json:"user,omitempty"`
 }

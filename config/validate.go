@@ -277,6 +277,15 @@ func (d *decoder) applyDefaults(r *Routine) {
 		if a.Resources.Pids == 0 {
 			a.Resources.Pids = DefaultPids
 		}
+		if a.Resources.Disk == 0 {
+			a.Resources.Disk = def.Resources.Disk
+		}
+		if a.Limits.ChangedFile == 0 {
+			a.Limits.ChangedFile = def.Limits.ChangedFile
+		}
+		if a.Limits.Patch == 0 {
+			a.Limits.Patch = def.Limits.Patch
+		}
 		if a.Network.Mode == "" {
 			if def.Network != nil {
 				a.Network = *def.Network

@@ -29,19 +29,6 @@ const MinMemory = 6 << 20
 // above it could never be used. Tests replace it.
 var HostMemory = physicalMemory
 
-// FormatSize writes a byte size the way routines write sizes, to two decimals: 512m, 1.5g, 2000.
-func FormatSize(n int64) string {
-	for _, u := range []struct {
-		suffix string
-		size   int64
-	}{{"t", 1 << 40}, {"g", 1 << 30}, {"m", 1 << 20}, {"k", 1 << 10}} {
-		if n >= u.size {
-			v := strconv.FormatFloat(float64(n)/float64(u.size), 'f', 2, 64)
-			return strings.TrimSuffix(strings.TrimRight(v, "0"), ".") + u.suffix
-		}
-	}
-	return strconv.FormatInt(n, 10)
-}
 
 // Pull policies for agent images.
 const (
@@ -100,6 +87,21 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is too large", s)
 	}
 	return int64(v), nil
+}
+
+// FormatSize writes a byte size the way ParseSize reads it, in the largest unit that keeps it
+// short: 10m, 1.5g, 512k, 100 (bytes).
+func FormatSize(n int64) string {
+	units := []struct {
+		suffix string
+		size   int64
+	}{{"t", 1 << 40}, {"g", 1 << 30}, {"m", 1 << 20}, {"k", 1 << 10}}
+	for _, u := range units {
+		if n >= u.size {
+			return strconv.FormatFloat(math.Round(float64(n)/float64(u.size)*10)/10, 'f', -1, 64) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // parseDuration reads a Go duration (30m, 1h30m, 90s) that must be positive.

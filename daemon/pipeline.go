@@ -61,6 +61,8 @@ type GitPipeline struct {
 	// holds the run's commits (the pull-request reporter pushes from it).
 	Reporters func(info *reporters.RunInfo, repoDir string) reporters.Reporter
 	Logger    *slog.Logger
+	// Limits bound each job's changes and log (zero fields: the engine's defaults).
+	Limits runner.Limits
 	// RunsDir receives <RunsDir>/<run id>/{jobs/<job>/log.txt, result.json, report.md}.
 	RunsDir string
 	// Files, when set, also keeps those files of a finished run (the store), so that any
@@ -124,6 +126,7 @@ func (p *GitPipeline) pipe() *pipeline.Pipeline {
 			CloneURL:  p.Repos.CloneURL,
 			Auth:      p.Auth,
 			Reporters: reps,
+			Limits:    p.Limits,
 		}
 		if p.DetailsURL != "" {
 			p.p.DetailsBaseURL = strings.TrimSuffix(p.DetailsURL, "/") + "/api/v1"

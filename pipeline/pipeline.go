@@ -67,6 +67,8 @@ type Pipeline struct {
 	DetailsBaseURL string
 	// MaxAgents bounds containers running at once per run (0: the engine's default).
 	MaxAgents int
+	// Limits bound each job's changes and log (zero fields: the engine's defaults).
+	Limits runner.Limits
 	// Logger receives what happened and why nothing happened; nil discards.
 	Logger *slog.Logger
 	// NewRunID names a run; nil derives it from the delivery id and the routine, so a retried
@@ -343,6 +345,7 @@ func (p *Pipeline) runPlanned(ctx context.Context, ev *event.Event, run *plan.Ru
 		Reporter:   multi,
 		Logger:     log,
 		MaxAgents:  p.MaxAgents,
+		Limits:     p.Limits,
 	}
 	log.Info("run starting")
 	res, err := eng.Run(ctx, info, runner.RunOptions{Dir: dir, Secrets: secrets})

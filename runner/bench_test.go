@@ -146,8 +146,11 @@ type patchWorkspace struct {
 	patch []byte
 }
 
-func (w patchWorkspace) Changes(context.Context) (*result.Changes, error) {
-	return &result.Changes{Patch: w.patch}, nil
+func (w patchWorkspace) Changes(_ context.Context, patchFile string, _ Limits) (*result.Changes, error) {
+	if err := os.WriteFile(patchFile, w.patch, 0o644); err != nil {
+		return nil, err
+	}
+	return &result.Changes{PatchFile: patchFile, PatchSize: int64(len(w.patch))}, nil
 }
 
 // newFilePatch is what `git diff --full-index` prints for a new file.

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/agentrunner/agentrunner/runner/plan"
@@ -41,7 +42,7 @@ func keptPatches(p *plan.Run, res *result.Run, agents map[string]*result.Agent, 
 		taken := map[string]bool{}
 		for _, id := range a.Jobs {
 			j := res.Job(id)
-			if j == nil || j.Outcome != result.Success || j.Changes == nil || len(j.Changes.Patch) == 0 {
+			if j == nil || j.Outcome != result.Success || j.Changes == nil || j.Changes.PatchSize == 0 {
 				continue
 			}
 			if replicated {
@@ -51,7 +52,7 @@ func keptPatches(p *plan.Run, res *result.Run, agents map[string]*result.Agent, 
 				}
 				taken[key] = true
 			}
-			out = append(out, NamedPatch{Name: id, Patch: j.Changes.Patch})
+			out = append(out, NamedPatch{Name: id, File: j.Changes.PatchFile})
 		}
 	}
 	return out
@@ -79,7 +80,13 @@ func (r *runState) consolidate(ctx context.Context) {
 	}
 	if r.e.Merger == nil {
 		if len(patches) == 1 {
-			r.res.Patch = patches[0].Patch
+			// One job's patch, bounded by its limits: the run's result holds it like a merge's.
+			patch, err := os.ReadFile(patches[0].File)
+			if err != nil {
+				r.res.Error = fmt.Sprintf("read the changes of %s: %v", patches[0].Name, err)
+				return
+			}
+			r.res.Patch = patch
 			r.res.Applied = []string{patches[0].Name}
 			if j := r.res.Job(patches[0].Name); j != nil {
 				r.res.Files = j.Changes.Files

@@ -131,7 +131,7 @@ agents:
 		t.Errorf("conclusion %s, conflicts %+v: want only the unrelated agent left out", res.Conclusion, res.Conflicts)
 	}
 	review := jobOf(t, res, "review")
-	if review.Outcome != result.Success || review.Changes == nil || !strings.Contains(string(review.Changes.Patch), " fixed a\n+reviewed") {
+	if review.Outcome != result.Success || review.Changes == nil || !strings.Contains(patchOf(review), " fixed a\n+reviewed") {
 		t.Fatalf("review should have appended to fix's file (a patch on top of the fix), got %s:\n%s", review.Outcome, patchOf(review))
 	}
 	tree := applyCombined(t, repo, sha, res.Patch)
@@ -143,10 +143,14 @@ agents:
 }
 
 func patchOf(j *result.Job) string {
-	if j.Changes == nil {
+	if j.Changes == nil || j.Changes.PatchFile == "" {
 		return ""
 	}
-	return string(j.Changes.Patch)
+	b, err := os.ReadFile(j.Changes.PatchFile)
+	if err != nil {
+		return "unreadable patch: " + err.Error()
+	}
+	return string(b)
 }
 
 // applyCombined applies patch to a fresh checkout of sha and returns the files it touches.

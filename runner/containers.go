@@ -2,9 +2,11 @@ package runner
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"time"
 
+	"github.com/agentrunner/agentrunner/config"
 	"github.com/agentrunner/agentrunner/preset"
 	"github.com/agentrunner/agentrunner/runner/plan"
 	"github.com/agentrunner/agentrunner/runner/result"
@@ -50,7 +52,7 @@ func (c *Containers) Run(ctx context.Context, t *Task, logs io.Writer) (*Exit, e
 		WorkspaceReady: t.WorkspaceReady,
 		OutputDir:      t.OutputDir,
 		User:           in.User,
-		Resources:      sandbox.Resources{CPUs: in.Resources.CPUs, Memory: in.Resources.Memory, Pids: in.Resources.Pids},
+		Resources:      sandbox.Resources{CPUs: in.Resources.CPUs, Memory: in.Resources.Memory, Pids: in.Resources.Pids, Disk: in.Resources.Disk},
 		Network:        sandbox.Network{Mode: in.Network.Mode, Allow: in.Network.Allow},
 		Timeout:        in.Timeout,
 		Labels:         map[string]string{"agentrunner.agent": in.Agent},
@@ -81,6 +83,11 @@ func (c *Containers) Run(ctx context.Context, t *Task, logs io.Writer) (*Exit, e
 		return nil, err
 	}
 	exit := &Exit{Outcome: outcomeOf(res.Outcome), ExitCode: res.ExitCode, Started: res.Started, Finished: res.Finished}
+	if res.Outcome == sandbox.DiskLimit {
+		exit.Error = fmt.Sprintf("the agent wrote more than %s into %s and %s (disk limit) and was stopped; "+
+			"raise resources.disk of the agent, or have it write less there (caches and build outputs included)",
+			config.FormatSize(res.DiskLimit), sandbox.WorkspacePath, sandbox.OutputPath)
+	}
 	if allow {
 		exit.Blocked = c.Egress.blocked(ctx, t.RunID, in.ID)
 		for _, d := range res.Direct {
@@ -100,6 +107,8 @@ func outcomeOf(o sandbox.Outcome) result.Outcome {
 		return result.TimedOut
 	case sandbox.OOM:
 		return result.OOM
+	case sandbox.DiskLimit:
+		return result.DiskLimit
 	case sandbox.Cancelled:
 		return result.Cancelled
 	}

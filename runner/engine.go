@@ -56,6 +56,8 @@ type Exit struct {
 	Finished time.Time
 	// Blocked lists egress destinations refused for this task, when a proxy enforced a list.
 	Blocked []string
+	// Error explains an outcome the sandbox decided on, like a disk limit it enforced.
+	Error string
 }
 
 // Sandbox runs tasks in containers. Run returns an error only when the infrastructure failed
@@ -82,14 +84,16 @@ type Workspace interface {
 	Ready(ctx context.Context) error
 	// ContainerEnv is what git inside the container needs to use the workspace (KEY=value).
 	ContainerEnv() []string
-	Changes(ctx context.Context) (*result.Changes, error)
+	// Changes writes the job's patch to patchFile and describes it. Changes over limits
+	// (ChangedFile and Patch) fail with ErrChangesTooLarge and leave no patchFile.
+	Changes(ctx context.Context, patchFile string, limits Limits) (*result.Changes, error)
 	Remove(ctx context.Context) error
 }
 
-// NamedPatch is one job's kept changes.
+// NamedPatch is one job's kept changes: its patch file.
 type NamedPatch struct {
-	Name  string
-	Patch []byte
+	Name string
+	File string
 }
 
 // Merged is the consolidation of kept patches.
@@ -117,6 +121,8 @@ type Engine struct {
 	Logger   *slog.Logger
 	// MaxAgents bounds containers running at once across every run of this engine (0: 8).
 	MaxAgents int
+	// Limits bound each job's changes and log (zero fields: DefaultLimits).
+	Limits Limits
 
 	once sync.Once
 	sem  chan struct{}
@@ -545,6 +551,7 @@ func (r *runState) execute(ctx context.Context, inst *plan.Instance, j *result.J
 		return
 	}
 	dir, out, ws, secrets := p.dir, p.out, p.ws, p.secrets
+	limits := r.e.Limits.forInstance(inst)
 
 	logPath := filepath.Join(dir, "log.txt")
 	lf, err := os.Create(logPath)
@@ -554,9 +561,10 @@ func (r *runState) execute(ctx context.Context, inst *plan.Instance, j *result.J
 	}
 	defer lf.Close()
 	j.LogPath = logPath
+	stored := newCappedLog(lf, limits.Log)
 	tail := newTailBuffer(64 << 10)
 	capture := newCapBuffer(16 << 20)
-	logs := io.MultiWriter(lf, tail, capture)
+	logs := io.MultiWriter(stored, tail, capture)
 
 	exit, err := r.e.Sandbox.Run(ctx, &Task{
 		RunID:          r.info.ID,
@@ -568,6 +576,9 @@ func (r *runState) execute(ctx context.Context, inst *plan.Instance, j *result.J
 		Secrets:        secrets,
 	}, logs)
 	j.LogTail = tail.String()
+	if cerr := stored.Close(); cerr != nil {
+		r.log.Warn("write job log", "job", inst.ID, "err", cerr)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			j.Outcome = result.Cancelled
@@ -578,27 +589,33 @@ func (r *runState) execute(ctx context.Context, inst *plan.Instance, j *result.J
 		return
 	}
 	j.Outcome, j.ExitCode, j.Blocked = exit.Outcome, exit.ExitCode, exit.Blocked
+	if exit.Error != "" {
+		j.Error = exit.Error
+	}
 	if !exit.Started.IsZero() {
 		j.Started, j.Finished = exit.Started, exit.Finished
 	}
 	readOutputs(out, j)
 	applyPreset(inst.Preset, capture.Bytes(), j)
 	if wantsChanges(r.info.Plan, inst.Agent) && j.Outcome == result.Success {
-		ch, err := ws.Changes(context.WithoutCancel(ctx))
+		ch, err := ws.Changes(context.WithoutCancel(ctx), filepath.Join(dir, "changes.patch"), limits)
+		if errors.Is(err, ErrChangesTooLarge) {
+			j.Outcome, j.Error = result.Failed, err.Error()
+			return
+		}
 		if err != nil {
 			fail("collect changes: %v", err)
 			return
 		}
-		if why := r.mask.refuseSecretChanges(ch.Patch); why != "" {
+		if why, err := r.mask.refuseSecretChangesFile(ch.PatchFile); err != nil {
+			fail("check changes for secret values: %v", err)
+			return
+		} else if why != "" {
+			os.Remove(ch.PatchFile)
 			j.Outcome, j.Error = result.Failed, why
 			return
 		}
 		j.Changes = ch
-		if len(ch.Patch) > 0 {
-			if err := os.WriteFile(filepath.Join(dir, "changes.patch"), ch.Patch, 0o644); err != nil {
-				fail("write changes.patch: %v", err)
-			}
-		}
 	}
 }
 

@@ -253,7 +253,7 @@ type dirWorkspace struct {
 func (w *dirWorkspace) Path() string                { return w.path }
 func (w *dirWorkspace) ContainerEnv() []string      { return nil }
 func (w *dirWorkspace) Ready(context.Context) error { return nil }
-func (w *dirWorkspace) Changes(context.Context) (*result.Changes, error) {
+func (w *dirWorkspace) Changes(context.Context, string, Limits) (*result.Changes, error) {
 	return &result.Changes{}, nil
 }
 

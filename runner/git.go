@@ -1,7 +1,13 @@
 package runner
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
 	"strings"
 
 	"github.com/agentrunner/agentrunner/runner/result"
@@ -36,12 +42,18 @@ func (g gitWorkspace) Remove(ctx context.Context) error { return g.w.Remove(ctx)
 func (g gitWorkspace) Ready(ctx context.Context) error  { return g.w.Ready(ctx) }
 func (g gitWorkspace) ContainerEnv() []string           { return g.w.ContainerEnv() }
 
-func (g gitWorkspace) Changes(ctx context.Context) (*result.Changes, error) {
-	c, err := g.w.Changes(ctx)
+func (g gitWorkspace) Changes(ctx context.Context, patchFile string, limits Limits) (*result.Changes, error) {
+	c, err := g.w.Changes(ctx, workspace.ChangesOptions{
+		PatchFile: patchFile,
+		Limits:    workspace.ChangeLimits{File: limits.ChangedFile, Patch: limits.Patch},
+	})
+	if tl := (*workspace.TooLargeError)(nil); errors.As(err, &tl) {
+		return nil, changesTooLarge(tl)
+	}
 	if err != nil {
 		return nil, err
 	}
-	return &result.Changes{Patch: c.Patch, Files: fileChanges(c.Files)}, nil
+	return &result.Changes{PatchFile: c.PatchFile, PatchSize: c.PatchSize, Files: fileChanges(c.Files)}, nil
 }
 
 func fileChanges(in []workspace.FileChange) []result.FileChange {
@@ -67,18 +79,19 @@ func (g *GitMerger) Merge(ctx context.Context, patches []NamedPatch) (*Merged, e
 	alone, shared := partitionPatches(patches)
 	if len(alone) > 1 {
 		// The combined patch is named by its agents: the name ends up in the commit message.
-		var combined []byte
 		names := make([]string, len(alone))
+		files := make([]string, len(alone))
 		for k, i := range alone {
-			names[k] = patches[i].Name
-			combined = append(combined, patches[i].Patch...)
-			if n := len(combined); n > 0 && combined[n-1] != '\n' {
-				combined = append(combined, '\n')
-			}
+			names[k], files[k] = patches[i].Name, patches[i].File
 		}
-		in := []workspace.NamedPatch{{Name: strings.Join(names, ", "), Patch: combined}}
+		combined, err := concatPatches(files)
+		if err != nil {
+			return nil, err
+		}
+		defer os.Remove(combined)
+		in := []workspace.NamedPatch{{Name: strings.Join(names, ", "), File: combined}}
 		for _, i := range shared {
-			in = append(in, workspace.NamedPatch{Name: patches[i].Name, Patch: patches[i].Patch})
+			in = append(in, workspace.NamedPatch{Name: patches[i].Name, File: patches[i].File})
 		}
 		m, err := workspace.Merge(ctx, g.RepoDir, g.BaseSHA, in)
 		if err != nil {
@@ -103,7 +116,7 @@ func (g *GitMerger) Merge(ctx context.Context, patches []NamedPatch) (*Merged, e
 	}
 	in := make([]workspace.NamedPatch, len(patches))
 	for i, p := range patches {
-		in[i] = workspace.NamedPatch{Name: p.Name, Patch: p.Patch}
+		in[i] = workspace.NamedPatch{Name: p.Name, File: p.File}
 	}
 	m, err := workspace.Merge(ctx, g.RepoDir, g.BaseSHA, in)
 	if err != nil {
@@ -120,6 +133,51 @@ func merged(m *workspace.MergeResult) *Merged {
 	return out
 }
 
+// concatPatches writes the patch files one after the other into a temporary file, each ending
+// in a newline, streamed rather than read into memory, and returns its name.
+func concatPatches(files []string) (string, error) {
+	out, err := os.CreateTemp("", "agentrunner-combined-*.patch")
+	if err != nil {
+		return "", fmt.Errorf("combine patches: %w", err)
+	}
+	err = func() error {
+		for _, name := range files {
+			f, err := os.Open(name)
+			if err != nil {
+				return err
+			}
+			n, err := io.Copy(out, f)
+			if err == nil && n > 0 {
+				err = endsInNewline(f, n, out)
+			}
+			f.Close()
+			if err != nil {
+				return err
+			}
+		}
+		return out.Close()
+	}()
+	if err != nil {
+		out.Close()
+		os.Remove(out.Name())
+		return "", fmt.Errorf("combine patches: %w", err)
+	}
+	return out.Name(), nil
+}
+
+// endsInNewline writes a newline to out unless the n bytes of f end in one.
+func endsInNewline(f *os.File, n int64, out io.Writer) error {
+	last := make([]byte, 1)
+	if _, err := f.ReadAt(last, n-1); err != nil {
+		return err
+	}
+	if last[0] == '\n' {
+		return nil
+	}
+	_, err := out.Write([]byte{'\n'})
+	return err
+}
+
 // partitionPatches returns the indexes of the patches whose paths no other patch touches,
 // and of the others (including any whose paths cannot be read for sure), each in order.
 func partitionPatches(patches []NamedPatch) (alone, shared []int) {
@@ -127,7 +185,7 @@ func partitionPatches(patches []NamedPatch) (alone, shared []int) {
 	paths := make([][]string, len(patches))
 	ok := make([]bool, len(patches))
 	for i, p := range patches {
-		paths[i], ok[i] = patchPaths(p.Patch)
+		paths[i], ok[i] = patchFilePaths(p.File)
 		for _, path := range paths[i] {
 			owners[path]++
 		}
@@ -148,12 +206,27 @@ func partitionPatches(patches []NamedPatch) (alone, shared []int) {
 	return alone, shared
 }
 
-// patchPaths lists the paths a `git diff` patch touches, from its `diff --git` headers and
-// rename or copy lines. It reports false when a header is ambiguous (quoted paths, or a rename
-// header without its rename lines), so such a patch is merged on its own.
-func patchPaths(patch []byte) ([]string, bool) {
+// patchFilePaths lists the paths a `git diff` patch file touches, from its `diff --git`
+// headers and rename or copy lines, reading it line by line. It reports false when a header is
+// ambiguous (quoted paths, or a rename header without its rename lines) or the file cannot be
+// read, so such a patch is merged on its own.
+func patchFilePaths(file string) ([]string, bool) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
 	var out []string
-	for _, line := range strings.Split(string(patch), "\n") {
+	sc := bufio.NewScanner(f)
+	// Headers are short; a longer line is content, and one past the buffer ends the scan
+	// with an error (the patch is then merged on its own).
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		raw := sc.Bytes()
+		if !bytes.HasPrefix(raw, []byte("diff --git ")) && !bytes.HasPrefix(raw, []byte("rename ")) && !bytes.HasPrefix(raw, []byte("copy ")) {
+			continue
+		}
+		line := string(raw)
 		switch {
 		case strings.HasPrefix(line, "diff --git "):
 			h := strings.TrimPrefix(line, "diff --git ")
@@ -178,5 +251,5 @@ func patchPaths(patch []byte) ([]string, bool) {
 			out = append(out, p)
 		}
 	}
-	return out, true
+	return out, sc.Err() == nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 
 	"github.com/agentrunner/agentrunner/runner/result"
@@ -94,6 +95,20 @@ func (r *redactor) value(v any) any {
 		}
 		return v
 	}
+}
+
+// refuseSecretChangesFile is refuseSecretChanges of a patch on disk. The patch was cut off at
+// its job's limit when it was collected, so reading it whole is bounded; with no secrets it is
+// not read at all.
+func (r *redactor) refuseSecretChangesFile(path string) (string, error) {
+	if path == "" || len(r.names) == 0 {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return r.refuseSecretChanges(b), nil
 }
 
 // refuseSecretChanges reports why a job's changes must not be kept, or "". A patch is refused

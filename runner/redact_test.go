@@ -53,8 +53,12 @@ func leaks(t *testing.T, res *result.Run, rec *recorder, runDir string, skipLogs
 	check("the result", b)
 	check("the combined patch", res.Patch)
 	for _, j := range res.Jobs {
-		if j.Changes != nil {
-			check("the patch of "+j.ID, j.Changes.Patch)
+		if j.Changes != nil && j.Changes.PatchFile != "" {
+			b, err := os.ReadFile(j.Changes.PatchFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check("the patch of "+j.ID, b)
 		}
 	}
 	rec.mu.Lock()

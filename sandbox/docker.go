@@ -29,7 +29,7 @@ import (
 
 // Defaults of the Docker sandbox, used when Options and Spec leave a value zero.
 var (
-	DefaultResources = Resources{CPUs: 1, Memory: 2 << 30, Pids: 512}
+	DefaultResources = Resources{CPUs: 1, Memory: 2 << 30, Pids: 512, Disk: 2 << 30}
 )
 
 const (
@@ -89,6 +89,9 @@ func NewDocker(cli client.APIClient, opts Options) *Docker {
 	}
 	if opts.Resources.Pids == 0 {
 		opts.Resources.Pids = DefaultResources.Pids
+	}
+	if opts.Resources.Disk == 0 {
+		opts.Resources.Disk = DefaultResources.Disk
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = defaultTimeout
@@ -200,6 +203,13 @@ func (d *Docker) Run(ctx context.Context, h *Handle, logs io.Writer) (*Result, e
 		res.Outcome, res.Finished = Cancelled, time.Now()
 		return res, nil
 	}
+	watchCtx, stopWatching := context.WithCancel(bg)
+	defer stopWatching()
+	disk := spec.Resources.Disk
+	if disk == 0 {
+		disk = d.opts.Resources.Disk
+	}
+	diskOver := watchDisk(watchCtx, disk, spec.WorkspaceDir, spec.OutputDir)
 	if err := d.cli.ContainerStart(ctx, h.ID, container.StartOptions{}); err != nil {
 		if ctx.Err() != nil {
 			res.Outcome, res.Finished = Cancelled, time.Now()
@@ -236,10 +246,18 @@ func (d *Docker) Run(ctx context.Context, h *Handle, logs io.Writer) (*Result, e
 		stopReason = TimedOut
 	case <-ctx.Done():
 		stopReason = Cancelled
+	case <-diskOver:
+		stopReason = DiskLimit
 	}
+	stopWatching()
 	if stopReason != "" {
+		// An agent over its disk limit gets no grace period to write more.
+		grace := d.opts.StopGrace
+		if stopReason == DiskLimit {
+			grace = 0
+		}
 		var err error
-		if status, err = d.stop(bg, h, statusCh, errCh); err != nil {
+		if status, err = d.stop(bg, h, grace, statusCh, errCh); err != nil {
 			return nil, err
 		}
 	}
@@ -262,6 +280,9 @@ func (d *Docker) Run(ctx context.Context, h *Handle, logs io.Writer) (*Result, e
 	switch {
 	case stopReason != "":
 		res.Outcome = stopReason
+		if stopReason == DiskLimit {
+			res.DiskLimit = disk
+		}
 	case res.ExitCode == 0:
 		res.Outcome = Success
 	default:
@@ -297,10 +318,10 @@ func (d *Docker) watchDirect(ctx context.Context, h *Handle) *directWatcher {
 }
 
 // stop sends SIGTERM, waits the grace period, kills, and returns the container's exit status.
-func (d *Docker) stop(ctx context.Context, h *Handle, statusCh <-chan container.WaitResponse, errCh <-chan error) (container.WaitResponse, error) {
+func (d *Docker) stop(ctx context.Context, h *Handle, stopGrace time.Duration, statusCh <-chan container.WaitResponse, errCh <-chan error) (container.WaitResponse, error) {
 	job := fmt.Sprintf("for job %q", h.Spec.JobID)
-	grace := int(math.Ceil(d.opts.StopGrace.Seconds()))
-	ctx, cancel := context.WithTimeout(ctx, d.opts.CleanupTimeout+d.opts.StopGrace)
+	grace := int(math.Ceil(stopGrace.Seconds()))
+	ctx, cancel := context.WithTimeout(ctx, d.opts.CleanupTimeout+stopGrace)
 	defer cancel()
 	if err := d.cli.ContainerStop(ctx, h.ID, container.StopOptions{Timeout: &grace}); err != nil && !cerrdefs.IsNotFound(err) {
 		return container.WaitResponse{}, &InfraError{Op: "stop container", Object: job, Err: err}
@@ -578,7 +599,7 @@ func validate(spec *Spec) error {
 			}
 		}
 	}
-	if spec.Resources.CPUs < 0 || spec.Resources.Memory < 0 || spec.Resources.Pids < 0 {
+	if spec.Resources.CPUs < 0 || spec.Resources.Memory < 0 || spec.Resources.Pids < 0 || spec.Resources.Disk < 0 {
 		return bad("Resources", "negative limit")
 	}
 	if spec.Resources.Memory != 0 && spec.Resources.Memory < 6<<20 {

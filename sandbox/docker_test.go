@@ -315,6 +315,17 @@ func TestLimitsAndTimeoutsEndRuns(t *testing.T) {
 			`resource temporarily unavailable|errno=11`},
 		{"a memory hog is killed as out of memory", []string{"alloc", "512m"},
 			func(s *sandbox.Spec) { s.Resources.Memory = 64 << 20 }, sandbox.OOM, 30 * time.Second, ""},
+		{"an agent filling its workspace is stopped at its disk limit", []string{"fill", "big.bin=100m", "print", "filled", "hold"},
+			func(s *sandbox.Spec) { s.Resources.Disk = 20 << 20 }, sandbox.DiskLimit, 15 * time.Second, ""},
+		{"an agent filling its output directory is stopped at its disk limit", []string{"fill", "@out/big.bin=100m", "hold"},
+			func(s *sandbox.Spec) { s.Resources.Disk = 20 << 20 }, sandbox.DiskLimit, 15 * time.Second, ""},
+		{"a checkout already larger than the disk limit is not held against the agent", []string{"fill", "small.bin=1m", "sleep", "3s"},
+			func(s *sandbox.Spec) {
+				s.Resources.Disk = 20 << 20
+				if err := os.WriteFile(filepath.Join(s.WorkspaceDir, "checkout.bin"), bytes.Repeat([]byte("x"), 40<<20), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}, sandbox.Success, 15 * time.Second, ""},
 		{"a sleeper is stopped at its timeout", []string{"print", "sleeping", "sleep", "1h"},
 			func(s *sandbox.Spec) { s.Timeout = 2 * time.Second }, sandbox.TimedOut, 15 * time.Second, "sleeping\n"},
 	}

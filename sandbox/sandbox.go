@@ -130,6 +130,9 @@ type Resources struct {
 	CPUs   float64
 	Memory int64 // bytes; swap is disabled (memory-swap = memory)
 	Pids   int64
+	// Disk bounds what the agent writes into WorkspaceDir and OutputDir, in bytes: a watcher
+	// kills the container once they grew by more (see diskwatch.go).
+	Disk int64
 }
 
 // Network is the egress policy.
@@ -153,10 +156,12 @@ type Outcome string
 
 // Outcomes. Infrastructure failures are errors, never outcomes.
 const (
-	Success   Outcome = "success"
-	Failed    Outcome = "failed" // non-zero exit code
-	TimedOut  Outcome = "timed_out"
-	OOM       Outcome = "oom" // killed by the kernel for exceeding its memory limit
+	Success  Outcome = "success"
+	Failed   Outcome = "failed" // non-zero exit code
+	TimedOut Outcome = "timed_out"
+	OOM      Outcome = "oom" // killed by the kernel for exceeding its memory limit
+	// DiskLimit is an agent killed for writing more than Resources.Disk.
+	DiskLimit Outcome = "disk_limit"
 	Cancelled Outcome = "cancelled"
 )
 
@@ -167,6 +172,8 @@ type Result struct {
 	Started  time.Time
 	Finished time.Time
 	Duration time.Duration
+	// DiskLimit is, for Outcome DiskLimit, the limit the agent passed, in bytes.
+	DiskLimit int64
 	// Direct lists, with Network.Mode allow, the destinations ("ip:port") the agent tried to
 	// reach without the proxy. The network has no route out, so each attempt failed.
 	Direct []string

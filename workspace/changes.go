@@ -3,7 +3,9 @@ package workspace
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,9 +89,12 @@ type FileChange struct {
 
 // Changes is what an agent changed against the workspace's base commit.
 type Changes struct {
-	// Patch is a git binary patch (full object ids, renames detected) that `git apply` and
-	// `git apply --3way` accept; empty when nothing changed.
-	Patch []byte
+	// PatchFile holds a git binary patch (full object ids, renames detected) that `git apply`
+	// and `git apply --3way` accept; empty when nothing changed. It is streamed there, never
+	// held in memory.
+	PatchFile string
+	// PatchSize is the size of PatchFile in bytes.
+	PatchSize int64
 	// Files lists the changed files in path order.
 	Files []FileChange
 	// Tree is the id of the tree holding the workspace's final state.
@@ -97,14 +102,52 @@ type Changes struct {
 }
 
 // Empty reports whether nothing changed.
-func (c *Changes) Empty() bool { return len(c.Patch) == 0 }
+func (c *Changes) Empty() bool { return c.PatchSize == 0 }
 
-// Changes returns everything changed in the workspace against BaseSHA: edits, new untracked
-// files, deletions, binary files, renames and commits the agent made (what counts is the
-// working tree's final state; files the workspace's .gitignore files exclude are not changes).
-// It never reads the workspace's .git, which the agent controls: the files are hashed into the
-// runner's private git directory with a temporary index.
-func (w *Workspace) Changes(ctx context.Context) (*Changes, error) {
+// ChangeLimits bound what Changes collects; a zero field means no bound.
+type ChangeLimits struct {
+	// File is the largest size, in bytes, one changed file may have.
+	File int64
+	// Patch is the largest size, in bytes, of the patch.
+	Patch int64
+}
+
+// ChangesOptions say where Changes writes the patch and how large the changes may be.
+type ChangesOptions struct {
+	// PatchFile is the file that receives the patch (created or truncated; removed when
+	// nothing changed or the changes are too large). Empty means a file in the workspace's
+	// private directory, which goes with the workspace.
+	PatchFile string
+	Limits    ChangeLimits
+}
+
+// TooLargeError says a job's changes exceed its ChangeLimits. Nothing of them is kept.
+type TooLargeError struct {
+	// Path is the changed file that is too large; empty when the patch is.
+	Path string
+	// Size is the file's size, or for the patch the size it reached when it was cut off.
+	Size  int64
+	Limit int64
+}
+
+func (e *TooLargeError) Error() string {
+	if e.Path != "" {
+		return fmt.Sprintf("changes too large: %s is %d bytes, over the limit of %d bytes on one changed file", e.Path, e.Size, e.Limit)
+	}
+	return fmt.Sprintf("changes too large: the patch exceeds the limit of %d bytes", e.Limit)
+}
+
+// Changes writes everything changed in the workspace against BaseSHA to a patch file: edits,
+// new untracked files, deletions, binary files, renames and commits the agent made (what
+// counts is the working tree's final state; files the workspace's .gitignore files exclude
+// are not changes). It never reads the workspace's .git, which the agent controls: the files
+// are hashed into the runner's private git directory with a temporary index, so no agent's
+// blob ever reaches the source repository's object store here.
+//
+// Changes over opts.Limits end in a *TooLargeError and no patch file. A changed file over
+// the limit is found by its size on disk before anything is hashed; the patch is cut off as
+// soon as it passes its limit.
+func (w *Workspace) Changes(ctx context.Context, opts ChangesOptions) (*Changes, error) {
 	if err := w.Ready(ctx); err != nil {
 		return nil, err
 	}
@@ -118,6 +161,11 @@ func (w *Workspace) Changes(ctx context.Context) (*Changes, error) {
 		return nil, fmt.Errorf("changes of job %q: %w", w.jobID, err)
 	}
 	g := w.m.git.withEnv("GIT_DIR="+w.private, "GIT_WORK_TREE="+w.path, "GIT_INDEX_FILE="+idx.Name())
+	if opts.Limits.File > 0 {
+		if err := checkFileSizes(ctx, g, w.path, opts.Limits.File); err != nil {
+			return nil, fmt.Errorf("changes of job %q: %w", w.jobID, err)
+		}
+	}
 	if _, err := g.run(ctx, w.path, nil, "add", "--all", "--", "."); err != nil {
 		return nil, fmt.Errorf("changes of job %q: hash working tree: %w", w.jobID, err)
 	}
@@ -125,30 +173,107 @@ func (w *Workspace) Changes(ctx context.Context) (*Changes, error) {
 	if err != nil {
 		return nil, fmt.Errorf("changes of job %q: %w", w.jobID, err)
 	}
-	return diffTrees(ctx, g, w.path, w.base, tree)
+	patchFile := opts.PatchFile
+	if patchFile == "" {
+		patchFile = filepath.Join(w.private, "changes.patch")
+	}
+	f, err := os.Create(patchFile)
+	if err != nil {
+		return nil, fmt.Errorf("changes of job %q: %w", w.jobID, err)
+	}
+	files, size, err := diffTrees(ctx, g, w.path, w.base, tree, f, opts.Limits.Patch)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("write %s: %w", patchFile, cerr)
+	}
+	if err != nil || size == 0 {
+		os.Remove(patchFile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("changes of job %q: %w", w.jobID, err)
+	}
+	c := &Changes{Files: files, PatchSize: size, Tree: tree}
+	if size > 0 {
+		c.PatchFile = patchFile
+	}
+	return c, nil
 }
 
-// diffTrees describes the change from commit base to tree.
-func diffTrees(ctx context.Context, g gitRunner, dir, base, tree string) (*Changes, error) {
-	c := &Changes{Tree: tree}
-	diffArgs := []string{"diff", "--no-color", "--no-ext-diff", "--no-textconv", "-M", "--full-index"}
-	patch, err := g.run(ctx, dir, nil, append(diffArgs, "--binary", base, tree, "--")...)
+// checkFileSizes refuses, before anything is hashed, a working tree where a file that would be
+// a change (untracked and not ignored, or modified) is larger than limit. Sizes come from
+// lstat: links are not followed, and a sparse file counts at its full length, which is what
+// hashing it would read.
+func checkFileSizes(ctx context.Context, g gitRunner, dir string, limit int64) error {
+	list, err := g.run(ctx, dir, nil, "ls-files", "-z", "--others", "--modified", "--exclude-standard")
 	if err != nil {
-		return nil, fmt.Errorf("diff %s..%s: %w", base, tree, err)
+		return fmt.Errorf("list changed files: %w", err)
 	}
-	if len(patch) == 0 {
-		return c, nil
+	for _, p := range bytes.Split(list, []byte{0}) {
+		if len(p) == 0 {
+			continue
+		}
+		fi, err := os.Lstat(filepath.Join(dir, string(p)))
+		if err != nil || !fi.Mode().IsRegular() {
+			continue // deleted, or a link (its target is not hashed)
+		}
+		if fi.Size() > limit {
+			return &TooLargeError{Path: string(p), Size: fi.Size(), Limit: limit}
+		}
 	}
-	c.Patch = patch
+	return nil
+}
+
+// diffTrees writes the patch from commit base to tree to patch, cut off with a
+// *TooLargeError once it passes maxPatch bytes (0: no bound), and lists the changed files.
+func diffTrees(ctx context.Context, g gitRunner, dir, base, tree string, patch io.Writer, maxPatch int64) ([]FileChange, int64, error) {
+	diffArgs := []string{"diff", "--no-color", "--no-ext-diff", "--no-textconv", "-M", "--full-index"}
+	cw := &cappedWriter{w: patch, limit: maxPatch}
+	err := g.runTo(ctx, dir, cw, append(diffArgs, "--binary", base, tree, "--")...)
+	if cw.over {
+		return nil, cw.n, &TooLargeError{Size: cw.n, Limit: maxPatch}
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("diff %s..%s: %w", base, tree, err)
+	}
+	if cw.n == 0 {
+		return nil, 0, nil
+	}
 	status, err := g.run(ctx, dir, nil, append(diffArgs, "-z", "--name-status", base, tree, "--")...)
 	if err != nil {
-		return nil, fmt.Errorf("list changed files %s..%s: %w", base, tree, err)
+		return nil, 0, fmt.Errorf("list changed files %s..%s: %w", base, tree, err)
 	}
 	numstat, err := g.run(ctx, dir, nil, append(diffArgs, "-z", "--numstat", base, tree, "--")...)
 	if err != nil {
-		return nil, fmt.Errorf("list changed files %s..%s: %w", base, tree, err)
+		return nil, 0, fmt.Errorf("list changed files %s..%s: %w", base, tree, err)
 	}
-	binary := binaryPaths(numstat)
+	files, err := parseNameStatus(status, binaryPaths(numstat))
+	return files, cw.n, err
+}
+
+// errOverLimit stops a copy into a cappedWriter; the writer's over field says why.
+var errOverLimit = errors.New("over the size limit")
+
+// cappedWriter passes at most limit bytes on to w (every byte when limit is 0), then fails.
+type cappedWriter struct {
+	w     io.Writer
+	limit int64
+	n     int64
+	over  bool
+}
+
+func (c *cappedWriter) Write(p []byte) (int, error) {
+	if c.limit > 0 && c.n+int64(len(p)) > c.limit {
+		c.over = true
+		c.n += int64(len(p))
+		return 0, errOverLimit
+	}
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// parseNameStatus reads `git diff -z --name-status` output; binary says which paths are binary.
+func parseNameStatus(status []byte, binary map[string]bool) ([]FileChange, error) {
+	var out []FileChange
 	f := bytes.Split(bytes.TrimSuffix(status, []byte{0}), []byte{0})
 	for i := 0; i < len(f); i++ {
 		code := string(f[i])
@@ -173,9 +298,9 @@ func diffTrees(ctx context.Context, g gitRunner, dir, base, tree string) (*Chang
 			fc.Status = Modified
 		}
 		fc.Binary = binary[fc.Path]
-		c.Files = append(c.Files, fc)
+		out = append(out, fc)
 	}
-	return c, nil
+	return out, nil
 }
 
 // binaryPaths parses `git diff --numstat -z` output and returns the paths diffed as binary.

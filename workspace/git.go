@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"regexp"
@@ -122,14 +123,29 @@ func (g gitRunner) environ() []string {
 
 // run runs git with args in dir and returns its stdout.
 func (g gitRunner) run(ctx context.Context, dir string, stdin []byte, args ...string) ([]byte, error) {
-	var stdout, stderr bytes.Buffer
+	var stdout bytes.Buffer
+	var in io.Reader
+	if stdin != nil {
+		in = bytes.NewReader(stdin)
+	}
+	err := g.stream(ctx, dir, in, &stdout, args...)
+	return stdout.Bytes(), err
+}
+
+// runTo runs git with args in dir and streams its stdout to w: for output too large to hold
+// in memory, like a patch. Should w fail, git is stopped by the broken pipe.
+func (g gitRunner) runTo(ctx context.Context, dir string, w io.Writer, args ...string) error {
+	return g.stream(ctx, dir, nil, w, args...)
+}
+
+// stream runs git with args in dir, stdin (may be nil) as its input and stdout as its output.
+func (g gitRunner) stream(ctx context.Context, dir string, stdin io.Reader, stdout io.Writer, args ...string) error {
+	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, "git", args...)
 	cmd.Dir = dir
 	cmd.Env = g.environ()
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	cmd.Stdout = &stdout
+	cmd.Stdin = stdin
+	cmd.Stdout = stdout
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
 		ge := &GitError{Args: g.scrubAll(args), Stderr: g.scrub(stderr.String()), Err: err}
@@ -140,9 +156,9 @@ func (g gitRunner) run(ctx context.Context, dir string, stdin []byte, args ...st
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			ge.Err = fmt.Errorf("%w (%w)", ctxErr, err)
 		}
-		return stdout.Bytes(), ge
+		return ge
 	}
-	return stdout.Bytes(), nil
+	return nil
 }
 
 // out runs git and returns its stdout without the trailing newline.

@@ -91,6 +91,25 @@ func applyPatch(t testing.TB, repo, sha string, patch []byte) string {
 	return dir
 }
 
+// patchOf returns the content of c's patch file; nil when nothing changed.
+func patchOf(t testing.TB, c *Changes) []byte {
+	t.Helper()
+	if c.PatchFile == "" {
+		return nil
+	}
+	return mustRead(t, c.PatchFile)
+}
+
+// mustRead returns the content of file.
+func mustRead(t testing.TB, file string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // readTree returns path → content of every file below dir except .git.
 func readTree(t testing.TB, dir string) map[string]string {
 	t.Helper()

@@ -67,7 +67,7 @@ func TestIncludeUncommitted(t *testing.T) {
 		t.Errorf("workspace is dirty: %q", st)
 	}
 	writeFiles(t, w1.Path(), map[string]string{"agent.txt": "by the agent\n"})
-	c, err := w1.Changes(t.Context())
+	c, err := w1.Changes(t.Context(), ChangesOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

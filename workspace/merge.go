@@ -5,16 +5,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 )
 
-// NamedPatch is one agent's patch, as Changes returned it, with the name conflicts are reported by.
+// NamedPatch is one agent's patch file, as Changes wrote it, with the name conflicts are
+// reported by. An empty File is an empty patch. Merge reads it from disk, so that no more than
+// git's own reading of one patch at a time is ever in memory.
 type NamedPatch struct {
-	Name  string
-	Patch []byte
+	Name string
+	File string
 }
 
 // Conflict is a patch Merge left out.
@@ -63,11 +66,13 @@ func Merge(ctx context.Context, repoDir, baseSHA string, patches []NamedPatch) (
 	res := &MergeResult{}
 	cur := s.baseTree
 	for _, p := range patches {
-		if len(bytes.TrimSpace(p.Patch)) == 0 {
+		if empty, err := emptyPatch(p.File); err != nil {
+			return nil, fmt.Errorf("merge patch %q: %w", p.Name, err)
+		} else if empty {
 			res.Applied = append(res.Applied, p.Name)
 			continue
 		}
-		_, applyErr := s.g.run(ctx, s.dir, p.Patch, "apply", "--cached", "--3way", "--whitespace=nowarn")
+		_, applyErr := s.g.run(ctx, s.dir, nil, "apply", "--cached", "--3way", "--whitespace=nowarn", "--", p.File)
 		if applyErr == nil {
 			if cur, err = s.g.out(ctx, s.dir, "write-tree"); err != nil {
 				return nil, fmt.Errorf("merge patch %q: %w", p.Name, err)
@@ -86,13 +91,13 @@ func Merge(ctx context.Context, repoDir, baseSHA string, patches []NamedPatch) (
 		if _, err := s.g.run(ctx, s.dir, nil, "read-tree", cur); err != nil {
 			return nil, fmt.Errorf("merge patch %q: reset index: %w", p.Name, err)
 		}
-		if _, err := s.g.run(ctx, s.dir, p.Patch, "apply", "--cached", "--reverse", "--check"); err == nil {
+		if _, err := s.g.run(ctx, s.dir, nil, "apply", "--cached", "--reverse", "--check", "--", p.File); err == nil {
 			res.Applied = append(res.Applied, p.Name)
 			continue
 		}
 		reason := "three-way merge conflict with the patches applied before it"
 		if len(files) == 0 {
-			files = patchPaths(ctx, s, p.Patch)
+			files = patchPaths(ctx, s, p.File)
 			reason = firstErrorLine(applyErr)
 		}
 		res.Conflicts = append(res.Conflicts, Conflict{Name: p.Name, Files: files, Reason: reason})
@@ -111,11 +116,13 @@ func Merge(ctx context.Context, repoDir, baseSHA string, patches []NamedPatch) (
 	if res.Commit, err = commitTree(ctx, s.g, s.dir, cur, s.base, msg, false); err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
 	}
-	c, err := diffTrees(ctx, s.g, s.dir, s.base, cur)
-	if err != nil {
+	// The combined patch is what the run reports and stores, in memory: its parts were each
+	// bounded by the jobs' limits.
+	var patch bytes.Buffer
+	if res.Files, _, err = diffTrees(ctx, s.g, s.dir, s.base, cur, &patch, 0); err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
 	}
-	res.Patch, res.Files = c.Patch, c.Files
+	res.Patch = patch.Bytes()
 	return res, nil
 }
 
@@ -248,9 +255,34 @@ func (s *scratch) unmerged(ctx context.Context) ([]string, error) {
 	return files, nil
 }
 
-// patchPaths lists the paths a patch touches.
-func patchPaths(ctx context.Context, s *scratch, patch []byte) []string {
-	out, err := s.g.run(ctx, s.dir, patch, "apply", "--numstat", "-z")
+// emptyPatch reports whether the patch file is missing from the name or holds only space.
+func emptyPatch(file string) (bool, error) {
+	if file == "" {
+		return true, nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	for {
+		n, err := f.Read(buf)
+		if len(bytes.TrimSpace(buf[:n])) > 0 {
+			return false, nil
+		}
+		if err == io.EOF {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+}
+
+// patchPaths lists the paths a patch file touches.
+func patchPaths(ctx context.Context, s *scratch, file string) []string {
+	out, err := s.g.run(ctx, s.dir, nil, "apply", "--numstat", "-z", "--", file)
 	if err != nil {
 		return nil
 	}

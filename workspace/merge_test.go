@@ -10,8 +10,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// agentPatch returns the patch of a workspace on head of src after change ran in it.
-func agentPatch(t *testing.T, m *Manager, src, head, name string, files map[string]string, remove ...string) []byte {
+// agentPatch returns the patch file of a workspace on head of src after change ran in it.
+func agentPatch(t *testing.T, m *Manager, src, head, name string, files map[string]string, remove ...string) string {
 	t.Helper()
 	w, err := m.Create(t.Context(), Source{RepoDir: src, SHA: head}, "merge", name, nil)
 	if err != nil {
@@ -24,11 +24,11 @@ func agentPatch(t *testing.T, m *Manager, src, head, name string, files map[stri
 			t.Fatal(err)
 		}
 	}
-	c, err := w.Changes(t.Context())
+	c, err := w.Changes(t.Context(), ChangesOptions{PatchFile: filepath.Join(t.TempDir(), name+".patch")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c.Patch
+	return c.PatchFile
 }
 
 func TestMerge(t *testing.T) {
@@ -46,8 +46,11 @@ func TestMerge(t *testing.T) {
 		other    = agentPatch(t, m, src, head, "other-new", map[string]string{"c/new.txt": "different\n"})
 		binary   = agentPatch(t, m, src, head, "binary", map[string]string{"img.bin": binaryContent})
 		rename   = agentPatch(t, m, src, head, "rename", map[string]string{"moved/b.txt": "b\n"}, "b.txt")
-		garbage  = []byte("diff --git a/x b/x\nthis is not a patch\n")
+		garbage  = filepath.Join(t.TempDir(), "garbage.patch")
 	)
+	if err := os.WriteFile(garbage, []byte("diff --git a/x b/x\nthis is not a patch\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name      string
 		patches   []NamedPatch
@@ -90,7 +93,7 @@ func TestMerge(t *testing.T) {
 		},
 		{
 			name:    "nothing to merge gives no commit",
-			patches: []NamedPatch{{"empty", nil}},
+			patches: []NamedPatch{{"empty", ""}},
 			applied: []string{"empty"},
 		},
 	}
@@ -145,7 +148,7 @@ func TestCommitPatch(t *testing.T) {
 	t.Parallel()
 	src, head := newRepo(t, map[string]string{"a.txt": "a\n"})
 	m := newManager(t)
-	patch := agentPatch(t, m, src, head, "p", map[string]string{"a.txt": "A\n", "bin": binaryContent})
+	patch := mustRead(t, agentPatch(t, m, src, head, "p", map[string]string{"a.txt": "A\n", "bin": binaryContent}))
 	sha, err := CommitPatch(t.Context(), src, head, patch, "Apply agent changes")
 	if err != nil {
 		t.Fatal(err)

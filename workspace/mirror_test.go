@@ -215,11 +215,11 @@ func TestPushBranch(t *testing.T) {
 	remote := filepath.Join(t.TempDir(), "remote.git")
 	testGit(t, t.TempDir(), "init", "-q", "--bare", remote)
 	m := newManager(t)
-	first, err := CommitPatch(t.Context(), src, head, agentPatch(t, m, src, head, "one", map[string]string{"a.txt": "one\n"}), "one")
+	first, err := CommitPatch(t.Context(), src, head, mustRead(t, agentPatch(t, m, src, head, "one", map[string]string{"a.txt": "one\n"})), "one")
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := CommitPatch(t.Context(), src, head, agentPatch(t, m, src, head, "two", map[string]string{"b.txt": "two\n"}), "two")
+	second, err := CommitPatch(t.Context(), src, head, mustRead(t, agentPatch(t, m, src, head, "two", map[string]string{"b.txt": "two\n"})), "two")
 	if err != nil {
 		t.Fatal(err)
 	}

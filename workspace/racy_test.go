@@ -26,12 +26,12 @@ func TestChangesSeesSameSizeEditsRightAfterCheckout(t *testing.T) {
 		}
 		// Reading the changes back in a later second is what exposes stale stat data.
 		time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(1100 * time.Millisecond)))
-		c, err := w.Changes(t.Context())
+		c, err := w.Changes(t.Context(), ChangesOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(string(c.Patch), "+new") {
-			t.Fatalf("attempt %d: a same-size edit right after checkout is missing from the patch %q", i, c.Patch)
+		if p := patchOf(t, c); !strings.Contains(string(p), "+new") {
+			t.Fatalf("attempt %d: a same-size edit right after checkout is missing from the patch %q", i, p)
 		}
 		if err := w.Remove(t.Context()); err != nil {
 			t.Fatal(err)

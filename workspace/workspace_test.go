@@ -130,7 +130,7 @@ func TestChanges(t *testing.T) {
 			}
 			openPath(t, w)
 			tc.change(t, w.Path())
-			c, err := w.Changes(t.Context())
+			c, err := w.Changes(t.Context(), ChangesOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -141,7 +141,7 @@ func TestChanges(t *testing.T) {
 				t.Errorf("Empty() = %v with files %v", c.Empty(), c.Files)
 			}
 			// The patch applied onto the base gives exactly the workspace's files.
-			got := readTree(t, applyPatch(t, src, head, c.Patch))
+			got := readTree(t, applyPatch(t, src, head, patchOf(t, c)))
 			want := readTree(t, w.Path())
 			delete(want, "build.log") // ignored, not a change
 			if diff := cmp.Diff(want, got); diff != "" {

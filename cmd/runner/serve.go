@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
+	"github.com/agentrunner/agentrunner/config"
 	"github.com/agentrunner/agentrunner/daemon"
 	"github.com/agentrunner/agentrunner/github"
 	"github.com/agentrunner/agentrunner/reporters"
@@ -69,6 +70,13 @@ type serveConfig struct {
 		Env []string `yaml:"env"`
 	} `yaml:"secrets"`
 	Repos []daemon.Repo `yaml:"repos"`
+	// Limits are the runner-wide bounds of one job, for routines that set none themselves.
+	Limits struct {
+		Disk        byteSize `yaml:"disk"`
+		ChangedFile byteSize `yaml:"changed-file"`
+		Patch       byteSize `yaml:"patch"`
+		Log         byteSize `yaml:"log"`
+	} `yaml:"limits"`
 }
 
 func defaultServeConfig() serveConfig {
@@ -140,6 +148,24 @@ func envOr(p *string, name string) {
 	if v, ok := os.LookupEnv(name); ok && v != "" {
 		*p = v
 	}
+}
+
+// byteSize is a size in runner.yaml, written like the routines' sizes: 512m, 2g or bytes.
+type byteSize int64
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (b *byteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := config.ParseSize(n.Value)
+	if err != nil || v <= 0 || n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: %q is not a size: write a positive size like 512m, 2g or 1.5g (k, m, g, t are powers of 1024; a bare number is bytes)", n.Line, n.Value)
+	}
+	*b = byteSize(v)
+	return nil
+}
+
+// jobLimits are the engine's limits runner.yaml sets (zero: the engine's defaults).
+func (c *serveConfig) jobLimits() runner.Limits {
+	return runner.Limits{ChangedFile: int64(c.Limits.ChangedFile), Patch: int64(c.Limits.Patch), Log: int64(c.Limits.Log)}
 }
 
 func loadServeFile(path string, c *serveConfig) error {
@@ -411,7 +437,7 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		sb = daemon.FakeSandbox{}
 		logger.Warn("sandbox fake: agents are not run (test mode)")
 	default:
-		docker, err = sandbox.Connect(ctx, sandbox.Options{Logger: logger})
+		docker, err = sandbox.Connect(ctx, sandbox.Options{Logger: logger, Resources: sandbox.Resources{Disk: int64(c.Limits.Disk)}})
 		if err != nil {
 			return fmt.Errorf("runner serve runs agents in Docker: %w", err)
 		}
@@ -432,6 +458,7 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		Files:      st,
 		DetailsURL: c.PublicURL,
 		Reporters:  reporterFactory(c, gh, logger),
+		Limits:     c.jobLimits(),
 	}
 	if gh != nil {
 		pipe.Auth = func(ctx context.Context, repo event.Repo) (workspace.Auth, error) {

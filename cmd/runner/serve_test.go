@@ -7,7 +7,19 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/agentrunner/agentrunner/runner"
 )
+
+// writeFile writes content to a file of its own and returns its name.
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "runner.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
 
 // The documented example parses with every key known, and precedence is flag > env > file.
 func TestServeSettings(t *testing.T) {
@@ -28,6 +40,9 @@ func TestServeSettings(t *testing.T) {
 					RunAttempts: c.RunAttempts, LeaseTTL: c.LeaseTTL, ShutdownGrace: c.ShutdownGrace, LogFormat: c.LogFormat}
 				if d := cmp.Diff(want, got); d != "" {
 					t.Errorf("settings (-want +got):\n%s", d)
+				}
+				if l := c.jobLimits(); c.Limits.Disk != 2<<30 || l != (runner.Limits{ChangedFile: 10 << 20, Patch: 50 << 20, Log: 10 << 20}) {
+					t.Errorf("limits: disk %d, job %+v", c.Limits.Disk, l)
 				}
 				if c.GitHub.AppID != 123456 || len(c.Repos) != 2 || c.Repos[1].URL != "/srv/git/local-only.git" {
 					t.Errorf("github/repos = %+v %+v", c.GitHub, c.Repos)
@@ -54,6 +69,7 @@ func TestServeSettings(t *testing.T) {
 			},
 		},
 		{name: "a bad log format is refused", args: []string{"--log-format", "xml"}, fails: true},
+		{name: "a bad size in the file is refused", args: []string{"--config", writeFile(t, "limits:\n  patch: 50 megs\n")}, fails: true},
 		{name: "a bad duration in the environment is refused", env: map[string]string{"AGENTRUNNER_LEASE_TTL": "soon"}, fails: true},
 		// `go test` builds without the agentrunner_testonly tag, like a release.
 		{name: "a production build refuses the fake sandbox", args: []string{"--sandbox", "fake"}, fails: true},

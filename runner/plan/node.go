@@ -206,6 +206,7 @@ func (cn *compiledNode) expand(needs map[string]expr.Need, preview bool) ([]*Ins
 				APIs:       ca.apis,
 				Timeout:    a.Timeout,
 				Resources:  a.Resources,
+				Limits:     a.Limits,
 				Network:    network,
 			}
 			if reps > 1 {

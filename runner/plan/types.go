@@ -117,6 +117,7 @@ type Instance struct {
 	APIs      []string         `json:"apis,omitempty"`
 	Timeout   time.Duration    `json:"timeout"`
 	Resources config.Resources `json:"resources"`
+	Limits    config.Limits    `json:"limits,omitzero"`
 	Network   config.Network   `json:"network"`
 }
 

@@ -11,10 +11,12 @@ type Outcome string
 
 // Outcomes.
 const (
-	Success   Outcome = "success"
-	Failed    Outcome = "failed"
-	TimedOut  Outcome = "timed_out"
-	OOM       Outcome = "out_of_memory"
+	Success  Outcome = "success"
+	Failed   Outcome = "failed"
+	TimedOut Outcome = "timed_out"
+	OOM      Outcome = "out_of_memory"
+	// DiskLimit is an agent stopped for writing more than its disk limit.
+	DiskLimit Outcome = "disk_limit"
 	Cancelled Outcome = "cancelled"
 	Skipped   Outcome = "skipped"
 	Error     Outcome = "error"
@@ -53,8 +55,12 @@ type FileChange struct {
 
 // Changes is what a job changed in its workspace against the base commit.
 type Changes struct {
-	Patch []byte       `json:"-"`
-	Files []FileChange `json:"files,omitempty"`
+	// PatchFile is the job's patch on disk (its changes.patch); empty when nothing changed.
+	// Patches are read from there when needed, never kept in memory for a whole run.
+	PatchFile string `json:"-"`
+	// PatchSize is PatchFile's size in bytes.
+	PatchSize int64        `json:"patch_size,omitempty"`
+	Files     []FileChange `json:"files,omitempty"`
 }
 
 // Usage is what the agent CLI reported about itself, when its preset can parse it.
