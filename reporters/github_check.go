@@ -8,6 +8,7 @@ import (
 
 	gh "github.com/google/go-github/v62/github"
 
+	"github.com/agentrunner/agentrunner/internal/english"
 	"github.com/agentrunner/agentrunner/runner/event"
 	"github.com/agentrunner/agentrunner/runner/result"
 )
@@ -166,15 +167,15 @@ func CheckOutput(info *RunInfo, res *result.Run) (title, summary, text string) {
 			failed++
 		}
 	}
-	parts := []string{fmt.Sprintf("%d agent%s", total, plural(total))}
+	parts := []string{english.Count(total, "agent")}
 	if failed > 0 {
 		parts = append(parts, fmt.Sprintf("%d not successful", failed))
 	}
 	if n := len(res.Findings()); n > 0 {
-		parts = append(parts, fmt.Sprintf("%d finding%s", n, plural(n)))
+		parts = append(parts, english.Count(n, "finding"))
 	}
 	if n := len(res.Files); n > 0 {
-		parts = append(parts, fmt.Sprintf("%d file%s changed", n, plural(n)))
+		parts = append(parts, english.Count(n, "file")+" changed")
 	}
 	title = truncate(fmt.Sprintf("%s: %s", conclusionOf(res), strings.Join(parts, ", ")), maxTitle)
 	report := res.Report
@@ -184,13 +185,6 @@ func CheckOutput(info *RunInfo, res *result.Run) (title, summary, text string) {
 	summary = truncate(forkNote(info)+report, MaxCheckText)
 	text = truncate(failingLogs(res), MaxCheckText)
 	return title, summary, text
-}
-
-func plural(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "s"
 }
 
 // Annotations turns findings into check-run annotations. Levels map to GitHub's three

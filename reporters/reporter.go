@@ -22,6 +22,7 @@ const (
 	RunStarted    Kind = "run_started"    // the first job is about to start
 	AgentExpanded Kind = "agent_expanded" // an agent's instances are known (Instances)
 	JobStarted    Kind = "job_started"    // Instance started
+	JobLog        Kind = "job_log"        // Instance printed Line; only to reporters that FollowLogs
 	JobFinished   Kind = "job_finished"   // Job holds the result
 	AgentFinished Kind = "agent_finished" // Agent holds the agent's result
 	RunFinished   Kind = "run_finished"   // Result holds everything
@@ -48,6 +49,9 @@ type Update struct {
 	Job       *result.Job
 	AgentRes  *result.Agent
 	Result    *result.Run
+	// Line is one line a job printed (JobLog), without its line break, secrets masked as in
+	// log.txt. It is the agent's text: escape it before showing it on a terminal.
+	Line string
 }
 
 // Reporter receives a run's updates. Report is called from one goroutine per run, in order;
@@ -56,13 +60,41 @@ type Reporter interface {
 	Report(ctx context.Context, u Update) error
 }
 
+// LogFollower is a Reporter that also wants every line its jobs print, as JobLog updates.
+// The engine sends them only to reporters that ask, so the others (GitHub, the daemon's log)
+// cost nothing per line.
+type LogFollower interface {
+	Reporter
+	FollowLogs() bool
+}
+
+// FollowsLogs says whether r wants JobLog updates.
+func FollowsLogs(r Reporter) bool {
+	f, ok := r.(LogFollower)
+	return ok && f.FollowLogs()
+}
+
 // Multi sends each update to every reporter and joins their errors.
 type Multi []Reporter
+
+// FollowLogs implements LogFollower: a Multi follows logs when one of its reporters does,
+// and hands JobLog updates to those only.
+func (m Multi) FollowLogs() bool {
+	for _, r := range m {
+		if FollowsLogs(r) {
+			return true
+		}
+	}
+	return false
+}
 
 // Report implements Reporter.
 func (m Multi) Report(ctx context.Context, u Update) error {
 	var errs []error
 	for _, r := range m {
+		if u.Kind == JobLog && !FollowsLogs(r) {
+			continue
+		}
 		if err := r.Report(ctx, u); err != nil {
 			errs = append(errs, err)
 		}

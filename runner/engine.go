@@ -176,6 +176,7 @@ func (e *Engine) Run(ctx context.Context, info *reporters.RunInfo, opts RunOptio
 			Started: time.Now(),
 		},
 	}
+	r.followLogs = e.Reporter != nil && reporters.FollowsLogs(e.Reporter)
 	r.events = make(chan reporters.Update, 64)
 	reported := make(chan struct{})
 	go r.deliver(ctx, reported)
@@ -241,6 +242,8 @@ type runState struct {
 	res *result.Run
 	// startOnce emits RunStarted before anything else the run does after RunQueued.
 	startOnce sync.Once
+	// followLogs: the reporter wants each line the jobs print (JobLog updates).
+	followLogs bool
 }
 
 // markStarted tells reporters the run is under way; only the first call emits.
@@ -565,6 +568,13 @@ func (r *runState) execute(ctx context.Context, inst *plan.Instance, j *result.J
 	tail := newTailBuffer(64 << 10)
 	capture := newCapBuffer(16 << 20)
 	logs := io.MultiWriter(stored, tail, capture)
+	var lines *lineWriter
+	if r.followLogs {
+		lines = newLineWriter(func(line string) {
+			r.emit(reporters.Update{Kind: reporters.JobLog, Instance: inst, Line: line})
+		})
+		logs = io.MultiWriter(logs, lines)
+	}
 
 	exit, err := r.e.Sandbox.Run(ctx, &Task{
 		RunID:          r.info.ID,
@@ -575,6 +585,9 @@ func (r *runState) execute(ctx context.Context, inst *plan.Instance, j *result.J
 		Env:            withWorkspaceEnv(inst.Env, ws.ContainerEnv()),
 		Secrets:        secrets,
 	}, logs)
+	if lines != nil {
+		lines.Flush() // a last line without a line break
+	}
 	j.LogTail = tail.String()
 	if cerr := stored.Close(); cerr != nil {
 		r.log.Warn("write job log", "job", inst.ID, "err", cerr)

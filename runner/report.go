@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentrunner/agentrunner/internal/english"
 	"github.com/agentrunner/agentrunner/runner/result"
 )
 
@@ -66,7 +67,7 @@ func Report(r *result.Run) string {
 	}
 
 	if len(r.Files) > 0 {
-		fmt.Fprintf(&b, "### Changes\n\n%d files changed by %s.\n\n", len(r.Files), strings.Join(r.Applied, ", "))
+		fmt.Fprintf(&b, "### Changes\n\n%s changed by %s.\n\n", english.Count(len(r.Files), "file"), strings.Join(r.Applied, ", "))
 		for _, f := range r.Files {
 			fmt.Fprintf(&b, "- `%s` (%s)\n", f.Path, f.Status)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -102,7 +103,8 @@ func newDispatchCmd(s *streams) *cobra.Command {
 		Short: "Start a routine on a running daemon through its API",
 		Long: `Start ROUTINE of OWNER/REPO at the tip of its default branch on the daemon at --server. The
 inputs are checked against the routine's dispatch.inputs before anything is queued. Prints the
-run id; with --wait, waits for the run and exits 1 unless it succeeded.`,
+run id; with --wait, waits for the run and exits 0 when it succeeded (or was neutral), 1 when it
+did not, and 3 when --timeout passed first (the run goes on; 'runner runs RUN_ID' shows it).`,
 		Args: argsUsage(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			repo, routine := args[0], args[1]
@@ -158,7 +160,11 @@ func waitRun(ctx context.Context, a *apiFlags, id string) (server.RunView, error
 		}
 		select {
 		case <-ctx.Done():
-			return run, fmt.Errorf("wait for run %s: %w", id, ctx.Err())
+			err := fmt.Errorf("wait for run %s: %w", id, ctx.Err())
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				err = waitTimeoutError{fmt.Errorf("run %s is still %s after --timeout; it goes on (see `runner runs %s`)", id, dash(run.Status), id)}
+			}
+			return run, err
 		case <-time.After(500 * time.Millisecond):
 		}
 	}

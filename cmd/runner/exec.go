@@ -15,6 +15,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentrunner/agentrunner/config"
+	"github.com/agentrunner/agentrunner/internal/english"
+	"github.com/agentrunner/agentrunner/internal/termsafe"
 	"github.com/agentrunner/agentrunner/runner/event"
 	"github.com/agentrunner/agentrunner/runner/plan"
 )
@@ -85,6 +87,9 @@ func runExec(ctx context.Context, s *streams, o *execOptions) error {
 	default:
 		return usageError{fmt.Errorf("--progress must be auto, tty or plain, not %q", o.Progress)}
 	}
+	if o.MaxAgents < 1 {
+		return usageError{fmt.Errorf("--max-agents %d: at least one agent must be able to run; pass 1 or more (default 8)", o.MaxAgents)}
+	}
 	inputs, err := parseInputs(o.Inputs)
 	if err != nil {
 		return usageError{err}
@@ -131,7 +136,7 @@ func runExec(ctx context.Context, s *streams, o *execOptions) error {
 	if len(p.Runs) == 0 {
 		fmt.Fprintf(s.Err, "no routine matches this %s event:\n", ev.Kind)
 		for _, sk := range p.Skipped {
-			fmt.Fprintf(s.Err, "  %s: %s\n", sk.Routine, sk.Reason)
+			fmt.Fprintf(s.Err, "  %s: %s\n", termsafe.Line(sk.Routine), termsafe.Line(sk.Reason))
 		}
 		fmt.Fprintln(s.Err, "(`runner exec --dry-run` shows the event; --event simulates another kind)")
 		return nil
@@ -253,18 +258,19 @@ func printPlan(w io.Writer, cfg *config.Config, ev *event.Event, p *plan.Plan, o
 	if ev.Action != "" {
 		fmt.Fprintf(bw, " (%s)", ev.Action)
 	}
+	// The event's names come from the repository or a payload: escaped like agents' text.
 	if ev.Branch != "" {
-		fmt.Fprintf(bw, " on %s", ev.Branch)
+		fmt.Fprintf(bw, " on %s", termsafe.Line(ev.Branch))
 	}
 	if ev.Tag != "" {
-		fmt.Fprintf(bw, " tag %s", ev.Tag)
+		fmt.Fprintf(bw, " tag %s", termsafe.Line(ev.Tag))
 	}
 	if ev.PullRequest != nil {
-		fmt.Fprintf(bw, " #%d %s → %s", ev.PullRequest.Number, ev.PullRequest.HeadRef, ev.PullRequest.BaseRef)
+		fmt.Fprintf(bw, " #%d %s → %s", ev.PullRequest.Number, termsafe.Line(ev.PullRequest.HeadRef), termsafe.Line(ev.PullRequest.BaseRef))
 	}
-	fmt.Fprintf(bw, " at %s", shortSHA(ev.SHA))
+	fmt.Fprintf(bw, " at %s", termsafe.Line(shortSHA(ev.SHA)))
 	if ev.ChangedFiles != nil {
-		fmt.Fprintf(bw, ", %d changed files", len(ev.ChangedFiles))
+		fmt.Fprintf(bw, ", %s", english.Count(len(ev.ChangedFiles), "changed file"))
 	}
 	fmt.Fprintln(bw)
 
@@ -280,7 +286,7 @@ func printPlan(w io.Writer, cfg *config.Config, ev *event.Event, p *plan.Plan, o
 		if why == "" {
 			why = "not triggered by this event"
 		}
-		fmt.Fprintf(bw, "\n○ %s: skipped: %s\n", r.Name, why)
+		fmt.Fprintf(bw, "\n○ %s: skipped: %s\n", r.Name, termsafe.Line(why))
 	}
 	for _, r := range p.Runs {
 		fmt.Fprintf(bw, "\n● %s  (%s)\n", r.Routine, relPath(r.File))
@@ -309,7 +315,7 @@ func printPlan(w io.Writer, cfg *config.Config, ev *event.Event, p *plan.Plan, o
 					fmt.Fprintf(bw, "     … %d more\n", len(n.Instances)-8)
 					break
 				}
-				fmt.Fprintf(bw, "     - %-22s %s  timeout %s  network %s\n", in.ID, in.Image, in.Timeout, describeNetwork(in))
+				fmt.Fprintf(bw, "     - %-22s %s  timeout %s  network %s\n", termsafe.Line(in.ID), termsafe.Line(in.Image), in.Timeout, describeNetwork(in))
 				if j == 0 {
 					fmt.Fprintf(bw, "       argv: %s\n", quoteArgv(in.Argv, 100))
 					if in.Prompt != "" {
@@ -397,8 +403,10 @@ func quoteArgv(argv []string, limit int) string {
 	return oneLine(strings.Join(q, " "), limit)
 }
 
+// oneLine shows s (a prompt or argument, which templates fill from the event) on one line of
+// at most limit runes, escaped for the terminal.
 func oneLine(s string, limit int) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = termsafe.Line(strings.Join(strings.Fields(s), " "))
 	if r := []rune(s); len(r) > limit {
 		return string(r[:limit-1]) + "…"
 	}

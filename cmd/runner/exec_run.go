@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/agentrunner/agentrunner/daemon"
+	"github.com/agentrunner/agentrunner/internal/termsafe"
 	"github.com/agentrunner/agentrunner/reporters"
 	"github.com/agentrunner/agentrunner/runner"
 	"github.com/agentrunner/agentrunner/runner/event"
@@ -97,7 +98,7 @@ func execRuns(ctx context.Context, s *streams, o *execOptions, root string, ev *
 			if err := applyPatch(ctx, root, filepath.Join(dir, "combined.patch")); err != nil {
 				return err
 			}
-			fmt.Fprintf(s.Err, "applied the combined patch of %s to the working tree\n", r.Routine)
+			fmt.Fprintf(s.Err, "applied the combined patch of %s to the working tree\n", termsafe.Line(r.Routine))
 		}
 		if ctx.Err() != nil {
 			break

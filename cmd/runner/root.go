@@ -14,6 +14,9 @@ const (
 	exitOK      = 0
 	exitFailure = 1
 	exitUsage   = 2
+	// exitTimeout: a command gave up waiting (`dispatch --wait --timeout`); the run may still
+	// be going, unlike a run that failed (exit 1).
+	exitTimeout = 3
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -27,6 +30,12 @@ func (e usageError) Unwrap() error { return e.err }
 
 // silentError exits 1 without printing anything more: the command already said why.
 var errSilent = errors.New("silent failure")
+
+// waitTimeoutError is a wait that ran out of time; it exits exitTimeout.
+type waitTimeoutError struct{ err error }
+
+func (e waitTimeoutError) Error() string { return e.err.Error() }
+func (e waitTimeoutError) Unwrap() error { return e.err }
 
 // streams are the command's standard streams, swapped by tests.
 type streams struct {
@@ -49,6 +58,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitOK
 	case errors.Is(err, errSilent):
 		return exitFailure
+	case errors.As(err, new(waitTimeoutError)):
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return exitTimeout
 	case errors.As(err, new(usageError)):
 		fmt.Fprintf(stderr, "error: %v\nRun 'runner --help' for usage.\n", err)
 		return exitUsage
@@ -67,7 +79,10 @@ func newRootCmd(s *streams) *cobra.Command {
 		Short:         "Run AI coding agents from .agents/*.yaml, locally or for GitHub",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version,
 	}
+	// `runner --version` prints what `runner version` prints.
+	root.SetVersionTemplate(versionLine())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newVersionCmd(s))
 	for _, add := range subcommands {
@@ -87,11 +102,14 @@ func newVersionCmd(s *streams) *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			_, err := fmt.Fprintf(s.Out, "runner %s\n", version)
+			_, err := io.WriteString(s.Out, versionLine())
 			return err
 		},
 	}
 }
+
+// versionLine is the one answer to `runner version` and `runner --version`.
+func versionLine() string { return "runner " + version + "\n" }
 
 // argsUsage wraps cobra's arg validators so that a wrong count is a usage error.
 func argsUsage(v cobra.PositionalArgs) cobra.PositionalArgs {

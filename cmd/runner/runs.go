@@ -2,14 +2,18 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/agentrunner/agentrunner/internal/termsafe"
 	"github.com/agentrunner/agentrunner/server"
 	"github.com/agentrunner/agentrunner/store"
 )
@@ -36,7 +40,7 @@ func newRunsCmd(s *streams) *cobra.Command {
 				fmt.Fprintf(tw, "run\t%s\nrepo\t%s\nroutine\t%s\nevent\t%s\nsha\t%s\nstatus\t%s\nconclusion\t%s\n",
 					v.ID, v.Repo, v.Routine, v.Event, v.SHA, v.Status, v.Conclusion)
 				if v.Error != "" {
-					fmt.Fprintf(tw, "error\t%s\n", v.Error)
+					fmt.Fprintf(tw, "error\t%s\n", termsafe.Line(v.Error))
 				}
 				if !v.StartedAt.IsZero() && !v.FinishedAt.IsZero() {
 					fmt.Fprintf(tw, "took\t%s\n", v.FinishedAt.Sub(v.StartedAt).Round(time.Millisecond))
@@ -47,11 +51,14 @@ func newRunsCmd(s *streams) *cobra.Command {
 					tw = tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(tw, "JOB\tAGENT\tOUTCOME")
 					for _, j := range v.Jobs {
-						fmt.Fprintf(tw, "%s\t%s\t%s\n", j.ID, j.Agent, j.Outcome)
+						fmt.Fprintf(tw, "%s\t%s\t%s\n", termsafe.Line(j.ID), termsafe.Line(j.Agent), j.Outcome)
 					}
 					_ = tw.Flush()
 				}
 				return nil
+			}
+			if err := checkRunStatus(f.Status); err != nil {
+				return err
 			}
 			q := url.Values{}
 			for k, v := range map[string]string{"repo": f.Repo, "routine": f.Routine, "status": f.Status} {
@@ -105,11 +112,16 @@ func newLogsCmd(s *streams) *cobra.Command {
 					return nil
 				}
 			}
+			// On a terminal the agents' output is escaped; piped, it stays as logged.
+			var out io.Writer = s.Out
+			if isTerminal(s.Out) {
+				out = escapingWriter{s.Out}
+			}
 			for _, j := range jobs {
 				if len(args) == 1 {
-					fmt.Fprintf(s.Out, "==> %s <==\n", j)
+					fmt.Fprintf(s.Out, "==> %s <==\n", termsafe.Line(j))
 				}
-				if err := a.call(cmd.Context(), http.MethodGet, "/api/v1/runs/"+url.PathEscape(id)+"/jobs/"+url.PathEscape(j)+"/log", nil, s.Out); err != nil {
+				if err := a.call(cmd.Context(), http.MethodGet, "/api/v1/runs/"+url.PathEscape(id)+"/jobs/"+url.PathEscape(j)+"/log", nil, out); err != nil {
 					return err
 				}
 			}
@@ -118,6 +130,30 @@ func newLogsCmd(s *streams) *cobra.Command {
 	}
 	a.add(cmd.Flags())
 	return cmd
+}
+
+// escapingWriter escapes each write for a terminal; each write must be whole text (the API
+// client writes a log in one piece), as a rune split across writes would be escaped.
+type escapingWriter struct{ w io.Writer }
+
+func (e escapingWriter) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(e.w, termsafe.Text(string(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// runStatuses are the values --status filters on; a conclusion is not one of them.
+var runStatuses = []string{store.RunQueued, store.RunWaiting, store.RunRunning, store.RunCompleted}
+
+// checkRunStatus refuses a --status the daemon would match against nothing, such as a
+// conclusion (failed, success), instead of printing an empty list.
+func checkRunStatus(s string) error {
+	if s == "" || slices.Contains(runStatuses, s) {
+		return nil
+	}
+	return usageError{fmt.Errorf("--status %q: a run's status is one of %s; how a completed run ended (success, failure, cancelled, timed_out, neutral) is in the CONCLUSION column of --status completed",
+		s, strings.Join(runStatuses, ", "))}
 }
 
 func dash(s string) string {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/agentrunner/agentrunner/config"
+	"github.com/agentrunner/agentrunner/internal/english"
 	"github.com/agentrunner/agentrunner/runner/plan"
 	"github.com/spf13/cobra"
 )
@@ -58,7 +59,7 @@ func runValidate(s *streams, dir string) error {
 			}
 			fmt.Fprintln(s.Out, e.Error())
 		}
-		fmt.Fprintf(s.Err, "%s: %d %s\n", shown, len(errs), plural(len(errs), "problem"))
+		fmt.Fprintf(s.Err, "%s: %s\n", shown, english.Count(len(errs), "problem"))
 		return errSilent
 	}
 	if len(cfg.Routines) == 0 {
@@ -70,16 +71,8 @@ func runValidate(s *streams, dir string) error {
 	for _, r := range cfg.Routines {
 		agents += len(r.Agents)
 	}
-	_, err = fmt.Fprintf(s.Out, "%s: %d %s, %d %s OK\n", shown,
-		len(cfg.Routines), plural(len(cfg.Routines), "routine"), agents, plural(agents, "agent"))
+	_, err = fmt.Fprintf(s.Out, "%s: %s, %s OK\n", shown, english.Count(len(cfg.Routines), "routine"), english.Count(agents, "agent"))
 	return err
-}
-
-func plural(n int, word string) string {
-	if n == 1 {
-		return word
-	}
-	return word + "s"
 }
 
 // relTo shows path relative to the working directory when that is shorter, as editors and
