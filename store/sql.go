@@ -923,6 +923,20 @@ func (s *sqlStore) RunFile(ctx context.Context, runID, name string) ([]byte, err
 	return out, nil
 }
 
+// ---- identity ----
+
+func (s *sqlStore) Identity(ctx context.Context) (string, error) {
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO store_meta (key, value) VALUES ('identity', $1) ON CONFLICT (key) DO NOTHING`,
+		randomHex(16)); err != nil {
+		return "", fmt.Errorf("store identity: %w", err)
+	}
+	var id string
+	if err := s.w.QueryRowContext(ctx, `SELECT value FROM store_meta WHERE key = 'identity'`).Scan(&id); err != nil {
+		return "", fmt.Errorf("store identity: %w", err)
+	}
+	return id, nil
+}
+
 // ---- close ----
 
 func (s *sqlStore) Close() error {

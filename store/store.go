@@ -216,6 +216,10 @@ type Store interface {
 	// RunFile returns a saved file; ErrNotFound when there is none.
 	RunFile(ctx context.Context, runID, name string) ([]byte, error)
 
+	// Identity is a random id made once per database: daemons sharing the store see the same
+	// one, daemons on different stores different ones.
+	Identity(ctx context.Context) (string, error)
+
 	// Close stops background work and closes the database.
 	Close() error
 }

@@ -36,6 +36,7 @@ func Run(t *testing.T, newDB NewDB) {
 		{"tokens are checked by hash and revocable", testTokens},
 		{"job logs are recorded per job", testJobLogs},
 		{"a run's files are kept for every daemon to serve", testRunFiles},
+		{"stores sharing a database have one identity, other databases another", testIdentity},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -651,5 +652,21 @@ func testRunFiles(t *testing.T, db DB) {
 	}
 	if err := s1.SaveRunFile(ctx, "", "x", nil); err == nil {
 		t.Error("a file without a run was saved")
+	}
+}
+
+func testIdentity(t *testing.T, db DB) {
+	ctx := ctxT(t)
+	var ids [2]string
+	var wg sync.WaitGroup
+	for i, s := range []store.Store{db.Open(t), db.Open(t)} {
+		wg.Go(func() { ids[i] = must(s.Identity(ctx)) })
+	}
+	wg.Wait()
+	if ids[0] == "" || ids[0] != ids[1] {
+		t.Fatalf("two stores on one database have identities %q and %q, want one", ids[0], ids[1])
+	}
+	if again := must(db.Open(t).Identity(ctx)); again != ids[0] {
+		t.Errorf("identity after reopening = %q, want %q", again, ids[0])
 	}
 }
