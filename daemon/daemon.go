@@ -82,6 +82,7 @@ type Daemon struct {
 	log     *slog.Logger
 	metrics *Metrics
 	sched   *scheduler
+	hooks   hookSecrets
 
 	draining atomic.Bool
 	kick     chan struct{} // wakes intake workers
