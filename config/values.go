@@ -280,3 +280,8 @@ func didYouMean(s string, candidates []string) string {
 	}
 	return "; valid: " + strings.Join(candidates, ", ")
 }
+
+// IsRoutineName reports whether s is a valid routine name: letters, digits, '.', '_' and '-',
+// not starting with '.' or '-' and without "..". Callers outside the loader use it to refuse
+// a name no config can hold before they look for it.
+func IsRoutineName(s string) bool { return isRoutineName(s) }

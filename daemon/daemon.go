@@ -65,8 +65,9 @@ type Options struct {
 	Poll time.Duration
 	// ShutdownGrace is how long running agents may finish after shutdown starts (default 30s).
 	ShutdownGrace time.Duration
-	// Reap removes containers and workspaces of runs keep does not claim; called at start.
-	Reap func(ctx context.Context, keep func(runID string) bool) error
+	// Reap removes the leftovers of earlier runs the policy gives up (containers, networks,
+	// workspaces); called at start.
+	Reap func(ctx context.Context, p ReapPolicy) error
 	// NoSchedules turns the scheduler off.
 	NoSchedules bool
 	// ScheduleTick is how often schedules are checked (default 1s).
@@ -81,6 +82,7 @@ type Daemon struct {
 	log     *slog.Logger
 	metrics *Metrics
 	sched   *scheduler
+	hooks   hookSecrets
 
 	draining atomic.Bool
 	kick     chan struct{} // wakes intake workers
@@ -235,7 +237,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 // recover runs at start: leases a previous incarnation of this daemon held are ended (the
 // attempt counts, so a job that crashes the daemon is not retried forever), expired leases are
-// rescued, and containers and workspaces of runs nobody holds are reaped.
+// rescued, and the leftovers of runs nobody holds are reaped (see reapPolicy).
 func (d *Daemon) recover(ctx context.Context) error {
 	leased, err := d.o.Store.ListJobs(ctx, store.JobFilter{State: store.JobLeased, Limit: 100000})
 	if err != nil {
@@ -266,15 +268,11 @@ func (d *Daemon) recover(ctx context.Context) error {
 	}
 	d.rescue(ctx)
 	if d.o.Reap != nil {
-		live, err := d.o.Store.ListJobs(ctx, store.JobFilter{State: store.JobLeased, Kind: KindRun, Limit: 100000})
+		p, err := d.reapPolicy(ctx)
 		if err != nil {
-			return fmt.Errorf("recover: list live runs: %w", err)
+			return fmt.Errorf("recover: %w", err)
 		}
-		keep := map[string]bool{}
-		for _, j := range live {
-			keep[j.RunID] = true
-		}
-		if err := d.o.Reap(ctx, func(id string) bool { return keep[id] }); err != nil {
+		if err := d.o.Reap(ctx, p); err != nil {
 			d.log.Warn("reap leftovers", "err", err)
 		}
 	}

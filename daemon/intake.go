@@ -2,15 +2,11 @@ package daemon
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
-	"github.com/agentrunner/agentrunner/github"
 	"github.com/agentrunner/agentrunner/runner/event"
 	"github.com/agentrunner/agentrunner/runner/plan"
 	"github.com/agentrunner/agentrunner/store"
@@ -250,6 +246,7 @@ func (d *Daemon) Dispatch(ctx context.Context, repoName, routine string, inputs 
 	if err != nil {
 		return nil, reqErr(422, "%v", err)
 	}
+	d.hooks.learn(repoName, cfg)
 	if cfg.Routine(routine) == nil {
 		return nil, reqErr(404, "repository %s has no routine %q at %s (%s)", repoName, routine, short(sha), branch)
 	}
@@ -264,64 +261,6 @@ func (d *Daemon) Dispatch(ctx context.Context, repoName, routine string, inputs 
 	id := "dispatch-" + randomHex(12)
 	body, _ := json.Marshal(envelope{Repo: repoName, Routine: routine, SHA: sha, Branch: branch, Inputs: inputs})
 	if _, err := d.RecordDelivery(ctx, store.Delivery{ID: id, Event: EventDispatch, Body: body}); err != nil {
-		return nil, err
-	}
-	return &DispatchResult{DeliveryID: id, RunID: RunID(id, routine), Repo: repoName, Routine: routine, SHA: sha, Branch: branch}, nil
-}
-
-// Hook accepts an external system's call for routine: body must be signed with the routine's
-// on.webhook secret (a runner secret named there), as signature "sha256=<hex HMAC-SHA256>"
-// (X-Hub-Signature-256). deliveryID, when the caller sends one, dedupes retries.
-func (d *Daemon) Hook(ctx context.Context, repoName, routine string, body []byte, signature, deliveryID string) (*DispatchResult, error) {
-	if d.Draining() {
-		return nil, ErrDraining
-	}
-	repo, err := d.o.Repos.EventRepo(repoName)
-	if err != nil {
-		return nil, reqErr(400, "%v", err)
-	}
-	sha, branch, err := d.o.Pipeline.Head(ctx, repo)
-	if err != nil {
-		return nil, reqErr(404, "repository %s: %v", repoName, err)
-	}
-	cfg, err := d.o.Pipeline.Config(ctx, repo, sha)
-	if err != nil {
-		return nil, reqErr(422, "%v", err)
-	}
-	r := cfg.Routine(routine)
-	if r == nil || r.On.Webhook == nil {
-		return nil, reqErr(404, "repository %s has no routine %q with on.webhook", repoName, routine)
-	}
-	if r.On.Webhook.Secret == "" {
-		return nil, reqErr(403, "routine %s sets no on.webhook.secret; unsigned calls are refused", routine)
-	}
-	secrets, err := d.o.Repos.Secrets(repoName)
-	if err != nil {
-		return nil, err
-	}
-	key, ok := secrets[r.On.Webhook.Secret]
-	if !ok || key == "" {
-		d.log.Warn("webhook secret is not configured", "repo", repoName, "routine", routine, "secret", r.On.Webhook.Secret)
-		return nil, reqErr(403, "the runner holds no secret %s for %s", r.On.Webhook.Secret, repoName)
-	}
-	// The same scheme as GitHub's deliveries: one implementation checks both.
-	if github.VerifySignature([]byte(key), body, signature) != nil {
-		return nil, reqErr(401, "bad or missing X-Hub-Signature-256 (want sha256=<hex HMAC-SHA256 of the body>)")
-	}
-	if len(strings.TrimSpace(string(body))) > 0 && !json.Valid(body) {
-		return nil, reqErr(400, "the body is not JSON")
-	}
-	id := "hook-" + randomHex(12)
-	if deliveryID != "" {
-		sum := sha256.Sum256([]byte(repoName + "\x00" + routine + "\x00" + deliveryID))
-		id = "hook-" + hex.EncodeToString(sum[:12])
-	}
-	env := envelope{Repo: repoName, Routine: routine, SHA: sha, Branch: branch}
-	if len(strings.TrimSpace(string(body))) > 0 {
-		env.Payload = json.RawMessage(body)
-	}
-	b, _ := json.Marshal(env)
-	if _, err := d.RecordDelivery(ctx, store.Delivery{ID: id, Event: EventWebhook, Body: b}); err != nil {
 		return nil, err
 	}
 	return &DispatchResult{DeliveryID: id, RunID: RunID(id, routine), Repo: repoName, Routine: routine, SHA: sha, Branch: branch}, nil

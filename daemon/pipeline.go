@@ -75,6 +75,25 @@ type GitPipeline struct {
 
 	once sync.Once
 	p    *pipeline.Pipeline
+	// attempts maps a run id to the context of its attempt under way in Run.
+	attempts sync.Map
+}
+
+// attemptReporter holds back the end of an interrupted attempt (see interrupted): the check
+// run must not conclude "cancelled" for a run that goes back to the queue and runs again.
+type attemptReporter struct {
+	r     reporters.Reporter
+	p     *GitPipeline
+	runID string
+}
+
+func (a *attemptReporter) Report(ctx context.Context, u reporters.Update) error {
+	if u.Kind == reporters.RunFinished {
+		if c, ok := a.p.attempts.Load(a.runID); ok && interrupted(c.(context.Context)) {
+			return nil
+		}
+	}
+	return a.r.Report(ctx, u)
 }
 
 // NewSlotSandbox bounds the containers s runs at once to n across every run (the engine's own
@@ -106,9 +125,14 @@ func (s *slotSandbox) Run(ctx context.Context, t *runner.Task, logs io.Writer) (
 func (p *GitPipeline) pipe() *pipeline.Pipeline {
 	p.once.Do(func() {
 		uid, gid := sandbox.DefaultOwner()
-		reps := p.Reporters
-		if reps == nil {
-			reps = func(*reporters.RunInfo, string) reporters.Reporter { return nil }
+		reps := func(info *reporters.RunInfo, repoDir string) reporters.Reporter {
+			if p.Reporters == nil {
+				return nil
+			}
+			if r := p.Reporters(info, repoDir); r != nil {
+				return &attemptReporter{r: r, p: p, runID: info.ID}
+			}
+			return nil
 		}
 		p.p = &pipeline.Pipeline{
 			GitHub:     p.GitHub,
@@ -187,9 +211,16 @@ func (p *GitPipeline) Plan(ctx context.Context, ev *event.Event, routine string)
 
 // Run implements Pipeline.
 func (p *GitPipeline) Run(ctx context.Context, ev *event.Event, run *plan.Run, runID string) (*result.Run, error) {
+	p.attempts.Store(runID, ctx)
+	defer p.attempts.CompareAndDelete(runID, ctx)
 	res, err := p.pipe().RunPlanned(ctx, ev, run, runID)
 	if err != nil {
 		return nil, err
+	}
+	if interrupted(ctx) {
+		// The run goes on in another attempt: a result of this one (its agents cancelled)
+		// would show the run cancelled while it is queued or running again.
+		return res, nil
 	}
 	runDir := filepath.Join(p.RunsDir, runID)
 	files := map[string][]byte{"report.md": []byte(res.Report)}

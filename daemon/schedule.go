@@ -86,6 +86,7 @@ func (s *scheduler) load(ctx context.Context, repoName string) error {
 	if err != nil {
 		return err
 	}
+	d.hooks.learn(repoName, cfg)
 	var list []*scheduleEntry
 	for _, r := range cfg.Routines {
 		for _, sc := range r.On.Schedule {

@@ -293,13 +293,24 @@ func (d *Daemon) endEarly(bg context.Context, log *slog.Logger, j store.Job, run
 	}
 }
 
+// requeue gives a run interrupted by the shutdown back to the queue: its job available with
+// its attempt unspent and, in the same transaction, the run queued again (store.Requeue), so
+// the next daemon runs it from the start. The interrupted attempt reports and keeps nothing
+// (see GitPipeline.Run): the run is not over.
 func (d *Daemon) requeue(bg context.Context, log *slog.Logger, j store.Job, run store.Run) {
 	if err := d.o.Store.Requeue(bg, j.ID, d.o.Owner, 0); err != nil {
 		log.Warn("give the run back to the queue", "err", err)
 		return
 	}
-	_ = d.o.Store.UpdateRun(bg, store.Run{ID: run.ID, Status: store.RunQueued})
-	log.Info("run given back to the queue for the next start")
+	log.Info("run given back to the queue for the next start", "run_id", run.ID)
+}
+
+// interrupted reports whether ctx, a run attempt's, ended without ending the run: the daemon
+// shuts down (the run goes back to the queue) or the lease was lost (another attempt owns
+// the run). A cancellation on purpose ends the run.
+func interrupted(ctx context.Context) bool {
+	cause := context.Cause(ctx)
+	return errors.Is(cause, errShutdown) || errors.Is(cause, errLeaseLost)
 }
 
 // failJob records a failed attempt; when no attempt remains (or the error is permanent) the

@@ -74,7 +74,10 @@ type RunSpec struct {
 	// own executable. Image, when set, is used as is instead.
 	Executable string
 	Image      string
-	Logger     *slog.Logger
+	// Owner labels the networks and the proxy with who made them (sandbox.OwnerLabels), so a
+	// start-up sweep tells them from another owner's.
+	Owner  map[string]string
+	Logger *slog.Logger
 	// StartTimeout bounds waiting for the proxy to be ready (default 30s).
 	StartTimeout time.Duration
 
@@ -171,7 +174,11 @@ func Start(ctx context.Context, cli client.APIClient, spec RunSpec) (_ *Egress, 
 			_ = e.Close(cctx)
 		}
 	}()
-	labels := map[string]string{LabelRun: spec.RunID}
+	labels := map[string]string{}
+	for k, v := range spec.Owner {
+		labels[k] = v
+	}
+	labels[LabelRun] = spec.RunID
 	if e.internal, err = e.createNetwork(ctx, base+"-int", true, labels); err != nil {
 		return nil, err
 	}

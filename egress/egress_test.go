@@ -412,7 +412,7 @@ func TestSandboxReaperRemovesACrashedRunsProxy(t *testing.T) {
 		t.Fatalf("Start: %v", err)
 	}
 	// A crash: nobody calls Close. The next start-up's reaper sweeps this run only.
-	removed, err := sandbox.NewDocker(cli, sandbox.Options{}).Reap(t.Context(), func(id string) bool { return id != runID })
+	removed, err := sandbox.NewDocker(cli, sandbox.Options{}).Reap(t.Context(), func(l sandbox.Leftover) bool { return l.RunID == runID })
 	if err != nil {
 		t.Fatalf("Reap: %v", err)
 	}

@@ -32,7 +32,9 @@ type Egress struct {
 	Client client.APIClient
 	// Executable is the static runner binary the proxy image is built from ("" = this one).
 	Executable string
-	Logger     *slog.Logger
+	// Owner labels the proxy and its networks (sandbox.OwnerLabels).
+	Owner  map[string]string
+	Logger *slog.Logger
 
 	mu   sync.Mutex
 	runs map[string]*egressRun
@@ -112,7 +114,7 @@ func (e *Egress) BeginRun(ctx context.Context, runID string, p *plan.Run, secret
 			}
 		}
 	}
-	eg, err := egress.Start(ctx, e.Client, egress.RunSpec{RunID: runID, Keys: keys, Executable: e.Executable, Logger: e.Logger})
+	eg, err := egress.Start(ctx, e.Client, egress.RunSpec{RunID: runID, Keys: keys, Executable: e.Executable, Owner: e.Owner, Logger: e.Logger})
 	if err != nil {
 		return fmt.Errorf("start the egress proxy for allow-listed agents: %w", err)
 	}

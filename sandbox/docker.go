@@ -60,6 +60,9 @@ type Options struct {
 	CleanupTimeout time.Duration
 	// NoInit disables Docker's init process (PID 1 that forwards signals and reaps zombies).
 	NoInit bool
+	// Owner labels every container with who made it (OwnerLabels), so that Reap elsewhere
+	// tells its own leftovers from the live agents of others on the same engine.
+	Owner map[string]string
 }
 
 // Docker is the Sandbox on a Docker engine (API 1.41 or newer).
@@ -458,6 +461,9 @@ func (d *Docker) ContainerConfig(spec *Spec) (*container.Config, *container.Host
 func (d *Docker) containerConfig(spec *Spec) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
 	labels := map[string]string{}
 	for k, v := range spec.Labels {
+		labels[k] = v
+	}
+	for k, v := range d.opts.Owner {
 		labels[k] = v
 	}
 	labels[LabelRun] = spec.RunID

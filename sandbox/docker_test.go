@@ -627,8 +627,8 @@ func TestReapRemovesLeftoversOfRunsNotKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	sb := newDocker(t)
-	// Other tests' runs are live too: keep everything but the crashed run.
-	removed, err := sb.Reap(t.Context(), func(runID string) bool { return runID != crashed })
+	// Other tests' runs are live too: remove only the crashed run.
+	removed, err := sb.Reap(t.Context(), func(l sandbox.Leftover) bool { return l.RunID == crashed })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -637,7 +637,7 @@ func TestReapRemovesLeftoversOfRunsNotKept(t *testing.T) {
 	}
 	dockertest.AssertNoLeftovers(t, cli, crashed)
 	// The kept run's container is still there: remove it now, or its cleanup check fails.
-	removed, err = sb.Reap(t.Context(), func(runID string) bool { return runID != alive })
+	removed, err = sb.Reap(t.Context(), func(l sandbox.Leftover) bool { return l.RunID == alive })
 	if err != nil || len(removed) != 1 {
 		t.Errorf("second reap removed %q, %v; want the kept run's one container", removed, err)
 	}

@@ -11,11 +11,28 @@ import (
 	"github.com/docker/docker/api/types/network"
 )
 
-// Reap removes the containers, then the networks, labelled agentrunner.run whose run keep
-// does not claim (a nil keep claims none): the leftovers of a crash, swept at start-up. It
-// returns what it removed ("container <name>", "network <name>") and every failure joined; one
-// failure does not stop the sweep.
-func (d *Docker) Reap(ctx context.Context, keep func(runID string) bool) ([]string, error) {
+// Leftover is a Docker object Reap found, with the labels that say whose it is.
+type Leftover struct {
+	Kind  string // "container" or "network"
+	Name  string
+	RunID string // LabelRun
+	Owner string // LabelOwner; "" on objects made before owners were labelled
+	Store string // LabelStore; "" unless a daemon made it
+}
+
+func leftover(kind, name string, labels map[string]string) Leftover {
+	return Leftover{Kind: kind, Name: name, RunID: labels[LabelRun], Owner: labels[LabelOwner], Store: labels[LabelStore]}
+}
+
+// ReapDeadExecs is the policy of a `runner exec` starting: it removes only what a `runner exec`
+// on this host left when it died (ExecGone), never what a daemon or a live exec holds.
+func ReapDeadExecs(l Leftover) bool { return ExecGone(l.Owner) }
+
+// Reap removes the containers, then the networks, labelled agentrunner.run for which remove
+// returns true: the leftovers of a crash, swept at start-up. It returns what it removed
+// ("container <name>", "network <name>") and every failure joined; one failure does not stop
+// the sweep.
+func (d *Docker) Reap(ctx context.Context, remove func(Leftover) bool) ([]string, error) {
 	f := filters.NewArgs(filters.Arg("label", LabelRun))
 	var removed []string
 	var errs []error
@@ -24,16 +41,17 @@ func (d *Docker) Reap(ctx context.Context, keep func(runID string) bool) ([]stri
 		return nil, &InfraError{Op: "list containers", Object: "to reap", Err: err}
 	}
 	for _, c := range cs {
-		if keep != nil && keep(c.Labels[LabelRun]) {
+		name := strings.TrimPrefix(strings.Join(c.Names, ","), "/")
+		l := leftover("container", name, c.Labels)
+		if !remove(l) {
 			continue
 		}
-		name := strings.TrimPrefix(strings.Join(c.Names, ","), "/")
 		err := d.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
 		if err != nil && !cerrdefs.IsNotFound(err) {
 			errs = append(errs, &InfraError{Op: "remove container", Object: name, Err: err})
 			continue
 		}
-		d.log.InfoContext(ctx, "reaped container", "run_id", c.Labels[LabelRun], "job", c.Labels[LabelJob], "container", name)
+		d.log.InfoContext(ctx, "reaped container", "run_id", l.RunID, "job", c.Labels[LabelJob], "container", name, "owner", l.Owner)
 		removed = append(removed, "container "+name)
 	}
 	ns, err := d.cli.NetworkList(ctx, network.ListOptions{Filters: f})
@@ -42,14 +60,15 @@ func (d *Docker) Reap(ctx context.Context, keep func(runID string) bool) ([]stri
 		return removed, errors.Join(errs...)
 	}
 	for _, n := range ns {
-		if keep != nil && keep(n.Labels[LabelRun]) {
+		l := leftover("network", n.Name, n.Labels)
+		if !remove(l) {
 			continue
 		}
 		if err := d.cli.NetworkRemove(ctx, n.ID); err != nil && !cerrdefs.IsNotFound(err) {
 			errs = append(errs, &InfraError{Op: "remove network", Object: n.Name, Err: err})
 			continue
 		}
-		d.log.InfoContext(ctx, "reaped network", "run_id", n.Labels[LabelRun], "network", n.Name)
+		d.log.InfoContext(ctx, "reaped network", "run_id", l.RunID, "network", n.Name, "owner", l.Owner)
 		removed = append(removed, "network "+n.Name)
 	}
 	return removed, errors.Join(errs...)

@@ -343,12 +343,26 @@ func (s *sqlStore) UpdateRun(ctx context.Context, r Run) error {
 		add("finished_at", micros(r.FinishedAt))
 	}
 	return s.tx(ctx, "update run "+r.ID, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET `+strings.Join(sets, ", ")+` WHERE id = $1`, args...)
+		var cur string
+		err := tx.QueryRowContext(ctx, `SELECT status FROM runs WHERE id = $1`+s.forUpdate, r.ID).Scan(&cur)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("update run %q: %w", r.ID, ErrNotFound)
+		}
 		if err != nil {
 			return fmt.Errorf("update run %q: %w", r.ID, err)
 		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			return fmt.Errorf("update run %q: %w", r.ID, ErrNotFound)
+		to := r.Status
+		if to == "" {
+			to = cur
+		}
+		if to == RunQueued && cur == RunCompleted {
+			return fmt.Errorf("update run %q: a completed run starts again only through Rerun: %w", r.ID, ErrIllegalTransition)
+		}
+		if err := CheckRunMove(cur, to); err != nil {
+			return fmt.Errorf("update run %q: %w", r.ID, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE runs SET `+strings.Join(sets, ", ")+` WHERE id = $1`, args...); err != nil {
+			return fmt.Errorf("update run %q: %w", r.ID, err)
 		}
 		if r.Status == RunCompleted {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM concurrency_groups WHERE run_id = $1`, r.ID); err != nil {
@@ -357,6 +371,49 @@ func (s *sqlStore) UpdateRun(ctx context.Context, r Run) error {
 		}
 		return nil
 	})
+}
+
+func (s *sqlStore) Rerun(ctx context.Context, runID string) (int, error) {
+	var n int64
+	err := s.tx(ctx, "rerun run "+runID, func(tx *sql.Tx) error {
+		var cur string
+		err := tx.QueryRowContext(ctx, `SELECT status FROM runs WHERE id = $1`+s.forUpdate, runID).Scan(&cur)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("rerun run %q: %w", runID, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("rerun run %q: %w", runID, err)
+		}
+		if err := CheckRunMove(cur, RunQueued); err != nil || cur != RunCompleted {
+			return fmt.Errorf("rerun run %q: it is %s, and only a completed run is run again: %w", runID, cur, ErrIllegalTransition)
+		}
+		now := micros(s.now())
+		if _, err := tx.ExecContext(ctx, `UPDATE runs SET status = $1, conclusion = '', error = '', started_at = 0, finished_at = 0,
+			updated_at = $2 WHERE id = $3`, RunQueued, now, runID); err != nil {
+			return fmt.Errorf("rerun run %q: %w", runID, err)
+		}
+		from := jobStatesTo(JobAvailable)
+		args := []any{now, runID}
+		for _, st := range from {
+			if st != JobLeased { // a held job is not finished: its worker still ends it
+				args = append(args, st)
+			}
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE jobs SET state = 'available', attempts = 0, last_error = '', result = '',
+			lease_owner = '', lease_expires = 0, run_after = $1, finished_at = 0, updated_at = $1
+			WHERE run_id = $2 AND state IN (`+placeholders(3, len(args)-2)+`)`, args...)
+		if err != nil {
+			return fmt.Errorf("rerun run %q: make its jobs available: %w", runID, err)
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return fmt.Errorf("rerun run %q: %w", runID, err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM run_files WHERE run_id = $1`, runID); err != nil {
+			return fmt.Errorf("rerun run %q: delete its earlier files: %w", runID, err)
+		}
+		return nil
+	})
+	return int(n), err
 }
 
 func (s *sqlStore) GetRun(ctx context.Context, id string) (Run, error) {
@@ -568,8 +625,9 @@ func (s *sqlStore) Heartbeat(ctx context.Context, ids []int64, owner string, ttl
 	return lost, nil
 }
 
-// leased reads a job owner holds, locking it on Postgres; ErrLeaseLost otherwise.
-func (s *sqlStore) leased(ctx context.Context, tx *sql.Tx, id int64, owner, what string) (Job, error) {
+// leased reads a job owner holds, locking it on Postgres; ErrLeaseLost otherwise. to is the
+// state the caller moves it to.
+func (s *sqlStore) leased(ctx context.Context, tx *sql.Tx, id int64, owner, what, to string) (Job, error) {
 	j, err := scanJob(tx.QueryRowContext(ctx, `SELECT `+jobCols+` FROM jobs WHERE id = $1`+s.forUpdate, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Job{}, fmt.Errorf("%s job %d: %w", what, id, ErrNotFound)
@@ -580,12 +638,29 @@ func (s *sqlStore) leased(ctx context.Context, tx *sql.Tx, id int64, owner, what
 	if j.State != JobLeased || j.LeaseOwner != owner {
 		return Job{}, fmt.Errorf("%s job %d as %s (it is %s, owner %q): %w", what, id, owner, j.State, j.LeaseOwner, ErrLeaseLost)
 	}
+	if err := CheckJobMove(j.State, to); err != nil {
+		return Job{}, fmt.Errorf("%s job %d: %w", what, id, err)
+	}
 	return j, nil
+}
+
+// unrun sends the run of a job given back to the queue (requeued, retried, rescued) from
+// running back to queued, in the job's transaction: a run is running only while its job is
+// held. A waiting run stays waiting; a completed one is final.
+func (s *sqlStore) unrun(ctx context.Context, tx *sql.Tx, runID string) error {
+	if runID == "" {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE runs SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4`,
+		RunQueued, micros(s.now()), runID, RunRunning); err != nil {
+		return fmt.Errorf("give run %s back to the queue: %w", runID, err)
+	}
+	return nil
 }
 
 func (s *sqlStore) Complete(ctx context.Context, id int64, owner string, result []byte) error {
 	return s.tx(ctx, fmt.Sprintf("complete job %d", id), func(tx *sql.Tx) error {
-		j, err := s.leased(ctx, tx, id, owner, "complete")
+		j, err := s.leased(ctx, tx, id, owner, "complete", JobCompleted)
 		if err != nil {
 			return err
 		}
@@ -601,7 +676,8 @@ func (s *sqlStore) Complete(ctx context.Context, id int64, owner string, result 
 func (s *sqlStore) Fail(ctx context.Context, id int64, owner, reason string, retryAfter time.Duration) (bool, error) {
 	var dead bool
 	err := s.tx(ctx, fmt.Sprintf("fail job %d", id), func(tx *sql.Tx) error {
-		j, err := s.leased(ctx, tx, id, owner, "fail")
+		// Leased moves to available (a retry) or dead alike.
+		j, err := s.leased(ctx, tx, id, owner, "fail", JobDead)
 		if err != nil {
 			return err
 		}
@@ -612,7 +688,7 @@ func (s *sqlStore) Fail(ctx context.Context, id int64, owner, reason string, ret
 			if err != nil {
 				return fmt.Errorf("fail job %d: %w", id, err)
 			}
-			return nil
+			return s.unrun(ctx, tx, j.RunID)
 		}
 		dead = true
 		if retryAfter >= 0 {
@@ -629,7 +705,8 @@ func (s *sqlStore) Fail(ctx context.Context, id int64, owner, reason string, ret
 
 func (s *sqlStore) Requeue(ctx context.Context, id int64, owner string, after time.Duration) error {
 	return s.tx(ctx, fmt.Sprintf("requeue job %d", id), func(tx *sql.Tx) error {
-		if _, err := s.leased(ctx, tx, id, owner, "requeue"); err != nil {
+		j, err := s.leased(ctx, tx, id, owner, "requeue", JobAvailable)
+		if err != nil {
 			return err
 		}
 		now := s.now()
@@ -639,7 +716,7 @@ func (s *sqlStore) Requeue(ctx context.Context, id int64, owner string, after ti
 			micros(now.Add(max(after, 0))), micros(now), id); err != nil {
 			return fmt.Errorf("requeue job %d: %w", id, err)
 		}
-		return nil
+		return s.unrun(ctx, tx, j.RunID)
 	})
 }
 
@@ -675,6 +752,9 @@ func (s *sqlStore) RescueExpired(ctx context.Context, at time.Time) ([]Job, erro
 					lease_expires = 0, run_after = $2, updated_at = $2 WHERE id = $3`, j.LastError, now, j.ID); err != nil {
 					return fmt.Errorf("rescue job %d: %w", j.ID, err)
 				}
+				if err := s.unrun(ctx, tx, j.RunID); err != nil {
+					return err
+				}
 				j.RunAfter = fromMicros(now)
 			}
 			j.LeaseOwner, j.LeaseExpiresAt, j.UpdatedAt = "", time.Time{}, fromMicros(now)
@@ -693,8 +773,13 @@ func (s *sqlStore) CancelJobs(ctx context.Context, runID, reason string) (int, e
 		return 0, errors.New("cancel jobs: empty run id")
 	}
 	now := micros(s.now())
+	from := jobStatesTo(JobCancelled)
+	args := []any{reason, now, runID}
+	for _, st := range from {
+		args = append(args, st)
+	}
 	res, err := s.w.ExecContext(ctx, `UPDATE jobs SET state = 'cancelled', last_error = $1, lease_owner = '', lease_expires = 0,
-		finished_at = $2, updated_at = $2 WHERE run_id = $3 AND state IN ('available', 'leased')`, reason, now, runID)
+		finished_at = $2, updated_at = $2 WHERE run_id = $3 AND state IN (`+placeholders(4, len(from))+`)`, args...)
 	if err != nil {
 		return 0, fmt.Errorf("cancel jobs of run %s: %w", runID, err)
 	}
@@ -921,6 +1006,20 @@ func (s *sqlStore) RunFile(ctx context.Context, runID, name string) ([]byte, err
 		return nil, fmt.Errorf("run file %s of run %s: %w", name, runID, err)
 	}
 	return out, nil
+}
+
+// ---- identity ----
+
+func (s *sqlStore) Identity(ctx context.Context) (string, error) {
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO store_meta (key, value) VALUES ('identity', $1) ON CONFLICT (key) DO NOTHING`,
+		randomHex(16)); err != nil {
+		return "", fmt.Errorf("store identity: %w", err)
+	}
+	var id string
+	if err := s.w.QueryRowContext(ctx, `SELECT value FROM store_meta WHERE key = 'identity'`).Scan(&id); err != nil {
+		return "", fmt.Errorf("store identity: %w", err)
+	}
+	return id, nil
 }
 
 // ---- close ----

@@ -146,6 +146,11 @@ type Store interface {
 	// UpdateRun writes the mutable fields (Status, Conclusion, Error, Plan, SHA, StartedAt,
 	// FinishedAt) of run r.ID. Completing a run releases the concurrency groups it holds.
 	UpdateRun(ctx context.Context, r Run) error
+	// Rerun starts a completed run over: in one transaction the run is queued again (its
+	// conclusion, error and times cleared), its finished jobs are available again with their
+	// attempts reset, and its saved files (an earlier result) are deleted. It returns how many
+	// jobs it made available; ErrIllegalTransition when the run is not completed.
+	Rerun(ctx context.Context, runID string) (jobs int, err error)
 	GetRun(ctx context.Context, id string) (Run, error)
 	// ListRuns returns runs newest first; Plan is left out (use GetRun).
 	ListRuns(ctx context.Context, f RunFilter) ([]Run, error)
@@ -215,6 +220,10 @@ type Store interface {
 	SaveRunFile(ctx context.Context, runID, name string, data []byte) error
 	// RunFile returns a saved file; ErrNotFound when there is none.
 	RunFile(ctx context.Context, runID, name string) ([]byte, error)
+
+	// Identity is a random id made once per database: daemons sharing the store see the same
+	// one, daemons on different stores different ones.
+	Identity(ctx context.Context) (string, error)
 
 	// Close stops background work and closes the database.
 	Close() error

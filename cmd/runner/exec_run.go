@@ -34,9 +34,14 @@ func execRuns(ctx context.Context, s *streams, o *execOptions, root string, ev *
 		return usageError{err}
 	}
 	logger := slog.New(slog.NewTextHandler(s.Err, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	docker, err := sandbox.Connect(ctx, sandbox.Options{Logger: logger})
+	owner := sandbox.OwnerLabels(sandbox.ExecOwner(), "")
+	docker, err := sandbox.Connect(ctx, sandbox.Options{Logger: logger, Owner: owner})
 	if err != nil {
 		return fmt.Errorf("runner exec runs agents in Docker: %w", err)
+	}
+	// What an exec that died on this host left behind; never a live exec's or a daemon's.
+	if _, err := docker.Reap(ctx, sandbox.ReapDeadExecs); err != nil {
+		logger.Warn("remove the leftovers of runner exec processes that died", "err", err)
 	}
 	runsDir := filepath.Join(root, ".agents", ".runs")
 	if err := os.MkdirAll(runsDir, 0o755); err != nil {
@@ -72,7 +77,7 @@ func execRuns(ctx context.Context, s *streams, o *execOptions, root string, ev *
 			rep = reporters.NewJSON(s.Out)
 		}
 		eng := &runner.Engine{
-			Sandbox: &runner.Containers{Sandbox: docker, Egress: &runner.Egress{Client: docker.Client(), Logger: logger}},
+			Sandbox: &runner.Containers{Sandbox: docker, Egress: &runner.Egress{Client: docker.Client(), Owner: owner, Logger: logger}},
 			Workspaces: &runner.GitWorkspaces{
 				Manager: wsm,
 				Source:  workspace.Source{RepoDir: root, SHA: base},

@@ -437,11 +437,18 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		sb = daemon.FakeSandbox{}
 		logger.Warn("sandbox fake: agents are not run (test mode)")
 	default:
-		docker, err = sandbox.Connect(ctx, sandbox.Options{Logger: logger, Resources: sandbox.Resources{Disk: int64(c.Limits.Disk)}})
+		storeID, err := st.Identity(ctx)
+		if err != nil {
+			return err
+		}
+		// Every object says who made it, so this daemon's start-up sweep, another daemon's or
+		// a `runner exec`'s on the same engine removes only what is provably nobody's.
+		owner := sandbox.OwnerLabels(sandbox.DaemonOwner(c.ID), storeID)
+		docker, err = sandbox.Connect(ctx, sandbox.Options{Logger: logger, Owner: owner, Resources: sandbox.Resources{Disk: int64(c.Limits.Disk)}})
 		if err != nil {
 			return fmt.Errorf("runner serve runs agents in Docker: %w", err)
 		}
-		sb = &runner.Containers{Sandbox: docker, Egress: &runner.Egress{Client: docker.Client(), Logger: logger}}
+		sb = &runner.Containers{Sandbox: docker, Egress: &runner.Egress{Client: docker.Client(), Owner: owner, Logger: logger}}
 	}
 
 	gh, webhookSecret, err := githubClient(ctx, c, logger)
@@ -482,14 +489,14 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		LeaseTTL:      c.LeaseTTL,
 		ShutdownGrace: c.ShutdownGrace,
 		NoSchedules:   !c.Schedules,
-		Reap: func(ctx context.Context, keep func(string) bool) error {
+		Reap: func(ctx context.Context, p daemon.ReapPolicy) error {
 			var errs []error
 			if docker != nil {
-				if _, err := docker.Reap(ctx, keep); err != nil {
+				if _, err := docker.Reap(ctx, p.Remove); err != nil {
 					errs = append(errs, err)
 				}
 			}
-			if _, err := wsm.Sweep(ctx, keep); err != nil {
+			if _, err := wsm.Sweep(ctx, p.Busy); err != nil {
 				errs = append(errs, err)
 			}
 			return errors.Join(errs...)

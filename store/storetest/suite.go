@@ -36,6 +36,9 @@ func Run(t *testing.T, newDB NewDB) {
 		{"tokens are checked by hash and revocable", testTokens},
 		{"job logs are recorded per job", testJobLogs},
 		{"a run's files are kept for every daemon to serve", testRunFiles},
+		{"stores sharing a database have one identity, other databases another", testIdentity},
+		{"runs and jobs move only as the state machine allows; a requeue takes the run back to queued", testRunStates},
+		{"a completed run is run again from the start", testRerun},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -651,5 +654,135 @@ func testRunFiles(t *testing.T, db DB) {
 	}
 	if err := s1.SaveRunFile(ctx, "", "x", nil); err == nil {
 		t.Error("a file without a run was saved")
+	}
+}
+
+func testIdentity(t *testing.T, db DB) {
+	ctx := ctxT(t)
+	var ids [2]string
+	var wg sync.WaitGroup
+	for i, s := range []store.Store{db.Open(t), db.Open(t)} {
+		wg.Go(func() { ids[i] = must(s.Identity(ctx)) })
+	}
+	wg.Wait()
+	if ids[0] == "" || ids[0] != ids[1] {
+		t.Fatalf("two stores on one database have identities %q and %q, want one", ids[0], ids[1])
+	}
+	if again := must(db.Open(t).Identity(ctx)); again != ids[0] {
+		t.Errorf("identity after reopening = %q, want %q", again, ids[0])
+	}
+}
+
+// runWithJob makes a run whose job owner leases; the run is marked running.
+func runWithJob(t *testing.T, s store.Store, key, owner string) (store.Run, store.Job) {
+	t.Helper()
+	ctx := ctxT(t)
+	r, _, err := s.CreateRun(ctx, store.Run{Key: key, Repo: "o/r", Routine: "x"})
+	check(t, err)
+	_, _, err = s.Enqueue(ctx, store.Job{Kind: "run-" + key, Key: "run/" + key, RunID: r.ID})
+	check(t, err)
+	js := must(s.Lease(ctx, owner, []string{"run-" + key}, 1, time.Hour))
+	if len(js) != 1 {
+		t.Fatalf("leased %d jobs of run %s, want 1", len(js), key)
+	}
+	check(t, s.UpdateRun(ctx, store.Run{ID: r.ID, Status: store.RunRunning}))
+	return r, js[0]
+}
+
+func wantRun(t *testing.T, s store.Store, id, status, jobState string) {
+	t.Helper()
+	ctx := ctxT(t)
+	r := must(s.GetRun(ctx, id))
+	js := must(s.ListJobs(ctx, store.JobFilter{RunID: id}))
+	if r.Status != status || len(js) != 1 || js[0].State != jobState {
+		t.Fatalf("run %s is %s with jobs %+v, want %s with one %s job", id, r.Status, js, status, jobState)
+	}
+}
+
+func testRunStates(t *testing.T, db DB) {
+	s := db.Open(t)
+	ctx := ctxT(t)
+	// A drain gives the job back: the run is queued again with it, its attempt unspent.
+	r, j := runWithJob(t, s, "drained", "a")
+	check(t, s.Requeue(ctx, j.ID, "a", 0))
+	wantRun(t, s, r.ID, store.RunQueued, store.JobAvailable)
+	// So does a retry after a failed attempt, and a rescued lease.
+	r, j = runWithJob(t, s, "retried", "a")
+	_, err := s.Fail(ctx, j.ID, "a", "boom", 0)
+	check(t, err)
+	wantRun(t, s, r.ID, store.RunQueued, store.JobAvailable)
+	r, _ = runWithJob(t, s, "rescued", "a")
+	_ = must(s.RescueExpired(ctx, time.Now().Add(2*time.Hour)))
+	wantRun(t, s, r.ID, store.RunQueued, store.JobAvailable)
+	// A run waiting for its group stays waiting when its job waits in the queue.
+	r, j = runWithJob(t, s, "waiting", "a")
+	check(t, s.UpdateRun(ctx, store.Run{ID: r.ID, Status: store.RunWaiting}))
+	check(t, s.Requeue(ctx, j.ID, "a", 0))
+	wantRun(t, s, r.ID, store.RunWaiting, store.JobAvailable)
+
+	// Completed is final: no status, no other conclusion.
+	r, j = runWithJob(t, s, "done", "a")
+	check(t, s.UpdateRun(ctx, store.Run{ID: r.ID, Status: store.RunCompleted, Conclusion: "success"}))
+	check(t, s.Complete(ctx, j.ID, "a", nil))
+	for _, bad := range []store.Run{
+		{ID: r.ID, Status: store.RunRunning},
+		{ID: r.ID, Status: store.RunQueued},
+		{ID: r.ID, Status: store.RunCompleted, Conclusion: "cancelled"},
+		{ID: r.ID, Error: "rewritten"},
+	} {
+		if err := s.UpdateRun(ctx, bad); !errors.Is(err, store.ErrIllegalTransition) {
+			t.Errorf("UpdateRun(%+v) on a completed run = %v, want ErrIllegalTransition", bad, err)
+		}
+	}
+	if got := must(s.GetRun(ctx, r.ID)); got.Status != store.RunCompleted || got.Conclusion != "success" || got.Error != "" {
+		t.Errorf("the completed run became %s/%s %q", got.Status, got.Conclusion, got.Error)
+	}
+	// A finished job is not given back, nor cancelled.
+	if err := s.Requeue(ctx, j.ID, "a", 0); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("requeue of a completed job = %v, want ErrLeaseLost", err)
+	}
+	if n := must(s.CancelJobs(ctx, r.ID, "late")); n != 0 {
+		t.Errorf("cancelled %d finished jobs", n)
+	}
+	if err := s.UpdateRun(ctx, store.Run{ID: r.ID + "-missing", Status: store.RunRunning}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("update of a missing run = %v, want ErrNotFound", err)
+	}
+	for _, c := range []struct{ from, to string }{{store.RunCompleted, store.RunRunning}, {"bogus", store.RunQueued}, {store.RunQueued, "bogus"}} {
+		if err := store.CheckRunMove(c.from, c.to); !errors.Is(err, store.ErrIllegalTransition) {
+			t.Errorf("CheckRunMove(%q, %q) = %v, want ErrIllegalTransition", c.from, c.to, err)
+		}
+	}
+	if err := store.CheckJobMove(store.JobCompleted, store.JobLeased); !errors.Is(err, store.ErrIllegalTransition) {
+		t.Errorf("CheckJobMove(completed, leased) = %v, want ErrIllegalTransition", err)
+	}
+}
+
+func testRerun(t *testing.T, db DB) {
+	s := db.Open(t)
+	ctx := ctxT(t)
+	r, j := runWithJob(t, s, "again", "a")
+	if _, err := s.Rerun(ctx, r.ID); !errors.Is(err, store.ErrIllegalTransition) {
+		t.Fatalf("rerun of a running run = %v, want ErrIllegalTransition", err)
+	}
+	_, err := s.Fail(ctx, j.ID, "a", "broken for good", -1)
+	check(t, err)
+	check(t, s.UpdateRun(ctx, store.Run{ID: r.ID, Status: store.RunCompleted, Conclusion: "failure", Error: "broken", FinishedAt: time.Now()}))
+	check(t, s.SaveRunFile(ctx, r.ID, "result.json", []byte(`{"conclusion":"failure"}`)))
+	if n := must(s.Rerun(ctx, r.ID)); n != 1 {
+		t.Fatalf("rerun made %d jobs available, want 1", n)
+	}
+	got := must(s.GetRun(ctx, r.ID))
+	if got.Status != store.RunQueued || got.Conclusion != "" || got.Error != "" || !got.FinishedAt.IsZero() {
+		t.Errorf("rerun run = %s/%s %q finished %v, want queued with nothing of its earlier end", got.Status, got.Conclusion, got.Error, got.FinishedAt)
+	}
+	if _, err := s.RunFile(ctx, r.ID, "result.json"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the earlier result is still served: %v", err)
+	}
+	js := must(s.Lease(ctx, "b", []string{"run-again"}, 1, time.Hour))
+	if len(js) != 1 || js[0].Attempts != 1 {
+		t.Fatalf("the rerun job leases as %+v, want its first attempt", js)
+	}
+	if _, err := s.Rerun(ctx, "missing"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("rerun of a missing run = %v, want ErrNotFound", err)
 	}
 }
