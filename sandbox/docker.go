@@ -60,6 +60,8 @@ type Options struct {
 	CleanupTimeout time.Duration
 	// NoInit disables Docker's init process (PID 1 that forwards signals and reaps zombies).
 	NoInit bool
+	// Owner, when set, labels every container LabelOwner=Owner.
+	Owner string
 }
 
 // Docker is the Sandbox on a Docker engine (API 1.41 or newer).
@@ -441,6 +443,9 @@ func (d *Docker) containerConfig(spec *Spec) (*container.Config, *container.Host
 	}
 	labels[LabelRun] = spec.RunID
 	labels[LabelJob] = spec.JobID
+	if d.opts.Owner != "" {
+		labels[LabelOwner] = d.opts.Owner
+	}
 
 	user := spec.User
 	if user == "" {

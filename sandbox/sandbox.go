@@ -20,6 +20,10 @@ import (
 const (
 	LabelRun = "agentrunner.run"
 	LabelJob = "agentrunner.job"
+	// LabelOwner names the process that created the object, so a reaper removes only its
+	// own leftovers and those of owners that are provably gone: "exec:<host>:<pid>:<start>"
+	// (see internal/procid) for `runner exec`, "daemon:<id>" for `runner serve`.
+	LabelOwner = "agentrunner.owner"
 )
 
 // Paths and variables inside the sandbox: the contract an agent sees.
