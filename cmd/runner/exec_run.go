@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/term"
@@ -33,21 +32,36 @@ func execRuns(ctx context.Context, s *streams, o *execOptions, root string, ev *
 		return usageError{err}
 	}
 	logger := slog.New(slog.NewTextHandler(s.Err, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	docker, err := sandbox.Connect(ctx, sandbox.Options{Logger: logger})
+	home, err := newExecHome()
 	if err != nil {
+		return err
+	}
+	docker, err := sandbox.Connect(ctx, sandbox.Options{Logger: logger, Owner: home.owner()})
+	if err != nil {
+		_ = home.remove(ctx)
 		return fmt.Errorf("runner exec runs agents in Docker: %w", err)
 	}
+	reapExecLeftovers(ctx, home, func(ctx context.Context, keep func(string) bool) error {
+		_, err := docker.Reap(ctx, keep)
+		return err
+	}, logger)
+	// Results only: agents' workspaces live in the exec's home, outside the repository.
 	runsDir := filepath.Join(root, ".agents", ".runs")
 	if err := os.MkdirAll(runsDir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", runsDir, err)
 	}
 	// Results must never be committed by accident, whatever the repository's own ignores say.
 	_ = os.WriteFile(filepath.Join(runsDir, ".gitignore"), []byte("*\n"), 0o644)
-	wsm, err := workspace.NewManager(filepath.Join(runsDir, ".workspaces"), workspace.WithLogger(logger))
+	wsm, err := workspace.NewManager(home.workspaces(), workspace.WithLogger(logger))
 	if err != nil {
 		return err
 	}
-	defer wsm.Close()
+	defer func() {
+		wsm.Close()
+		if err := home.remove(context.WithoutCancel(ctx)); err != nil {
+			logger.Warn("remove leftover workspaces", "dir", home.dir, "err", err)
+		}
+	}()
 
 	base := ev.SHA
 	if o.IncludeUncommitted {
@@ -63,6 +77,9 @@ func execRuns(ctx context.Context, s *streams, o *execOptions, root string, ev *
 	failed := false
 	for _, r := range p.Runs {
 		id := newRunID()
+		if err := home.addRun(id); err != nil {
+			return err
+		}
 		dir := filepath.Join(runsDir, id)
 		term := reporters.NewTerminal(s.Out, interactive)
 		term.RunDir = relPath(dir)
@@ -93,18 +110,14 @@ func execRuns(ctx context.Context, s *streams, o *execOptions, root string, ev *
 		if res.Conclusion != result.ConclusionSuccess && res.Conclusion != result.ConclusionNeutral {
 			failed = true
 		}
-		if o.Apply && len(res.Patch) > 0 {
-			if err := applyPatch(ctx, root, filepath.Join(dir, "combined.patch")); err != nil {
+		if o.Apply != "" && len(res.Patch) > 0 {
+			if err := applyCombined(ctx, s, o.Apply, root, r.Routine, filepath.Join(dir, "combined.patch"), res.Patch); err != nil {
 				return err
 			}
-			fmt.Fprintf(s.Err, "applied the combined patch of %s to the working tree\n", r.Routine)
 		}
 		if ctx.Err() != nil {
 			break
 		}
-	}
-	if _, err := wsm.Sweep(context.WithoutCancel(ctx), func(string) bool { return false }); err != nil {
-		logger.Warn("remove leftover workspaces", "err", err)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -137,14 +150,6 @@ func writeResults(dir string, p *plan.Run, res *result.Run) error {
 	}
 	if len(res.Patch) > 0 {
 		return write("combined.patch", res.Patch)
-	}
-	return nil
-}
-
-func applyPatch(ctx context.Context, root, patch string) error {
-	out, err := exec.CommandContext(ctx, "git", "-C", root, "apply", "--whitespace=nowarn", patch).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("apply %s: %s", patch, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
