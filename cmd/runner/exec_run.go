@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/agentrunner/agentrunner/daemon"
+	"github.com/agentrunner/agentrunner/egress"
 	"github.com/agentrunner/agentrunner/reporters"
 	"github.com/agentrunner/agentrunner/runner"
 	"github.com/agentrunner/agentrunner/runner/event"
@@ -36,7 +37,7 @@ func execRuns(ctx context.Context, s *streams, o *execOptions, root string, ev *
 	if err != nil {
 		return err
 	}
-	docker, err := sandbox.Connect(ctx, sandbox.Options{Logger: logger, Owner: home.owner()})
+	docker, err := sandbox.Connect(ctx, sandbox.Options{Logger: logger, Owner: home.owner(), InitExecutable: initExecutable(logger)})
 	if err != nil {
 		_ = home.remove(ctx)
 		return fmt.Errorf("runner exec runs agents in Docker: %w", err)
@@ -171,6 +172,21 @@ func loadSecrets(names []string, file string) (map[string]string, error) {
 		out[n] = v
 	}
 	return out, nil
+}
+
+// initExecutable is this runner's executable when it can supervise agents inside their
+// containers (a static Linux build); "" otherwise, and agents' deadlines then hold only while
+// the runner lives.
+func initExecutable(logger *slog.Logger) string {
+	exe, err := os.Executable()
+	if err == nil {
+		err = egress.CheckStatic(exe)
+	}
+	if err != nil {
+		logger.Warn("agents' timeouts are enforced only while this runner runs: its executable cannot supervise them in their containers (build it with CGO_ENABLED=0)", "err", err)
+		return ""
+	}
+	return exe
 }
 
 func newRunID() string {
