@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -81,5 +82,49 @@ func TestExecApplyRejectsUnknownValues(t *testing.T) {
 	chdir(t, repo)
 	if code, _, errOut := runCLI(t, "exec", "--apply=some"); code != 2 || !strings.Contains(errOut, "--apply") {
 		t.Errorf("--apply=some: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// An agent plants an fsmonitor command, a hooks path, hooks and a filter driver in its
+// workspace's .git and names the filter in .gitattributes: none of it runs on the host while
+// the runner reads the changes back or applies them, and none of the .git part reaches the
+// user's repository.
+func TestExecNeverRunsWhatAnAgentPlantsInItsGitDir(t *testing.T) {
+	markers := t.TempDir()
+	cmdFor := func(name string) string { return "touch " + filepath.Join(markers, name) }
+	repo := applyRepo(t, `"append", ".git/config=\n[core]\n\tfsmonitor = `+cmdFor("fsmonitor")+`\n\thooksPath = .git/evil\n[filter \"evil\"]\n\tclean = `+cmdFor("clean")+
+		`\n\tsmudge = `+cmdFor("smudge")+`\n[diff \"evil\"]\n\ttextconv = `+cmdFor("textconv")+`\n", `+
+		`"write", ".git/evil/post-index-change=#!/bin/sh\n`+cmdFor("hook")+`\n", "chmod", ".git/evil/post-index-change=755", `+
+		`"write", ".git/hooks/post-checkout=#!/bin/sh\n`+cmdFor("hook2")+`\n", "chmod", ".git/hooks/post-checkout=755", `+
+		`"write", ".gitattributes=* filter=evil diff=evil\n"`)
+	code, out, errOut := runCLI(t, "exec", "--progress", "plain", "--apply=all")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, ".gitattributes (git attributes") {
+		t.Errorf("the planted .gitattributes is not listed as sensitive:\n%s", errOut)
+	}
+	if b, _ := os.ReadFile(filepath.Join(repo, "README.md")); string(b) != "new\n" {
+		t.Errorf("README.md = %q, want the agent's edit applied", b)
+	}
+	cfg, err := os.ReadFile(filepath.Join(repo, ".git", "config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"fsmonitor", "hooksPath", "evil"} {
+		if strings.Contains(string(cfg), bad) {
+			t.Errorf("the user's .git/config holds the agent's %q:\n%s", bad, cfg)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(repo, ".git", "evil")); err == nil {
+		t.Error("the agent's hooks reached the user's .git")
+	}
+	status := exec.Command("git", "status", "--short")
+	status.Dir = repo
+	if out, err := status.CombinedOutput(); err != nil {
+		t.Fatalf("git status in the user's repository: %v\n%s", err, out)
+	}
+	if ran, _ := os.ReadDir(markers); len(ran) > 0 {
+		t.Errorf("commands the agent planted ran on the host: %v", ran)
 	}
 }

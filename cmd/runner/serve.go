@@ -401,7 +401,7 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		sb = daemon.FakeSandbox{}
 		logger.Warn("sandbox fake: agents are not run (test mode)")
 	default:
-		docker, err = sandbox.Connect(ctx, sandbox.Options{Logger: logger})
+		docker, err = sandbox.Connect(ctx, sandbox.Options{Logger: logger, InitExecutable: initExecutable(logger)})
 		if err != nil {
 			return fmt.Errorf("runner serve runs agents in Docker: %w", err)
 		}
