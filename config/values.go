@@ -29,7 +29,6 @@ const MinMemory = 6 << 20
 // above it could never be used. Tests replace it.
 var HostMemory = physicalMemory
 
-
 // Pull policies for agent images.
 const (
 	PullNever     = "never"

@@ -70,6 +70,16 @@ func Image(ctx context.Context, cli client.APIClient, exe string) (string, error
 	return tag, nil
 }
 
+// CheckStatic reports why the executable at path could not run in an empty image (or in any
+// image it is mounted into): not a Linux ELF file, or dynamically linked; nil when it can.
+func CheckStatic(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return checkStatic(data)
+}
+
 // checkStatic refuses an executable the empty image could not run: not ELF, or dynamically
 // linked (it would need an interpreter and libraries).
 func checkStatic(data []byte) error {

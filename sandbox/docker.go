@@ -63,6 +63,11 @@ type Options struct {
 	// Owner labels every container with who made it (OwnerLabels), so that Reap elsewhere
 	// tells its own leftovers from the live agents of others on the same engine.
 	Owner map[string]string
+	// InitExecutable is a static Linux runner executable (whose InitCommand supervises the
+	// agent) to mount at InitPath, so the engine stops an agent at its deadline even when the
+	// runner is gone; empty leaves the deadline to the runner alone. Only agents with an Argv
+	// are supervised (an image's own entrypoint is not known here).
+	InitExecutable string
 }
 
 // Docker is the Sandbox on a Docker engine (API 1.41 or newer).
@@ -181,10 +186,7 @@ func (d *Docker) Run(ctx context.Context, h *Handle, logs io.Writer) (*Result, e
 	}
 	spec := h.Spec
 	job := fmt.Sprintf("for job %q", spec.JobID)
-	timeout := spec.Timeout
-	if timeout <= 0 {
-		timeout = d.opts.Timeout
-	}
+	timeout := d.timeout(spec)
 	// Stopping, collecting the exit and removing must happen even when ctx is cancelled.
 	bg := context.WithoutCancel(ctx)
 	res := &Result{Started: time.Now()}
@@ -286,6 +288,9 @@ func (d *Docker) Run(ctx context.Context, h *Handle, logs io.Writer) (*Result, e
 		if stopReason == DiskLimit {
 			res.DiskLimit = disk
 		}
+	case res.ExitCode == ExitDeadline && d.opts.InitExecutable != "" && res.Duration >= timeout:
+		// The supervisor's deadline came a moment before the runner's timer.
+		res.Outcome = TimedOut
 	case res.ExitCode == 0:
 		res.Outcome = Success
 	default:
@@ -300,6 +305,14 @@ func (d *Docker) Run(ctx context.Context, h *Handle, logs io.Writer) (*Result, e
 		}
 	}
 	return res, nil
+}
+
+// timeout is spec's run timeout, or the sandbox's default.
+func (d *Docker) timeout(spec *Spec) time.Duration {
+	if spec.Timeout > 0 {
+		return spec.Timeout
+	}
+	return d.opts.Timeout
 }
 
 // watchDirect starts watching the started container for connections that bypass the proxy;
@@ -480,9 +493,14 @@ func (d *Docker) containerConfig(spec *Spec) (*container.Config, *container.Host
 		User:       user,
 		Labels:     labels,
 	}
-	if len(spec.Argv) > 0 {
-		cfg.Entrypoint = spec.Argv[:1]
-		cfg.Cmd = spec.Argv[1:]
+	argv := spec.Argv
+	supervised := d.opts.InitExecutable != "" && len(argv) > 0
+	if supervised {
+		argv = initArgv(argv, d.timeout(spec), d.opts.StopGrace)
+	}
+	if len(argv) > 0 {
+		cfg.Entrypoint = argv[:1]
+		cfg.Cmd = argv[1:]
 		if cfg.Cmd == nil {
 			cfg.Cmd = []string{}
 		}
@@ -518,6 +536,9 @@ func (d *Docker) containerConfig(spec *Spec) (*container.Config, *container.Host
 			NanoCPUs:   int64(r.CPUs * 1e9),
 			PidsLimit:  &pids,
 		},
+	}
+	if supervised {
+		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: d.opts.InitExecutable, Target: InitPath, ReadOnly: true})
 	}
 	switch spec.Network.Mode {
 	case NetworkOpen:

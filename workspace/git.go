@@ -51,8 +51,9 @@ func (e *GitError) Error() string {
 func (e *GitError) Unwrap() error { return e.Err }
 
 // gitRunner runs the git binary with a clean environment. HOME and XDG_CONFIG_HOME point at a
-// directory the runner owns and keeps empty, so no global config, attributes or excludes file
-// of the host user can change what git does.
+// directory the runner owns and keeps empty (never inside a repository it works on), and the
+// global config, the excludes and the attributes files are pinned to /dev/null, so nothing of
+// the host user's or anyone else's files there can change what git does.
 type gitRunner struct {
 	home    string
 	config  [][2]string // command-scope config passed through GIT_CONFIG_COUNT, never argv
@@ -71,6 +72,13 @@ func newGitRunner(home string) gitRunner {
 			{"user.email", authorEmail},
 			// No repository hook runs on the host, whatever the repository says.
 			{"core.hooksPath", "/dev/null"},
+			// Nor an fsmonitor hook a repository's config names.
+			{"core.fsmonitor", "false"},
+			// The default excludes and attributes files live under XDG_CONFIG_HOME: even an
+			// empty home the runner owns must not be able to change which files a workspace's
+			// changes include or how they are diffed, should anything ever write there.
+			{"core.excludesFile", "/dev/null"},
+			{"core.attributesFile", "/dev/null"},
 			{"advice.detachedHead", "false"},
 			{"init.defaultBranch", "main"},
 		},

@@ -35,7 +35,7 @@ type execOptions struct {
 	Progress           string
 	Secrets            []string
 	SecretsFile        string
-	Apply              bool
+	Apply              string
 	IncludeUncommitted bool
 	MaxAgents          int
 	Image              string
@@ -75,7 +75,9 @@ the combined patch.`,
 	f.StringVar(&o.Progress, "progress", "auto", "progress display: auto, tty or plain")
 	f.StringArrayVar(&o.Secrets, "secret", nil, "pass secret `NAME` from the environment (repeatable)")
 	f.StringVar(&o.SecretsFile, "secrets-file", "", "read secrets from a `file` of NAME=value lines")
-	f.BoolVar(&o.Apply, "apply", false, "apply the combined patch to the working tree after the run")
+	f.StringVar(&o.Apply, "apply", "", "apply the combined patch to the working tree after the run; =all also when it changes "+
+		".agents/, .github/, .vscode/, .envrc, .git* files or symlinks out of the repository")
+	f.Lookup("apply").NoOptDefVal = applySafe
 	f.BoolVar(&o.IncludeUncommitted, "include-uncommitted", false, "run on the working tree as it is, not HEAD")
 	f.IntVar(&o.MaxAgents, "max-agents", 8, "containers running at once")
 	return cmd
@@ -89,6 +91,11 @@ func runExec(ctx context.Context, s *streams, o *execOptions) error {
 	}
 	if o.MaxAgents < 1 {
 		return usageError{fmt.Errorf("--max-agents %d: at least one agent must be able to run; pass 1 or more (default 8)", o.MaxAgents)}
+	}
+	switch o.Apply {
+	case "", applySafe, applyAll:
+	default:
+		return usageError{fmt.Errorf("--apply takes no value or =all, not %q", o.Apply)}
 	}
 	inputs, err := parseInputs(o.Inputs)
 	if err != nil {

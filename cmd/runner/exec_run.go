@@ -10,13 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/term"
 
 	"github.com/agentrunner/agentrunner/daemon"
-	"github.com/agentrunner/agentrunner/internal/termsafe"
+	"github.com/agentrunner/agentrunner/egress"
 	"github.com/agentrunner/agentrunner/reporters"
 	"github.com/agentrunner/agentrunner/runner"
 	"github.com/agentrunner/agentrunner/runner/event"
@@ -34,26 +33,40 @@ func execRuns(ctx context.Context, s *streams, o *execOptions, root string, ev *
 		return usageError{err}
 	}
 	logger := slog.New(slog.NewTextHandler(s.Err, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	owner := sandbox.OwnerLabels(sandbox.ExecOwner(), "")
-	docker, err := sandbox.Connect(ctx, sandbox.Options{Logger: logger, Owner: owner})
+	home, err := newExecHome()
 	if err != nil {
+		return err
+	}
+	docker, err := sandbox.Connect(ctx, sandbox.Options{Logger: logger, Owner: sandbox.OwnerLabels(home.owner(), ""), InitExecutable: initExecutable(logger)})
+	if err != nil {
+		_ = home.remove(ctx)
 		return fmt.Errorf("runner exec runs agents in Docker: %w", err)
 	}
 	// What an exec that died on this host left behind; never a live exec's or a daemon's.
 	if _, err := docker.Reap(ctx, sandbox.ReapDeadExecs); err != nil {
 		logger.Warn("remove the leftovers of runner exec processes that died", "err", err)
 	}
+	reapExecLeftovers(ctx, home, func(ctx context.Context, keep func(string) bool) error {
+		_, err := docker.Reap(ctx, func(l sandbox.Leftover) bool { return !keep(l.RunID) })
+		return err
+	}, logger)
+	// Results only: agents' workspaces live in the exec's home, outside the repository.
 	runsDir := filepath.Join(root, ".agents", ".runs")
 	if err := os.MkdirAll(runsDir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", runsDir, err)
 	}
 	// Results must never be committed by accident, whatever the repository's own ignores say.
 	_ = os.WriteFile(filepath.Join(runsDir, ".gitignore"), []byte("*\n"), 0o644)
-	wsm, err := workspace.NewManager(filepath.Join(runsDir, ".workspaces"), workspace.WithLogger(logger))
+	wsm, err := workspace.NewManager(home.workspaces(), workspace.WithLogger(logger))
 	if err != nil {
 		return err
 	}
-	defer wsm.Close()
+	defer func() {
+		wsm.Close()
+		if err := home.remove(context.WithoutCancel(ctx)); err != nil {
+			logger.Warn("remove leftover workspaces", "dir", home.dir, "err", err)
+		}
+	}()
 
 	base := ev.SHA
 	if o.IncludeUncommitted {
@@ -69,6 +82,9 @@ func execRuns(ctx context.Context, s *streams, o *execOptions, root string, ev *
 	failed := false
 	for _, r := range p.Runs {
 		id := newRunID()
+		if err := home.addRun(id); err != nil {
+			return err
+		}
 		dir := filepath.Join(runsDir, id)
 		term := reporters.NewTerminal(s.Out, interactive)
 		term.RunDir = relPath(dir)
@@ -77,7 +93,7 @@ func execRuns(ctx context.Context, s *streams, o *execOptions, root string, ev *
 			rep = reporters.NewJSON(s.Out)
 		}
 		eng := &runner.Engine{
-			Sandbox: &runner.Containers{Sandbox: docker, Egress: &runner.Egress{Client: docker.Client(), Owner: owner, Logger: logger}},
+			Sandbox: &runner.Containers{Sandbox: docker, Egress: &runner.Egress{Client: docker.Client(), Owner: sandbox.OwnerLabels(home.owner(), ""), Logger: logger}},
 			Workspaces: &runner.GitWorkspaces{
 				Manager: wsm,
 				Source:  workspace.Source{RepoDir: root, SHA: base},
@@ -99,18 +115,14 @@ func execRuns(ctx context.Context, s *streams, o *execOptions, root string, ev *
 		if res.Conclusion != result.ConclusionSuccess && res.Conclusion != result.ConclusionNeutral {
 			failed = true
 		}
-		if o.Apply && len(res.Patch) > 0 {
-			if err := applyPatch(ctx, root, filepath.Join(dir, "combined.patch")); err != nil {
+		if o.Apply != "" && len(res.Patch) > 0 {
+			if err := applyCombined(ctx, s, o.Apply, root, r.Routine, filepath.Join(dir, "combined.patch"), res.Patch); err != nil {
 				return err
 			}
-			fmt.Fprintf(s.Err, "applied the combined patch of %s to the working tree\n", termsafe.Line(r.Routine))
 		}
 		if ctx.Err() != nil {
 			break
 		}
-	}
-	if _, err := wsm.Sweep(context.WithoutCancel(ctx), func(string) bool { return false }); err != nil {
-		logger.Warn("remove leftover workspaces", "err", err)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -147,14 +159,6 @@ func writeResults(dir string, p *plan.Run, res *result.Run) error {
 	return nil
 }
 
-func applyPatch(ctx context.Context, root, patch string) error {
-	out, err := exec.CommandContext(ctx, "git", "-C", root, "apply", "--whitespace=nowarn", patch).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("apply %s: %s", patch, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
 // loadSecrets reads --secret names from the environment and --secrets-file NAME=value lines.
 func loadSecrets(names []string, file string) (map[string]string, error) {
 	out := map[string]string{}
@@ -172,6 +176,21 @@ func loadSecrets(names []string, file string) (map[string]string, error) {
 		out[n] = v
 	}
 	return out, nil
+}
+
+// initExecutable is this runner's executable when it can supervise agents inside their
+// containers (a static Linux build); "" otherwise, and agents' deadlines then hold only while
+// the runner lives.
+func initExecutable(logger *slog.Logger) string {
+	exe, err := os.Executable()
+	if err == nil {
+		err = egress.CheckStatic(exe)
+	}
+	if err != nil {
+		logger.Warn("agents' timeouts are enforced only while this runner runs: its executable cannot supervise them in their containers (build it with CGO_ENABLED=0)", "err", err)
+		return ""
+	}
+	return exe
 }
 
 func newRunID() string {

@@ -119,6 +119,8 @@ func TestExecUsageErrors(t *testing.T) {
 func TestExecRunsInDocker(t *testing.T) {
 	cli := dockertest.Client(t)
 	dockertest.TestAgentImage(t)
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
 	repo := gitRepo(t, map[string]string{
 		"README.md": "old\n",
 		"gone.txt":  "bye\n",
@@ -171,8 +173,12 @@ agents:
 	if _, err := os.Stat(filepath.Join(repo, "gone.txt")); !os.IsNotExist(err) {
 		t.Errorf("--apply: gone.txt should be deleted, stat err = %v", err)
 	}
-	if left, _ := filepath.Glob(filepath.Join(repo, ".agents", ".runs", ".workspaces", "*", "*")); len(left) > 0 {
+	if left, _ := filepath.Glob(filepath.Join(cache, "agentrunner", "exec", "*")); len(left) > 0 {
 		t.Errorf("workspaces left behind: %v", left)
+	}
+	// Agents' workspaces (git repositories with their own .git) never live in the repository.
+	if entries, _ := os.ReadDir(filepath.Join(repo, ".agents", ".runs")); len(entries) != 2 {
+		t.Errorf(".agents/.runs holds %v, want only .gitignore and the run's results", entries)
 	}
 }
 

@@ -444,7 +444,7 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		// Every object says who made it, so this daemon's start-up sweep, another daemon's or
 		// a `runner exec`'s on the same engine removes only what is provably nobody's.
 		owner := sandbox.OwnerLabels(sandbox.DaemonOwner(c.ID), storeID)
-		docker, err = sandbox.Connect(ctx, sandbox.Options{Logger: logger, Owner: owner, Resources: sandbox.Resources{Disk: int64(c.Limits.Disk)}})
+		docker, err = sandbox.Connect(ctx, sandbox.Options{Logger: logger, Owner: owner, Resources: sandbox.Resources{Disk: int64(c.Limits.Disk)}, InitExecutable: initExecutable(logger)})
 		if err != nil {
 			return fmt.Errorf("runner serve runs agents in Docker: %w", err)
 		}

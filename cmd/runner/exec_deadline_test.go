@@ -1,0 +1,107 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+
+	"github.com/agentrunner/agentrunner/internal/dockertest"
+	"github.com/agentrunner/agentrunner/sandbox"
+)
+
+// A `runner exec` killed with SIGKILL leaves its agent's container behind: the container must
+// still stop at the agent's deadline (plus the grace period) by itself, and the next exec must
+// remove it and the killed exec's workspaces.
+func TestKilledExecsAgentStopsAtItsDeadlineAndTheNextExecReapsIt(t *testing.T) {
+	cli := dockertest.Client(t)
+	dockertest.TestAgentImage(t)
+	exe := filepath.Join(t.TempDir(), "runner")
+	build := exec.Command("go", "build", "-trimpath", "-o", exe, "github.com/agentrunner/agentrunner/cmd/runner")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the runner: %v\n%s", err, out)
+	}
+	cache := t.TempDir()
+	repo := gitRepo(t, map[string]string{
+		".agents/hold.yaml":  "on: push\ndefaults: {image: agentrunner/testagent:dev, timeout: 3s}\nagents:\n  hold: {command: [\"/testagent\", \"hold\"], changes: keep}\n",
+		".agents/quick.yaml": "on: push\ndefaults: {image: agentrunner/testagent:dev, timeout: 1m}\nagents:\n  quick: {command: [\"/testagent\", \"print\", \"hi\"]}\n",
+	})
+	runner := func(args ...string) *exec.Cmd {
+		cmd := exec.Command(exe, args...)
+		cmd.Dir = repo
+		cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+cache)
+		return cmd
+	}
+
+	first := runner("exec", "--progress", "plain", "hold")
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	prefix := "exec:" + host + ":" + strconv.Itoa(first.Process.Pid) + ":"
+	var id string
+	for start := time.Now(); id == "" && time.Since(start) < time.Minute; time.Sleep(100 * time.Millisecond) {
+		cs, err := cli.ContainerList(t.Context(), container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", sandbox.LabelOwner))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cs {
+			if strings.HasPrefix(c.Labels[sandbox.LabelOwner], prefix) && c.State == "running" {
+				id = c.ID
+			}
+		}
+	}
+	if id == "" {
+		_ = first.Process.Kill()
+		t.Fatal("the exec's container never ran")
+	}
+	t.Cleanup(func() { _ = cli.ContainerRemove(t.Context(), id, container.RemoveOptions{Force: true}) })
+	killed := time.Now()
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	homes, _ := filepath.Glob(filepath.Join(cache, "agentrunner", "exec", "*"))
+	if len(homes) != 1 {
+		t.Fatalf("want the killed exec's home in the cache, got %v", homes)
+	}
+
+	// Deadline 3s after the container's start, then the 10s grace at most.
+	limit := 3*time.Second + 10*time.Second + 5*time.Second
+	for {
+		info, err := cli.ContainerInspect(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !info.State.Running {
+			if info.State.ExitCode != sandbox.ExitDeadline {
+				t.Errorf("the container exited %d, want the supervisor's %d", info.State.ExitCode, sandbox.ExitDeadline)
+			}
+			t.Logf("container stopped by itself %s after the runner was killed", time.Since(killed).Round(100*time.Millisecond))
+			break
+		}
+		if time.Since(killed) > limit {
+			t.Fatalf("the container still runs %s after its runner was killed: nothing enforces its deadline", limit)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	second := runner("exec", "--progress", "plain", "quick")
+	if out, err := second.CombinedOutput(); err != nil {
+		t.Fatalf("the next exec: %v\n%s", err, out)
+	}
+	if _, err := cli.ContainerInspect(t.Context(), id); err == nil {
+		t.Error("the next exec left the killed exec's container")
+	}
+	if left, _ := filepath.Glob(filepath.Join(cache, "agentrunner", "exec", "*")); len(left) > 0 {
+		t.Errorf("the next exec left the killed exec's home: %v", left)
+	}
+}
