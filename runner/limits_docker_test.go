@@ -9,27 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentrunner/agentrunner/internal/gittest"
 	"github.com/agentrunner/agentrunner/runner/result"
 )
-
-// treeSize is the total size of the regular files below dir.
-func treeSize(t testing.TB, dir string) int64 {
-	t.Helper()
-	var n int64
-	err := filepath.WalkDir(dir, func(_ string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
-			n += fi.Size()
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
 
 // TestDockerJobLimits runs agents that go past every bound a job has: the size of one changed
 // file, of the patch, of what it writes to disk and of its log.
@@ -37,7 +19,7 @@ func TestDockerJobLimits(t *testing.T) {
 	t.Parallel()
 	r := newDockerRig(t)
 	r.eng.Limits = Limits{Log: 64 << 10}
-	gitBefore := treeSize(t, filepath.Join(r.repo, ".git"))
+	gitBefore := gittest.DirSize(t, filepath.Join(r.repo, ".git"))
 	start := time.Now()
 	res := r.run(t, t.Context(), `
 agents:
@@ -84,7 +66,7 @@ agents:
 		t.Errorf("the combined patch holds %d files; want small's ok.txt only", len(files))
 	}
 	// Nothing of the refused changes reached the source repository's object store.
-	if grew := treeSize(t, filepath.Join(r.repo, ".git")) - gitBefore; grew > 256<<10 {
+	if grew := gittest.DirSize(t, filepath.Join(r.repo, ".git")) - gitBefore; grew > 256<<10 {
 		t.Errorf("the source's .git grew by %d bytes", grew)
 	}
 

@@ -7,26 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// dirSize is the total size of the files below dir.
-func dirSize(t testing.TB, dir string) int64 {
-	t.Helper()
-	var n int64
-	err := filepath.WalkDir(dir, func(_ string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
-			n += fi.Size()
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
+	"github.com/agentrunner/agentrunner/internal/gittest"
+)
 
 func TestChangesLimits(t *testing.T) {
 	t.Parallel()
@@ -54,7 +37,7 @@ func TestChangesLimits(t *testing.T) {
 			defer w.Remove(t.Context())
 			writeFiles(t, w.Path(), tc.files)
 			objects := filepath.Join(w.private, "objects")
-			before := dirSize(t, objects)
+			before := gittest.DirSize(t, objects)
 			patch := filepath.Join(t.TempDir(), "changes.patch")
 			c, err := w.Changes(t.Context(), ChangesOptions{PatchFile: patch, Limits: limits})
 			if tc.tooBig == "" {
@@ -82,7 +65,7 @@ func TestChangesLimits(t *testing.T) {
 					t.Errorf("err = %+v, want %s over %d", tl, tc.tooBig, limits.File)
 				}
 				// Refused before hashing: nothing of the file went into any object store.
-				if grew := dirSize(t, objects) - before; grew > 64<<10 {
+				if grew := gittest.DirSize(t, objects) - before; grew > 64<<10 {
 					t.Errorf("the private object store grew by %d bytes", grew)
 				}
 			}

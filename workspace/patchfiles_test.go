@@ -44,10 +44,7 @@ func TestPatchFilesReadsWhatChangesWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	patch, err := os.ReadFile(c.PatchFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	patch := patchOf(t, c)
 	got, err := PatchFiles(patch)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, patch)

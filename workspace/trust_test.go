@@ -33,10 +33,7 @@ func TestGitHomeFilesDoNotChangeChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	patch, err := os.ReadFile(c.PatchFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	patch := patchOf(t, c)
 	var paths []string
 	for _, f := range c.Files {
 		paths = append(paths, f.Path)
@@ -91,10 +88,7 @@ func TestPlantedGitConfigNeverRunsOnTheHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	patch, err := os.ReadFile(c.PatchFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	patch := patchOf(t, c)
 	if !strings.Contains(string(patch), "+changed") {
 		t.Errorf("the change is missing from the patch:\n%s", patch)
 	}

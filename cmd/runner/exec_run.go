@@ -15,7 +15,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/agentrunner/agentrunner/daemon"
-	"github.com/agentrunner/agentrunner/egress"
 	"github.com/agentrunner/agentrunner/reporters"
 	"github.com/agentrunner/agentrunner/runner"
 	"github.com/agentrunner/agentrunner/runner/event"
@@ -176,21 +175,6 @@ func loadSecrets(names []string, file string) (map[string]string, error) {
 		out[n] = v
 	}
 	return out, nil
-}
-
-// initExecutable is this runner's executable when it can supervise agents inside their
-// containers (a static Linux build); "" otherwise, and agents' deadlines then hold only while
-// the runner lives.
-func initExecutable(logger *slog.Logger) string {
-	exe, err := os.Executable()
-	if err == nil {
-		err = egress.CheckStatic(exe)
-	}
-	if err != nil {
-		logger.Warn("agents' timeouts are enforced only while this runner runs: its executable cannot supervise them in their containers (build it with CGO_ENABLED=0)", "err", err)
-		return ""
-	}
-	return exe
 }
 
 func newRunID() string {

@@ -4,10 +4,12 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/agentrunner/agentrunner/egress"
 	"github.com/agentrunner/agentrunner/sandbox"
 )
 
@@ -20,4 +22,19 @@ func main() {
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// initExecutable is this runner's executable when it can supervise agents inside their
+// containers (a static Linux build); "" otherwise, and agents' deadlines then hold only while
+// the runner lives.
+func initExecutable(logger *slog.Logger) string {
+	exe, err := os.Executable()
+	if err == nil {
+		err = egress.CheckStatic(exe)
+	}
+	if err != nil {
+		logger.Warn("agents' timeouts are enforced only while this runner runs: its executable cannot supervise them in their containers (build it with CGO_ENABLED=0)", "err", err)
+		return ""
+	}
+	return exe
 }

@@ -124,3 +124,23 @@ func PullRequestRemote(tb testing.TB, dir string, baseFiles, headFiles map[strin
 	Git(tb, work, "push", "--quiet", "file://"+dir, "master", "changes")
 	return base, head
 }
+
+// DirSize is the total size of the regular files below dir: how much a repository's .git or
+// object store grew.
+func DirSize(tb testing.TB, dir string) int64 {
+	tb.Helper()
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, e os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
