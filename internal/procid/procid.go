@@ -59,9 +59,6 @@ func (id ID) Gone() bool {
 	if host, err := os.Hostname(); err != nil || host != id.Host {
 		return false
 	}
-	if id.PID == os.Getpid() {
-		return false
-	}
 	start, err := startTime(id.PID)
 	if err == nil {
 		return id.Start != 0 && start != id.Start

@@ -13,6 +13,12 @@ func TestSelfIsAliveAndAKilledProcessIsGone(t *testing.T) {
 	if self.Gone() {
 		t.Fatalf("%s: this process is reported gone", self)
 	}
+	// A runner exec that died while this process took over its pid is gone too.
+	earlier := self
+	earlier.Start--
+	if !earlier.Gone() {
+		t.Errorf("%s: an earlier process whose pid this one now holds is not reported gone", earlier)
+	}
 	back, err := Parse(self.String())
 	if err != nil || back != self {
 		t.Fatalf("Parse(%q) = %+v, %v", self.String(), back, err)
