@@ -65,8 +65,8 @@ type Options struct {
 	Owner map[string]string
 	// InitExecutable is a static Linux runner executable (whose InitCommand supervises the
 	// agent) to mount at InitPath, so the engine stops an agent at its deadline even when the
-	// runner is gone; empty leaves the deadline to the runner alone. Only agents with an Argv
-	// are supervised (an image's own entrypoint is not known here).
+	// runner is gone; empty leaves the deadline to the runner alone. An agent without an Argv
+	// runs its image's own entrypoint and command under the supervisor.
 	InitExecutable string
 }
 
@@ -138,17 +138,26 @@ func (d *Docker) Prepare(ctx context.Context, spec *Spec) (*Handle, error) {
 	if err := validate(spec); err != nil {
 		return nil, err
 	}
-	if err := d.ensureImage(ctx, spec); err != nil {
+	imageArgv, err := d.ensureImage(ctx, spec)
+	if err != nil {
 		return nil, err
 	}
 	if err := prepareDirs(spec); err != nil {
 		return nil, err
 	}
+	created := spec
+	if len(spec.Argv) == 0 && d.opts.InitExecutable != "" && len(imageArgv) > 0 {
+		// The image's own command runs under the supervisor too, so its deadline holds
+		// without the runner: the same argv Docker would have run, made explicit.
+		c := *spec
+		c.Argv = imageArgv
+		created = &c
+	}
 	if len(spec.Prompt) > maxEnvPrompt {
 		d.log.WarnContext(ctx, "prompt too long for $AGENT_PROMPT; it is only in $AGENT_OUTPUT_DIR/prompt.md",
 			"run_id", spec.RunID, "job", spec.JobID, "bytes", len(spec.Prompt))
 	}
-	cfg, hc, nc := d.containerConfig(spec)
+	cfg, hc, nc := d.containerConfig(created)
 	name := containerName(spec)
 	// The create is not abandoned when ctx ends: the engine would finish it anyway, leaving a
 	// container whose id nobody got back. It is removed here instead.
@@ -405,9 +414,10 @@ func (d *Docker) Destroy(ctx context.Context, h *Handle) error {
 	return nil
 }
 
-// ensureImage applies the pull policy. Presence is cached per process for never and
-// if-missing; always pulls every time, as asked.
-func (d *Docker) ensureImage(ctx context.Context, spec *Spec) error {
+// ensureImage applies the pull policy and returns the image's own command (entrypoint and
+// cmd, as Docker joins them). Presence is cached per process for never and if-missing; always
+// pulls every time, as asked.
+func (d *Docker) ensureImage(ctx context.Context, spec *Spec) ([]string, error) {
 	policy := spec.PullPolicy
 	if policy == "" {
 		policy = PullIfMissing
@@ -415,18 +425,17 @@ func (d *Docker) ensureImage(ctx context.Context, spec *Spec) error {
 	img := spec.Image
 	obj := strconv.Quote(img)
 	if policy != PullAlways {
-		if _, ok := d.images.Load(img); ok {
-			return nil
+		if argv, ok := d.images.Load(img); ok {
+			return argv.([]string), nil
 		}
-		_, err := d.cli.ImageInspect(ctx, img)
+		argv, err := d.imageArgv(ctx, img)
 		switch {
 		case err == nil:
-			d.images.Store(img, true)
-			return nil
+			return argv, nil
 		case !cerrdefs.IsNotFound(err):
-			return &InfraError{Op: "inspect image", Object: obj, Err: err}
+			return nil, &InfraError{Op: "inspect image", Object: obj, Err: err}
 		case policy == PullNever:
-			return &InfraError{Op: "find image", Object: obj, Err: errors.New(
+			return nil, &InfraError{Op: "find image", Object: obj, Err: errors.New(
 				"not present on the Docker engine and pull-policy is never: build or load it first")}
 		}
 	}
@@ -435,10 +444,27 @@ func (d *Docker) ensureImage(ctx context.Context, spec *Spec) error {
 		if policy == PullAlways {
 			why = "the pull failed (pull-policy always)"
 		}
-		return &InfraError{Op: "pull image", Object: obj, Err: fmt.Errorf("%s: %w", why, err)}
+		return nil, &InfraError{Op: "pull image", Object: obj, Err: fmt.Errorf("%s: %w", why, err)}
 	}
-	d.images.Store(img, true)
-	return nil
+	argv, err := d.imageArgv(ctx, img)
+	if err != nil {
+		return nil, &InfraError{Op: "inspect image", Object: obj, Err: err}
+	}
+	return argv, nil
+}
+
+// imageArgv inspects img and caches its own command.
+func (d *Docker) imageArgv(ctx context.Context, img string) ([]string, error) {
+	info, err := d.cli.ImageInspect(ctx, img)
+	if err != nil {
+		return nil, err
+	}
+	var argv []string
+	if info.Config != nil {
+		argv = append(append(argv, info.Config.Entrypoint...), info.Config.Cmd...)
+	}
+	d.images.Store(img, argv)
+	return argv, nil
 }
 
 func (d *Docker) pull(ctx context.Context, img string) error {
