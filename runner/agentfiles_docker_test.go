@@ -64,6 +64,42 @@ agents:
 	}
 }
 
+// What an agent leaves in its output directory stays there (`runner exec` keeps it under
+// .agents/.runs/ in the user's repository) only as plain files and directories: a planted git
+// repository would run its config's commands when an editor or a shell prompt runs git inside
+// it, and a symlink would lead whoever opens it to a host file.
+func TestDockerOutputDirectoryKeepsOnlyPlainData(t *testing.T) {
+	t.Parallel()
+	r := newDockerRig(t)
+	res := r.run(t, t.Context(), `
+agents:
+  plant:
+    command: ["/testagent",
+      "write", "/agent/out/notes/keep.txt=plain",
+      "write", "/agent/out/notes/.git/config=[core]\n\tfsmonitor = touch /tmp/pwned\n",
+      "write", "/agent/out/.git=gitdir: /etc",
+      "symlink", "@out/notes/host=/etc/passwd",
+      "mkfifo", "@out/pipe",
+      "chmod", "/agent/out/notes/keep.txt=4755"]
+`)
+	if j := jobOf(t, res, "plant"); j.Outcome != result.Success {
+		t.Fatalf("plant = %s %q", j.Outcome, j.Error)
+	}
+	out := filepath.Join(runDirOf(t, res), "jobs", "plant", "out")
+	for _, name := range []string{"notes/.git", ".git", "notes/host", "pipe"} {
+		if _, err := os.Lstat(filepath.Join(out, name)); !os.IsNotExist(err) {
+			t.Errorf("%s is still in the output directory (%v)", name, err)
+		}
+	}
+	info, err := os.Lstat(filepath.Join(out, "notes", "keep.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := info.Mode(); m != 0o644 {
+		t.Errorf("keep.txt has mode %v, want plain 0644 (no set-uid, no execute)", m)
+	}
+}
+
 // A FIFO in place of outputs.json must not hang the runner: opening it for reading would wait
 // for a writer that never comes, and even a cancelled context could not stop that.
 func TestDockerOutputFIFODoesNotHang(t *testing.T) {

@@ -609,6 +609,7 @@ func (r *runState) execute(ctx context.Context, inst *plan.Instance, j *result.J
 		j.Started, j.Finished = exit.Started, exit.Finished
 	}
 	readOutputs(out, j)
+	r.defuseOutputs(inst, out)
 	applyPreset(inst.Preset, capture.Bytes(), j)
 	if wantsChanges(r.info.Plan, inst.Agent) && j.Outcome == result.Success {
 		ch, err := ws.Changes(context.WithoutCancel(ctx), filepath.Join(dir, "changes.patch"), limits)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/agentrunner/agentrunner/internal/safefile"
 	"github.com/agentrunner/agentrunner/preset"
+	"github.com/agentrunner/agentrunner/runner/plan"
 	"github.com/agentrunner/agentrunner/runner/result"
 )
 
@@ -165,4 +166,17 @@ func JobDirName(id string) string {
 	h := fnv.New32a()
 	h.Write([]byte(id))
 	return fmt.Sprintf("%s-%08x", b.String(), h.Sum32())
+}
+
+// defuseOutputs leaves the job's output directory, which the agent wrote and which `runner
+// exec` keeps inside the user's repository, holding only plain files and directories: no
+// symlink, FIFO or device, no planted .git that an editor or a prompt would run git in.
+func (r *runState) defuseOutputs(inst *plan.Instance, dir string) {
+	removed, err := safefile.Defuse(dir)
+	for _, x := range removed {
+		r.log.Warn("removed from the agent's output directory", "job", inst.ID, "name", x.Name, "was", x.Why)
+	}
+	if err != nil {
+		r.log.Warn("clean the agent's output directory", "job", inst.ID, "err", err)
+	}
 }
