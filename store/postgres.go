@@ -12,6 +12,9 @@ import (
 // pgMigrationLock is the advisory lock key that serializes migrations of concurrent Opens.
 const pgMigrationLock = 0x61727374 // "arst"
 
+// pgLockSQL takes pgMigrationLock until the migration's transaction ends.
+var pgLockSQL = fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", pgMigrationLock)
+
 func openPostgres(ctx context.Context, dsn string, o options) (Store, error) {
 	where := redact(dsn)
 	db, err := sql.Open("pgx", dsn)
@@ -24,8 +27,7 @@ func openPostgres(ctx context.Context, dsn string, o options) (Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open postgres store %s: connect: %w", where, err)
 	}
-	lock := fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", pgMigrationLock)
-	if err := migrate(ctx, db, "postgres", lock, micros(o.now())); err != nil {
+	if err := migrate(ctx, db, "postgres", pgLockSQL, micros(o.now())); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open postgres store %s: %w", where, err)
 	}

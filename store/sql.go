@@ -3,9 +3,7 @@ package store
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -920,61 +918,6 @@ func (s *sqlStore) LastTick(ctx context.Context, routineKey string) (time.Time, 
 		return time.Time{}, nil
 	}
 	return fromMicros(v.Int64), nil
-}
-
-// ---- tokens ----
-
-// tokenPrefix makes a leaked token recognizable to secret scanners.
-const tokenPrefix = "art_"
-
-func hashToken(plaintext string) string {
-	sum := sha256.Sum256([]byte(plaintext))
-	return hex.EncodeToString(sum[:])
-}
-
-func (s *sqlStore) CreateToken(ctx context.Context, name string) (string, error) {
-	if name == "" {
-		return "", errors.New("create token: empty name")
-	}
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	plain := tokenPrefix + base64.RawURLEncoding.EncodeToString(b)
-	var got string
-	err := s.w.QueryRowContext(ctx, `INSERT INTO tokens (name, hash, created_at) VALUES ($1, $2, $3)
-		ON CONFLICT DO NOTHING RETURNING name`, name, hashToken(plain), micros(s.now())).Scan(&got)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("create token %q: %w (revoke it first)", name, ErrExists)
-	}
-	if err != nil {
-		return "", fmt.Errorf("create token %q: %w", name, err)
-	}
-	return plain, nil
-}
-
-func (s *sqlStore) CheckToken(ctx context.Context, plaintext string) (string, bool, error) {
-	if !strings.HasPrefix(plaintext, tokenPrefix) {
-		return "", false, nil
-	}
-	var name string
-	err := s.r.QueryRowContext(ctx, `SELECT name FROM tokens WHERE hash = $1`, hashToken(plaintext)).Scan(&name)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, fmt.Errorf("check token: %w", err)
-	}
-	return name, true, nil
-}
-
-func (s *sqlStore) RevokeToken(ctx context.Context, name string) error {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM tokens WHERE name = $1`, name)
-	if err != nil {
-		return fmt.Errorf("revoke token %q: %w", name, err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n == 0 {
-		return fmt.Errorf("revoke token %q: %w", name, ErrNotFound)
-	}
-	return nil
 }
 
 // ---- run files ----

@@ -206,11 +206,16 @@ type Store interface {
 	// down fires a missed tick once rather than once per missed interval.
 	LastTick(ctx context.Context, routineKey string) (time.Time, error)
 
-	// CreateToken makes a new API token for name and returns its plaintext, shown once; only
-	// its SHA-256 is stored. ErrExists if name has a token.
-	CreateToken(ctx context.Context, name string) (plaintext string, err error)
-	// CheckToken returns the name of the token, if it is one.
-	CheckToken(ctx context.Context, plaintext string) (name string, ok bool, err error)
+	// CreateToken makes a new API token t.Name with t.Scope, expiring at t.ExpiresAt (zero:
+	// never), and returns its plaintext, shown once; only its SHA-256 is stored. ErrExists if
+	// the name has a token.
+	CreateToken(ctx context.Context, t Token) (plaintext string, err error)
+	// CheckToken returns the record of the token plaintext: ErrNotFound when it is none,
+	// ErrTokenExpired (with the record) when it has expired. It records the use in LastUsedAt,
+	// at most once per LastUsedEvery.
+	CheckToken(ctx context.Context, plaintext string) (Token, error)
+	// ListTokens returns every token's record, by name.
+	ListTokens(ctx context.Context) ([]Token, error)
 	// RevokeToken deletes name's token; ErrNotFound if there is none.
 	RevokeToken(ctx context.Context, name string) error
 

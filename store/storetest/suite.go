@@ -34,6 +34,8 @@ func Run(t *testing.T, newDB NewDB) {
 		{"a concurrency group has one live holder", testGroups},
 		{"a schedule tick is claimed once across two stores", testClaimTick},
 		{"tokens are checked by hash and revocable", testTokens},
+		{"an expired token is refused as expired, not unknown", testTokenExpiry},
+		{"tokens are listed with scope, expiry and a last use written at most once a minute", testTokenList},
 		{"job logs are recorded per job", testJobLogs},
 		{"a run's files are kept for every daemon to serve", testRunFiles},
 		{"stores sharing a database have one identity, other databases another", testIdentity},
@@ -575,35 +577,120 @@ func testClaimTick(t *testing.T, db DB) {
 func testTokens(t *testing.T, db DB) {
 	s := db.Open(t)
 	ctx := ctxT(t)
-	plain := must(s.CreateToken(ctx, "ci"))
+	plain := must(s.CreateToken(ctx, store.Token{Name: "ci", Scope: store.ScopeRead}))
 	if len(plain) < 40 {
 		t.Fatalf("token %q is too short", plain)
 	}
-	if _, err := s.CreateToken(ctx, "ci"); !errors.Is(err, store.ErrExists) {
+	if _, err := s.CreateToken(ctx, store.Token{Name: "ci", Scope: store.ScopeAdmin}); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("second token for one name: %v, want ErrExists", err)
 	}
 	tests := []struct {
 		name, token, want string
-		ok                bool
 	}{
-		{"the token", plain, "ci", true},
-		{"a changed token", plain[:len(plain)-1] + "x", "", false},
-		{"empty", "", "", false},
-		{"the hash is not the token", strings.Repeat("a", 64), "", false},
+		{"the token", plain, "ci"},
+		{"a changed token", plain[:len(plain)-1] + "x", ""},
+		{"empty", "", ""},
+		{"the hash is not the token", strings.Repeat("a", 64), ""},
 	}
 	for _, tc := range tests {
-		name, ok, err := s.CheckToken(ctx, tc.token)
-		check(t, err)
-		if name != tc.want || ok != tc.ok {
-			t.Errorf("%s: CheckToken = %q %v, want %q %v", tc.name, name, ok, tc.want, tc.ok)
+		tok, err := s.CheckToken(ctx, tc.token)
+		if tc.want == "" {
+			if !errors.Is(err, store.ErrNotFound) || tok.Name != "" {
+				t.Errorf("%s: CheckToken = %+v, %v; want ErrNotFound", tc.name, tok, err)
+			}
+			continue
+		}
+		if err != nil || tok.Name != tc.want || tok.Scope != store.ScopeRead || !tok.ExpiresAt.IsZero() {
+			t.Errorf("%s: CheckToken = %+v, %v; want %q with scope read, no expiry", tc.name, tok, err, tc.want)
 		}
 	}
 	check(t, s.RevokeToken(ctx, "ci"))
-	if _, ok, _ := s.CheckToken(ctx, plain); ok {
-		t.Fatal("a revoked token still works")
+	if _, err := s.CheckToken(ctx, plain); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a revoked token: %v, want ErrNotFound", err)
 	}
 	if err := s.RevokeToken(ctx, "ci"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("revoke twice: %v, want ErrNotFound", err)
+	}
+	for _, bad := range []store.Token{
+		{Name: "", Scope: store.ScopeRead},
+		{Name: "a\x1b]52;c;x\x07", Scope: store.ScopeRead},
+		{Name: "noscope"},
+		{Name: "root", Scope: "root"},
+	} {
+		if _, err := s.CreateToken(ctx, bad); err == nil {
+			t.Errorf("CreateToken(%+v) succeeded", bad)
+		}
+	}
+}
+
+func testTokenExpiry(t *testing.T, db DB) {
+	clock := NewClock()
+	s := db.Open(t, store.WithClock(clock.Now))
+	ctx := ctxT(t)
+	expires := clock.Now().Add(time.Hour)
+	plain := must(s.CreateToken(ctx, store.Token{Name: "nightly", Scope: store.ScopeDispatch, ExpiresAt: expires}))
+	if tok := must(s.CheckToken(ctx, plain)); tok.Scope != store.ScopeDispatch || !tok.ExpiresAt.Equal(expires) {
+		t.Fatalf("before expiry: %+v, want scope dispatch expiring at %v", tok, expires)
+	}
+	clock.Advance(time.Hour)
+	tok, err := s.CheckToken(ctx, plain)
+	if !errors.Is(err, store.ErrTokenExpired) || tok.Name != "nightly" || !tok.ExpiresAt.Equal(expires) {
+		t.Fatalf("at expiry: %+v, %v; want ErrTokenExpired with the token's name and expiry", tok, err)
+	}
+	if _, err := s.CreateToken(ctx, store.Token{Name: "late", Scope: store.ScopeRead, ExpiresAt: clock.Now()}); err == nil ||
+		!strings.Contains(err.Error(), "not in the future") {
+		t.Fatalf("a token expiring now: %v, want it refused", err)
+	}
+	// An expired token is still listed (so its owner sees why it fails) until revoked.
+	if list := must(s.ListTokens(ctx)); len(list) != 1 || !list[0].Expired(clock.Now()) {
+		t.Fatalf("tokens = %+v, want the expired one", list)
+	}
+}
+
+func testTokenList(t *testing.T, db DB) {
+	clock := NewClock()
+	s := db.Open(t, store.WithClock(clock.Now))
+	other := db.Open(t, store.WithClock(clock.Now)) // another daemon on the same database
+	ctx := ctxT(t)
+	created := clock.Now()
+	readTok := must(s.CreateToken(ctx, store.Token{Name: "reader", Scope: store.ScopeRead}))
+	must(s.CreateToken(ctx, store.Token{Name: "admin", Scope: store.ScopeAdmin, ExpiresAt: created.Add(48 * time.Hour)}))
+	lastUsed := func() time.Time {
+		for _, tok := range must(other.ListTokens(ctx)) {
+			if tok.Name == "reader" {
+				return tok.LastUsedAt
+			}
+		}
+		t.Fatal("reader is not listed")
+		return time.Time{}
+	}
+	if !lastUsed().IsZero() {
+		t.Fatalf("an unused token has a last use: %v", lastUsed())
+	}
+	clock.Advance(time.Second)
+	first := clock.Now()
+	must(s.CheckToken(ctx, readTok))
+	if !lastUsed().Equal(first) {
+		t.Fatalf("last used = %v, want %v", lastUsed(), first)
+	}
+	// Within the minute, uses on either daemon write nothing.
+	clock.Advance(store.LastUsedEvery - time.Second)
+	must(s.CheckToken(ctx, readTok))
+	must(other.CheckToken(ctx, readTok))
+	if !lastUsed().Equal(first) {
+		t.Fatalf("last used = %v within a minute of %v: written more than once a minute", lastUsed(), first)
+	}
+	clock.Advance(time.Second)
+	must(other.CheckToken(ctx, readTok))
+	if !lastUsed().Equal(clock.Now()) {
+		t.Fatalf("last used = %v a minute later, want %v", lastUsed(), clock.Now())
+	}
+	list := must(s.ListTokens(ctx))
+	if len(list) != 2 || list[0].Name != "admin" || list[1].Name != "reader" {
+		t.Fatalf("tokens = %+v, want admin then reader", list)
+	}
+	if a := list[0]; a.Scope != store.ScopeAdmin || !a.CreatedAt.Equal(created) || !a.ExpiresAt.Equal(created.Add(48*time.Hour)) || !a.LastUsedAt.IsZero() {
+		t.Fatalf("admin = %+v", a)
 	}
 }
 
