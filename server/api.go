@@ -44,12 +44,14 @@ type API struct {
 	Logger   *slog.Logger
 }
 
-// Register adds the API's routes to mux.
+// Register adds the API's routes to mux. Each token route names the scope it needs: reading
+// needs read; starting, cancelling or rerunning runs needs dispatch; managing the daemon
+// itself needs admin.
 func (a *API) Register(mux *http.ServeMux) {
-	mux.HandleFunc("POST /api/v1/repos/{owner}/{repo}/routines/{routine}/dispatch", a.auth(a.dispatch))
-	mux.HandleFunc("GET /api/v1/runs", a.auth(a.listRuns))
-	mux.HandleFunc("GET /api/v1/runs/{id}", a.auth(a.getRun))
-	mux.HandleFunc("GET /api/v1/runs/{id}/jobs/{job}/log", a.auth(a.jobLog))
+	mux.HandleFunc("POST /api/v1/repos/{owner}/{repo}/routines/{routine}/dispatch", a.auth(store.ScopeDispatch, a.dispatch))
+	mux.HandleFunc("GET /api/v1/runs", a.auth(store.ScopeRead, a.listRuns))
+	mux.HandleFunc("GET /api/v1/runs/{id}", a.auth(store.ScopeRead, a.getRun))
+	mux.HandleFunc("GET /api/v1/runs/{id}/jobs/{job}/log", a.auth(store.ScopeRead, a.jobLog))
 	mux.HandleFunc("POST "+HookPath, a.hook)
 	if a.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(a.Gatherer, promhttp.HandlerOpts{}))
@@ -63,27 +65,41 @@ func (a *API) log() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// auth checks the bearer token against the store's tokens.
-func (a *API) auth(next http.HandlerFunc) http.HandlerFunc {
+// auth lets a request through to next when its bearer token is valid, unexpired and has scope
+// need (or one including it). Otherwise it answers 401 (no token, an unknown one, an expired
+// one: each says which) or 403 (a valid token lacking the scope: it says which scope is needed
+// and how to make such a token).
+func (a *API) auth(need store.Scope, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || tok == "" {
+		plain, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || plain == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="agentrunner"`)
-			apiError(w, http.StatusUnauthorized, "missing bearer token (create one with `runner token create NAME`)")
+			apiError(w, http.StatusUnauthorized, fmt.Sprintf("missing bearer token (create one with `runner token create NAME --scope %s`)", need))
 			return
 		}
-		name, ok, err := a.Store.CheckToken(r.Context(), strings.TrimSpace(tok))
-		if err != nil {
+		tok, err := a.Store.CheckToken(r.Context(), strings.TrimSpace(plain))
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			w.Header().Set("WWW-Authenticate", `Bearer realm="agentrunner", error="invalid_token"`)
+			apiError(w, http.StatusUnauthorized, "invalid token (unknown or revoked)")
+			return
+		case errors.Is(err, store.ErrTokenExpired):
+			w.Header().Set("WWW-Authenticate", `Bearer realm="agentrunner", error="invalid_token", error_description="expired"`)
+			apiError(w, http.StatusUnauthorized, fmt.Sprintf("token %q expired at %s; replace it: `runner token revoke %s` then `runner token create %s --scope %s --expires 30d`",
+				tok.Name, tok.ExpiresAt.UTC().Format(time.RFC3339), tok.Name, tok.Name, tok.Scope))
+			return
+		case err != nil:
 			a.log().Error("check token", "err", err)
 			apiError(w, http.StatusServiceUnavailable, "cannot check the token now")
 			return
 		}
-		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="agentrunner", error="invalid_token"`)
-			apiError(w, http.StatusUnauthorized, "invalid token")
+		if !tok.Scope.Allows(need) {
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="agentrunner", error="insufficient_scope", scope=%q`, need))
+			apiError(w, http.StatusForbidden, fmt.Sprintf("token %q has scope %q; %s %s needs scope %s (or a wider one): create such a token with `runner token create NAME --scope %s`",
+				tok.Name, tok.Scope, r.Method, r.URL.Path, need, need))
 			return
 		}
-		a.log().Debug("api request", "token", name, "method", r.Method, "path", r.URL.Path)
+		a.log().Debug("api request", "token", tok.Name, "scope", tok.Scope, "method", r.Method, "path", r.URL.Path)
 		next(w, r)
 	}
 }

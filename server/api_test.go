@@ -100,7 +100,7 @@ func TestReadAPIFollowsNoSymlinkInTheRunDirectory(t *testing.T) {
 // readAPI serves the read API on st and runsDir and returns a GET with a reader's token.
 func readAPI(t *testing.T, st store.Store, runsDir string) func(path string) (int, string) {
 	t.Helper()
-	tok, err := st.CreateToken(t.Context(), "reader")
+	tok, err := st.CreateToken(t.Context(), store.Token{Name: "reader", Scope: store.ScopeRead})
 	if err != nil {
 		t.Fatal(err)
 	}

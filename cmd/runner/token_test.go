@@ -1,10 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/agentrunner/agentrunner/store"
 )
 
 // `runner token` says which store it writes to and which setting chose it, so a token created
@@ -31,5 +35,146 @@ func TestTokenCommandsNameTheirStore(t *testing.T) {
 	}
 	if got := describeStore("postgres://runner:hunter2@db:5432/ar"); got != "postgres postgres://runner:xxxxx@db:5432/ar" {
 		t.Errorf("describeStore = %q, want the password hidden", got)
+	}
+}
+
+// tokenEnv clears the settings that choose a store, so only --data-dir does.
+func tokenEnv(t *testing.T) string {
+	t.Setenv("AGENTRUNNER_CONFIG", "")
+	t.Setenv("AGENTRUNNER_DATA_DIR", "")
+	t.Setenv("AGENTRUNNER_DATABASE", "")
+	return t.TempDir()
+}
+
+// create with a scope and an expiry, list (text and JSON, never a hash or a plaintext),
+// revoke; the created tokens authenticate with the scope and expiry asked for.
+func TestTokenCreateListRevoke(t *testing.T) {
+	dir := tokenEnv(t)
+	date := time.Now().AddDate(1, 0, 0).Format(time.DateOnly)
+	at, _ := time.Parse(time.DateOnly, date)
+	shown := at.Local().Format(time.DateOnly) // 00:00 UTC that day, in this machine's time zone
+	plains := map[string]string{}
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		stderr string
+	}{
+		{"ci", nil, "token ci: scope dispatch, expires never"},
+		{"dash", []string{"--scope", "read", "--expires", "30d"}, "token dash: scope read, expires " + time.Now().AddDate(0, 0, 30).Local().Format(time.DateOnly)},
+		{"ops", []string{"--scope=admin", "--expires", date}, "token ops: scope admin, expires " + shown},
+	} {
+		code, out, errOut := runCLI(t, append([]string{"token", "create", tc.name, "--data-dir", dir}, tc.args...)...)
+		if code != 0 || !strings.HasPrefix(out, "art_") || !strings.Contains(errOut, tc.stderr) {
+			t.Fatalf("create %s: exit %d, stdout %q, stderr %q; want the token on stdout and %q", tc.name, code, out, errOut, tc.stderr)
+		}
+		plains[tc.name] = strings.TrimSpace(out)
+	}
+	st, err := store.Open(t.Context(), filepath.Join(dir, "runner.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]store.Scope{"ci": store.ScopeDispatch, "dash": store.ScopeRead, "ops": store.ScopeAdmin} {
+		tok, err := st.CheckToken(t.Context(), plains[name])
+		if err != nil || tok.Scope != want {
+			t.Errorf("token %s: %+v, %v; want scope %s", name, tok, err, want)
+		}
+	}
+	if tok, _ := st.CheckToken(t.Context(), plains["dash"]); tok.ExpiresAt.Sub(time.Now().AddDate(0, 0, 30)).Abs() > time.Minute {
+		t.Errorf("30d token expires at %v", tok.ExpiresAt)
+	}
+	if tok, _ := st.CheckToken(t.Context(), plains["ops"]); tok.ExpiresAt.Format(time.RFC3339) != date+"T00:00:00Z" {
+		t.Errorf("the token expiring on %s expires at %v, want 00:00 UTC that day", date, tok.ExpiresAt)
+	}
+	st.Close()
+
+	code, out, errOut := runCLI(t, "token", "list", "--data-dir", dir)
+	if code != 0 {
+		t.Fatalf("list: exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "NAME") || !strings.Contains(lines[0], "LAST USED") {
+		t.Fatalf("list:\n%s", out)
+	}
+	for i, want := range [][]string{{"ci", "dispatch", "never"}, {"dash", "read"}, {"ops", "admin", shown}} {
+		for _, w := range want {
+			if !strings.Contains(lines[i+1], w) {
+				t.Errorf("list line %q lacks %q", lines[i+1], w)
+			}
+		}
+	}
+	// Each token was used once above, so each has a last use now.
+	if strings.Count(out, "never") != 1 {
+		t.Errorf("list: want one never (ci's expiry) and a last use for each token:\n%s", out)
+	}
+
+	code, out, _ = runCLI(t, "token", "list", "--json", "--data-dir", dir)
+	var views []TokenView
+	if err := json.Unmarshal([]byte(out), &views); code != 0 || err != nil || len(views) != 3 {
+		t.Fatalf("list --json: exit %d, %v:\n%s", code, err, out)
+	}
+	if views[1].Name != "dash" || views[1].Scope != store.ScopeRead || views[1].ExpiresAt.IsZero() || views[1].Expired || views[1].LastUsedAt.IsZero() {
+		t.Errorf("dash = %+v", views[1])
+	}
+	if strings.Contains(out, "hash") || strings.Contains(out, "art_") || !strings.Contains(out, `"expires_at"`) {
+		t.Errorf("list --json shows a hash or a token, or no expiry:\n%s", out)
+	}
+
+	if code, _, errOut := runCLI(t, "token", "revoke", "dash", "--data-dir", dir); code != 0 || !strings.Contains(errOut, "token dash revoked") {
+		t.Fatalf("revoke: exit %d: %s", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "token", "revoke", "dash", "--data-dir", dir); code != 1 || !strings.Contains(errOut, `no token named "dash"`) {
+		t.Fatalf("revoke again: exit %d: %s", code, errOut)
+	}
+	if _, out, _ := runCLI(t, "token", "list", "--data-dir", dir); strings.Contains(out, "dash") {
+		t.Errorf("a revoked token is listed:\n%s", out)
+	}
+}
+
+// Bad --scope and --expires values are usage errors that say the valid forms, and create
+// nothing.
+func TestTokenCreateRejectsBadScopeAndExpiry(t *testing.T) {
+	dir := tokenEnv(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--scope", "write"}, `--scope: unknown token scope "write" (want read, dispatch or admin)`},
+		{[]string{"--expires", "soon"}, `--expires: "soon": want a duration (30d, 720h, 90m) or a date (2027-01-31`},
+		{[]string{"--expires", "-3d"}, `want a duration (30d, 720h, 90m)`},
+		{[]string{"--expires", "-5h"}, `"-5h" is not positive`},
+		{[]string{"--expires", "2001-01-31"}, `"2001-01-31" is already past`},
+	} {
+		code, out, errOut := runCLI(t, append([]string{"token", "create", "x", "--data-dir", dir}, tc.args...)...)
+		if code != exitUsage || out != "" || !strings.Contains(errOut, tc.want) {
+			t.Errorf("create %v: exit %d, stdout %q, stderr %q; want exit 2 with %q", tc.args, code, out, errOut, tc.want)
+		}
+	}
+	if _, out, _ := runCLI(t, "token", "list", "--json", "--data-dir", dir); strings.TrimSpace(out) != "[]" {
+		t.Errorf("tokens after bad creates: %s", out)
+	}
+}
+
+func TestParseExpiry(t *testing.T) {
+	now := time.Date(2026, 12, 5, 10, 30, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		in   string
+		want time.Time
+	}{
+		{"", time.Time{}},
+		{"30d", now.AddDate(0, 0, 30)},
+		{"720h", now.Add(720 * time.Hour)},
+		{"90m", now.Add(90 * time.Minute)},
+		{"2027-01-31", time.Date(2027, 1, 31, 0, 0, 0, 0, time.UTC)},
+		{"2027-01-31T12:00:00+02:00", time.Date(2027, 1, 31, 10, 0, 0, 0, time.UTC)},
+	} {
+		got, err := parseExpiry(tc.in, now)
+		if err != nil || !got.Equal(tc.want) {
+			t.Errorf("parseExpiry(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"0d", "1.5d", "d", "0s", "2026-12-05", "2026-12-05T10:30:00Z", "31/01/2027", "tomorrow"} {
+		if got, err := parseExpiry(bad, now); err == nil {
+			t.Errorf("parseExpiry(%q) = %v, want an error", bad, got)
+		}
 	}
 }
