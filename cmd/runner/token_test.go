@@ -1,13 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/agentrunner/agentrunner/daemon"
+	"github.com/agentrunner/agentrunner/server"
 	"github.com/agentrunner/agentrunner/store"
 )
 
@@ -177,4 +183,45 @@ func TestParseExpiry(t *testing.T) {
 			t.Errorf("parseExpiry(%q) = %v, want an error", bad, got)
 		}
 	}
+}
+
+// A read token made by `runner token create` lists runs through the daemon's API, and
+// `runner dispatch` with it fails saying which scope it needs and how to get it.
+func TestReadTokenReadsButCannotDispatch(t *testing.T) {
+	dir := tokenEnv(t)
+	code, out, errOut := runCLI(t, "token", "create", "dash", "--scope", "read", "--data-dir", dir)
+	if code != 0 {
+		t.Fatalf("create: exit %d: %s", code, errOut)
+	}
+	tok := strings.TrimSpace(out)
+	st, err := store.Open(t.Context(), filepath.Join(dir, "runner.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	mux := http.NewServeMux()
+	(&server.API{Store: st, Dispatcher: refusingDispatcher{t}}).Register(mux)
+	hs := httptest.NewServer(mux)
+	defer hs.Close()
+	if code, _, errOut := runCLI(t, "runs", "--server", hs.URL, "--token", tok); code != 0 {
+		t.Errorf("runs with a read token: exit %d: %s", code, errOut)
+	}
+	code, _, errOut = runCLI(t, "dispatch", "acme/app", "nightly", "--server", hs.URL, "--token", tok)
+	if code != exitFailure || !strings.Contains(errOut, "needs scope dispatch") || !strings.Contains(errOut, "runner token create NAME --scope dispatch") ||
+		!strings.Contains(errOut, "HTTP 403") {
+		t.Errorf("dispatch with a read token: exit %d, stderr %q; want a 403 naming the scope and how to get it", code, errOut)
+	}
+}
+
+// refusingDispatcher fails the test if a request reaches it.
+type refusingDispatcher struct{ t *testing.T }
+
+func (d refusingDispatcher) Dispatch(context.Context, string, string, map[string]string) (*daemon.DispatchResult, error) {
+	d.t.Error("a dispatch got past the scope check")
+	return nil, errors.New("refused")
+}
+
+func (d refusingDispatcher) Hook(context.Context, string, string, []byte, string, string) (*daemon.DispatchResult, error) {
+	d.t.Error("a hook reached the dispatcher")
+	return nil, errors.New("refused")
 }
