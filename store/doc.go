@@ -1,6 +1,7 @@
 // Package store keeps everything agentrunner must not lose: webhook deliveries (and the dispatch
 // and schedule events that are recorded the same way), runs, the durable job queue with its
-// leases, schedule ticks, concurrency groups, API tokens and the locations of job logs (the log
+// leases, schedule ticks, concurrency groups, API tokens (hashed, each with a scope and an
+// optional expiry) and the locations of job logs (the log
 // files themselves live under the data dir). It knows nothing about GitHub, Docker or plans: a
 // plan is opaque JSON here.
 //
