@@ -1,9 +1,8 @@
 // Package store keeps everything agentrunner must not lose: webhook deliveries (and the dispatch
 // and schedule events that are recorded the same way), runs, the durable job queue with its
 // leases, schedule ticks, concurrency groups, API tokens (hashed, each with a scope and an
-// optional expiry) and the locations of job logs (the log
-// files themselves live under the data dir). It knows nothing about GitHub, Docker or plans: a
-// plan is opaque JSON here.
+// optional expiry) and the locations of job logs (the log files themselves live under the data
+// dir). It knows nothing about GitHub, Docker or plans: a plan is opaque JSON here.
 //
 // Two implementations sit behind one [Store] interface: an embedded SQLite database (pure Go,
 // modernc.org/sqlite, the default) and Postgres (pgx) for several daemons sharing one database.
