@@ -235,17 +235,25 @@ func (a *API) jobLog(w http.ResponseWriter, r *http.Request) {
 	apiError(w, http.StatusNotFound, fmt.Sprintf("no log for job %q of run %s", job, id))
 }
 
-// runFile reads a run's file from this daemon's run directory, or else from the store, where
-// the daemon that ran the run keeps it. The run directory also holds what agents wrote, so
-// nothing served from it may be a symlink or other than a regular file (safefile).
+// runFile reads a run's file (see readRunFile).
 func (a *API) runFile(ctx context.Context, runID, name string) ([]byte, error) {
-	if f, err := safefile.Open(filepath.Join(a.RunsDir, runID), name); err == nil {
-		defer f.Close()
-		if b, err := io.ReadAll(f); err == nil {
-			return b, nil
+	return readRunFile(ctx, a.Store, a.RunsDir, runID, name)
+}
+
+// readRunFile reads a run's file from this daemon's run directory, or else from the store,
+// where the daemon that ran the run keeps it. The run directory also holds what agents wrote,
+// so nothing served from it may be a symlink or other than a regular file (safefile).
+func readRunFile(ctx context.Context, st store.Store, runsDir, runID, name string) ([]byte, error) {
+	// A run id is one path element; an id from a URL could be "../x".
+	if runsDir != "" && filepath.IsLocal(runID) && !strings.ContainsAny(runID, `/\`) {
+		if f, err := safefile.Open(filepath.Join(runsDir, runID), name); err == nil {
+			defer f.Close()
+			if b, err := io.ReadAll(f); err == nil {
+				return b, nil
+			}
 		}
 	}
-	return a.Store.RunFile(ctx, runID, name)
+	return st.RunFile(ctx, runID, name)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

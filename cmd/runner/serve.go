@@ -230,7 +230,7 @@ SIGTERM or SIGINT stops intake (webhooks answer 503), lets running agents finish
 	d := o.c
 	f.String("listen", d.Listen, "address to serve HTTP on (env AGENTRUNNER_LISTEN)")
 	f.String("id", "", "this daemon's name in job leases; unique per daemon, stable across restarts (default host:listen) (env AGENTRUNNER_ID)")
-	f.String("public-url", "", "URL the runner is reached at, for check-run links (env AGENTRUNNER_PUBLIC_URL)")
+	f.String("public-url", "", "URL the runner is reached at, for the run page links of check runs, pull requests and comments (env AGENTRUNNER_PUBLIC_URL)")
 	f.String("log-format", d.LogFormat, "log format: text or json (env AGENTRUNNER_LOG_FORMAT)")
 	f.String("log-level", d.LogLevel, "log level: debug, info, warn, error (env AGENTRUNNER_LOG_LEVEL)")
 	f.Int("max-agents", d.MaxAgents, "agent containers running at once across all runs (env AGENTRUNNER_MAX_AGENTS)")
@@ -455,6 +455,11 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 	if err != nil {
 		return err
 	}
+	pageKey, err := st.Key(ctx, server.RunPageKeyName)
+	if err != nil {
+		return err
+	}
+	page := &server.RunPage{Store: st, RunsDir: filepath.Join(c.DataDir, "runs"), Key: pageKey, Logger: logger}
 	pipe := &daemon.GitPipeline{
 		Workspaces: wsm,
 		Sandbox:    daemon.NewSlotSandbox(sb, c.MaxAgents),
@@ -463,9 +468,11 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		Logger:     logger,
 		RunsDir:    filepath.Join(c.DataDir, "runs"),
 		Files:      st,
-		DetailsURL: c.PublicURL,
 		Reporters:  reporterFactory(c, gh, logger),
 		Limits:     c.jobLimits(),
+	}
+	if c.PublicURL != "" {
+		pipe.DetailsURL = func(runID string) string { return page.URL(c.PublicURL, runID) }
 	}
 	if gh != nil {
 		pipe.Auth = func(ctx context.Context, repo event.Repo) (workspace.Auth, error) {
@@ -514,6 +521,7 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 	mux := http.NewServeMux()
 	api := &server.API{Store: st, Dispatcher: d, RunsDir: filepath.Join(c.DataDir, "runs"), Gatherer: reg, Logger: logger}
 	api.Register(mux)
+	page.Register(mux)
 	health := func(ctx context.Context) error {
 		if d.Draining() {
 			return daemon.ErrDraining
