@@ -120,3 +120,54 @@ func readAPI(t *testing.T, st store.Store, runsDir string) func(path string) (in
 		return resp.StatusCode, string(b)
 	}
 }
+
+// A job's log answers Range requests, so `runner logs -f` asks only for what it has not
+// printed, and says the run's status, so it knows when the log is whole.
+func TestJobLogAnswersRanges(t *testing.T) {
+	st := storetest.SQLite(t).Open(t)
+	const id = "r-range"
+	if _, _, err := st.CreateRun(t.Context(), store.Run{ID: id, Key: id, Repo: "acme/app", Routine: "audit", Status: store.RunRunning}); err != nil {
+		t.Fatal(err)
+	}
+	runsDir := t.TempDir()
+	dir := filepath.Join(runsDir, id, "jobs", "a")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "log.txt"), []byte("line one\nline two\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := st.CreateToken(t.Context(), "reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	(&server.API{Store: st, RunsDir: runsDir}).Register(mux)
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	for _, tc := range []struct {
+		rng, body, contentRange string
+		code                    int
+	}{
+		{"", "line one\nline two\n", "", 200},
+		{"bytes=9-", "line two\n", "bytes 9-17/18", 206},
+		{"bytes=18-", "", "bytes */18", 416},
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, hs.URL+"/api/v1/runs/"+id+"/jobs/a/log", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		if tc.rng != "" {
+			req.Header.Set("Range", tc.rng)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || (tc.code != 416 && string(b) != tc.body) || resp.Header.Get("Content-Range") != tc.contentRange ||
+			resp.Header.Get("X-Run-Status") != store.RunRunning {
+			t.Errorf("Range %q: %d %q, Content-Range %q, X-Run-Status %q; want %d %q %q running", tc.rng, resp.StatusCode, b,
+				resp.Header.Get("Content-Range"), resp.Header.Get("X-Run-Status"), tc.code, tc.body, tc.contentRange)
+		}
+	}
+}

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentrunner/agentrunner/daemon"
+	"github.com/agentrunner/agentrunner/server"
+	"github.com/agentrunner/agentrunner/store"
+	"github.com/agentrunner/agentrunner/store/storetest"
+	"github.com/agentrunner/agentrunner/workspace"
+)
+
+// lockedBuffer is a bytes.Buffer a test reads while a command writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// testDaemon serves the API and the run pages of a daemon as `runner serve` wires them, with
+// the fake sandbox (its agents sleep for AGENTRUNNER_FAKE_SLEEP), on one repository acme/app.
+func testDaemon(t *testing.T, files map[string]string) (st store.Store, page *server.RunPage, url, token string) {
+	t.Helper()
+	repo := gitRepo(t, files)
+	repos, err := daemon.NewRepos([]daemon.Repo{{Name: "acme/app", URL: repo, DefaultBranch: "main"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wsm, err := workspace.NewManager(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { wsm.Close() })
+	st = storetest.SQLite(t).Open(t)
+	key, err := st.Key(t.Context(), server.RunPageKeyName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runsDir := filepath.Join(t.TempDir(), "runs")
+	page = &server.RunPage{Store: st, RunsDir: runsDir, Key: key}
+	pipe := &daemon.GitPipeline{Workspaces: wsm, Sandbox: daemon.FakeSandbox{}, Repos: repos, RunsDir: runsDir, Files: st}
+	d, err := daemon.New(daemon.Options{Store: st, Pipeline: pipe, Repos: repos, Poll: 20 * time.Millisecond,
+		NoSchedules: true, ShutdownGrace: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = d.Run(ctx) }()
+	t.Cleanup(func() { stop(); <-done })
+	mux := http.NewServeMux()
+	(&server.API{Store: st, Dispatcher: d, RunsDir: runsDir}).Register(mux)
+	page.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	if token, err = st.CreateToken(t.Context(), "cli"); err != nil {
+		t.Fatal(err)
+	}
+	return st, page, srv.URL, token
+}
+
+// The CLI steers a real daemon: `logs -f` follows a running agent's log and ends with the run,
+// `cancel` stops the run, `rerun` queues it again, and each refuses what does not apply with
+// the daemon's reason. The run's page shows how it ended.
+func TestCancelRerunAndFollowFromTheCLI(t *testing.T) {
+	st, page, url, tok := testDaemon(t, map[string]string{".agents/long.yaml": `name: long
+on: {dispatch: {}}
+env: {AGENTRUNNER_FAKE_SLEEP: 1h}
+agents:
+  a: {image: x, command: [x]}
+`})
+	api := []string{"--server", url, "--token", tok}
+	cli := func(args ...string) (int, string, string) {
+		t.Helper()
+		return runCLI(t, append(args, api...)...)
+	}
+	code, out, errOut := cli("dispatch", "acme/app", "long")
+	if code != 0 {
+		t.Fatalf("dispatch: exit %d %s", code, errOut)
+	}
+	id := strings.TrimSpace(out)
+	status := func() string {
+		r, _ := st.GetRun(t.Context(), id)
+		return r.Status
+	}
+	waitCLI(t, "the run to start", func() bool { return status() == store.RunRunning })
+
+	var followed, followErr lockedBuffer
+	ended := make(chan int, 1)
+	go func() {
+		ended <- run(t.Context(), append([]string{"logs", id, "a", "-f"}, api...), nil, &followed, &followErr)
+	}()
+	waitCLI(t, "the follower to print the running agent's log", func() bool { return strings.Contains(followed.String(), "fake sandbox: a") })
+	select {
+	case c := <-ended:
+		t.Fatalf("logs -f ended (exit %d, %s) while the run goes on", c, followErr.String())
+	default:
+	}
+
+	if code, out, errOut := cli("cancel", id, "--reason", "stop it"); code != 0 || !strings.Contains(out, "run "+id) || !strings.Contains(out, "cancelled") {
+		t.Fatalf("cancel: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	select {
+	case c := <-ended:
+		if c != 0 || strings.Count(followed.String(), "fake sandbox: a") != 1 {
+			t.Errorf("logs -f: exit %d, printed %q (%s); want exit 0 and the log once", c, followed.String(), followErr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("logs -f goes on after the run was cancelled")
+	}
+	if r, _ := st.GetRun(t.Context(), id); r.Status != store.RunCompleted || r.Conclusion != "cancelled" || !strings.Contains(r.Error, "stop it") {
+		t.Errorf("after cancel: %s/%s %q", r.Status, r.Conclusion, r.Error)
+	}
+	resp, err := http.Get(page.URL(url, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "cancelled") || !strings.Contains(string(body), "stop it") {
+		t.Errorf("run page: %d %s", resp.StatusCode, body)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"cancel", id}, exitFailure, "already completed"},
+		{[]string{"cancel", "r-none"}, exitFailure, "no run r-none"},
+		{[]string{"rerun", "r-none"}, exitFailure, "no run r-none"},
+		{[]string{"logs", "r-none", "a", "-f"}, exitFailure, "no run r-none"},
+		{[]string{"logs", id, "-f"}, exitUsage, "name it"},
+	} {
+		if code, _, errOut := cli(tc.args...); code != tc.code || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d saying %q", tc.args, code, errOut, tc.code, tc.want)
+		}
+	}
+
+	code, out, errOut = cli("rerun", id)
+	if code != 0 || strings.TrimSpace(out) != id || !strings.Contains(errOut, "queued again") {
+		t.Fatalf("rerun: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	waitCLI(t, "the re-run to start", func() bool { return status() == store.RunRunning })
+	if code, _, errOut := cli("rerun", id); code != exitFailure || !strings.Contains(errOut, "cancel it first") {
+		t.Errorf("rerun of a running run: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, errOut := cli("cancel", id); code != 0 {
+		t.Errorf("cancel of the re-run: exit %d %s", code, errOut)
+	}
+	waitCLI(t, "the re-run to be cancelled", func() bool { return status() == store.RunCompleted })
+}
+
+func waitCLI(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
