@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/agentrunner/agentrunner/daemon"
+	"github.com/agentrunner/agentrunner/reporters"
 	"github.com/agentrunner/agentrunner/server"
 	"github.com/agentrunner/agentrunner/store"
 	"github.com/agentrunner/agentrunner/store/storetest"
@@ -37,9 +38,29 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// linkRecorder keeps the details links a run's reporters were given.
+type linkRecorder struct {
+	mu    sync.Mutex
+	links []string
+}
+
+func (l *linkRecorder) Report(_ context.Context, u reporters.Update) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.links = append(l.links, u.Run.DetailsURL)
+	return nil
+}
+
+func (l *linkRecorder) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.links...)
+}
+
 // testDaemon serves the API and the run pages of a daemon as `runner serve` wires them, with
-// the fake sandbox (its agents sleep for AGENTRUNNER_FAKE_SLEEP), on one repository acme/app.
-func testDaemon(t *testing.T, files map[string]string) (st store.Store, page *server.RunPage, url, token string) {
+// the fake sandbox (its agents sleep for AGENTRUNNER_FAKE_SLEEP), on one repository acme/app;
+// links records the details links its runs report.
+func testDaemon(t *testing.T, files map[string]string) (st store.Store, links *linkRecorder, url, token string) {
 	t.Helper()
 	repo := gitRepo(t, files)
 	repos, err := daemon.NewRepos([]daemon.Repo{{Name: "acme/app", URL: repo, DefaultBranch: "main"}})
@@ -52,13 +73,17 @@ func testDaemon(t *testing.T, files map[string]string) (st store.Store, page *se
 	}
 	t.Cleanup(func() { wsm.Close() })
 	st = storetest.SQLite(t).Open(t)
-	key, err := st.Key(t.Context(), server.RunPageKeyName)
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	runsDir := filepath.Join(t.TempDir(), "runs")
+	page, detailsURL, err := runPages(t.Context(), st, runsDir, srv.URL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	runsDir := filepath.Join(t.TempDir(), "runs")
-	page = &server.RunPage{Store: st, RunsDir: runsDir, Key: key}
-	pipe := &daemon.GitPipeline{Workspaces: wsm, Sandbox: daemon.FakeSandbox{}, Repos: repos, RunsDir: runsDir, Files: st}
+	links = &linkRecorder{}
+	pipe := &daemon.GitPipeline{Workspaces: wsm, Sandbox: daemon.FakeSandbox{}, Repos: repos, RunsDir: runsDir, Files: st,
+		DetailsURL: detailsURL, Reporters: func(*reporters.RunInfo, string) reporters.Reporter { return links }}
 	d, err := daemon.New(daemon.Options{Store: st, Pipeline: pipe, Repos: repos, Poll: 20 * time.Millisecond,
 		NoSchedules: true, ShutdownGrace: time.Second})
 	if err != nil {
@@ -68,22 +93,19 @@ func testDaemon(t *testing.T, files map[string]string) (st store.Store, page *se
 	done := make(chan struct{})
 	go func() { defer close(done); _ = d.Run(ctx) }()
 	t.Cleanup(func() { stop(); <-done })
-	mux := http.NewServeMux()
 	(&server.API{Store: st, Dispatcher: d, RunsDir: runsDir}).Register(mux)
 	page.Register(mux)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
 	if token, err = st.CreateToken(t.Context(), "cli"); err != nil {
 		t.Fatal(err)
 	}
-	return st, page, srv.URL, token
+	return st, links, srv.URL, token
 }
 
 // The CLI steers a real daemon: `logs -f` follows a running agent's log and ends with the run,
 // `cancel` stops the run, `rerun` queues it again, and each refuses what does not apply with
 // the daemon's reason. The run's page shows how it ended.
 func TestCancelRerunAndFollowFromTheCLI(t *testing.T) {
-	st, page, url, tok := testDaemon(t, map[string]string{".agents/long.yaml": `name: long
+	st, links, url, tok := testDaemon(t, map[string]string{".agents/long.yaml": `name: long
 on: {dispatch: {}}
 env: {AGENTRUNNER_FAKE_SLEEP: 1h}
 agents:
@@ -131,14 +153,21 @@ agents:
 	if r, _ := st.GetRun(t.Context(), id); r.Status != store.RunCompleted || r.Conclusion != "cancelled" || !strings.Contains(r.Error, "stop it") {
 		t.Errorf("after cancel: %s/%s %q", r.Status, r.Conclusion, r.Error)
 	}
-	resp, err := http.Get(page.URL(url, id))
-	if err != nil {
-		t.Fatal(err)
+	// The link the check run got opens the run's page without a token; the bare page does not.
+	got := links.all()
+	if len(got) == 0 || !strings.HasPrefix(got[0], url+"/runs/"+id+"?k=") {
+		t.Fatalf("details links %q, want the run page on the public URL", got)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(body), "cancelled") || !strings.Contains(string(body), "stop it") {
-		t.Errorf("run page: %d %s", resp.StatusCode, body)
+	for u, want := range map[string]int{got[0]: 200, url + "/runs/" + id: 404} {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || want == 200 && (!strings.Contains(string(body), "cancelled") || !strings.Contains(string(body), "stop it")) {
+			t.Errorf("GET %s: %d %s; want %d", u, resp.StatusCode, body, want)
+		}
 	}
 
 	for _, tc := range []struct {

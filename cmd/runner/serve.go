@@ -455,11 +455,10 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 	if err != nil {
 		return err
 	}
-	pageKey, err := st.Key(ctx, server.RunPageKeyName)
+	page, detailsURL, err := runPages(ctx, st, filepath.Join(c.DataDir, "runs"), c.PublicURL, logger)
 	if err != nil {
 		return err
 	}
-	page := &server.RunPage{Store: st, RunsDir: filepath.Join(c.DataDir, "runs"), Key: pageKey, Logger: logger}
 	pipe := &daemon.GitPipeline{
 		Workspaces: wsm,
 		Sandbox:    daemon.NewSlotSandbox(sb, c.MaxAgents),
@@ -468,11 +467,9 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		Logger:     logger,
 		RunsDir:    filepath.Join(c.DataDir, "runs"),
 		Files:      st,
+		DetailsURL: detailsURL,
 		Reporters:  reporterFactory(c, gh, logger),
 		Limits:     c.jobLimits(),
-	}
-	if c.PublicURL != "" {
-		pipe.DetailsURL = func(runID string) string { return page.URL(c.PublicURL, runID) }
 	}
 	if gh != nil {
 		pipe.Auth = func(ctx context.Context, repo event.Repo) (workspace.Auth, error) {
@@ -563,6 +560,20 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 	defer cancel()
 	_ = httpSrv.Shutdown(sctx)
 	return runErr
+}
+
+// runPages makes the daemon's run summary pages, and the link to a run's page that its check
+// run, pull request and comment carry (nil without a public URL: no link).
+func runPages(ctx context.Context, st store.Store, runsDir, publicURL string, logger *slog.Logger) (*server.RunPage, func(runID string) string, error) {
+	key, err := st.Key(ctx, server.RunPageKeyName)
+	if err != nil {
+		return nil, nil, err
+	}
+	page := &server.RunPage{Store: st, RunsDir: runsDir, Key: key, Logger: logger}
+	if publicURL == "" {
+		return page, nil, nil
+	}
+	return page, func(runID string) string { return page.URL(publicURL, runID) }, nil
 }
 
 func redactDSN(dsn string) string {
