@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"io"
@@ -19,24 +20,6 @@ import (
 	"github.com/agentrunner/agentrunner/store/storetest"
 	"github.com/agentrunner/agentrunner/workspace"
 )
-
-// lockedBuffer is a bytes.Buffer a test reads while a command writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // linkRecorder keeps the details links a run's reporters were given.
 type linkRecorder struct {
@@ -127,12 +110,41 @@ agents:
 	}
 	waitCLI(t, "the run to start", func() bool { return status() == store.RunRunning })
 
-	var followed, followErr lockedBuffer
+	// The follower's output is read line by line as it prints; its stderr once it ended.
+	pr, pw := io.Pipe()
+	var followErr bytes.Buffer
 	ended := make(chan int, 1)
 	go func() {
-		ended <- run(t.Context(), append([]string{"logs", id, "a", "-f"}, api...), nil, &followed, &followErr)
+		ended <- run(t.Context(), append([]string{"logs", id, "a", "-f"}, api...), nil, pw, &followErr)
+		pw.Close()
 	}()
-	waitCLI(t, "the follower to print the running agent's log", func() bool { return strings.Contains(followed.String(), "fake sandbox: a") })
+	lines := make(chan string, 1000)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	printed := func(timeout time.Duration) (all []string) {
+		deadline := time.After(timeout)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					return all
+				}
+				if all = append(all, l); strings.Contains(l, "fake sandbox: a") {
+					return all
+				}
+			case <-deadline:
+				return all
+			}
+		}
+	}
+	if got := printed(30 * time.Second); len(got) == 0 || !strings.Contains(got[len(got)-1], "fake sandbox: a") {
+		t.Fatalf("logs -f printed %q while the agent runs, want its log", got)
+	}
 	select {
 	case c := <-ended:
 		t.Fatalf("logs -f ended (exit %d, %s) while the run goes on", c, followErr.String())
@@ -144,8 +156,8 @@ agents:
 	}
 	select {
 	case c := <-ended:
-		if c != 0 || strings.Count(followed.String(), "fake sandbox: a") != 1 {
-			t.Errorf("logs -f: exit %d, printed %q (%s); want exit 0 and the log once", c, followed.String(), followErr.String())
+		if rest := printed(5 * time.Second); c != 0 || strings.Contains(strings.Join(rest, "\n"), "fake sandbox: a") {
+			t.Errorf("logs -f: exit %d, then printed %q (%s); want exit 0 and the log once", c, rest, followErr.String())
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("logs -f goes on after the run was cancelled")
