@@ -149,6 +149,8 @@ type runPageView struct {
 
 type jobPageView struct {
 	ID, Agent, Outcome, Duration, Error, Blocked string
+	// LogTail is the end of the log of a job that did not succeed, where its failure shows.
+	LogTail string
 }
 
 func (p *RunPage) view(ctx context.Context, run store.Run) runPageView {
@@ -181,6 +183,9 @@ func (p *RunPage) view(ctx context.Context, run store.Run) runPageView {
 			}
 			jv := jobPageView{ID: termsafe.Line(j.ID), Agent: termsafe.Line(j.Agent), Outcome: cssWord(string(j.Outcome)),
 				Error: termsafe.Line(j.Error), Blocked: termsafe.Line(strings.Join(j.Blocked, ", "))}
+			if j.Outcome != result.Success && j.Outcome != result.Skipped {
+				jv.LogTail = termsafe.Text(j.LogTail)
+			}
 			if d := j.Duration(); d > 0 {
 				jv.Duration = d.Round(100 * time.Millisecond).String()
 			}

@@ -104,7 +104,8 @@ func TestRunPageShowsAgentTextInert(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := `{"jobs":[{"id":"audit[api]","agent":"audit","outcome":"success","started":"2026-12-05T09:00:00Z","finished":"2026-12-05T09:01:02Z"},` +
-		`{"id":"fix","agent":"fix","outcome":"failed","error":"<img src=x onerror=alert(3)>\u001b[31m red","blocked":["evil.example:443"]}],"report":"ignored"}`
+		`{"id":"fix","agent":"fix","outcome":"failed","error":"<img src=x onerror=alert(3)>\u001b[31m red","blocked":["evil.example:443"],` +
+		`"log_tail":"step 3 <iframe src=//evil.example></iframe>\u001b]8;;http://evil.example\u0007link"}],"report":"ignored"}`
 	for name, data := range map[string]string{"result.json": res, "report.md": hostileReport} {
 		if err := st.SaveRunFile(ctx, id, name, []byte(data)); err != nil {
 			t.Fatal(err)
@@ -114,7 +115,7 @@ func TestRunPageShowsAgentTextInert(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("page: %d %s", resp.StatusCode, body)
 	}
-	for _, bad := range []string{"<script>", "<img", "onerror=\"", "<a href", "</pre><a", "\x1b", "\x07", "<b>"} {
+	for _, bad := range []string{"<script>", "<img", "onerror=\"", "<a href", "</pre><a", "\x1b", "\x07", "<b>", "<iframe"} {
 		if strings.Contains(body, bad) {
 			t.Errorf("the page holds %q raw", bad)
 		}
@@ -123,6 +124,7 @@ func TestRunPageShowsAgentTextInert(t *testing.T) {
 		"&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;", "&lt;img src=x onerror=", `\x1b]52;c;cHduZWQ=\x07\x1b[2J done`,
 		"acme/app", "audit", "pull_request", "0123456789ab", "failure", "2026-12-05 09:01:35 UTC", "1m35s",
 		"audit[api]", "1m2s", "fix", "failed", `\x1b[31m red`, "evil.example:443", "agent fix failed &lt;b&gt;bold&lt;/b&gt;",
+		"The last lines of fix's log", `step 3 &lt;iframe src=//evil.example&gt;&lt;/iframe&gt;\x1b]8;;http://evil.example\x07link`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the page lacks %q", want)
