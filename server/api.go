@@ -256,6 +256,12 @@ func (a *API) getRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := NewRunView(run)
+	// Only a finished run's result is its own: a run queued again may still have its earlier
+	// result in the run directory until the new one replaces it.
+	if run.Status != store.RunCompleted {
+		writeJSON(w, http.StatusOK, v)
+		return
+	}
 	if b, err := a.runFile(r.Context(), run.ID, "result.json"); err == nil {
 		var res struct {
 			Jobs []JobView `json:"jobs"`

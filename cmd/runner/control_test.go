@@ -203,6 +203,10 @@ agents:
 		t.Fatalf("rerun: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	waitCLI(t, "the re-run to start", func() bool { return status() == store.RunRunning })
+	// The earlier attempt's result (its job cancelled) is not shown as the re-run's.
+	if code, out, errOut := cli("runs", id); code != 0 || !strings.Contains(out, "running") || strings.Contains(out, "cancelled") {
+		t.Errorf("runs %s during the re-run: exit %d, stdout %q, stderr %q; want it running, with no cancelled job", id, code, out, errOut)
+	}
 	if code, _, errOut := cli("rerun", id); code != exitFailure || !strings.Contains(errOut, "cancel it first") {
 		t.Errorf("rerun of a running run: exit %d, stderr %q", code, errOut)
 	}
