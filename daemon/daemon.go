@@ -91,6 +91,7 @@ type Daemon struct {
 
 	mu      sync.Mutex
 	held    map[int64]*attempt
+	cancels map[string]pendingCancel // by run id (see Cancel)
 	runWG   sync.WaitGroup
 	running atomic.Int64
 }
@@ -137,6 +138,7 @@ func New(o Options) (*Daemon, error) {
 		kick:     make(chan struct{}, 1),
 		kickRuns: make(chan struct{}, 1),
 		held:     map[int64]*attempt{},
+		cancels:  map[string]pendingCancel{},
 	}
 	d.metrics = newMetrics(d)
 	d.sched = newScheduler(d)
@@ -288,6 +290,7 @@ func (d *Daemon) rescueLoop(ctx context.Context) {
 			return
 		case <-t.C:
 			d.rescue(ctx)
+			d.concludeAbandonedCancels(ctx)
 		}
 	}
 }

@@ -68,8 +68,9 @@ type GitPipeline struct {
 	// Files, when set, also keeps those files of a finished run (the store), so that any
 	// daemon sharing it serves them, not only this one.
 	Files RunFiles
-	// DetailsURL, when set, is the run's link for check runs: DetailsURL + "/api/v1/runs/" + id.
-	DetailsURL string
+	// DetailsURL, when set, makes a run's link for its check run, pull request and comment
+	// (the run page: server.RunPage.URL).
+	DetailsURL func(runID string) string
 	// Auth returns the credentials to fetch repo (nil: none).
 	Auth func(ctx context.Context, repo event.Repo) (workspace.Auth, error)
 
@@ -145,15 +146,13 @@ func (p *GitPipeline) pipe() *pipeline.Pipeline {
 			},
 			// The shared slot sandbox is the global bound; this only keeps one run from
 			// queueing more goroutines than the whole daemon could run.
-			MaxAgents: 1 << 16,
-			Logger:    p.Logger,
-			CloneURL:  p.Repos.CloneURL,
-			Auth:      p.Auth,
-			Reporters: reps,
-			Limits:    p.Limits,
-		}
-		if p.DetailsURL != "" {
-			p.p.DetailsBaseURL = strings.TrimSuffix(p.DetailsURL, "/") + "/api/v1"
+			MaxAgents:  1 << 16,
+			Logger:     p.Logger,
+			CloneURL:   p.Repos.CloneURL,
+			Auth:       p.Auth,
+			Reporters:  reps,
+			Limits:     p.Limits,
+			DetailsURL: p.DetailsURL,
 		}
 	})
 	return p.p

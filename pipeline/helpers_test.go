@@ -101,7 +101,7 @@ func newPipeline(t testing.TB, f *githubfake.Fake, sb runner.Sandbox) *pipeline.
 	}
 	t.Cleanup(func() { wsm.Close() })
 	return &pipeline.Pipeline{GitHub: newGitHub(t, f), Workspaces: wsm, Sandbox: sb, RunsDir: t.TempDir(),
-		Secrets: map[string]string{"API_KEY": "s3cr3t-value"}, DetailsBaseURL: "https://runner.example"}
+		Secrets: map[string]string{"API_KEY": "s3cr3t-value"}, DetailsURL: func(id string) string { return "https://runner.example/runs/" + id }}
 }
 
 // dockerPipeline is newPipeline on the real Docker engine, its workspaces owned by the test

@@ -63,8 +63,9 @@ type Pipeline struct {
 	RepoSecrets func(ctx context.Context, repo event.Repo) (map[string]string, error)
 	// Env is the runner's environment for every agent (plan.Options.Env).
 	Env map[string]string
-	// DetailsBaseURL, when set, links check runs to <DetailsBaseURL>/runs/<run id>.
-	DetailsBaseURL string
+	// DetailsURL, when set, is the link of a run's check run, pull request and comment to the
+	// run's page (e.g. the daemon's run summary page).
+	DetailsURL func(runID string) string
 	// MaxAgents bounds containers running at once per run (0: the engine's default).
 	MaxAgents int
 	// Limits bound each job's changes and log (zero fields: the engine's defaults).
@@ -284,8 +285,8 @@ func (p *Pipeline) Conclude(ctx context.Context, ev *event.Event, run *plan.Run,
 
 func (p *Pipeline) info(ev *event.Event, run *plan.Run, id string) *reporters.RunInfo {
 	info := &reporters.RunInfo{ID: id, Repo: ev.Repo.FullName(), Plan: run, Event: ev}
-	if p.DetailsBaseURL != "" {
-		info.DetailsURL = strings.TrimRight(p.DetailsBaseURL, "/") + "/runs/" + id
+	if p.DetailsURL != nil {
+		info.DetailsURL = p.DetailsURL(id)
 	}
 	return info
 }

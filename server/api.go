@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,11 +26,14 @@ import (
 // maxAPIBody caps a dispatch request's body; inputs are short strings.
 const maxAPIBody = 1 << 20
 
-// Dispatcher starts runs on request; *daemon.Daemon implements it. Errors that carry an
-// HTTPStatus() method choose the answer's status; daemon.ErrDraining answers 503.
+// Dispatcher starts, cancels and re-runs runs on request; *daemon.Daemon implements it.
+// Errors that carry an HTTPStatus() method choose the answer's status; daemon.ErrDraining
+// answers 503.
 type Dispatcher interface {
 	Dispatch(ctx context.Context, repo, routine string, inputs map[string]string) (*daemon.DispatchResult, error)
 	Hook(ctx context.Context, repo, routine string, body []byte, signature, deliveryID string) (*daemon.DispatchResult, error)
+	Cancel(ctx context.Context, runID, reason string) (*daemon.CancelResult, error)
+	Rerun(ctx context.Context, runID string) (*daemon.RerunResult, error)
 }
 
 // API serves the dispatch and read API (bearer token), the generic webhooks (HMAC per
@@ -52,6 +56,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/runs", a.auth(store.ScopeRead, a.listRuns))
 	mux.HandleFunc("GET /api/v1/runs/{id}", a.auth(store.ScopeRead, a.getRun))
 	mux.HandleFunc("GET /api/v1/runs/{id}/jobs/{job}/log", a.auth(store.ScopeRead, a.jobLog))
+	mux.HandleFunc("POST /api/v1/runs/{id}/cancel", a.auth(store.ScopeDispatch, a.cancel))
+	mux.HandleFunc("POST /api/v1/runs/{id}/rerun", a.auth(store.ScopeDispatch, a.rerun))
 	mux.HandleFunc("POST "+HookPath, a.hook)
 	if a.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(a.Gatherer, promhttp.HandlerOpts{}))
@@ -111,18 +117,8 @@ type DispatchRequest struct {
 
 func (a *API) dispatch(w http.ResponseWriter, r *http.Request) {
 	var req DispatchRequest
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
-	if err != nil {
-		apiError(w, http.StatusRequestEntityTooLarge, "body over 1 MiB")
+	if !readBody(w, r, &req, `{"inputs": {"name": "value"}}`) {
 		return
-	}
-	if len(strings.TrimSpace(string(body))) > 0 {
-		dec := json.NewDecoder(strings.NewReader(string(body)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			apiError(w, http.StatusBadRequest, "body: want {\"inputs\": {\"name\": \"value\"}}: "+err.Error())
-			return
-		}
 	}
 	repo := r.PathValue("owner") + "/" + r.PathValue("repo")
 	res, err := a.Dispatcher.Dispatch(r.Context(), repo, r.PathValue("routine"), req.Inputs)
@@ -131,6 +127,68 @@ func (a *API) dispatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, res)
+}
+
+// CancelRequest is the (optional) body of a cancel.
+type CancelRequest struct {
+	// Reason is shown on the run and its check run (one line; at most 500 bytes are kept).
+	Reason string `json:"reason,omitempty"`
+}
+
+// maxCancelReason bounds a cancel's reason, which the run and its check run show.
+const maxCancelReason = 500
+
+func (a *API) cancel(w http.ResponseWriter, r *http.Request) {
+	var req CancelRequest
+	if !readBody(w, r, &req, `{"reason": "why"}`) {
+		return
+	}
+	reason := strings.Join(strings.Fields(req.Reason), " ")
+	if len(reason) > maxCancelReason {
+		reason = strings.ToValidUTF8(reason[:maxCancelReason], "") + "…"
+	}
+	if reason == "" {
+		reason = "cancelled on request"
+	}
+	res, err := a.Dispatcher.Cancel(r.Context(), r.PathValue("id"), reason)
+	if err != nil {
+		a.fail(w, "cancel", err)
+		return
+	}
+	code := http.StatusOK
+	if res.Status != store.RunCompleted {
+		code = http.StatusAccepted // its worker is stopping it
+	}
+	writeJSON(w, code, res)
+}
+
+func (a *API) rerun(w http.ResponseWriter, r *http.Request) {
+	res, err := a.Dispatcher.Rerun(r.Context(), r.PathValue("id"))
+	if err != nil {
+		a.fail(w, "rerun", err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, res)
+}
+
+// readBody decodes an optional JSON body into v, refusing unknown fields and bodies over
+// maxAPIBody; false when it answered with the error (want shows the expected shape).
+func readBody(w http.ResponseWriter, r *http.Request, v any, want string) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
+	if err != nil {
+		apiError(w, http.StatusRequestEntityTooLarge, "body over 1 MiB")
+		return false
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return true
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		apiError(w, http.StatusBadRequest, "body: want "+want+": "+err.Error())
+		return false
+	}
+	return true
 }
 
 func (a *API) fail(w http.ResponseWriter, what string, err error) {
@@ -213,6 +271,12 @@ func (a *API) getRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := NewRunView(run)
+	// Only a finished run's result is its own: a run queued again may still have its earlier
+	// result in the run directory until the new one replaces it.
+	if run.Status != store.RunCompleted {
+		writeJSON(w, http.StatusOK, v)
+		return
+	}
 	if b, err := a.runFile(r.Context(), run.ID, "result.json"); err == nil {
 		var res struct {
 			Jobs []JobView `json:"jobs"`
@@ -226,7 +290,8 @@ func (a *API) getRun(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) jobLog(w http.ResponseWriter, r *http.Request) {
 	id, job := r.PathValue("id"), r.PathValue("job")
-	if _, err := a.Store.GetRun(r.Context(), id); err != nil {
+	run, err := a.Store.GetRun(r.Context(), id)
+	if err != nil {
 		apiError(w, http.StatusNotFound, "no run "+id)
 		return
 	}
@@ -236,32 +301,41 @@ func (a *API) jobLog(w http.ResponseWriter, r *http.Request) {
 		}
 		// The file grows while the job runs on this daemon; the store has it once the run is
 		// over, whichever daemon ran it.
+		// Range requests (bytes=N-) let a client follow a growing log.
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Run-Status", run.Status)
 		if f, err := safefile.Open(filepath.Join(a.RunsDir, id), "jobs/"+name+"/log.txt"); err == nil {
 			defer f.Close()
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			_, _ = io.Copy(w, f)
+			http.ServeContent(w, r, "", time.Time{}, f)
 			return
 		}
 		if b, err := a.Store.RunFile(r.Context(), id, "jobs/"+name+"/log.txt"); err == nil {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			_, _ = w.Write(b)
+			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))
 			return
 		}
 	}
 	apiError(w, http.StatusNotFound, fmt.Sprintf("no log for job %q of run %s", job, id))
 }
 
-// runFile reads a run's file from this daemon's run directory, or else from the store, where
-// the daemon that ran the run keeps it. The run directory also holds what agents wrote, so
-// nothing served from it may be a symlink or other than a regular file (safefile).
+// runFile reads a run's file (see readRunFile).
 func (a *API) runFile(ctx context.Context, runID, name string) ([]byte, error) {
-	if f, err := safefile.Open(filepath.Join(a.RunsDir, runID), name); err == nil {
-		defer f.Close()
-		if b, err := io.ReadAll(f); err == nil {
-			return b, nil
+	return readRunFile(ctx, a.Store, a.RunsDir, runID, name)
+}
+
+// readRunFile reads a run's file from this daemon's run directory, or else from the store,
+// where the daemon that ran the run keeps it. The run directory also holds what agents wrote,
+// so nothing served from it may be a symlink or other than a regular file (safefile).
+func readRunFile(ctx context.Context, st store.Store, runsDir, runID, name string) ([]byte, error) {
+	// A run id is one path element; an id from a URL could be "../x".
+	if runsDir != "" && filepath.IsLocal(runID) && !strings.ContainsAny(runID, `/\`) {
+		if f, err := safefile.Open(filepath.Join(runsDir, runID), name); err == nil {
+			defer f.Close()
+			if b, err := io.ReadAll(f); err == nil {
+				return b, nil
+			}
 		}
 	}
-	return a.Store.RunFile(ctx, runID, name)
+	return st.RunFile(ctx, runID, name)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

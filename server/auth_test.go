@@ -24,6 +24,16 @@ func (d *countingDispatcher) Dispatch(_ context.Context, repo, routine string, _
 	return &daemon.DispatchResult{RunID: "r-new", Repo: repo, Routine: routine}, nil
 }
 
+func (d *countingDispatcher) Cancel(_ context.Context, runID, _ string) (*daemon.CancelResult, error) {
+	d.n.Add(1)
+	return &daemon.CancelResult{RunID: runID, Status: "completed", Conclusion: "cancelled"}, nil
+}
+
+func (d *countingDispatcher) Rerun(_ context.Context, runID string) (*daemon.RerunResult, error) {
+	d.n.Add(1)
+	return &daemon.RerunResult{RunID: runID, Status: "queued"}, nil
+}
+
 func (d *countingDispatcher) Hook(context.Context, string, string, []byte, string, string) (*daemon.DispatchResult, error) {
 	panic("not called by these tests")
 }
@@ -84,6 +94,8 @@ func TestEveryRouteNeedsItsScope(t *testing.T) {
 		{"GET", "/api/v1/runs", store.ScopeRead, 200, `"id": "r1"`},
 		{"GET", "/api/v1/runs/r1", store.ScopeRead, 200, `"routine": "audit"`},
 		{"GET", "/api/v1/runs/r1/jobs/a/log", store.ScopeRead, 200, "log of a"},
+		{"POST", "/api/v1/runs/r1/cancel", store.ScopeDispatch, 200, `"conclusion": "cancelled"`},
+		{"POST", "/api/v1/runs/r1/rerun", store.ScopeDispatch, 202, `"status": "queued"`},
 	}
 	dispatches := int32(0)
 	for _, rt := range routes {
@@ -110,7 +122,7 @@ func TestEveryRouteNeedsItsScope(t *testing.T) {
 		}
 	}
 	if got := d.n.Load(); got != dispatches {
-		t.Errorf("%d dispatches reached the dispatcher, want %d (only with dispatch and admin tokens)", got, dispatches)
+		t.Errorf("%d dispatches, cancels and reruns reached the dispatcher, want %d (only with dispatch and admin tokens)", got, dispatches)
 	}
 }
 

@@ -954,15 +954,40 @@ func (s *sqlStore) RunFile(ctx context.Context, runID, name string) ([]byte, err
 // ---- identity ----
 
 func (s *sqlStore) Identity(ctx context.Context) (string, error) {
-	if _, err := s.w.ExecContext(ctx, `INSERT INTO store_meta (key, value) VALUES ('identity', $1) ON CONFLICT (key) DO NOTHING`,
-		randomHex(16)); err != nil {
-		return "", fmt.Errorf("store identity: %w", err)
-	}
-	var id string
-	if err := s.w.QueryRowContext(ctx, `SELECT value FROM store_meta WHERE key = 'identity'`).Scan(&id); err != nil {
+	id, err := s.meta(ctx, "identity", 16)
+	if err != nil {
 		return "", fmt.Errorf("store identity: %w", err)
 	}
 	return id, nil
+}
+
+func (s *sqlStore) Key(ctx context.Context, name string) ([]byte, error) {
+	if name == "" || name == "identity" {
+		return nil, fmt.Errorf("store key %q: not a key's name", name)
+	}
+	v, err := s.meta(ctx, "key:"+name, 32)
+	if err != nil {
+		return nil, fmt.Errorf("store key %s: %w", name, err)
+	}
+	key, err := hex.DecodeString(v)
+	if err != nil || len(key) < 32 {
+		return nil, fmt.Errorf("store key %s: the stored value is not a 32-byte hex key; delete the row key:%s of store_meta to make a new one", name, name)
+	}
+	return key, nil
+}
+
+// meta returns the store_meta value of key, made of n random bytes (hex) by whichever store
+// sharing the database asks first.
+func (s *sqlStore) meta(ctx context.Context, key string, n int) (string, error) {
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO store_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`,
+		key, randomHex(n)); err != nil {
+		return "", err
+	}
+	var v string
+	if err := s.w.QueryRowContext(ctx, `SELECT value FROM store_meta WHERE key = $1`, key).Scan(&v); err != nil {
+		return "", err
+	}
+	return v, nil
 }
 
 // ---- close ----

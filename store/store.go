@@ -229,6 +229,10 @@ type Store interface {
 	// Identity is a random id made once per database: daemons sharing the store see the same
 	// one, daemons on different stores different ones.
 	Identity(ctx context.Context) (string, error)
+	// Key returns a random 32-byte secret named name, made once per database like Identity,
+	// so every daemon sharing the store signs and checks with the same one (e.g. the run
+	// pages' capability links).
+	Key(ctx context.Context, name string) ([]byte, error)
 
 	// Close stops background work and closes the database.
 	Close() error

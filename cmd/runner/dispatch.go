@@ -41,32 +41,9 @@ func (a *apiFlags) add(fs *pflag.FlagSet) {
 // call does one API request and decodes the JSON answer into out; a non-2xx answer is an error
 // carrying the server's message.
 func (a *apiFlags) call(ctx context.Context, method, path string, body, out any) error {
-	tok := a.Token
-	if tok == "" {
-		tok = os.Getenv("AGENTRUNNER_TOKEN")
-	}
-	if tok == "" {
-		return usageError{fmt.Errorf("no API token: pass --token or set AGENTRUNNER_TOKEN (create one with `runner token create NAME`)")}
-	}
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(a.Server, "/")+path, rd)
+	resp, err := a.request(ctx, method, path, body, nil)
 	if err != nil {
-		return usageError{fmt.Errorf("--server %q: %w", a.Server, err)}
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, a.Server+path, err)
+		return err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -74,11 +51,7 @@ func (a *apiFlags) call(ctx context.Context, method, path string, body, out any)
 		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var e struct{ Error string }
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
-		}
-		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, strings.TrimSpace(string(data)))
+		return apiAnswerError(method, path, resp.StatusCode, data)
 	}
 	if out == nil {
 		return nil
@@ -91,6 +64,51 @@ func (a *apiFlags) call(ctx context.Context, method, path string, body, out any)
 		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
 	}
 	return nil
+}
+
+// apiAnswerError is the error of a non-2xx answer: the server's message when it sent one.
+func apiAnswerError(method, path string, code int, data []byte) error {
+	var e struct{ Error string }
+	if json.Unmarshal(data, &e) == nil && e.Error != "" {
+		return fmt.Errorf("%s (HTTP %d)", e.Error, code)
+	}
+	return fmt.Errorf("%s %s: HTTP %d: %s", method, path, code, strings.TrimSpace(string(data)))
+}
+
+// request sends one API request with the token and the extra header; the caller closes the
+// answer's body.
+func (a *apiFlags) request(ctx context.Context, method, path string, body any, header http.Header) (*http.Response, error) {
+	tok := a.Token
+	if tok == "" {
+		tok = os.Getenv("AGENTRUNNER_TOKEN")
+	}
+	if tok == "" {
+		return nil, usageError{fmt.Errorf("no API token: pass --token or set AGENTRUNNER_TOKEN (create one with `runner token create NAME`)")}
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(a.Server, "/")+path, rd)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--server %q: %w", a.Server, err)}
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, a.Server+path, err)
+	}
+	return resp, nil
 }
 
 func newDispatchCmd(s *streams) *cobra.Command {
@@ -130,17 +148,7 @@ did not, and 3 when --timeout passed first (the run goes on; 'runner runs RUN_ID
 			if !wait {
 				return nil
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			run, err := waitRun(ctx, &a, res.RunID)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(s.Err, "run %s %s: %s\n", run.ID, run.Status, run.Conclusion)
-			if run.Conclusion != "success" && run.Conclusion != "neutral" {
-				return errSilent
-			}
-			return nil
+			return waitConclusion(cmd.Context(), s, &a, res.RunID, timeout)
 		},
 	}
 	a.add(cmd.Flags())
@@ -148,6 +156,23 @@ did not, and 3 when --timeout passed first (the run goes on; 'runner runs RUN_ID
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the run to finish")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "how long --wait waits")
 	return cmd
+}
+
+// waitConclusion waits up to timeout for run id to finish and says how it ended: nil when it
+// succeeded (or was neutral), errSilent (exit 1) when it did not, a waitTimeoutError (exit 3)
+// when timeout passed first.
+func waitConclusion(ctx context.Context, s *streams, a *apiFlags, id string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	run, err := waitRun(ctx, a, id)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(s.Err, "run %s %s: %s\n", run.ID, run.Status, run.Conclusion)
+	if run.Conclusion != "success" && run.Conclusion != "neutral" {
+		return errSilent
+	}
+	return nil
 }
 
 // waitRun polls a run until it is completed.

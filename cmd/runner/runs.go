@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -92,13 +94,22 @@ func newRunsCmd(s *streams) *cobra.Command {
 
 func newLogsCmd(s *streams) *cobra.Command {
 	var a apiFlags
+	var follow bool
 	cmd := &cobra.Command{
 		Use:   "logs RUN_ID [JOB]",
-		Short: "Print a run's job logs (every job's, or one)",
-		Args:  argsUsage(cobra.RangeArgs(1, 2)),
+		Short: "Print a run's job logs (every job's, or one), or follow one job's as it runs",
+		Long: `Print the logs of RUN_ID's jobs, or of JOB only. With -f, follow JOB's log while the run goes on
+(the daemon that runs the job serves it live) and stop when the run is over.`,
+		Args: argsUsage(cobra.RangeArgs(1, 2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
 			jobs := args[1:]
+			if follow {
+				if len(jobs) == 0 {
+					return usageError{fmt.Errorf("-f follows one job's log: name it (runner logs %s JOB -f; 'runner runs %s' lists the jobs of a finished run)", id, id)}
+				}
+				return followLog(cmd.Context(), s, &a, id, jobs[0], followPoll)
+			}
 			if len(jobs) == 0 {
 				var v server.RunView
 				if err := a.call(cmd.Context(), http.MethodGet, "/api/v1/runs/"+url.PathEscape(id), nil, &v); err != nil {
@@ -129,7 +140,82 @@ func newLogsCmd(s *streams) *cobra.Command {
 		},
 	}
 	a.add(cmd.Flags())
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow JOB's log until the run is over")
 	return cmd
+}
+
+// followPoll is how often a followed log is asked for more.
+const followPoll = 500 * time.Millisecond
+
+// followLog prints job's log of run id as it grows: it asks the API for the bytes past those
+// it has (a Range request) every poll, and stops once an answer says the run is over (the
+// daemon reads the run's status before the log, so that answer holds the whole log). Lines
+// are written whole, so a rune or an escape sequence split between two answers is escaped
+// like any other (on a terminal).
+func followLog(ctx context.Context, s *streams, a *apiFlags, id, job string, poll time.Duration) error {
+	var out io.Writer = s.Out
+	if isTerminal(s.Out) {
+		out = escapingWriter{s.Out}
+	}
+	path := "/api/v1/runs/" + url.PathEscape(id) + "/jobs/" + url.PathEscape(job) + "/log"
+	var off int64
+	var pending []byte // the last line, until its end comes
+	told := false
+	for {
+		resp, err := a.request(ctx, http.MethodGet, path, nil, http.Header{"Range": {fmt.Sprintf("bytes=%d-", off)}})
+		if err != nil {
+			return err
+		}
+		data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		resp.Body.Close()
+		if err != nil {
+			return fmt.Errorf("GET %s: read answer: %w", path, err)
+		}
+		status := resp.Header.Get("X-Run-Status")
+		switch {
+		case resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent:
+			if resp.StatusCode == http.StatusOK && off > 0 {
+				// The whole log again (a server that ignores ranges): skip what was printed.
+				data = data[min(off, int64(len(data))):]
+			}
+			off += int64(len(data))
+			pending = append(pending, data...)
+			if i := bytes.LastIndexByte(pending, '\n'); i >= 0 {
+				if _, err := out.Write(pending[:i+1]); err != nil {
+					return err
+				}
+				pending = append([]byte(nil), pending[i+1:]...)
+			}
+		case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
+			// Nothing new. A log shorter than what was printed started over (the run was run
+			// again): follow the new one from its start.
+			var size int64
+			if _, err := fmt.Sscanf(resp.Header.Get("Content-Range"), "bytes */%d", &size); err == nil && size < off {
+				fmt.Fprintf(s.Err, "(the log of %s started over)\n", termsafe.Line(job))
+				off, pending = 0, nil
+			}
+		case resp.StatusCode == http.StatusNotFound && status != "" && status != store.RunCompleted:
+			// The run exists; the job has not started yet.
+			if !told {
+				fmt.Fprintf(s.Err, "waiting for job %s of run %s to start (run %s)\n", termsafe.Line(job), termsafe.Line(id), termsafe.Line(status))
+				told = true
+			}
+		default:
+			return apiAnswerError(http.MethodGet, path, resp.StatusCode, data)
+		}
+		if status == store.RunCompleted {
+			if len(pending) > 0 {
+				_, err := out.Write(pending)
+				return err
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(poll):
+		}
+	}
 }
 
 // escapingWriter escapes each write for a terminal; each write must be whole text (the API

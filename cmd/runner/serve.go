@@ -230,7 +230,7 @@ SIGTERM or SIGINT stops intake (webhooks answer 503), lets running agents finish
 	d := o.c
 	f.String("listen", d.Listen, "address to serve HTTP on (env AGENTRUNNER_LISTEN)")
 	f.String("id", "", "this daemon's name in job leases; unique per daemon, stable across restarts (default host:listen) (env AGENTRUNNER_ID)")
-	f.String("public-url", "", "URL the runner is reached at, for check-run links (env AGENTRUNNER_PUBLIC_URL)")
+	f.String("public-url", "", "URL the runner is reached at, for the run page links of check runs, pull requests and comments (env AGENTRUNNER_PUBLIC_URL)")
 	f.String("log-format", d.LogFormat, "log format: text or json (env AGENTRUNNER_LOG_FORMAT)")
 	f.String("log-level", d.LogLevel, "log level: debug, info, warn, error (env AGENTRUNNER_LOG_LEVEL)")
 	f.Int("max-agents", d.MaxAgents, "agent containers running at once across all runs (env AGENTRUNNER_MAX_AGENTS)")
@@ -455,6 +455,10 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 	if err != nil {
 		return err
 	}
+	page, detailsURL, err := runPages(ctx, st, filepath.Join(c.DataDir, "runs"), c.PublicURL, logger)
+	if err != nil {
+		return err
+	}
 	pipe := &daemon.GitPipeline{
 		Workspaces: wsm,
 		Sandbox:    daemon.NewSlotSandbox(sb, c.MaxAgents),
@@ -463,7 +467,7 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		Logger:     logger,
 		RunsDir:    filepath.Join(c.DataDir, "runs"),
 		Files:      st,
-		DetailsURL: c.PublicURL,
+		DetailsURL: detailsURL,
 		Reporters:  reporterFactory(c, gh, logger),
 		Limits:     c.jobLimits(),
 	}
@@ -514,6 +518,7 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 	mux := http.NewServeMux()
 	api := &server.API{Store: st, Dispatcher: d, RunsDir: filepath.Join(c.DataDir, "runs"), Gatherer: reg, Logger: logger}
 	api.Register(mux)
+	page.Register(mux)
 	health := func(ctx context.Context) error {
 		if d.Draining() {
 			return daemon.ErrDraining
@@ -555,6 +560,20 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 	defer cancel()
 	_ = httpSrv.Shutdown(sctx)
 	return runErr
+}
+
+// runPages makes the daemon's run summary pages, and the link to a run's page that its check
+// run, pull request and comment carry (nil without a public URL: no link).
+func runPages(ctx context.Context, st store.Store, runsDir, publicURL string, logger *slog.Logger) (*server.RunPage, func(runID string) string, error) {
+	key, err := st.Key(ctx, server.RunPageKeyName)
+	if err != nil {
+		return nil, nil, err
+	}
+	page := &server.RunPage{Store: st, RunsDir: runsDir, Key: key, Logger: logger}
+	if publicURL == "" {
+		return page, nil, nil
+	}
+	return page, func(runID string) string { return page.URL(publicURL, runID) }, nil
 }
 
 func redactDSN(dsn string) string {

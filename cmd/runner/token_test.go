@@ -211,6 +211,12 @@ func TestReadTokenReadsButCannotDispatch(t *testing.T) {
 		!strings.Contains(errOut, "HTTP 403") {
 		t.Errorf("dispatch with a read token: exit %d, stderr %q; want a 403 naming the scope and how to get it", code, errOut)
 	}
+	for _, verb := range []string{"cancel", "rerun"} {
+		code, _, errOut = runCLI(t, verb, "r1", "--server", hs.URL, "--token", tok)
+		if code != exitFailure || !strings.Contains(errOut, "needs scope dispatch") || !strings.Contains(errOut, "HTTP 403") {
+			t.Errorf("%s with a read token: exit %d, stderr %q; want a 403 naming the scope", verb, code, errOut)
+		}
+	}
 }
 
 // refusingDispatcher fails the test if a request reaches it.
@@ -218,6 +224,16 @@ type refusingDispatcher struct{ t *testing.T }
 
 func (d refusingDispatcher) Dispatch(context.Context, string, string, map[string]string) (*daemon.DispatchResult, error) {
 	d.t.Error("a dispatch got past the scope check")
+	return nil, errors.New("refused")
+}
+
+func (d refusingDispatcher) Cancel(context.Context, string, string) (*daemon.CancelResult, error) {
+	d.t.Error("a cancel got past the scope check")
+	return nil, errors.New("refused")
+}
+
+func (d refusingDispatcher) Rerun(context.Context, string) (*daemon.RerunResult, error) {
+	d.t.Error("a rerun got past the scope check")
 	return nil, errors.New("refused")
 }
 

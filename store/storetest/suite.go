@@ -39,6 +39,7 @@ func Run(t *testing.T, newDB NewDB) {
 		{"job logs are recorded per job", testJobLogs},
 		{"a run's files are kept for every daemon to serve", testRunFiles},
 		{"stores sharing a database have one identity, other databases another", testIdentity},
+		{"stores sharing a database have the same keys, one per name", testKeys},
 		{"runs and jobs move only as the state machine allows; a requeue takes the run back to queued", testRunStates},
 		{"a completed run is run again from the start", testRerun},
 	}
@@ -757,6 +758,28 @@ func testIdentity(t *testing.T, db DB) {
 	}
 	if again := must(db.Open(t).Identity(ctx)); again != ids[0] {
 		t.Errorf("identity after reopening = %q, want %q", again, ids[0])
+	}
+}
+
+func testKeys(t *testing.T, db DB) {
+	ctx := ctxT(t)
+	var keys [2][]byte
+	var wg sync.WaitGroup
+	for i, s := range []store.Store{db.Open(t), db.Open(t)} {
+		wg.Go(func() { keys[i] = must(s.Key(ctx, "run-page")) })
+	}
+	wg.Wait()
+	if len(keys[0]) != 32 || string(keys[0]) != string(keys[1]) {
+		t.Fatalf("two stores on one database have keys %x and %x, want one of 32 bytes", keys[0], keys[1])
+	}
+	if other := must(db.Open(t).Key(ctx, "other")); string(other) == string(keys[0]) {
+		t.Error("two names share a key")
+	}
+	if id := must(db.Open(t).Identity(ctx)); strings.Contains(fmt.Sprintf("%x", keys[0]), id) {
+		t.Error("the key is the store's identity, which is not secret")
+	}
+	if _, err := db.Open(t).Key(ctx, "identity"); err == nil {
+		t.Error("the identity was handed out as a key")
 	}
 }
 

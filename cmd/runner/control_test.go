@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentrunner/agentrunner/daemon"
+	"github.com/agentrunner/agentrunner/reporters"
+	"github.com/agentrunner/agentrunner/server"
+	"github.com/agentrunner/agentrunner/store"
+	"github.com/agentrunner/agentrunner/store/storetest"
+	"github.com/agentrunner/agentrunner/workspace"
+)
+
+// linkRecorder keeps the details links a run's reporters were given.
+type linkRecorder struct {
+	mu    sync.Mutex
+	links []string
+}
+
+func (l *linkRecorder) Report(_ context.Context, u reporters.Update) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.links = append(l.links, u.Run.DetailsURL)
+	return nil
+}
+
+func (l *linkRecorder) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.links...)
+}
+
+// testDaemon serves the API and the run pages of a daemon as `runner serve` wires them, with
+// the fake sandbox (its agents sleep for AGENTRUNNER_FAKE_SLEEP), on one repository acme/app;
+// links records the details links its runs report.
+func testDaemon(t *testing.T, files map[string]string) (st store.Store, links *linkRecorder, url, token string) {
+	t.Helper()
+	repo := gitRepo(t, files)
+	repos, err := daemon.NewRepos([]daemon.Repo{{Name: "acme/app", URL: repo, DefaultBranch: "main"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wsm, err := workspace.NewManager(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { wsm.Close() })
+	st = storetest.SQLite(t).Open(t)
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	runsDir := filepath.Join(t.TempDir(), "runs")
+	page, detailsURL, err := runPages(t.Context(), st, runsDir, srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	links = &linkRecorder{}
+	pipe := &daemon.GitPipeline{Workspaces: wsm, Sandbox: daemon.FakeSandbox{}, Repos: repos, RunsDir: runsDir, Files: st,
+		DetailsURL: detailsURL, Reporters: func(*reporters.RunInfo, string) reporters.Reporter { return links }}
+	d, err := daemon.New(daemon.Options{Store: st, Pipeline: pipe, Repos: repos, Poll: 20 * time.Millisecond,
+		NoSchedules: true, ShutdownGrace: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = d.Run(ctx) }()
+	t.Cleanup(func() { stop(); <-done })
+	(&server.API{Store: st, Dispatcher: d, RunsDir: runsDir}).Register(mux)
+	page.Register(mux)
+	if token, err = st.CreateToken(t.Context(), store.Token{Name: "cli", Scope: store.ScopeDispatch}); err != nil {
+		t.Fatal(err)
+	}
+	return st, links, srv.URL, token
+}
+
+// The CLI steers a real daemon: `logs -f` follows a running agent's log and ends with the run,
+// `cancel` stops the run, `rerun` queues it again, and each refuses what does not apply with
+// the daemon's reason. The run's page shows how it ended.
+func TestCancelRerunAndFollowFromTheCLI(t *testing.T) {
+	st, links, url, tok := testDaemon(t, map[string]string{".agents/long.yaml": `name: long
+on: {dispatch: {}}
+env: {AGENTRUNNER_FAKE_SLEEP: 1h}
+agents:
+  a: {image: x, command: [x]}
+`})
+	api := []string{"--server", url, "--token", tok}
+	cli := func(args ...string) (int, string, string) {
+		t.Helper()
+		return runCLI(t, append(args, api...)...)
+	}
+	code, out, errOut := cli("dispatch", "acme/app", "long")
+	if code != 0 {
+		t.Fatalf("dispatch: exit %d %s", code, errOut)
+	}
+	id := strings.TrimSpace(out)
+	status := func() string {
+		r, _ := st.GetRun(t.Context(), id)
+		return r.Status
+	}
+	waitCLI(t, "the run to start", func() bool { return status() == store.RunRunning })
+
+	// The follower's output is read line by line as it prints; its stderr once it ended.
+	pr, pw := io.Pipe()
+	var followErr bytes.Buffer
+	ended := make(chan int, 1)
+	go func() {
+		ended <- run(t.Context(), append([]string{"logs", id, "a", "-f"}, api...), nil, pw, &followErr)
+		pw.Close()
+	}()
+	lines := make(chan string, 1000)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	printed := func(timeout time.Duration) (all []string) {
+		deadline := time.After(timeout)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					return all
+				}
+				if all = append(all, l); strings.Contains(l, "fake sandbox: a") {
+					return all
+				}
+			case <-deadline:
+				return all
+			}
+		}
+	}
+	if got := printed(30 * time.Second); len(got) == 0 || !strings.Contains(got[len(got)-1], "fake sandbox: a") {
+		t.Fatalf("logs -f printed %q while the agent runs, want its log", got)
+	}
+	select {
+	case c := <-ended:
+		t.Fatalf("logs -f ended (exit %d, %s) while the run goes on", c, followErr.String())
+	default:
+	}
+
+	if code, out, errOut := cli("cancel", id, "--reason", "stop it"); code != 0 || !strings.Contains(out, "run "+id) || !strings.Contains(out, "cancelled") {
+		t.Fatalf("cancel: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	select {
+	case c := <-ended:
+		if rest := printed(5 * time.Second); c != 0 || strings.Contains(strings.Join(rest, "\n"), "fake sandbox: a") {
+			t.Errorf("logs -f: exit %d, then printed %q (%s); want exit 0 and the log once", c, rest, followErr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("logs -f goes on after the run was cancelled")
+	}
+	if r, _ := st.GetRun(t.Context(), id); r.Status != store.RunCompleted || r.Conclusion != "cancelled" || !strings.Contains(r.Error, "stop it") {
+		t.Errorf("after cancel: %s/%s %q", r.Status, r.Conclusion, r.Error)
+	}
+	// The link the check run got opens the run's page without a token; the bare page does not.
+	got := links.all()
+	if len(got) == 0 || !strings.HasPrefix(got[0], url+"/runs/"+id+"?k=") {
+		t.Fatalf("details links %q, want the run page on the public URL", got)
+	}
+	for u, want := range map[string]int{got[0]: 200, url + "/runs/" + id: 404} {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || want == 200 && (!strings.Contains(string(body), "cancelled") || !strings.Contains(string(body), "stop it")) {
+			t.Errorf("GET %s: %d %s; want %d", u, resp.StatusCode, body, want)
+		}
+	}
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"cancel", id}, exitFailure, "already completed"},
+		{[]string{"cancel", "r-none"}, exitFailure, "no run r-none"},
+		{[]string{"rerun", "r-none"}, exitFailure, "no run r-none"},
+		{[]string{"logs", "r-none", "a", "-f"}, exitFailure, "no run r-none"},
+		{[]string{"logs", id, "-f"}, exitUsage, "name it"},
+	} {
+		if code, _, errOut := cli(tc.args...); code != tc.code || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d saying %q", tc.args, code, errOut, tc.code, tc.want)
+		}
+	}
+
+	code, out, errOut = cli("rerun", id)
+	if code != 0 || strings.TrimSpace(out) != id || !strings.Contains(errOut, "queued again") {
+		t.Fatalf("rerun: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	waitCLI(t, "the re-run to start", func() bool { return status() == store.RunRunning })
+	// The earlier attempt's result (its job cancelled) is not shown as the re-run's.
+	if code, out, errOut := cli("runs", id); code != 0 || !strings.Contains(out, "running") || strings.Contains(out, "cancelled") {
+		t.Errorf("runs %s during the re-run: exit %d, stdout %q, stderr %q; want it running, with no cancelled job", id, code, out, errOut)
+	}
+	if code, _, errOut := cli("rerun", id); code != exitFailure || !strings.Contains(errOut, "cancel it first") {
+		t.Errorf("rerun of a running run: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, errOut := cli("cancel", id); code != 0 {
+		t.Errorf("cancel of the re-run: exit %d %s", code, errOut)
+	}
+	waitCLI(t, "the re-run to be cancelled", func() bool { return status() == store.RunCompleted })
+}
+
+func waitCLI(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
