@@ -35,6 +35,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 )
 
@@ -185,7 +186,7 @@ func BuildImage(ctx context.Context, cli client.APIClient, tag string, labels ma
 }
 
 // RunID returns a run id unique to this test ("t-" and random hex) and registers a cleanup,
-// run after the test's own cleanups, that fails the test if any container or network labelled
+// run after the test's own cleanups, that fails the test if any container, volume or network labelled
 // with it remains. Use it as the run id of everything the test creates.
 func RunID(t testing.TB) string {
 	t.Helper()
@@ -198,7 +199,7 @@ func RunID(t testing.TB) string {
 	return id
 }
 
-// AssertNoLeftovers fails the test if a container (running or not) or a network labelled
+// AssertNoLeftovers fails the test if a container (running or not), a volume or a network labelled
 // agentrunner.run=runID exists, and removes them so one failure does not leak into others.
 func AssertNoLeftovers(t testing.TB, cli client.APIClient, runID string) {
 	t.Helper()
@@ -214,6 +215,15 @@ func AssertNoLeftovers(t testing.TB, cli client.APIClient, runID string) {
 	for _, c := range cs {
 		left = append(left, "container "+strings.Join(c.Names, ",")+" ("+c.State+")")
 		_ = cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	}
+	vs, err := cli.VolumeList(ctx, volume.ListOptions{Filters: f})
+	if err != nil {
+		t.Errorf("list volumes of run %s: %v", runID, err)
+		return
+	}
+	for _, v := range vs.Volumes {
+		left = append(left, "volume "+v.Name)
+		_ = cli.VolumeRemove(ctx, v.Name, true)
 	}
 	ns, err := cli.NetworkList(ctx, network.ListOptions{Filters: f})
 	if err != nil {

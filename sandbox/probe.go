@@ -1,0 +1,144 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Overlay workspaces need an engine that mounts overlay volumes of its local driver over the
+// runner's directories: not rootless Docker, not Docker Desktop (whose engine sees another
+// filesystem), not a filesystem overlay cannot stack on. ProbeOverlay finds out by doing it.
+const (
+	// ProbeCommand is the hidden verb of the runner's executable that checks, inside the probe's
+	// container, that /workspace shows the lower layer and takes writes.
+	ProbeCommand = "__probe-overlay"
+	probeMarker  = ".agentrunner-probe"
+	probeWritten = ".agentrunner-probe-written"
+	probeTimeout = time.Minute
+)
+
+// ErrOverlayUnsupported is what ProbeOverlay's error wraps when the engine cannot give a job an
+// overlay workspace; its message says why.
+var ErrOverlayUnsupported = errors.New("the Docker engine cannot mount overlay workspaces")
+
+// ProbeOverlay checks, once per process and directory, that the engine can mount an overlay
+// volume whose layers are under dir (where workspaces will be) into a container of image:
+// it creates a volume over a temporary lower layer holding a marker, runs the runner's own
+// executable (Options.InitExecutable) in it to read the marker and write a file, checks that
+// the write landed in the upper layer and left the lower one alone, and removes everything.
+// The error wraps ErrOverlayUnsupported and says why, or is an *InfraError when the engine
+// failed at something unrelated (the image is missing).
+func (d *Docker) ProbeOverlay(ctx context.Context, image, dir string) error {
+	d.probeMu.Lock()
+	defer d.probeMu.Unlock()
+	if err, ok := d.probed[dir]; ok {
+		return err
+	}
+	err := d.probeOverlay(ctx, image, dir)
+	if ctx.Err() != nil {
+		return err // not an answer about the engine: ask again next time
+	}
+	if d.probed == nil {
+		d.probed = map[string]error{}
+	}
+	d.probed[dir] = err
+	return err
+}
+
+func (d *Docker) probeOverlay(ctx context.Context, image, dir string) (err error) {
+	unsupported := func(format string, args ...any) error {
+		return fmt.Errorf("%w over %s: %s", ErrOverlayUnsupported, dir, fmt.Sprintf(format, args...))
+	}
+	if d.opts.InitExecutable == "" {
+		return unsupported("this runner's executable cannot run inside a container to check (build it with CGO_ENABLED=0)")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("probe overlay workspaces: %w", err)
+	}
+	tmp, err := os.MkdirTemp(dir, ".overlay-probe-")
+	if err != nil {
+		return fmt.Errorf("probe overlay workspaces: %w", err)
+	}
+	defer func() {
+		if rerr := os.RemoveAll(tmp); rerr != nil && err == nil {
+			err = fmt.Errorf("remove the overlay probe's directory: %w", rerr)
+		}
+	}()
+	l := &Layers{Lower: filepath.Join(tmp, "lower"), Upper: filepath.Join(tmp, "upper"), Work: filepath.Join(tmp, "work")}
+	out := filepath.Join(tmp, "out")
+	for _, p := range []string{l.Lower, l.Upper, l.Work, out} {
+		if err := os.Mkdir(p, 0o755); err != nil {
+			return fmt.Errorf("probe overlay workspaces: %w", err)
+		}
+	}
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	token := hex.EncodeToString(b)
+	if err := os.WriteFile(filepath.Join(l.Lower, probeMarker), []byte(token), 0o644); err != nil {
+		return fmt.Errorf("probe overlay workspaces: %w", err)
+	}
+	spec := &Spec{
+		// Labelled like a job, so that the reaper removes what a crash in the middle left.
+		RunID:           "overlay-probe-" + token,
+		JobID:           "probe",
+		Image:           image,
+		Argv:            []string{InitPath, ProbeCommand, token},
+		WorkspaceLayers: l,
+		OutputDir:       out,
+		Timeout:         probeTimeout,
+	}
+	h, err := d.Prepare(ctx, spec)
+	if err != nil {
+		return err
+	}
+	var logs bytes.Buffer
+	res, err := d.Run(ctx, h, &logs)
+	if derr := d.Destroy(ctx, h); derr != nil && err == nil {
+		err = derr
+	}
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return err
+	case err != nil:
+		// The engine mounts the volume when the container starts: that is where it fails.
+		return unsupported("%s", CleanDockerError(err))
+	case res.Outcome != Success:
+		return unsupported("the probe's container ended %s (exit %d): %s", res.Outcome, res.ExitCode, strings.TrimSpace(logs.String()))
+	}
+	got, err := os.ReadFile(filepath.Join(l.Upper, probeWritten))
+	if err != nil || string(got) != token {
+		return unsupported("a file written in the container is not in the upper layer %s (%v)", l.Upper, err)
+	}
+	if _, err := os.Stat(filepath.Join(l.Lower, probeWritten)); err == nil {
+		return unsupported("a file written in the container reached the lower layer")
+	}
+	return nil
+}
+
+// ProbeMain is the probe's verb inside the container (`runner __probe-overlay TOKEN`): it
+// checks that /workspace shows the lower layer's marker and takes a write, and returns the
+// exit code.
+func ProbeMain(args []string) int {
+	if len(args) != 1 {
+		fmt.Fprintln(os.Stderr, "agentrunner probe: usage: "+ProbeCommand+" TOKEN")
+		return 2
+	}
+	got, err := os.ReadFile(filepath.Join(WorkspacePath, probeMarker))
+	if err != nil || string(got) != args[0] {
+		fmt.Fprintf(os.Stderr, "agentrunner probe: %s does not show the lower layer's marker (%q, %v)\n", WorkspacePath, got, err)
+		return 1
+	}
+	if err := os.WriteFile(filepath.Join(WorkspacePath, probeWritten), []byte(args[0]), 0o644); err != nil {
+		fmt.Fprintf(os.Stderr, "agentrunner probe: %s takes no writes: %v\n", WorkspacePath, err)
+		return 1
+	}
+	return 0
+}
