@@ -287,20 +287,19 @@ func buildRunner(t *testing.T) string {
 func TestProbeOverlay(t *testing.T) {
 	t.Parallel()
 	cli := dockertest.Client(t)
-	img := dockertest.TestAgentImage(t)
 	sb := sandbox.NewDocker(cli, sandbox.Options{InitExecutable: buildRunner(t)})
 	dir := t.TempDir()
-	if err := sb.ProbeOverlay(t.Context(), img, dir); err != nil {
+	if err := sb.ProbeOverlay(t.Context(), dir); err != nil {
 		t.Fatalf("ProbeOverlay on this engine: %v", err)
 	}
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Errorf("the probe left %v in %s", left, dir)
 	}
 	start := time.Now()
-	if err := sb.ProbeOverlay(t.Context(), img, dir); err != nil || time.Since(start) > 100*time.Millisecond {
+	if err := sb.ProbeOverlay(t.Context(), dir); err != nil || time.Since(start) > 100*time.Millisecond {
 		t.Errorf("second probe = %v after %s, want the first answer at once", err, time.Since(start))
 	}
-	err := sandbox.NewDocker(cli, sandbox.Options{}).ProbeOverlay(t.Context(), img, t.TempDir())
+	err := sandbox.NewDocker(cli, sandbox.Options{}).ProbeOverlay(t.Context(), t.TempDir())
 	if !errors.Is(err, sandbox.ErrOverlayUnsupported) || !strings.Contains(err.Error(), "CGO_ENABLED=0") {
 		t.Errorf("probe without an executable = %v, want ErrOverlayUnsupported saying how to build one", err)
 	}

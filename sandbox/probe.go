@@ -1,16 +1,21 @@
 package sandbox
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	dockerimage "github.com/docker/docker/api/types/image"
 )
 
 // Overlay workspaces need an engine that mounts overlay volumes of its local driver over the
@@ -30,19 +35,20 @@ const (
 var ErrOverlayUnsupported = errors.New("the Docker engine cannot mount overlay workspaces")
 
 // ProbeOverlay checks, once per process and directory, that the engine can mount an overlay
-// volume whose layers are under dir (where workspaces will be) into a container of image:
+// volume whose layers are under dir (where workspaces will be) into a hardened container:
 // it creates a volume over a temporary lower layer holding a marker, runs the runner's own
-// executable (Options.InitExecutable) in it to read the marker and write a file, checks that
-// the write landed in the upper layer and left the lower one alone, and removes everything.
-// The error wraps ErrOverlayUnsupported and says why, or is an *InfraError when the engine
-// failed at something unrelated (the image is missing).
-func (d *Docker) ProbeOverlay(ctx context.Context, image, dir string) error {
+// executable (Options.InitExecutable) in it, in an empty image of its own (no agent image
+// needs to be present, so the daemon asks at start), to read the marker and write a file,
+// checks that the write landed in the upper layer and left the lower one alone, and removes
+// everything. The error wraps ErrOverlayUnsupported and says why, or is an *InfraError when
+// the engine failed at something unrelated.
+func (d *Docker) ProbeOverlay(ctx context.Context, dir string) error {
 	d.probeMu.Lock()
 	defer d.probeMu.Unlock()
 	if err, ok := d.probed[dir]; ok {
 		return err
 	}
-	err := d.probeOverlay(ctx, image, dir)
+	err := d.probeOverlay(ctx, dir)
 	if ctx.Err() != nil {
 		return err // not an answer about the engine: ask again next time
 	}
@@ -53,7 +59,7 @@ func (d *Docker) ProbeOverlay(ctx context.Context, image, dir string) error {
 	return err
 }
 
-func (d *Docker) probeOverlay(ctx context.Context, image, dir string) (err error) {
+func (d *Docker) probeOverlay(ctx context.Context, dir string) (err error) {
 	unsupported := func(format string, args ...any) error {
 		return fmt.Errorf("%w over %s: %s", ErrOverlayUnsupported, dir, fmt.Sprintf(format, args...))
 	}
@@ -85,6 +91,16 @@ func (d *Docker) probeOverlay(ctx context.Context, image, dir string) (err error
 	if err := os.WriteFile(filepath.Join(l.Lower, probeMarker), []byte(token), 0o644); err != nil {
 		return fmt.Errorf("probe overlay workspaces: %w", err)
 	}
+	image, err := d.probeImage(ctx, token)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_, rerr := d.cli.ImageRemove(context.WithoutCancel(ctx), image, dockerimage.RemoveOptions{Force: true, PruneChildren: true})
+		if rerr != nil && !cerrdefs.IsNotFound(rerr) && err == nil {
+			err = &InfraError{Op: "remove image", Object: image, Err: rerr}
+		}
+	}()
 	spec := &Spec{
 		// Labelled like a job, so that the reaper removes what a crash in the middle left.
 		RunID:           "overlay-probe-" + token,
@@ -141,4 +157,24 @@ func ProbeMain(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// probeImage imports an empty image, labelled like the probe's other objects, for the probe's
+// container: everything it runs is bind-mounted.
+func (d *Docker) probeImage(ctx context.Context, token string) (string, error) {
+	var empty bytes.Buffer
+	if err := tar.NewWriter(&empty).Close(); err != nil {
+		return "", err
+	}
+	ref := "agentrunner/overlay-probe:" + token
+	rc, err := d.cli.ImageImport(ctx, dockerimage.ImportSource{Source: &empty, SourceName: "-"}, ref,
+		dockerimage.ImportOptions{Changes: []string{"LABEL " + LabelRun + "=overlay-probe-" + token}})
+	if err == nil {
+		_, err = io.Copy(io.Discard, rc)
+		rc.Close()
+	}
+	if err != nil {
+		return "", &InfraError{Op: "import the overlay probe's empty image", Object: ref, Err: err}
+	}
+	return ref, nil
 }
