@@ -264,3 +264,22 @@ func RunDirect(ctx context.Context, tb testing.TB, cli client.APIClient, cfg *co
 		tb.Fatal(err)
 	}
 }
+
+// EnvWorkspace names the workspace mode the engine's integration tests run in: checkout (the
+// default) or overlay. `make test` runs those packages once in each.
+const EnvWorkspace = "AGENTRUNNER_TEST_WORKSPACE"
+
+// WorkspaceMode returns the workspace mode to test in (see EnvWorkspace), failing the test on
+// any other value.
+func WorkspaceMode(t testing.TB) string {
+	t.Helper()
+	switch m := os.Getenv(EnvWorkspace); m {
+	case "", "checkout":
+		return "checkout"
+	case "overlay":
+		return m
+	default:
+		t.Fatalf("%s=%q: want checkout or overlay", EnvWorkspace, m)
+		return ""
+	}
+}
