@@ -41,7 +41,8 @@ func newDockerRig(t testing.TB) *dockerRig {
 	r := &dockerRig{runID: dockertest.RunID(t), rec: &recorder{}}
 	r.repo, r.sha = gitRepo(t)
 	var err error
-	if r.wsm, err = workspace.NewManager(filepath.Join(t.TempDir(), "ws")); err != nil {
+	mode := workspace.WithMode(workspace.Mode(dockertest.WorkspaceMode(t)))
+	if r.wsm, err = workspace.NewManager(filepath.Join(t.TempDir(), "ws"), mode); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

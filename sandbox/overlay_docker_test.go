@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -269,25 +268,13 @@ func TestOverlaySpecIsChecked(t *testing.T) {
 	}
 }
 
-// buildRunner builds the runner's static executable, which the probe runs in its container.
-func buildRunner(t *testing.T) string {
-	t.Helper()
-	exe := filepath.Join(t.TempDir(), "runner")
-	build := exec.Command("go", "build", "-trimpath", "-o", exe, "github.com/agentrunner/agentrunner/cmd/runner")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the runner: %v\n%s", err, out)
-	}
-	return exe
-}
-
 // This engine mounts overlay volumes: the probe passes, leaves nothing behind, and answers
 // from its memory the second time. Without an executable to run in the container, it says why
 // it cannot tell.
 func TestProbeOverlay(t *testing.T) {
 	t.Parallel()
 	cli := dockertest.Client(t)
-	sb := sandbox.NewDocker(cli, sandbox.Options{InitExecutable: buildRunner(t)})
+	sb := sandbox.NewDocker(cli, sandbox.Options{InitExecutable: dockertest.BuildRunner(t)})
 	dir := t.TempDir()
 	if err := sb.ProbeOverlay(t.Context(), dir); err != nil {
 		t.Fatalf("ProbeOverlay on this engine: %v", err)

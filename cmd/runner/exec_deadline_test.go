@@ -23,12 +23,7 @@ import (
 func TestKilledExecsAgentStopsAtItsDeadlineAndTheNextExecReapsIt(t *testing.T) {
 	cli := dockertest.Client(t)
 	dockertest.TestAgentImage(t)
-	exe := filepath.Join(t.TempDir(), "runner")
-	build := exec.Command("go", "build", "-trimpath", "-o", exe, "github.com/agentrunner/agentrunner/cmd/runner")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the runner: %v\n%s", err, out)
-	}
+	exe := dockertest.BuildRunner(t)
 	cache := t.TempDir()
 	repo := gitRepo(t, map[string]string{
 		".agents/hold.yaml":  "on: push\ndefaults: {image: agentrunner/testagent:dev, timeout: 3s}\nagents:\n  hold: {command: [\"/testagent\", \"hold\"], changes: keep}\n",

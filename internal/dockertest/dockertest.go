@@ -283,3 +283,17 @@ func WorkspaceMode(t testing.TB) string {
 		return ""
 	}
 }
+
+// BuildRunner builds the runner's static Linux executable into a temporary directory: what
+// runs inside containers as the agents' supervisor, the overlay probe and the egress proxy,
+// and what crash tests start and kill.
+func BuildRunner(t testing.TB) string {
+	t.Helper()
+	exe := filepath.Join(t.TempDir(), "runner")
+	build := exec.Command("go", "build", "-trimpath", "-o", exe, "github.com/agentrunner/agentrunner/cmd/runner")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the runner: %v\n%s", err, out)
+	}
+	return exe
+}
