@@ -126,6 +126,9 @@ agents:
 	if j.Outcome != result.Success || res.Conclusion != result.ConclusionSuccess {
 		t.Fatalf("edit = %s (%s), run = %s\nlog: %s", j.Outcome, j.Error, res.Conclusion, j.LogTail)
 	}
+	if j.DiskUsage <= 0 {
+		t.Errorf("disk usage %d: the workspace the agent wrote takes some", j.DiskUsage)
+	}
 	if j.Outputs["answer"] != "42" || fmt.Sprint(j.Outputs["list"]) != "[1 two]" {
 		t.Errorf("outputs = %v", j.Outputs)
 	}
