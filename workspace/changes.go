@@ -147,9 +147,15 @@ func (e *TooLargeError) Error() string {
 // Changes over opts.Limits end in a *TooLargeError and no patch file. A changed file over
 // the limit is found by its size on disk before anything is hashed; the patch is cut off as
 // soon as it passes its limit.
+//
+// In overlay mode only the job's upper layer is read (never the whole tree), with the same
+// result: see overlayChanges.
 func (w *Workspace) Changes(ctx context.Context, opts ChangesOptions) (*Changes, error) {
 	if err := w.Ready(ctx); err != nil {
 		return nil, err
+	}
+	if w.shared != nil {
+		return w.overlayChanges(ctx, opts)
 	}
 	idx, err := os.CreateTemp(w.private, "changes-index-*")
 	if err != nil {
@@ -173,6 +179,12 @@ func (w *Workspace) Changes(ctx context.Context, opts ChangesOptions) (*Changes,
 	if err != nil {
 		return nil, fmt.Errorf("changes of job %q: %w", w.jobID, err)
 	}
+	return w.writeChanges(ctx, g, w.path, tree, opts)
+}
+
+// writeChanges writes the patch from the base commit to tree (hashed by g, run in dir) where
+// opts says, within its patch limit, and lists the changed files.
+func (w *Workspace) writeChanges(ctx context.Context, g gitRunner, dir, tree string, opts ChangesOptions) (*Changes, error) {
 	patchFile := opts.PatchFile
 	if patchFile == "" {
 		patchFile = filepath.Join(w.private, "changes.patch")
@@ -181,7 +193,7 @@ func (w *Workspace) Changes(ctx context.Context, opts ChangesOptions) (*Changes,
 	if err != nil {
 		return nil, fmt.Errorf("changes of job %q: %w", w.jobID, err)
 	}
-	files, size, err := diffTrees(ctx, g, w.path, w.base, tree, f, opts.Limits.Patch)
+	files, size, err := diffTrees(ctx, g, dir, w.base, tree, f, opts.Limits.Patch)
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("write %s: %w", patchFile, cerr)
 	}
