@@ -53,7 +53,8 @@ func TestKilledExecsOverlayWorkspaceIsReapedByTheNext(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, c := range cs {
-			if strings.HasPrefix(c.Labels[sandbox.LabelOwner], owner) && c.State == "running" {
+			// The agent's, not the overlay probe's that ran first.
+			if strings.HasPrefix(c.Labels[sandbox.LabelOwner], owner) && c.Labels[sandbox.LabelJob] == "hold" && c.State == "running" {
 				ctr = c.ID
 			}
 		}
@@ -62,7 +63,7 @@ func TestKilledExecsOverlayWorkspaceIsReapedByTheNext(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, v := range vs.Volumes {
-			if strings.HasPrefix(v.Labels[sandbox.LabelOwner], owner) {
+			if strings.HasPrefix(v.Labels[sandbox.LabelOwner], owner) && v.Labels[sandbox.LabelJob] == "hold" {
 				vol = v.Name
 			}
 		}

@@ -49,7 +49,8 @@ func TestKilledExecsAgentStopsAtItsDeadlineAndTheNextExecReapsIt(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, c := range cs {
-			if strings.HasPrefix(c.Labels[sandbox.LabelOwner], prefix) && c.State == "running" {
+			// The agent's, not the overlay probe's that ran first.
+			if strings.HasPrefix(c.Labels[sandbox.LabelOwner], prefix) && c.Labels[sandbox.LabelJob] == "hold" && c.State == "running" {
 				id = c.ID
 			}
 		}
