@@ -27,9 +27,14 @@ images:
 
 # The whole suite, Docker integration tests included: a missing engine fails them loudly.
 # Postgres comes from AGENTRUNNER_TEST_POSTGRES, or a throwaway cluster with-postgres.sh starts.
+# The engine's Docker tests (runner, pipeline, cmd/runner) run a second time on overlay
+# workspaces; that pass builds without cgo, so the test binary is static and can serve as the
+# supervisor and overlay probe inside containers.
+OVERLAY_PKGS ?= ./runner/... ./pipeline/... ./cmd/runner/...
 test:
 	$(GO) vet ./...
 	./scripts/with-postgres.sh $(GO) test -count=1 -timeout 25m ./...
+	CGO_ENABLED=0 AGENTRUNNER_TEST_WORKSPACE=overlay $(GO) test -count=1 -timeout 25m $(OVERLAY_PKGS)
 
 bench:
 	./scripts/with-postgres.sh $(GO) test -run '^$$' -bench . -benchmem -benchtime=1x -timeout 60m ./... | tee bench.txt
