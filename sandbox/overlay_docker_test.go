@@ -291,3 +291,31 @@ func TestProbeOverlay(t *testing.T) {
 		t.Errorf("probe without an executable = %v, want ErrOverlayUnsupported saying how to build one", err)
 	}
 }
+
+// The disk limit counts what the agent writes into its upper layer, never the shared lower
+// layer, however large: an agent under its limit on a large checkout runs, one over it stops.
+func TestOverlayDiskLimitCountsOnlyTheUpperLayer(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("x", 30<<20)
+	for _, c := range []struct {
+		name string
+		argv []string
+		want sandbox.Outcome
+	}{
+		{"a small write over a large shared checkout", []string{"fill", "small.bin=1m", "sleep", "3s"}, sandbox.Success},
+		{"a write past the limit", []string{"fill", "big.bin=100m", "hold"}, sandbox.DiskLimit},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			spec := overlaySpec(t, dockertest.RunID(t), map[string]string{"shared.bin": big}, c.argv...)
+			spec.Resources.Disk = 20 << 20
+			res, logs, err := run(t.Context(), t, newDocker(t), spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Outcome != c.want {
+				t.Errorf("outcome %s, want %s; logs:\n%s", res.Outcome, c.want, logs)
+			}
+		})
+	}
+}
