@@ -1,21 +1,15 @@
 package main
 
 import (
+	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/volume"
-
 	"github.com/agentrunner/agentrunner/internal/dockertest"
-	"github.com/agentrunner/agentrunner/sandbox"
 )
 
 // A `runner exec` killed with SIGKILL while its agent runs on an overlay workspace leaves the
@@ -24,57 +18,23 @@ import (
 // the container goes), then the files.
 func TestKilledExecsOverlayWorkspaceIsReapedByTheNext(t *testing.T) {
 	cli := dockertest.Client(t)
-	dockertest.TestAgentImage(t)
-	exe := dockertest.BuildRunner(t)
-	cache := t.TempDir()
-	repo := gitRepo(t, map[string]string{
+	r := newExecRig(t, map[string]string{
 		"src/a.txt":          "a\n",
 		".agents/hold.yaml":  "on: push\ndefaults: {image: agentrunner/testagent:dev, timeout: 5m}\nagents:\n  hold: {command: [\"/testagent\", \"write\", \"src/a.txt=changed\", \"hold\"], changes: keep}\n",
 		".agents/quick.yaml": "on: push\ndefaults: {image: agentrunner/testagent:dev, timeout: 1m}\nagents:\n  quick: {command: [\"/testagent\", \"print\", \"hi\"]}\n",
 	})
-	runner := func(args ...string) *exec.Cmd {
-		cmd := exec.Command(exe, args...)
-		cmd.Dir = repo
-		cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+cache)
-		return cmd
-	}
-	first := runner("exec", "--progress", "plain", "--workspace", "overlay", "hold")
-	if err := first.Start(); err != nil {
+	cache := r.cache
+	first, ctr := r.startUntilRunning(t, "hold", "exec", "--progress", "plain", "--workspace", "overlay", "hold")
+	// The job's overlay volume is named like its container.
+	info, err := cli.ContainerInspect(t.Context(), ctr)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = first.Process.Kill(); _ = first.Wait() })
-	host, _ := os.Hostname()
-	owner := "exec:" + host + ":" + strconv.Itoa(first.Process.Pid) + ":"
-	byOwner := filters.NewArgs(filters.Arg("label", sandbox.LabelOwner))
-	var ctr, vol string
-	for start := time.Now(); (ctr == "" || vol == "") && time.Since(start) < time.Minute; time.Sleep(100 * time.Millisecond) {
-		cs, err := cli.ContainerList(t.Context(), container.ListOptions{All: true, Filters: byOwner})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range cs {
-			// The agent's, not the overlay probe's that ran first.
-			if strings.HasPrefix(c.Labels[sandbox.LabelOwner], owner) && c.Labels[sandbox.LabelJob] == "hold" && c.State == "running" {
-				ctr = c.ID
-			}
-		}
-		vs, err := cli.VolumeList(t.Context(), volume.ListOptions{Filters: byOwner})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range vs.Volumes {
-			if strings.HasPrefix(v.Labels[sandbox.LabelOwner], owner) && v.Labels[sandbox.LabelJob] == "hold" {
-				vol = v.Name
-			}
-		}
+	vol := strings.TrimPrefix(info.Name, "/")
+	if _, err := cli.VolumeInspect(t.Context(), vol); err != nil {
+		t.Fatalf("the agent runs without its overlay volume: %v", err)
 	}
-	if ctr == "" || vol == "" {
-		t.Fatalf("the exec never ran its agent on an overlay volume (container %q, volume %q)", ctr, vol)
-	}
-	t.Cleanup(func() {
-		_ = cli.ContainerRemove(t.Context(), ctr, container.RemoveOptions{Force: true})
-		_ = cli.VolumeRemove(t.Context(), vol, true)
-	})
+	t.Cleanup(func() { _ = cli.VolumeRemove(context.Background(), vol, true) })
 	// The agent's write is in its upper layer before the kill.
 	uppers := waitGlob(t, filepath.Join(cache, "agentrunner", "exec", "*", "workspaces", "*", "hold", "upper", "src", "a.txt"))
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
@@ -86,7 +46,7 @@ func TestKilledExecsOverlayWorkspaceIsReapedByTheNext(t *testing.T) {
 		t.Fatal("no shared checkout in the killed exec's workspaces")
 	}
 
-	second := runner("exec", "--progress", "plain", "--workspace", "overlay", "quick")
+	second := r.command("exec", "--progress", "plain", "--workspace", "overlay", "quick")
 	if out, err := second.CombinedOutput(); err != nil {
 		t.Fatalf("the next exec: %v\n%s", err, out)
 	}
