@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/agentrunner/agentrunner/github"
-	"github.com/agentrunner/agentrunner/internal/fixture"
 	"github.com/agentrunner/agentrunner/internal/dockertest"
+	"github.com/agentrunner/agentrunner/internal/fixture"
 	"github.com/agentrunner/agentrunner/internal/githubfake"
 	"github.com/agentrunner/agentrunner/internal/gittest"
 	"github.com/agentrunner/agentrunner/pipeline"
