@@ -98,6 +98,7 @@ func benchFanOut(b *testing.B, src, head string, jobs, checkoutJobs int, edit fu
 	scale := float64(jobs) / float64(checkoutJobs)
 	coTotal := time.Duration(float64(co.total) * scale)
 	b.ReportMetric(ov.total.Seconds(), "overlay-total-s")
+	b.ReportMetric((ov.create + ov.remove - ov.fill).Seconds(), "overlay-create+remove-s")
 	b.ReportMetric((ov.total - ov.fill).Seconds(), "overlay-after-fill-s")
 	b.ReportMetric(ov.fill.Seconds(), "overlay-shared-fill-s")
 	b.ReportMetric(float64((ov.create-ov.fill).Microseconds())/1000/float64(jobs-1), "overlay-create-ms/ws")
