@@ -183,13 +183,13 @@ var overlayEdits = []string{
 	"delete", "docs/old",
 	"write", "docs/old/c.txt=recreated\n",
 	"write", "debug.log=ignored\n",
-	"mkfifo", "pipe", // git adds no FIFO
 
 	"write", "build/out.o=ignored too\n",
 	"write", "tracked.log=tracked though ignored, changed\n",
 	"delete", "gone",
 	"commit", "agent commit",
 	"write", "after.txt=after the commit\n",
+	"mkfifo", "pipe", // git adds no FIFO (after the commit: go-git would wait on it)
 	// A file replaced by a directory.
 	"delete", "keep/.keep",
 	"write", "keep/.keep/inner=now a directory\n",
