@@ -249,16 +249,49 @@ func diffTrees(ctx context.Context, g gitRunner, dir, base, tree string, patch i
 	if cw.n == 0 {
 		return nil, 0, nil
 	}
-	status, err := g.run(ctx, dir, nil, append(diffArgs, "-z", "--name-status", base, tree, "--")...)
+	// One git process for both lists: each costs a few milliseconds per job of a fan-out.
+	out, err := g.run(ctx, dir, nil, append(diffArgs, "-z", "--raw", "--numstat", base, tree, "--")...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list changed files %s..%s: %w", base, tree, err)
 	}
-	numstat, err := g.run(ctx, dir, nil, append(diffArgs, "-z", "--numstat", base, tree, "--")...)
+	status, numstat, err := splitRawNumstat(out)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list changed files %s..%s: %w", base, tree, err)
 	}
 	files, err := parseNameStatus(status, binaryPaths(numstat))
 	return files, cw.n, err
+}
+
+// splitRawNumstat splits the output of `git diff -z --raw --numstat` into what
+// `--name-status -z` and `--numstat -z` would have printed. Raw records come first, each a
+// header starting with ':' and ending in the status, then one path (two for a rename or copy).
+func splitRawNumstat(out []byte) (status, numstat []byte, err error) {
+	var st bytes.Buffer
+	rest := out
+	for len(rest) > 0 && rest[0] == ':' {
+		hdr, after, ok := bytes.Cut(rest, []byte{0})
+		code := hdr[bytes.LastIndexByte(hdr, ' ')+1:]
+		if !ok || len(code) == 0 {
+			return nil, nil, fmt.Errorf("unexpected raw diff record %q", hdr)
+		}
+		st.Write(code)
+		st.WriteByte(0)
+		paths := 1
+		if code[0] == 'R' || code[0] == 'C' {
+			paths = 2
+		}
+		for range paths {
+			p, next, ok := bytes.Cut(after, []byte{0})
+			if !ok {
+				return nil, nil, fmt.Errorf("raw diff record %q without its path", hdr)
+			}
+			st.Write(p)
+			st.WriteByte(0)
+			after = next
+		}
+		rest = after
+	}
+	return st.Bytes(), rest, nil
 }
 
 // errOverLimit stops a copy into a cappedWriter; the writer's over field says why.

@@ -37,7 +37,7 @@ func (w *Workspace) overlayChanges(ctx context.Context, opts ChangesOptions) (*C
 	}
 	idx.Close()
 	defer os.Remove(idx.Name())
-	if err := copyFile(w.shared.index, idx.Name(), 0o600); err != nil {
+	if err := copyFile(filepath.Join(w.shared.split, "index"), idx.Name(), 0o600); err != nil {
 		return nil, fmt.Errorf("changes of job %q: %w", w.jobID, err)
 	}
 	g := w.m.git.withEnv("GIT_DIR="+w.private, "GIT_WORK_TREE="+tree, "GIT_INDEX_FILE="+idx.Name())

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -77,8 +78,8 @@ func (w *Workspace) DiskUsage() (int64, error) {
 			return nil
 		}
 		seen[st.Ino] = true
-		if info.Mode().IsRegular() && st.Nlink > 1 && w.shared == nil {
-			return nil // an object shared with the source
+		if info.Mode().IsRegular() && st.Nlink > 1 && (w.shared == nil || strings.HasPrefix(p, w.private)) {
+			return nil // an object shared with the source, or the shared checkout's index
 		}
 		total += st.Blocks * 512
 		return nil
