@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/volume"
 
 	"github.com/agentrunner/agentrunner/internal/dockertest"
@@ -317,5 +318,32 @@ func TestOverlayDiskLimitCountsOnlyTheUpperLayer(t *testing.T) {
 				t.Errorf("outcome %s, want %s; logs:\n%s", res.Outcome, c.want, logs)
 			}
 		})
+	}
+}
+
+// An overlay probe killed halfway leaves its empty image, labelled like its container: the
+// reaper removes it by the same rule, and no image without the run's label.
+func TestReapRemovesTheProbesImage(t *testing.T) {
+	t.Parallel()
+	cli := dockertest.Client(t)
+	runID := dockertest.RunID(t)
+	tag := "agentrunner/overlay-probe:" + runID
+	if err := dockertest.BuildImage(t.Context(), cli, tag, map[string]string{sandbox.LabelRun: runID},
+		map[string][]byte{"Dockerfile": []byte("FROM " + dockertest.TestAgentImage(t) + "\n")}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = cli.ImageRemove(context.Background(), tag, image.RemoveOptions{Force: true}) })
+	removed, err := newDocker(t).Reap(t.Context(), func(l sandbox.Leftover) bool { return l.RunID == runID })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(removed, ";") != "image "+tag {
+		t.Errorf("reap removed %q, want the image %s", removed, tag)
+	}
+	if _, err := cli.ImageInspect(t.Context(), tag); err == nil {
+		t.Error("the image is still there")
+	}
+	if _, err := cli.ImageInspect(t.Context(), dockertest.TestAgentImage(t)); err != nil {
+		t.Errorf("the reap took the base image along: %v", err)
 	}
 }

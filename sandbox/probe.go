@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -167,8 +168,14 @@ func (d *Docker) probeImage(ctx context.Context, token string) (string, error) {
 		return "", err
 	}
 	ref := "agentrunner/overlay-probe:" + token
+	// Labelled like the probe's container, so that Reap removes it after a crash mid-probe.
+	labels := d.labels(&Spec{RunID: "overlay-probe-" + token, JobID: "probe"})
+	changes := make([]string, 0, len(labels))
+	for k, v := range labels {
+		changes = append(changes, "LABEL "+strconv.Quote(k)+"="+strconv.Quote(v))
+	}
 	rc, err := d.cli.ImageImport(ctx, dockerimage.ImportSource{Source: &empty, SourceName: "-"}, ref,
-		dockerimage.ImportOptions{Changes: []string{"LABEL " + LabelRun + "=overlay-probe-" + token}})
+		dockerimage.ImportOptions{Changes: changes})
 	if err == nil {
 		_, err = io.Copy(io.Discard, rc)
 		rc.Close()
