@@ -277,11 +277,21 @@ func TestProbeOverlay(t *testing.T) {
 	cli := dockertest.Client(t)
 	sb := sandbox.NewDocker(cli, sandbox.Options{InitExecutable: dockertest.BuildRunner(t)})
 	dir := t.TempDir()
+	// A crashed probe's layers, long ago, are removed; a recent one may be another's, live.
+	stale, recent := filepath.Join(dir, ".overlay-probe-1"), filepath.Join(dir, ".overlay-probe-2")
+	for _, p := range []string{stale, recent} {
+		if err := os.MkdirAll(filepath.Join(p, "upper"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chtimes(stale, time.Time{}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	if err := sb.ProbeOverlay(t.Context(), dir); err != nil {
 		t.Fatalf("ProbeOverlay on this engine: %v", err)
 	}
-	if left, _ := os.ReadDir(dir); len(left) != 0 {
-		t.Errorf("the probe left %v in %s", left, dir)
+	if left, _ := os.ReadDir(dir); len(left) != 1 || left[0].Name() != filepath.Base(recent) {
+		t.Errorf("%s holds %v, want only the recent probe's layers", dir, left)
 	}
 	start := time.Now()
 	if err := sb.ProbeOverlay(t.Context(), dir); err != nil || time.Since(start) > 100*time.Millisecond {

@@ -29,6 +29,10 @@ const (
 	probeMarker  = ".agentrunner-probe"
 	probeWritten = ".agentrunner-probe-written"
 	probeTimeout = time.Minute
+	// probeDirPrefix names the probe's layers under the directory it probes; one older than
+	// staleProbe is a crashed probe's (a live one ends within probeTimeout and its cleanup).
+	probeDirPrefix = ".overlay-probe-"
+	staleProbe     = 10 * probeTimeout
 )
 
 // ErrOverlayUnsupported is what ProbeOverlay's error wraps when the engine cannot give a job an
@@ -70,7 +74,8 @@ func (d *Docker) probeOverlay(ctx context.Context, dir string) (err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("probe overlay workspaces: %w", err)
 	}
-	tmp, err := os.MkdirTemp(dir, ".overlay-probe-")
+	removeStaleProbes(dir)
+	tmp, err := os.MkdirTemp(dir, probeDirPrefix)
 	if err != nil {
 		return fmt.Errorf("probe overlay workspaces: %w", err)
 	}
@@ -184,4 +189,15 @@ func (d *Docker) probeImage(ctx context.Context, token string) (string, error) {
 		return "", &InfraError{Op: "import the overlay probe's empty image", Object: ref, Err: err}
 	}
 	return ref, nil
+}
+
+// removeStaleProbes removes what probes that crashed left in dir (their containers, volumes
+// and images go with Reap). A failure is left for the next probe.
+func removeStaleProbes(dir string) {
+	old, _ := filepath.Glob(filepath.Join(dir, probeDirPrefix+"*"))
+	for _, p := range old {
+		if fi, err := os.Lstat(p); err == nil && fi.IsDir() && time.Since(fi.ModTime()) > staleProbe {
+			_ = os.RemoveAll(p)
+		}
+	}
 }
