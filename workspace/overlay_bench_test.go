@@ -41,7 +41,7 @@ func benchFanOut(b *testing.B, src, head string, jobs, checkoutJobs int, edit fu
 	owner := benchOwner()
 	type result struct {
 		total, create, fill, changes, remove, drop time.Duration
-		disk, shared                         int64
+		disk, shared                               int64
 	}
 	run := func(mode Mode, n int) result {
 		root := filepath.Join(b.TempDir(), string(mode))
