@@ -242,8 +242,14 @@ func TestCheckRunIDRefusesReservedNames(t *testing.T) {
 // give the patch a checkout with the same edits gives.
 func TestOverlayChangesFromUpperLayer(t *testing.T) {
 	src, head := newRepo(t, baseFiles)
+	nested, _ := newRepo(t, map[string]string{"lib.go": "package lib\n"})
 	edit := func(t *testing.T, dir string) {
 		writeFiles(t, dir, map[string]string{"README.md": "changed\n", "new.txt": "new\n", "skip.log": "ignored\n"})
+		// An embedded repository (a gitlink in the patch), one inside it, and a .git that
+		// makes no repository (its directory's files count).
+		testGit(t, dir, "clone", "-q", nested, "vendor/lib")
+		testGit(t, dir, "clone", "-q", nested, "vendor/lib/-inner")
+		writeFiles(t, dir, map[string]string{"junk/.git/HEAD": "nonsense\n", "junk/file.txt": "junk\n"})
 	}
 	var patches [2][]byte
 	for i, mode := range []Mode{ModeCheckout, ModeOverlay} {
@@ -281,6 +287,11 @@ func TestOverlayChangesFromUpperLayer(t *testing.T) {
 		}
 		if err := w.Remove(t.Context()); err != nil {
 			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{"Subproject commit", "junk/file.txt", "new.txt"} {
+		if !strings.Contains(string(patches[0]), want) {
+			t.Errorf("checkout patch lacks %q:\n%s", want, patches[0])
 		}
 	}
 	if len(patches[0]) == 0 || string(patches[0]) != string(patches[1]) {
