@@ -298,3 +298,34 @@ func TestOverlayChangesFromUpperLayer(t *testing.T) {
 		t.Errorf("patches differ:\ncheckout:\n%s\noverlay:\n%s", patches[0], patches[1])
 	}
 }
+
+// A source cloneLocal does not copy (one borrowing objects through alternates) gets its shared
+// checkout from git's own clone, HEAD detached there too, and the job's branch on top.
+func TestOverlaySharedCheckoutByGitClone(t *testing.T) {
+	src, head := newRepo(t, baseFiles)
+	shared := filepath.Join(t.TempDir(), "shared")
+	testGit(t, t.TempDir(), "clone", "-q", "--shared", src, shared)
+	m, _ := newOverlayManager(t, filepath.Join(t.TempDir(), "data"))
+	w, err := m.Create(t.Context(), Source{RepoDir: shared, SHA: head}, "run", "job", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := w.Layers()
+	if got := testGit(t, l.Lower, "rev-parse", "HEAD"); got != head {
+		t.Errorf("shared checkout HEAD = %s, want %s", got, head)
+	}
+	if _, err := os.Stat(filepath.Join(l.Lower, ".git", "refs", "heads", "agentrunner")); err == nil {
+		t.Errorf("the shared checkout has a job branch of its own")
+	}
+	writeFiles(t, w.Path(), map[string]string{"docs/guide.txt": "rewritten\n"})
+	c, err := w.Changes(t.Context(), ChangesOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]FileChange{{Path: "docs/guide.txt", Status: Modified}}, c.Files); diff != "" {
+		t.Errorf("changes (-want +got):\n%s", diff)
+	}
+	if err := w.Remove(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
