@@ -239,7 +239,8 @@ func checkFileSizes(ctx context.Context, g gitRunner, dir string, limit int64) e
 func diffTrees(ctx context.Context, g gitRunner, dir, base, tree string, patch io.Writer, maxPatch int64) ([]FileChange, int64, error) {
 	diffArgs := []string{"diff", "--no-color", "--no-ext-diff", "--no-textconv", "-M", "--full-index"}
 	cw := &cappedWriter{w: patch, limit: maxPatch}
-	err := g.runTo(ctx, dir, cw, append(diffArgs, "--binary", base, tree, "--")...)
+	lp := &listThenPatch{patch: cw}
+	err := g.runTo(ctx, dir, lp, append(diffArgs, "-z", "--raw", "--numstat", "--binary", base, tree, "--")...)
 	if cw.over {
 		return nil, cw.n, &TooLargeError{Size: cw.n, Limit: maxPatch}
 	}
@@ -247,14 +248,12 @@ func diffTrees(ctx context.Context, g gitRunner, dir, base, tree string, patch i
 		return nil, 0, fmt.Errorf("diff %s..%s: %w", base, tree, err)
 	}
 	if cw.n == 0 {
+		if len(lp.lists) > 0 {
+			return nil, 0, fmt.Errorf("diff %s..%s listed changed files but printed no patch", base, tree)
+		}
 		return nil, 0, nil
 	}
-	// One git process for both lists: each costs a few milliseconds per job of a fan-out.
-	out, err := g.run(ctx, dir, nil, append(diffArgs, "-z", "--raw", "--numstat", base, tree, "--")...)
-	if err != nil {
-		return nil, 0, fmt.Errorf("list changed files %s..%s: %w", base, tree, err)
-	}
-	status, numstat, err := splitRawNumstat(out)
+	status, numstat, err := splitRawNumstat(lp.lists)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list changed files %s..%s: %w", base, tree, err)
 	}

@@ -45,9 +45,28 @@ func (w *Workspace) overlayChanges(ctx context.Context, opts ChangesOptions) (*C
 	if err := w.buildChangesTree(scan, tree); err != nil {
 		return nil, fmt.Errorf("changes of job %q: %w", w.jobID, err)
 	}
-	present, err := dropIgnored(ctx, g, tree, scan.present)
+	// The files of an embedded repository are not changes of their own: the repository
+	// (its directory) is, unless ignored.
+	var present []upperEntry
+	for _, e := range scan.present {
+		if !scan.underEmbedded(e.rel) {
+			present = append(present, e)
+		}
+	}
+	for _, d := range scan.embedded {
+		present = append(present, upperEntry{rel: d, mode: fs.ModeDir})
+	}
+	present, err = dropIgnored(ctx, g, tree, present)
 	if err != nil {
 		return nil, fmt.Errorf("changes of job %q: %w", w.jobID, err)
+	}
+	var files, repos []string
+	for _, e := range present {
+		if e.mode.IsDir() {
+			repos = append(repos, e.rel)
+		} else {
+			files = append(files, e.rel)
+		}
 	}
 	if opts.Limits.File > 0 {
 		if err := w.checkUpperSizes(present, opts.Limits.File); err != nil {
@@ -61,15 +80,18 @@ func (w *Workspace) overlayChanges(ctx context.Context, opts ChangesOptions) (*C
 			return nil, fmt.Errorf("changes of job %q: remove deleted paths: %w", w.jobID, err)
 		}
 	}
-	if len(present) > 0 {
-		paths := make([]string, len(present))
-		for i, e := range present {
-			paths[i] = e.rel
-		}
+	if len(files) > 0 {
 		// -f: the ignored paths are gone already, and one that was tracked must be added even
 		// when the removal above just untracked it (an opaque directory holding it again).
-		if _, err := g.run(ctx, tree, nulList(paths), "add", "--all", "-f", "--pathspec-from-file=-", "--pathspec-file-nul"); err != nil {
+		if _, err := g.run(ctx, tree, nulList(files), "add", "--all", "-f", "--pathspec-from-file=-", "--pathspec-file-nul"); err != nil {
 			return nil, fmt.Errorf("changes of job %q: hash changed files: %w", w.jobID, err)
+		}
+	}
+	if len(repos) > 0 {
+		// Without -f: should the .git not make a repository after all, the directory's
+		// files are added as `git add --all .` would, ignore rules and all.
+		if _, err := g.run(ctx, tree, nulList(repos), "add", "--all", "--pathspec-from-file=-", "--pathspec-file-nul"); err != nil {
+			return nil, fmt.Errorf("changes of job %q: add embedded repositories: %w", w.jobID, err)
 		}
 	}
 	treeID, err := g.out(ctx, tree, "write-tree")
@@ -86,6 +108,11 @@ func (w *Workspace) buildChangesTree(scan *upperScan, dst string) error {
 	for _, e := range scan.present {
 		have[e.rel] = true
 		if err := materialize(w.path, e, dst); err != nil {
+			return err
+		}
+	}
+	for _, d := range scan.embedded {
+		if err := materializeGitDir(w.path, path.Join(d, ".git"), dst); err != nil {
 			return err
 		}
 	}
@@ -252,4 +279,50 @@ func nulList(paths []string) []byte {
 		b.WriteByte(0)
 	}
 	return b.Bytes()
+}
+
+// materializeGitDir recreates beneath dst what git reads of the embedded repository's git
+// directory rel to add it as a gitlink: a .git file as it is, or of a .git directory its
+// HEAD, refs, packed-refs and commondir, and an empty objects directory. Links are not
+// followed, and nothing else (no config, no hook) is copied.
+func materializeGitDir(root, rel, dst string) error {
+	info, err := os.Lstat(filepath.Join(root, filepath.FromSlash(rel)))
+	if err != nil {
+		return nil // gone meanwhile
+	}
+	if !info.IsDir() {
+		return materialize(root, upperEntry{rel: rel, mode: info.Mode(), size: info.Size()}, dst)
+	}
+	if err := os.MkdirAll(filepath.Join(dst, filepath.FromSlash(rel), "objects"), 0o700); err != nil {
+		return err
+	}
+	for _, name := range []string{"HEAD", "packed-refs", "commondir"} {
+		fi, err := os.Lstat(filepath.Join(root, filepath.FromSlash(rel), name))
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		if err := materialize(root, upperEntry{rel: path.Join(rel, name), mode: fi.Mode(), size: fi.Size()}, dst); err != nil {
+			return err
+		}
+	}
+	refs := filepath.Join(root, filepath.FromSlash(rel), "refs")
+	if fi, err := os.Lstat(refs); err != nil || !fi.IsDir() {
+		return nil
+	}
+	return filepath.WalkDir(refs, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		r, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(filepath.Join(dst, r), 0o700)
+		case d.Type().IsRegular():
+			return materialize(root, upperEntry{rel: filepath.ToSlash(r), mode: d.Type()}, dst)
+		}
+		return nil
+	})
 }

@@ -1,14 +1,16 @@
 package workspace
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 )
 
-// The file list of one `git diff --raw --numstat` is what --name-status and --numstat give
-// apart, also for paths that look like raw headers or numstat lines.
-func TestSplitRawNumstatMatchesSeparateLists(t *testing.T) {
+// One `git diff -z --raw --numstat --binary` gives diffTrees the patch `git diff --binary`
+// alone prints and the files --name-status and --numstat list apart, also for paths that
+// look like raw headers or numstat lines, whatever the chunks the output arrives in.
+func TestDiffTreesOneProcessMatchesSeparateCommands(t *testing.T) {
 	src, head := newRepo(t, map[string]string{
 		":colon.txt":   "one\ntwo\nthree\nfour\nfive\n",
 		"1\t2\tx":      "tabbed\n",
@@ -30,22 +32,35 @@ func TestSplitRawNumstatMatchesSeparateLists(t *testing.T) {
 		}
 		return out
 	}
-	status, numstat, err := splitRawNumstat(run("--raw", "--numstat"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	want, err := parseNameStatus(run("--name-status"), binaryPaths(run("--numstat")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := parseNameStatus(status, binaryPaths(numstat))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(want) != 5 {
 		t.Fatalf("the separate lists hold %d files, want 5: %+v", len(want), want)
 	}
+	wantPatch := run("--binary")
+	var patch bytes.Buffer
+	got, size, err := diffTrees(t.Context(), g, src, head, testGit(t, src, "rev-parse", "HEAD^{tree}"), &patch, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("files (-separate +combined):\n%s", diff)
+	}
+	if !bytes.Equal(patch.Bytes(), wantPatch) || size != int64(len(wantPatch)) {
+		t.Errorf("patch (%d bytes) differs from git diff --binary's:\n%s\nwant:\n%s", size, patch.Bytes(), wantPatch)
+	}
+	// The same output arriving a byte at a time.
+	full := run("--raw", "--numstat", "--binary")
+	var slow bytes.Buffer
+	lp := &listThenPatch{patch: &slow}
+	for i := range full {
+		if _, err := lp.Write(full[i : i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(slow.Bytes(), wantPatch) {
+		t.Errorf("byte-at-a-time patch differs")
 	}
 }

@@ -242,8 +242,14 @@ func TestCheckRunIDRefusesReservedNames(t *testing.T) {
 // give the patch a checkout with the same edits gives.
 func TestOverlayChangesFromUpperLayer(t *testing.T) {
 	src, head := newRepo(t, baseFiles)
+	nested, _ := newRepo(t, map[string]string{"lib.go": "package lib\n"})
 	edit := func(t *testing.T, dir string) {
 		writeFiles(t, dir, map[string]string{"README.md": "changed\n", "new.txt": "new\n", "skip.log": "ignored\n"})
+		// An embedded repository (a gitlink in the patch), one inside it, and a .git that
+		// makes no repository (its directory's files count).
+		testGit(t, dir, "clone", "-q", nested, "vendor/lib")
+		testGit(t, dir, "clone", "-q", nested, "vendor/lib/-inner")
+		writeFiles(t, dir, map[string]string{"junk/.git/HEAD": "nonsense\n", "junk/file.txt": "junk\n"})
 	}
 	var patches [2][]byte
 	for i, mode := range []Mode{ModeCheckout, ModeOverlay} {
@@ -283,7 +289,43 @@ func TestOverlayChangesFromUpperLayer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	for _, want := range []string{"Subproject commit", "junk/file.txt", "new.txt"} {
+		if !strings.Contains(string(patches[0]), want) {
+			t.Errorf("checkout patch lacks %q:\n%s", want, patches[0])
+		}
+	}
 	if len(patches[0]) == 0 || string(patches[0]) != string(patches[1]) {
 		t.Errorf("patches differ:\ncheckout:\n%s\noverlay:\n%s", patches[0], patches[1])
+	}
+}
+
+// A source cloneLocal does not copy (one borrowing objects through alternates) gets its shared
+// checkout from git's own clone, HEAD detached there too, and the job's branch on top.
+func TestOverlaySharedCheckoutByGitClone(t *testing.T) {
+	src, head := newRepo(t, baseFiles)
+	shared := filepath.Join(t.TempDir(), "shared")
+	testGit(t, t.TempDir(), "clone", "-q", "--shared", src, shared)
+	m, _ := newOverlayManager(t, filepath.Join(t.TempDir(), "data"))
+	w, err := m.Create(t.Context(), Source{RepoDir: shared, SHA: head}, "run", "job", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := w.Layers()
+	if got := testGit(t, l.Lower, "rev-parse", "HEAD"); got != head {
+		t.Errorf("shared checkout HEAD = %s, want %s", got, head)
+	}
+	if _, err := os.Stat(filepath.Join(l.Lower, ".git", "refs", "heads", "agentrunner")); err == nil {
+		t.Errorf("the shared checkout has a job branch of its own")
+	}
+	writeFiles(t, w.Path(), map[string]string{"docs/guide.txt": "rewritten\n"})
+	c, err := w.Changes(t.Context(), ChangesOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]FileChange{{Path: "docs/guide.txt", Status: Modified}}, c.Files); diff != "" {
+		t.Errorf("changes (-want +got):\n%s", diff)
+	}
+	if err := w.Remove(t.Context()); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -32,6 +33,20 @@ type upperScan struct {
 	lowerDirs map[string]bool
 	// whiteouts are the deleted paths, so a deleted .gitignore is not taken from the base.
 	whiteouts map[string]bool
+	// embedded are the new directories holding a .git of their own (a repository the agent
+	// cloned or made): `git add --all` adds such a directory as one gitlink, not its files.
+	// present keeps the entries below them, for the directory's content.
+	embedded []string
+}
+
+// underEmbedded reports whether rel is below one of the embedded repositories.
+func (s *upperScan) underEmbedded(rel string) bool {
+	for _, d := range s.embedded {
+		if strings.HasPrefix(rel, d+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // upperEntry is one non-directory in the upper layer.
@@ -62,13 +77,18 @@ func scanUpper(upper, lower string) (*upperScan, error) {
 		if rel == "." {
 			return nil
 		}
+		parent := path.Dir(rel)
 		if d.Name() == ".git" {
+			// A new directory with a .git of its own is an embedded repository; one the base
+			// has stays a directory here (its files are taken one by one).
+			if parent != "." && !inLower[parent] && !s.underEmbedded(parent+"/") {
+				s.embedded = append(s.embedded, parent)
+			}
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
 			return nil
 		}
-		parent := path.Dir(rel)
 		var lowerInfo fs.FileInfo
 		if inLower[parent] {
 			lowerInfo, _ = os.Lstat(filepath.Join(lower, filepath.FromSlash(rel)))
@@ -106,6 +126,15 @@ func scanUpper(upper, lower string) (*upperScan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read upper layer %s: %w", upper, err)
 	}
+	// git stops at the outermost repository: one found inside another (visited first, as
+	// "-x" sorts before ".git") is part of it.
+	outer := s.embedded[:0:0]
+	for _, d := range s.embedded {
+		if !s.underEmbedded(d) {
+			outer = append(outer, d)
+		}
+	}
+	s.embedded = outer
 	return s, nil
 }
 
