@@ -12,6 +12,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/volume"
 
 	"github.com/agentrunner/agentrunner/internal/dockertest"
 	"github.com/agentrunner/agentrunner/sandbox"
@@ -86,6 +87,10 @@ func TestStartUpReapSparesOtherOwnersLiveAgents(t *testing.T) {
 			&container.HostConfig{NetworkMode: "none"}, nil, nil, ""); err != nil {
 			t.Fatal(err)
 		}
+		// An overlay workspace's volume goes by the same rule as its container.
+		if _, err := cli.VolumeCreate(ctx, volume.CreateOptions{Name: "agentrunner-" + runID, Labels: labels}); err != nil {
+			t.Fatal(err)
+		}
 		// The ones kept are removed here, before dockertest checks for leftovers.
 		t.Cleanup(func() {
 			cs, _ := cli.ContainerList(context.Background(), container.ListOptions{All: true,
@@ -93,6 +98,7 @@ func TestStartUpReapSparesOtherOwnersLiveAgents(t *testing.T) {
 			for _, c := range cs {
 				_ = cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
 			}
+			_ = cli.VolumeRemove(context.Background(), "agentrunner-"+runID, true)
 		})
 	}
 
@@ -125,6 +131,9 @@ func TestStartUpReapSparesOtherOwnersLiveAgents(t *testing.T) {
 		}
 		if removed := len(cs) == 0; removed != want {
 			t.Errorf("%s: removed = %v, want %v", name, removed, want)
+		}
+		if _, err := cli.VolumeInspect(ctx, "agentrunner-"+runID); (err != nil) != want {
+			t.Errorf("%s: volume inspect = %v, want it removed: %v", name, err, want)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/agentrunner/agentrunner/github"
+	"github.com/agentrunner/agentrunner/internal/dockertest"
 	"github.com/agentrunner/agentrunner/internal/fixture"
 	"github.com/agentrunner/agentrunner/internal/githubfake"
 	"github.com/agentrunner/agentrunner/internal/gittest"
@@ -113,6 +114,13 @@ func dockerPipeline(t testing.TB, f *githubfake.Fake, runID string) *pipeline.Pi
 		t.Fatalf("Docker: %v", err)
 	}
 	p := newPipeline(t, f, &runner.Containers{Sandbox: docker})
+	// Docker mounts overlays, so this runs in the workspace mode under test.
+	wsm, err := workspace.NewManager(t.TempDir(), workspace.WithMode(workspace.Mode(dockertest.WorkspaceMode(t))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { wsm.Close() })
+	p.Workspaces = wsm
 	p.Owner = &workspace.Owner{UID: 10001, GID: 10001}
 	p.NewRunID = func(*event.Event, string) string { return runID }
 	return p

@@ -29,6 +29,9 @@ type Terminal struct {
 	plain bool
 	// RunDir, when set, is named at the end as where the results are.
 	RunDir string
+	// Notes are said at the end, after the table: what the runner decided for the whole run
+	// that a person should know (workspaces made as full checkouts, and why).
+	Notes []string
 
 	// now is the clock and width the terminal's width in cells; tests swap them.
 	now   func() time.Time

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/agentrunner/agentrunner/config"
 	"github.com/agentrunner/agentrunner/internal/english"
 	"github.com/agentrunner/agentrunner/internal/termsafe"
 	"github.com/agentrunner/agentrunner/runner/plan"
@@ -29,8 +30,12 @@ func (t *Terminal) summary(r *result.Run, p *plan.Run) {
 	esc := termsafe.Line
 	fmt.Fprintln(t.w)
 	tw := tabwriter.NewWriter(t.w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "AGENT\tOUTCOME\tDURATION\tEXIT\tCHANGED\tCOST")
+	fmt.Fprintln(tw, "AGENT\tOUTCOME\tDURATION\tEXIT\tCHANGED\tDISK\tCOST")
 	for _, j := range r.Jobs {
+		disk := "–"
+		if j.DiskUsage > 0 {
+			disk = config.FormatSize(j.DiskUsage)
+		}
 		changed := "–"
 		if j.Changes != nil && len(j.Changes.Files) > 0 {
 			changed = english.Count(len(j.Changes.Files), "file")
@@ -43,7 +48,7 @@ func (t *Terminal) summary(r *result.Run, p *plan.Run) {
 		if j.Outcome != result.Skipped && j.Outcome != result.Error && !j.Started.IsZero() {
 			exit = fmt.Sprint(j.ExitCode)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", esc(j.ID), j.Outcome, j.Duration().Round(time.Millisecond), exit, changed, cost)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", esc(j.ID), j.Outcome, j.Duration().Round(time.Millisecond), exit, changed, disk, cost)
 	}
 	tw.Flush()
 	for _, j := range r.Jobs {
@@ -62,6 +67,9 @@ func (t *Terminal) summary(r *result.Run, p *plan.Run) {
 	}
 	if r.Error != "" {
 		fmt.Fprintf(t.w, "  error: %s\n", esc(r.Error))
+	}
+	for _, n := range t.Notes {
+		fmt.Fprintf(t.w, "  note: %s\n", esc(n))
 	}
 	t.failureTails(r)
 	if len(r.Files) > 0 {

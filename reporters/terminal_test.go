@@ -230,3 +230,28 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// The summary shows what each job's workspace took on disk, and the run-wide notes (such as
+// workspaces made as full checkouts, and why), escaped like everything else.
+func TestTerminalSummaryShowsDiskUseAndNotes(t *testing.T) {
+	t.Parallel()
+	term, buf, clock := testTerminal(false, 80)
+	term.Notes = []string{"workspaces are full checkouts, because " + hostile}
+	big := &result.Job{ID: "big", Agent: "big", Outcome: result.Success, DiskUsage: 3 << 20, Started: clock.t, Finished: clock.t}
+	none := &result.Job{ID: "none", Agent: "none", Outcome: result.Skipped}
+	report(t, term, runInfo(), clock.t, Update{Kind: RunFinished, Result: &result.Run{Routine: "fix", Jobs: []*result.Job{big, none}}})
+	out := buf.String()
+	rows := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			rows[f[0]] = line
+		}
+	}
+	if !strings.Contains(rows["AGENT"], "DISK") || !strings.Contains(rows["big"], " 3m ") || !strings.Contains(rows["none"], "–") {
+		t.Errorf("the table lacks the disk use:\n%s", out)
+	}
+	if !strings.Contains(out, "  note: workspaces are full checkouts, because ") {
+		t.Errorf("the summary lacks the note:\n%s", out)
+	}
+	assertNoControls(t, out)
+}

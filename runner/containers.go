@@ -57,6 +57,9 @@ func (c *Containers) Run(ctx context.Context, t *Task, logs io.Writer) (*Exit, e
 		Timeout:        in.Timeout,
 		Labels:         map[string]string{"agentrunner.agent": in.Agent},
 	}
+	if l := t.WorkspaceLayers; l != nil {
+		spec.WorkspaceDir, spec.WorkspaceLayers = "", &sandbox.Layers{Lower: l.Lower, Upper: l.Upper, Work: l.Work}
+	}
 	allow := in.Network.Mode == sandbox.NetworkAllow && c.Egress != nil
 	if allow {
 		j, err := c.Egress.join(ctx, t)

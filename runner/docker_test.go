@@ -41,7 +41,8 @@ func newDockerRig(t testing.TB) *dockerRig {
 	r := &dockerRig{runID: dockertest.RunID(t), rec: &recorder{}}
 	r.repo, r.sha = gitRepo(t)
 	var err error
-	if r.wsm, err = workspace.NewManager(filepath.Join(t.TempDir(), "ws")); err != nil {
+	mode := workspace.WithMode(workspace.Mode(dockertest.WorkspaceMode(t)))
+	if r.wsm, err = workspace.NewManager(filepath.Join(t.TempDir(), "ws"), mode); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -124,6 +125,9 @@ agents:
 	j := jobOf(t, res, "edit")
 	if j.Outcome != result.Success || res.Conclusion != result.ConclusionSuccess {
 		t.Fatalf("edit = %s (%s), run = %s\nlog: %s", j.Outcome, j.Error, res.Conclusion, j.LogTail)
+	}
+	if j.DiskUsage <= 0 {
+		t.Errorf("disk usage %d: the workspace the agent wrote takes some", j.DiskUsage)
 	}
 	if j.Outputs["answer"] != "42" || fmt.Sprint(j.Outputs["list"]) != "[1 two]" {
 		t.Errorf("outputs = %v", j.Outputs)

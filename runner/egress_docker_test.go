@@ -3,9 +3,6 @@ package runner
 import (
 	"context"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -38,12 +35,7 @@ func TestAllowListedAgentsRunBehindTheEgressProxy(t *testing.T) {
 	t.Parallel()
 	r := newDockerRig(t)
 	cli := dockertest.Client(t)
-	exe := filepath.Join(t.TempDir(), "runner")
-	build := exec.Command("go", "build", "-trimpath", "-o", exe, "github.com/agentrunner/agentrunner/cmd/runner")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the runner for the proxy image: %v\n%s", err, out)
-	}
+	exe := dockertest.BuildRunner(t)
 	const key = "sk-ant-real-key-never-in-the-sandbox"
 	r.eng.Sandbox = scopedOverride{
 		Containers: &Containers{Sandbox: r.sb, Egress: &Egress{Client: cli, Executable: exe}},

@@ -29,6 +29,9 @@ type Task struct {
 	// WorkspaceDir and OutputDir are host paths, mounted at /workspace and /agent/out.
 	WorkspaceDir string
 	OutputDir    string
+	// WorkspaceLayers, when set, is the workspace as an overlay of a shared checkout: a
+	// sandbox that can mount it mounts it at /workspace instead of WorkspaceDir.
+	WorkspaceLayers *Layers
 	// WorkspaceReady blocks until WorkspaceDir is filled (see Workspace.Ready). A sandbox may
 	// create its container before, and must call it before anything runs in the workspace.
 	WorkspaceReady func(context.Context) error
@@ -76,10 +79,20 @@ type Workspaces interface {
 	Create(ctx context.Context, runID, jobID, base string) (Workspace, error)
 }
 
+// Layers is an overlay workspace: a shared, read-only checkout (Lower) under the job's own
+// copy-on-write layer (Upper), with the kernel's scratch directory (Work).
+type Layers struct {
+	Lower, Upper, Work string
+}
+
 // Workspace is one job's working copy. Remove is safe to call twice, also while the workspace
 // is being filled.
 type Workspace interface {
 	Path() string
+	// Layers is the workspace as an overlay; ok is false for a full checkout at Path.
+	Layers() (l Layers, ok bool)
+	// DiskUsage is what the workspace takes on disk of its own, in bytes.
+	DiskUsage() (int64, error)
 	// Ready waits until the working tree is filled and returns why it could not be, if so.
 	Ready(ctx context.Context) error
 	// ContainerEnv is what git inside the container needs to use the workspace (KEY=value).
@@ -576,7 +589,7 @@ func (r *runState) execute(ctx context.Context, inst *plan.Instance, j *result.J
 		logs = io.MultiWriter(logs, lines)
 	}
 
-	exit, err := r.e.Sandbox.Run(ctx, &Task{
+	task := &Task{
 		RunID:          r.info.ID,
 		Instance:       inst,
 		WorkspaceDir:   ws.Path(),
@@ -584,7 +597,11 @@ func (r *runState) execute(ctx context.Context, inst *plan.Instance, j *result.J
 		OutputDir:      out,
 		Env:            withWorkspaceEnv(inst.Env, ws.ContainerEnv()),
 		Secrets:        secrets,
-	}, logs)
+	}
+	if l, ok := ws.Layers(); ok {
+		task.WorkspaceLayers = &l
+	}
+	exit, err := r.e.Sandbox.Run(ctx, task, logs)
 	if lines != nil {
 		lines.Flush() // a last line without a line break
 	}
@@ -607,6 +624,11 @@ func (r *runState) execute(ctx context.Context, inst *plan.Instance, j *result.J
 	}
 	if !exit.Started.IsZero() {
 		j.Started, j.Finished = exit.Started, exit.Finished
+	}
+	if n, err := ws.DiskUsage(); err != nil {
+		r.log.Warn("measure the workspace's disk use", "job", inst.ID, "err", err)
+	} else {
+		j.DiskUsage = n
 	}
 	readOutputs(out, j)
 	r.defuseOutputs(inst, out)

@@ -45,6 +45,16 @@ agents:
 	}
 }
 
+// Each job's result says what its workspace took on disk once its agent ended.
+func TestJobResultHasItsWorkspacesDiskUse(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	res := h.run(t, t.Context(), routine(t, "agents:\n  a:\n    command: [\"/testagent\", \"exit\", \"3\"]\n", ""), nil)
+	if j := jobOf(t, res, "a"); j.DiskUsage != fakeDiskUsage {
+		t.Errorf("disk usage %d, want the workspace's %d (also for a failed agent)", j.DiskUsage, fakeDiskUsage)
+	}
+}
+
 func TestFanOutExposesTheListOfOutputsAndCounts(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)

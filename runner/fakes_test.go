@@ -244,6 +244,9 @@ func (d *dirWorkspaces) Create(ctx context.Context, runID, jobID, _ string) (Wor
 	return &dirWorkspace{d: d, path: p}, nil
 }
 
+// fakeDiskUsage is what every dirWorkspace says it takes on disk.
+const fakeDiskUsage = 12345
+
 type dirWorkspace struct {
 	d       *dirWorkspaces
 	path    string
@@ -251,6 +254,8 @@ type dirWorkspace struct {
 }
 
 func (w *dirWorkspace) Path() string                { return w.path }
+func (w *dirWorkspace) Layers() (Layers, bool)      { return Layers{}, false }
+func (w *dirWorkspace) DiskUsage() (int64, error)   { return fakeDiskUsage, nil }
 func (w *dirWorkspace) ContainerEnv() []string      { return nil }
 func (w *dirWorkspace) Ready(context.Context) error { return nil }
 func (w *dirWorkspace) Changes(context.Context, string, Limits) (*result.Changes, error) {

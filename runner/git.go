@@ -41,6 +41,12 @@ func (g gitWorkspace) Path() string                     { return g.w.Path() }
 func (g gitWorkspace) Remove(ctx context.Context) error { return g.w.Remove(ctx) }
 func (g gitWorkspace) Ready(ctx context.Context) error  { return g.w.Ready(ctx) }
 func (g gitWorkspace) ContainerEnv() []string           { return g.w.ContainerEnv() }
+func (g gitWorkspace) DiskUsage() (int64, error)        { return g.w.DiskUsage() }
+
+func (g gitWorkspace) Layers() (Layers, bool) {
+	l, ok := g.w.Layers()
+	return Layers{Lower: l.Lower, Upper: l.Upper, Work: l.Work}, ok
+}
 
 func (g gitWorkspace) Changes(ctx context.Context, patchFile string, limits Limits) (*result.Changes, error) {
 	c, err := g.w.Changes(ctx, workspace.ChangesOptions{

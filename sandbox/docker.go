@@ -80,6 +80,9 @@ type Docker struct {
 	// images caches images known to be present, so if-missing and never cost one inspect per
 	// image per process rather than one per run.
 	images sync.Map
+	// probed holds ProbeOverlay's answer per directory.
+	probeMu sync.Mutex
+	probed  map[string]error
 }
 
 var _ Sandbox = (*Docker)(nil)
@@ -157,20 +160,31 @@ func (d *Docker) Prepare(ctx context.Context, spec *Spec) (*Handle, error) {
 		d.log.WarnContext(ctx, "prompt too long for $AGENT_PROMPT; it is only in $AGENT_OUTPUT_DIR/prompt.md",
 			"run_id", spec.RunID, "job", spec.JobID, "bytes", len(spec.Prompt))
 	}
-	cfg, hc, nc := d.containerConfig(created)
 	name := containerName(spec)
+	cfg, hc, nc := d.containerConfig(created, name)
+	if spec.WorkspaceLayers != nil {
+		// Named like its container, with the same labels, so the reaper pairs them.
+		if err := d.createVolume(ctx, spec, name, cfg.Labels); err != nil {
+			return nil, err
+		}
+	}
 	// The create is not abandoned when ctx ends: the engine would finish it anyway, leaving a
 	// container whose id nobody got back. It is removed here instead.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.opts.CleanupTimeout)
 	resp, err := d.cli.ContainerCreate(cctx, cfg, hc, nc, nil, name)
 	cancel()
+	h := &Handle{ID: resp.ID, Name: name, Spec: spec}
+	if spec.WorkspaceLayers != nil {
+		h.volume = name
+	}
 	if err != nil {
+		h.removed = true // no container; only the volume, if any, is left to remove
+		d.remove(context.WithoutCancel(ctx), h)
 		return nil, &InfraError{Op: "create container", Object: fmt.Sprintf("for job %q", spec.JobID), Err: err}
 	}
 	for _, w := range resp.Warnings {
 		d.log.WarnContext(ctx, "docker warning on create", "run_id", spec.RunID, "job", spec.JobID, "warning", w)
 	}
-	h := &Handle{ID: resp.ID, Name: name, Spec: spec}
 	if ctx.Err() != nil {
 		d.remove(context.WithoutCancel(ctx), h)
 		return nil, &InfraError{Op: "create container", Object: fmt.Sprintf("for job %q", spec.JobID), Err: context.Cause(ctx)}
@@ -209,7 +223,13 @@ func (d *Docker) Run(ctx context.Context, h *Handle, logs io.Writer) (*Result, e
 			}
 			return nil, &InfraError{Op: "prepare workspace", Err: err}
 		}
-		if err := giveToUser(spec, spec.WorkspaceDir); err != nil {
+		if l := spec.WorkspaceLayers; l != nil {
+			if fi, err := os.Stat(l.Lower); err != nil || !fi.IsDir() {
+				return nil, &InfraError{Op: "prepare workspace", Object: fmt.Sprintf("for job %q", spec.JobID),
+					Err: fmt.Errorf("the overlay's lower layer %s is not a directory once ready (%v)", l.Lower, err)}
+			}
+		}
+		if err := giveToUser(spec, workspaceOwned(spec)); err != nil {
 			return nil, err
 		}
 	}
@@ -223,7 +243,8 @@ func (d *Docker) Run(ctx context.Context, h *Handle, logs io.Writer) (*Result, e
 	if disk == 0 {
 		disk = d.opts.Resources.Disk
 	}
-	diskOver := watchDisk(watchCtx, disk, spec.WorkspaceDir, spec.OutputDir)
+	// An overlay workspace's writes are all in its upper layer: watching it costs O(changes).
+	diskOver := watchDisk(watchCtx, disk, workspaceOwned(spec), spec.OutputDir)
 	if err := d.cli.ContainerStart(ctx, h.ID, container.StartOptions{}); err != nil {
 		if ctx.Err() != nil {
 			res.Outcome, res.Finished = Cancelled, time.Now()
@@ -383,35 +404,41 @@ func (d *Docker) copyLogs(ctx context.Context, h *Handle, logs io.Writer) {
 	}
 }
 
-// remove force-removes the container, on its own deadline; a failure is logged and left for
-// Destroy or the reaper.
+// remove force-removes the container, then its overlay volume, on their own deadline; a
+// failure is logged and left for Destroy or the reaper.
 func (d *Docker) remove(ctx context.Context, h *Handle) {
-	if h.removed {
-		return
+	if err := d.destroy(ctx, h); err != nil {
+		d.log.WarnContext(ctx, "remove container", "run_id", h.Spec.RunID, "job", h.Spec.JobID, "container", h.Name, "err", CleanDockerError(err))
 	}
+}
+
+// destroy removes what of h is left: the container, then the volume (which the engine
+// refuses to remove while a container uses it).
+func (d *Docker) destroy(ctx context.Context, h *Handle) error {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.CleanupTimeout)
 	defer cancel()
-	err := d.cli.ContainerRemove(ctx, h.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
-	if err != nil && !cerrdefs.IsNotFound(err) {
-		d.log.WarnContext(ctx, "remove container", "run_id", h.Spec.RunID, "job", h.Spec.JobID, "container", h.Name, "err", CleanDockerError(err))
-		return
+	if !h.removed {
+		err := d.cli.ContainerRemove(ctx, h.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			return &InfraError{Op: "remove container", Object: fmt.Sprintf("for job %q", h.Spec.JobID), Err: err}
+		}
+		h.removed = true
 	}
-	h.removed = true
+	if h.volume != "" {
+		if err := d.removeVolume(ctx, h.volume); err != nil {
+			return &InfraError{Op: "remove overlay volume", Object: fmt.Sprintf("%s for job %q", h.volume, h.Spec.JobID), Err: err}
+		}
+		h.volume = ""
+	}
+	return nil
 }
 
 // Destroy implements Sandbox.
 func (d *Docker) Destroy(ctx context.Context, h *Handle) error {
-	if h == nil || h.ID == "" || h.removed {
+	if h == nil || h.ID == "" && h.volume == "" {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.opts.CleanupTimeout)
-	defer cancel()
-	err := d.cli.ContainerRemove(ctx, h.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
-	if err != nil && !cerrdefs.IsNotFound(err) {
-		return &InfraError{Op: "remove container", Object: fmt.Sprintf("for job %q", h.Spec.JobID), Err: err}
-	}
-	h.removed = true
-	return nil
+	return d.destroy(context.WithoutCancel(ctx), h)
 }
 
 // ensureImage applies the pull policy and returns the image's own command (entrypoint and
@@ -492,21 +519,15 @@ func (d *Docker) pull(ctx context.Context, img string) error {
 
 // ContainerConfig returns the hardened container configuration Prepare creates for spec, so
 // that a benchmark's baseline can drive the very same container through the Docker API.
+// An overlay workspace's volume is named like the container.
 func (d *Docker) ContainerConfig(spec *Spec) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
-	return d.containerConfig(spec)
+	return d.containerConfig(spec, containerName(spec))
 }
 
-// containerConfig is the hardened container for spec.
-func (d *Docker) containerConfig(spec *Spec) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
-	labels := map[string]string{}
-	for k, v := range spec.Labels {
-		labels[k] = v
-	}
-	for k, v := range d.opts.Owner {
-		labels[k] = v
-	}
-	labels[LabelRun] = spec.RunID
-	labels[LabelJob] = spec.JobID
+// containerConfig is the hardened container for spec; name is the container's, and its
+// overlay volume's when it has one.
+func (d *Docker) containerConfig(spec *Spec, name string) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
+	labels := d.labels(spec)
 
 	user := spec.User
 	if user == "" {
@@ -547,7 +568,7 @@ func (d *Docker) containerConfig(spec *Spec) (*container.Config, *container.Host
 	hc := &container.HostConfig{
 		NetworkMode: container.NetworkMode(NetworkNone),
 		Mounts: []mount.Mount{
-			{Type: mount.TypeBind, Source: spec.WorkspaceDir, Target: WorkspacePath},
+			workspaceMount(spec, name),
 			{Type: mount.TypeBind, Source: spec.OutputDir, Target: OutputPath},
 		},
 		CapDrop:        []string{"ALL"},
@@ -635,7 +656,23 @@ func validate(spec *Spec) error {
 	default:
 		return bad("Network.Mode", "%q is not none, open or allow", spec.Network.Mode)
 	}
-	for name, dir := range map[string]string{"WorkspaceDir": spec.WorkspaceDir, "OutputDir": spec.OutputDir} {
+	dirs := map[string]string{"OutputDir": spec.OutputDir}
+	if l := spec.WorkspaceLayers; l != nil {
+		if spec.WorkspaceDir != "" {
+			return bad("WorkspaceDir", "set together with WorkspaceLayers; give one workspace")
+		}
+		if err := checkLayers(l); err != nil {
+			return bad("WorkspaceLayers", "%v", err)
+		}
+		dirs["WorkspaceLayers.Upper"], dirs["WorkspaceLayers.Work"] = l.Upper, l.Work
+		if spec.WorkspaceReady == nil {
+			// Otherwise the lower layer may still be being made: Run checks it once ready.
+			dirs["WorkspaceLayers.Lower"] = l.Lower
+		}
+	} else {
+		dirs["WorkspaceDir"] = spec.WorkspaceDir
+	}
+	for name, dir := range dirs {
 		if !filepath.IsAbs(dir) {
 			return bad(name, "%q is not an absolute host path", dir)
 		}
@@ -718,9 +755,20 @@ func prepareDirs(spec *Spec) error {
 	}
 	dirs := []string{spec.OutputDir}
 	if spec.WorkspaceReady == nil {
-		dirs = append(dirs, spec.WorkspaceDir)
+		dirs = append(dirs, workspaceOwned(spec))
 	}
 	return giveToUser(spec, dirs...)
+}
+
+// workspaceOwned is the host directory of the workspace the agent writes: the bind-mounted
+// WorkspaceDir, or an overlay's upper layer. The root of an overlay takes its owner and mode
+// from the upper layer's root, and every write lands there, so the shared lower layer is
+// never walked (nor chowned: it is other jobs' too).
+func workspaceOwned(spec *Spec) string {
+	if spec.WorkspaceLayers != nil {
+		return spec.WorkspaceLayers.Upper
+	}
+	return spec.WorkspaceDir
 }
 
 // giveToUser chowns dirs to the container user when the runner can (it is root).

@@ -64,6 +64,8 @@ type Handle struct {
 	Spec *Spec
 
 	secrets []string
+	// volume is the overlay workspace's volume until it is removed.
+	volume  string
 	removed bool
 	ran     bool
 }
@@ -110,10 +112,16 @@ type Spec struct {
 	// Both must exist. Prepare makes them writable for User.
 	WorkspaceDir string
 	OutputDir    string
-	// WorkspaceReady, when set, says that WorkspaceDir is still being filled: Prepare creates
-	// the container meanwhile (a bind mount is resolved at start), and Run calls it, then
-	// makes the workspace writable for User, before it starts the container. Its error fails
-	// Run; the agent never starts on a half-made workspace.
+	// WorkspaceLayers, instead of WorkspaceDir, is an overlay workspace: the Docker sandbox
+	// mounts it at /workspace through a volume of its own, made for the job and removed with
+	// its container. Upper and Work must exist; Lower too unless WorkspaceReady is set. Only
+	// Upper is made writable for User (and watched for the disk limit): the lower layer must
+	// already be readable, and writable through copy-up, for User.
+	WorkspaceLayers *Layers
+	// WorkspaceReady, when set, says that the workspace is still being filled: Prepare creates
+	// the container meanwhile (a bind mount or an overlay volume is resolved at start), and
+	// Run calls it, then makes the workspace writable for User, before it starts the
+	// container. Its error fails Run; the agent never starts on a half-made workspace.
 	WorkspaceReady func(context.Context) error
 	// User is uid:gid (or uid); empty means DefaultOwner's ids (DefaultUser under a root runner).
 	User      string

@@ -2,9 +2,6 @@ package sandbox_test
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -30,12 +27,7 @@ func TestImagesOwnCommandStopsAtItsDeadlineWithoutTheRunner(t *testing.T) {
 	t.Cleanup(func() {
 		_, _ = cli.ImageRemove(context.Background(), tag, image.RemoveOptions{Force: true, PruneChildren: true})
 	})
-	exe := filepath.Join(t.TempDir(), "runner")
-	build := exec.Command("go", "build", "-trimpath", "-o", exe, "github.com/agentrunner/agentrunner/cmd/runner")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the runner: %v\n%s", err, out)
-	}
+	exe := dockertest.BuildRunner(t)
 	sb := sandbox.NewDocker(cli, sandbox.Options{StopGrace: time.Second, InitExecutable: exe})
 	spec := newSpec(t, runID)
 	spec.Image, spec.Argv, spec.Timeout = tag, nil, 2*time.Second

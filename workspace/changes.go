@@ -147,9 +147,15 @@ func (e *TooLargeError) Error() string {
 // Changes over opts.Limits end in a *TooLargeError and no patch file. A changed file over
 // the limit is found by its size on disk before anything is hashed; the patch is cut off as
 // soon as it passes its limit.
+//
+// In overlay mode only the job's upper layer is read (never the whole tree), with the same
+// result: see overlayChanges.
 func (w *Workspace) Changes(ctx context.Context, opts ChangesOptions) (*Changes, error) {
 	if err := w.Ready(ctx); err != nil {
 		return nil, err
+	}
+	if w.shared != nil {
+		return w.overlayChanges(ctx, opts)
 	}
 	idx, err := os.CreateTemp(w.private, "changes-index-*")
 	if err != nil {
@@ -173,6 +179,12 @@ func (w *Workspace) Changes(ctx context.Context, opts ChangesOptions) (*Changes,
 	if err != nil {
 		return nil, fmt.Errorf("changes of job %q: %w", w.jobID, err)
 	}
+	return w.writeChanges(ctx, g, w.path, tree, opts)
+}
+
+// writeChanges writes the patch from the base commit to tree (hashed by g, run in dir) where
+// opts says, within its patch limit, and lists the changed files.
+func (w *Workspace) writeChanges(ctx context.Context, g gitRunner, dir, tree string, opts ChangesOptions) (*Changes, error) {
 	patchFile := opts.PatchFile
 	if patchFile == "" {
 		patchFile = filepath.Join(w.private, "changes.patch")
@@ -181,7 +193,7 @@ func (w *Workspace) Changes(ctx context.Context, opts ChangesOptions) (*Changes,
 	if err != nil {
 		return nil, fmt.Errorf("changes of job %q: %w", w.jobID, err)
 	}
-	files, size, err := diffTrees(ctx, g, w.path, w.base, tree, f, opts.Limits.Patch)
+	files, size, err := diffTrees(ctx, g, dir, w.base, tree, f, opts.Limits.Patch)
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("write %s: %w", patchFile, cerr)
 	}
@@ -227,7 +239,8 @@ func checkFileSizes(ctx context.Context, g gitRunner, dir string, limit int64) e
 func diffTrees(ctx context.Context, g gitRunner, dir, base, tree string, patch io.Writer, maxPatch int64) ([]FileChange, int64, error) {
 	diffArgs := []string{"diff", "--no-color", "--no-ext-diff", "--no-textconv", "-M", "--full-index"}
 	cw := &cappedWriter{w: patch, limit: maxPatch}
-	err := g.runTo(ctx, dir, cw, append(diffArgs, "--binary", base, tree, "--")...)
+	lp := &listThenPatch{patch: cw}
+	err := g.runTo(ctx, dir, lp, append(diffArgs, "-z", "--raw", "--numstat", "--binary", base, tree, "--")...)
 	if cw.over {
 		return nil, cw.n, &TooLargeError{Size: cw.n, Limit: maxPatch}
 	}
@@ -235,18 +248,49 @@ func diffTrees(ctx context.Context, g gitRunner, dir, base, tree string, patch i
 		return nil, 0, fmt.Errorf("diff %s..%s: %w", base, tree, err)
 	}
 	if cw.n == 0 {
+		if len(lp.lists) > 0 {
+			return nil, 0, fmt.Errorf("diff %s..%s listed changed files but printed no patch", base, tree)
+		}
 		return nil, 0, nil
 	}
-	status, err := g.run(ctx, dir, nil, append(diffArgs, "-z", "--name-status", base, tree, "--")...)
-	if err != nil {
-		return nil, 0, fmt.Errorf("list changed files %s..%s: %w", base, tree, err)
-	}
-	numstat, err := g.run(ctx, dir, nil, append(diffArgs, "-z", "--numstat", base, tree, "--")...)
+	status, numstat, err := splitRawNumstat(lp.lists)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list changed files %s..%s: %w", base, tree, err)
 	}
 	files, err := parseNameStatus(status, binaryPaths(numstat))
 	return files, cw.n, err
+}
+
+// splitRawNumstat splits the output of `git diff -z --raw --numstat` into what
+// `--name-status -z` and `--numstat -z` would have printed. Raw records come first, each a
+// header starting with ':' and ending in the status, then one path (two for a rename or copy).
+func splitRawNumstat(out []byte) (status, numstat []byte, err error) {
+	var st bytes.Buffer
+	rest := out
+	for len(rest) > 0 && rest[0] == ':' {
+		hdr, after, ok := bytes.Cut(rest, []byte{0})
+		code := hdr[bytes.LastIndexByte(hdr, ' ')+1:]
+		if !ok || len(code) == 0 {
+			return nil, nil, fmt.Errorf("unexpected raw diff record %q", hdr)
+		}
+		st.Write(code)
+		st.WriteByte(0)
+		paths := 1
+		if code[0] == 'R' || code[0] == 'C' {
+			paths = 2
+		}
+		for range paths {
+			p, next, ok := bytes.Cut(after, []byte{0})
+			if !ok {
+				return nil, nil, fmt.Errorf("raw diff record %q without its path", hdr)
+			}
+			st.Write(p)
+			st.WriteByte(0)
+			after = next
+		}
+		rest = after
+	}
+	return st.Bytes(), rest, nil
 }
 
 // errOverLimit stops a copy into a cappedWriter; the writer's over field says why.

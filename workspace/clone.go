@@ -20,7 +20,7 @@ var errCloneByGit = errors.New("source needs git clone")
 type clone struct {
 	originURL string
 	config    [][2]string // extra settings, as `git clone --config` would add them
-	branch    string      // the job's branch, checked out at base
+	branch    string      // the job's branch, checked out at base; empty: HEAD detached at base
 	base      string
 }
 
@@ -101,8 +101,11 @@ func cloneLocal(srcGit, gitDir string, c clone) error {
 	}{
 		{"config", cfg.String()},
 		{"packed-refs", pr.String()},
-		{"refs/heads/" + c.branch, c.base + "\n"},
-		{"HEAD", "ref: refs/heads/" + c.branch + "\n"},
+		{"HEAD", c.base + "\n"},
+	}
+	if c.branch != "" {
+		files[2].content = "ref: refs/heads/" + c.branch + "\n"
+		files = append(files, struct{ name, content string }{"refs/heads/" + c.branch, c.base + "\n"})
 	}
 	if defaultBranch != "" {
 		files = append(files, struct{ name, content string }{"refs/remotes/origin/HEAD", "ref: refs/remotes/origin/" + defaultBranch + "\n"})

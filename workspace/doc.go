@@ -4,6 +4,13 @@
 // changed as a binary patch, merging the patches of many agents with a three-way merge, and
 // pushing the result to a branch.
 //
+// Workspaces come in two modes (see Mode). In checkout mode every job gets a full private
+// checkout, which a container bind-mounts. In overlay mode the jobs on one commit share one
+// read-only checkout, written once and deleted with its last user, and each job gets an empty
+// upper layer: the container engine mounts them as a kernel overlay (Layers), so a job costs
+// O(files it changes) in time and disk. git works the same inside both, and Changes gives
+// byte-identical patches for the same edits; in overlay mode it reads only the upper layer.
+//
 // Every git command runs the real git binary with an argv list (never a shell), a clean
 // environment (no host or global git configuration, no terminal prompts) and, where a token is
 // needed, the credential passed through the environment so it never appears in argv, in a

@@ -2,7 +2,6 @@ package workspace
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -24,6 +23,7 @@ const (
 	trashDir   = ".trash"
 	homeDir    = ".home"
 	tmpDir     = ".tmp"
+	sharedDir  = ".shared"
 )
 
 // Option configures a Manager.
@@ -36,8 +36,12 @@ func WithLogger(l *slog.Logger) Option {
 
 // Manager creates and removes workspaces under one data directory, laid out as
 //
-//	<root>/<runID>/<job>/repo      the workspace (bind-mount this)
+//	<root>/<runID>/<job>/repo      the workspace (checkout mode: bind-mount this)
+//	<root>/<runID>/<job>/upper     the job's upper layer (overlay mode), and beside it
+//	<root>/<runID>/<job>/work      the overlay's work directory
 //	<root>/<runID>/<job>/private   the runner's own git directory for reading changes back
+//	<root>/.shared/<key>/tree      overlay mode: the read-only checkout of one commit shared by
+//	                               its jobs (the lower layer), with users/<runID>/<job> markers
 //	<root>/mirrors/<name>          bare mirrors of remote repositories
 //	<root>/.trash/                 removed workspaces still being deleted
 //
@@ -47,6 +51,11 @@ type Manager struct {
 	root string
 	log  *slog.Logger
 	git  gitRunner
+	mode Mode
+
+	// sharedMu serialises, per shared checkout key, filling, joining and leaving it within
+	// this process (a file lock does it between processes).
+	sharedMu sync.Map // key → *sync.Mutex
 
 	bg      sync.WaitGroup
 	mu      sync.Mutex
@@ -115,11 +124,14 @@ func NewManager(root string, opts ...Option) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolve workspace root %q: %w", root, err)
 	}
-	m := &Manager{root: abs, log: slog.New(slog.DiscardHandler), pending: map[string]bool{}}
+	m := &Manager{root: abs, log: slog.New(slog.DiscardHandler), pending: map[string]bool{}, mode: ModeCheckout}
 	for _, o := range opts {
 		o(m)
 	}
-	for _, d := range []string{abs, filepath.Join(abs, homeDir), filepath.Join(abs, trashDir), filepath.Join(abs, tmpDir)} {
+	if _, err := ParseMode(string(m.mode)); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{abs, filepath.Join(abs, homeDir), filepath.Join(abs, trashDir), filepath.Join(abs, tmpDir), filepath.Join(abs, sharedDir)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("create workspace directory %s: %w", d, err)
 		}
@@ -154,16 +166,23 @@ type Source struct {
 	IncludeUncommitted bool
 }
 
-// Workspace is one job's git repository. Path is what the container mounts at /workspace.
+// Workspace is one job's git repository. In checkout mode Path is what the container mounts at
+// /workspace; in overlay mode the container mounts Layers as an overlay there.
 type Workspace struct {
 	m       *Manager
 	runID   string
 	jobID   string
 	dir     string // <root>/<runID>/<job>
-	path    string // dir/repo
+	path    string // dir/repo, or in overlay mode dir/upper
 	private string // dir/private: git dir with alternates to the source's objects
 	base    string
 	branch  string
+
+	// Overlay mode only: the shared checkout under the job's upper layer, and the overlay's
+	// work directory. joined says the job is recorded as a user of shared (read after filled).
+	shared *sharedCheckout
+	work   string
+	joined bool
 
 	filled   chan struct{} // closed when the background fill has ended
 	fillErr  error         // why the fill failed; read after filled is closed
@@ -173,7 +192,9 @@ type Workspace struct {
 	removeErr  error
 }
 
-// Path returns the workspace's working tree (a complete git repository with its .git directory).
+// Path returns, in checkout mode, the workspace's working tree (a complete git repository with
+// its .git directory). In overlay mode it returns the job's upper layer: only what the job
+// wrote, with overlay whiteouts for what it deleted; the sandbox mounts Layers instead.
 func (w *Workspace) Path() string { return w.path }
 
 // BaseSHA returns the commit the workspace started from: Source.SHA, or with IncludeUncommitted
@@ -194,7 +215,7 @@ func (w *Workspace) ContainerEnv() []string {
 var runIDRE = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$`)
 
 func checkRunID(runID string) error {
-	if !runIDRE.MatchString(runID) || runID == mirrorsDir {
+	if !runIDRE.MatchString(runID) || runID == mirrorsDir || runID == sharedDir {
 		return fmt.Errorf("run id %q is not usable as a directory name (letters, digits, '.', '_', '-'; not starting with '.'; not %q)", runID, mirrorsDir)
 	}
 	return nil
@@ -275,6 +296,10 @@ func (m *Manager) Start(ctx context.Context, src Source, runID, jobID string, ow
 	}
 	w.path = filepath.Join(w.dir, "repo")
 	w.private = filepath.Join(w.dir, "private")
+	if m.mode == ModeOverlay {
+		w.path = filepath.Join(w.dir, "upper")
+		w.work = filepath.Join(w.dir, "work")
+	}
 
 	si, err := m.source(ctx, repoDir)
 	if err != nil {
@@ -328,6 +353,12 @@ func (m *Manager) Start(ctx context.Context, src Source, runID, jobID string, ow
 			return nil, fmt.Errorf("create workspace for job %q: give %s to uid %d: %w", jobID, w.path, owner.UID, err)
 		}
 	}
+	if m.mode == ModeOverlay {
+		w.shared = m.sharedCheckoutOf(si.common, w.base, owner)
+		if err := w.prepareUpper(owner); err != nil {
+			return nil, fmt.Errorf("create workspace for job %q: %w", jobID, err)
+		}
+	}
 
 	// The fill outlives Start's return but not its caller's cancellation; Remove also stops it.
 	fctx, stop := context.WithCancel(ctx)
@@ -337,7 +368,11 @@ func (m *Manager) Start(ctx context.Context, src Source, runID, jobID string, ow
 		defer m.bg.Done()
 		defer close(w.filled)
 		defer stop()
-		if w.fillErr = w.fill(fctx, repoDir, si, owner); w.fillErr != nil {
+		fill := w.fill
+		if w.shared != nil {
+			fill = w.fillOverlay
+		}
+		if w.fillErr = fill(fctx, repoDir, si, owner); w.fillErr != nil {
 			w.fillErr = fmt.Errorf("create workspace for job %q: %w", jobID, w.fillErr)
 		}
 	}()
@@ -357,7 +392,21 @@ func (w *Workspace) Ready(ctx context.Context) error {
 // fill clones the source into the empty working tree, checks out the job's branch and makes
 // the runner's private git directory.
 func (w *Workspace) fill(ctx context.Context, repoDir string, si *sourceInfo, owner *Owner) error {
-	g := w.m.git
+	if err := w.m.checkout(ctx, repoDir, si, w.path, w.branch, w.base, owner); err != nil {
+		return err
+	}
+	if err := initPrivate(w.private, si.common, filepath.Join(w.path, ".git", "index")); err != nil {
+		return err
+	}
+	w.m.log.Debug("workspace created", "run_id", w.runID, "job", w.jobID, "path", w.path, "base", w.base)
+	return nil
+}
+
+// checkout makes the empty directory dir a complete repository cloned from the source, with
+// branch checked out at base (HEAD detached at base when branch is empty), given to owner, and
+// its index refreshed so that git finds the tree clean without hashing it.
+func (m *Manager) checkout(ctx context.Context, repoDir string, si *sourceInfo, dir, branch, base string, owner *Owner) error {
+	g := m.git
 	// Objects are hard links shared with the source, so an automatic repack inside the
 	// container would only duplicate them (gc.auto 0).
 	settings := [][2]string{
@@ -366,60 +415,60 @@ func (w *Workspace) fill(ctx context.Context, repoDir string, si *sourceInfo, ow
 		{"user.email", authorEmail},
 		{"gc.auto", "0"},
 	}
-	err := cloneLocal(si.common, filepath.Join(w.path, ".git"), clone{originURL: si.originURL, config: settings, branch: w.branch, base: w.base})
+	err := cloneLocal(si.common, filepath.Join(dir, ".git"), clone{originURL: si.originURL, config: settings, branch: branch, base: base})
 	switch {
 	case err == nil:
-		// HEAD is on the job's branch already: fill the index and the working tree from it.
-		if _, err := g.run(ctx, w.path, nil, "-c", "checkout.workers=0", "read-tree", "--reset", "-u", "HEAD"); err != nil {
-			return fmt.Errorf("check out %s: %w", w.base, err)
+		// HEAD is at base already: fill the index and the working tree from it.
+		if _, err := g.run(ctx, dir, nil, "-c", "checkout.workers=0", "read-tree", "--reset", "-u", "HEAD"); err != nil {
+			return fmt.Errorf("check out %s: %w", base, err)
 		}
 	case errors.Is(err, errCloneByGit):
-		if err := w.cloneByGit(ctx, repoDir, si, settings); err != nil {
+		if err := m.cloneByGit(ctx, repoDir, si, dir, branch, base, settings); err != nil {
 			return err
 		}
 	default:
 		return fmt.Errorf("clone %s: %w", repoDir, err)
 	}
-	if err := prepareOwnership(w.path, owner); err != nil {
+	if err := prepareOwnership(dir, owner); err != nil {
 		return err
 	}
 	// chown changed every file's ctime; refresh the index so neither the agent's first
 	// `git status` nor Changes has to re-hash the whole tree.
-	if _, err := g.run(ctx, w.path, nil, "update-index", "-q", "--refresh"); err != nil {
+	if _, err := g.run(ctx, dir, nil, "update-index", "-q", "--refresh"); err != nil {
 		return fmt.Errorf("refresh workspace index: %w", err)
-	}
-	if err := initPrivate(w, si.common); err != nil {
-		return err
 	}
 	if owner != nil {
 		// update-index rewrote .git/index as the runner.
-		if err := os.Lchown(filepath.Join(w.path, ".git", "index"), owner.UID, owner.GID); err != nil {
+		if err := os.Lchown(filepath.Join(dir, ".git", "index"), owner.UID, owner.GID); err != nil {
 			return fmt.Errorf("chown workspace index: %w", err)
 		}
 	}
-	w.m.log.Debug("workspace created", "run_id", w.runID, "job", w.jobID, "path", w.path, "base", w.base)
 	return nil
 }
 
-// cloneByGit fills the workspace with git's own clone, for the sources cloneLocal refuses.
-func (w *Workspace) cloneByGit(ctx context.Context, repoDir string, si *sourceInfo, settings [][2]string) error {
-	g := w.m.git
+// cloneByGit fills dir with git's own clone, for the sources cloneLocal refuses.
+func (m *Manager) cloneByGit(ctx context.Context, repoDir string, si *sourceInfo, dir, branch, base string, settings [][2]string) error {
+	g := m.git
 	// The settings go in with the clone: one git process instead of one per setting.
 	clone := []string{"clone", "--quiet", "--local", "--no-checkout", "--template="}
 	for _, kv := range settings {
 		clone = append(clone, "--config", kv[0]+"="+kv[1])
 	}
-	if _, err := g.run(ctx, w.dir, nil, append(clone, "--", repoDir, w.path)...); err != nil {
+	if _, err := g.run(ctx, filepath.Dir(dir), nil, append(clone, "--", repoDir, dir)...); err != nil {
 		return fmt.Errorf("clone %s: %w", repoDir, err)
 	}
 	// clone itself writes the origin (a host path) after the --config settings: replace it.
-	if !setOriginURL(filepath.Join(w.path, ".git", "config"), si.originURL) {
-		if _, err := g.run(ctx, w.path, nil, "config", "remote.origin.url", si.originURL); err != nil {
+	if !setOriginURL(filepath.Join(dir, ".git", "config"), si.originURL) {
+		if _, err := g.run(ctx, dir, nil, "config", "remote.origin.url", si.originURL); err != nil {
 			return fmt.Errorf("configure workspace: %w", err)
 		}
 	}
-	if _, err := g.run(ctx, w.path, nil, "-c", "checkout.workers=0", "checkout", "--quiet", "--no-track", "-b", w.branch, w.base); err != nil {
-		return fmt.Errorf("check out %s: %w", w.base, err)
+	co := []string{"-c", "checkout.workers=0", "checkout", "--quiet", "--no-track", "-b", branch, base}
+	if branch == "" {
+		co = []string{"-c", "checkout.workers=0", "checkout", "--quiet", "--detach", base}
+	}
+	if _, err := g.run(ctx, dir, nil, co...); err != nil {
+		return fmt.Errorf("check out %s: %w", base, err)
 	}
 	return nil
 }
@@ -456,13 +505,14 @@ func setOriginURL(configPath, url string) bool {
 	return os.WriteFile(configPath, []byte(strings.Join(lines, "\n")), 0o644) == nil
 }
 
-// initPrivate makes the runner's own git directory for the workspace: it borrows the source's
-// objects through alternates and starts from a copy of the index written before any agent ran.
-func initPrivate(w *Workspace, srcCommon string) error {
+// initPrivate makes the runner's own git directory for a workspace: it borrows the source's
+// objects through alternates and, when index is not empty, starts from a copy of that index
+// written before any agent ran. (An overlay workspace reads the shared checkout's index.)
+func initPrivate(private, srcCommon, index string) error {
 	// Written directly, as `git init --bare --template=` would: a git process costs more than
 	// the rest of this function, and it sits on the path from an event to the agent's start.
 	for _, d := range []string{"objects/info", "objects/pack", "refs/heads", "refs/tags"} {
-		if err := os.MkdirAll(filepath.Join(w.private, d), 0o700); err != nil {
+		if err := os.MkdirAll(filepath.Join(private, d), 0o700); err != nil {
 			return fmt.Errorf("init private git dir: %w", err)
 		}
 	}
@@ -471,11 +521,14 @@ func initPrivate(w *Workspace, srcCommon string) error {
 		"config":                  "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n",
 		"objects/info/alternates": filepath.Join(srcCommon, "objects") + "\n",
 	} {
-		if err := os.WriteFile(filepath.Join(w.private, name), []byte(content), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(private, name), []byte(content), 0o600); err != nil {
 			return fmt.Errorf("init private git dir: %w", err)
 		}
 	}
-	return copyFile(filepath.Join(w.path, ".git", "index"), filepath.Join(w.private, "index"), 0o600)
+	if index == "" {
+		return nil
+	}
+	return copyFile(index, filepath.Join(private, "index"), 0o600)
 }
 
 // prepareOwnership gives the tree to owner. Object files shared with the source by hard link
@@ -555,142 +608,4 @@ func copyFile(from, to string, perm fs.FileMode) error {
 		}
 	}
 	return nil
-}
-
-// Remove deletes the workspace. It returns once the workspace is gone from its path (renamed
-// into the trash, which is instant); the files are deleted in the background, and Manager.Close
-// waits for that, while Sweep deletes what a crash left in the trash. Remove is safe to call
-// twice, while the workspace is being filled (it stops the fill) and after Ready failed.
-func (w *Workspace) Remove(ctx context.Context) error {
-	w.removeOnce.Do(func() {
-		// git must not write into the tree while it moves to the trash.
-		w.stopFill()
-		<-w.filled
-		w.removeErr = w.m.discard(ctx, w.dir)
-	})
-	return w.removeErr
-}
-
-// discard moves dir into the trash and deletes it in the background.
-func (m *Manager) discard(_ context.Context, dir string) error {
-	trash := filepath.Join(m.root, trashDir, randomName(filepath.Base(dir)))
-	if err := os.Rename(dir, trash); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		// Another filesystem or a permission problem: delete in place.
-		if rmErr := removeTree(dir); rmErr != nil {
-			return fmt.Errorf("remove workspace %s: %w", dir, rmErr)
-		}
-		removeIfEmpty(filepath.Dir(dir))
-		return nil
-	}
-	removeIfEmpty(filepath.Dir(dir))
-	m.mu.Lock()
-	m.pending[filepath.Base(trash)] = true
-	m.mu.Unlock()
-	m.bg.Add(1)
-	go func() {
-		defer m.bg.Done()
-		if err := removeTree(trash); err != nil {
-			m.log.Warn("delete removed workspace", "path", trash, "err", err)
-		}
-		m.mu.Lock()
-		delete(m.pending, filepath.Base(trash))
-		m.mu.Unlock()
-	}()
-	m.log.Debug("workspace removed", "path", dir)
-	return nil
-}
-
-func randomName(prefix string) string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return prefix + "-" + hex.EncodeToString(b[:])
-}
-
-// removeIfEmpty removes dir when it is empty (a run directory whose last workspace went away).
-func removeIfEmpty(dir string) {
-	_ = os.Remove(dir)
-}
-
-// removeTree deletes p and everything below it. When an agent left directories without write
-// permission (possible when it runs as the runner's own uid), it restores them and retries.
-func removeTree(p string) error {
-	err := os.RemoveAll(p)
-	if err == nil || !errors.Is(err, fs.ErrPermission) {
-		return err
-	}
-	_ = filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			_ = os.Chmod(q, 0o700)
-		}
-		return nil
-	})
-	return os.RemoveAll(p)
-}
-
-// Sweep removes the workspaces of every run for which keep returns false (keep may be nil to
-// remove all) and whatever a crash left in the trash. It returns the run ids it removed. Call it
-// at start-up, before new runs start, or with keep answering true for every live run.
-func (m *Manager) Sweep(ctx context.Context, keep func(runID string) bool) (removed []string, err error) {
-	entries, err := os.ReadDir(m.root)
-	if err != nil {
-		return nil, fmt.Errorf("sweep %s: %w", m.root, err)
-	}
-	var errs []error
-	for _, e := range entries {
-		if ctx.Err() != nil {
-			return removed, ctx.Err()
-		}
-		name := e.Name()
-		if !e.IsDir() || checkRunID(name) != nil {
-			continue
-		}
-		if keep != nil && keep(name) {
-			continue
-		}
-		if err := removeTree(filepath.Join(m.root, name)); err != nil {
-			errs = append(errs, fmt.Errorf("sweep run %s: %w", name, err))
-			continue
-		}
-		m.log.Info("swept leftover workspaces", "run_id", name)
-		removed = append(removed, name)
-	}
-	for _, sub := range []string{trashDir, tmpDir} {
-		trash, err := os.ReadDir(filepath.Join(m.root, sub))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("sweep %s: %w", sub, err))
-			continue
-		}
-		for _, e := range trash {
-			m.mu.Lock()
-			busy := m.pending[e.Name()]
-			m.mu.Unlock()
-			if busy {
-				continue
-			}
-			if err := removeTree(filepath.Join(m.root, sub, e.Name())); err != nil {
-				errs = append(errs, fmt.Errorf("sweep %s: %w", sub, err))
-			}
-		}
-	}
-	return removed, errors.Join(errs...)
-}
-
-// RemoveRun removes every workspace of runID, for a run that starts again after an attempt
-// that could not clean up (its process was killed). Do not call it while the run is going.
-func (m *Manager) RemoveRun(ctx context.Context, runID string) error {
-	if err := checkRunID(runID); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	dir := filepath.Join(m.root, runID)
-	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	m.log.Info("removing workspaces of an earlier attempt", "run_id", runID)
-	return removeTree(dir)
 }

@@ -124,30 +124,40 @@ func (m *Manager) Mirror(ctx context.Context, cloneURL string, auth Auth) (repoD
 	return dir, nil
 }
 
-// lockFile takes an exclusive flock on p, waiting until it is free or ctx ends.
+// lockFile takes an exclusive flock on p, waiting until it is free or ctx ends. The holder may
+// delete p before unlocking (a shared checkout's lock goes with it): a waiter that then gets
+// the lock of the deleted file notices and locks the file now at p instead.
 func lockFile(ctx context.Context, p string) (unlock func(), err error) {
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open lock %s: %w", p, err)
-	}
 	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("open lock %s: %w", p, err)
+		}
+		for {
+			err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, syscall.EWOULDBLOCK) {
+				f.Close()
+				return nil, fmt.Errorf("lock %s: %w", p, err)
+			}
+			select {
+			case <-ctx.Done():
+				f.Close()
+				return nil, fmt.Errorf("wait for lock %s: %w", p, ctx.Err())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		held, herr := f.Stat()
+		now, nerr := os.Stat(p)
+		if herr == nil && nerr == nil && os.SameFile(held, now) {
 			return func() {
 				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 				f.Close()
 			}, nil
 		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", p, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("wait for lock %s: %w", p, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
+		f.Close() // deleted (or replaced) by the previous holder: lock the current file
 	}
 }
 

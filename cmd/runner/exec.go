@@ -39,6 +39,7 @@ type execOptions struct {
 	IncludeUncommitted bool
 	MaxAgents          int
 	Image              string
+	Workspace          string
 }
 
 func newExecCmd(s *streams) *cobra.Command {
@@ -80,6 +81,8 @@ the combined patch.`,
 	f.Lookup("apply").NoOptDefVal = applySafe
 	f.BoolVar(&o.IncludeUncommitted, "include-uncommitted", false, "run on the working tree as it is, not HEAD")
 	f.IntVar(&o.MaxAgents, "max-agents", 8, "containers running at once")
+	f.StringVar(&o.Workspace, "workspace", workspaceAuto, "how agents' workspaces are made: overlay (a copy-on-write layer over one shared checkout, "+
+		"O(changed files)), checkout (a full checkout each), or auto (overlay where the Docker engine can mount it)")
 	return cmd
 }
 
@@ -88,6 +91,9 @@ func runExec(ctx context.Context, s *streams, o *execOptions) error {
 	case "auto", "tty", "plain":
 	default:
 		return usageError{fmt.Errorf("--progress must be auto, tty or plain, not %q", o.Progress)}
+	}
+	if err := checkWorkspaceMode("--workspace", o.Workspace); err != nil {
+		return err
 	}
 	if o.MaxAgents < 1 {
 		return usageError{fmt.Errorf("--max-agents %d: at least one agent must be able to run; pass 1 or more (default 8)", o.MaxAgents)}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,48 +23,12 @@ import (
 // remove it and the killed exec's workspaces.
 func TestKilledExecsAgentStopsAtItsDeadlineAndTheNextExecReapsIt(t *testing.T) {
 	cli := dockertest.Client(t)
-	dockertest.TestAgentImage(t)
-	exe := filepath.Join(t.TempDir(), "runner")
-	build := exec.Command("go", "build", "-trimpath", "-o", exe, "github.com/agentrunner/agentrunner/cmd/runner")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the runner: %v\n%s", err, out)
-	}
-	cache := t.TempDir()
-	repo := gitRepo(t, map[string]string{
+	r := newExecRig(t, map[string]string{
 		".agents/hold.yaml":  "on: push\ndefaults: {image: agentrunner/testagent:dev, timeout: 3s}\nagents:\n  hold: {command: [\"/testagent\", \"hold\"], changes: keep}\n",
 		".agents/quick.yaml": "on: push\ndefaults: {image: agentrunner/testagent:dev, timeout: 1m}\nagents:\n  quick: {command: [\"/testagent\", \"print\", \"hi\"]}\n",
 	})
-	runner := func(args ...string) *exec.Cmd {
-		cmd := exec.Command(exe, args...)
-		cmd.Dir = repo
-		cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+cache)
-		return cmd
-	}
-
-	first := runner("exec", "--progress", "plain", "hold")
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	host, _ := os.Hostname()
-	prefix := "exec:" + host + ":" + strconv.Itoa(first.Process.Pid) + ":"
-	var id string
-	for start := time.Now(); id == "" && time.Since(start) < time.Minute; time.Sleep(100 * time.Millisecond) {
-		cs, err := cli.ContainerList(t.Context(), container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", sandbox.LabelOwner))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range cs {
-			if strings.HasPrefix(c.Labels[sandbox.LabelOwner], prefix) && c.State == "running" {
-				id = c.ID
-			}
-		}
-	}
-	if id == "" {
-		_ = first.Process.Kill()
-		t.Fatal("the exec's container never ran")
-	}
-	t.Cleanup(func() { _ = cli.ContainerRemove(t.Context(), id, container.RemoveOptions{Force: true}) })
+	cache, runner := r.cache, r.command
+	first, id := r.startUntilRunning(t, "hold", "exec", "--progress", "plain", "hold")
 	killed := time.Now()
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -104,4 +69,49 @@ func TestKilledExecsAgentStopsAtItsDeadlineAndTheNextExecReapsIt(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(cache, "agentrunner", "exec", "*")); len(left) > 0 {
 		t.Errorf("the next exec left the killed exec's home: %v", left)
 	}
+}
+
+// execRig is the runner's built executable, run as `runner exec` in a repository of its own
+// with its own cache directory (where execs keep their homes).
+type execRig struct{ exe, repo, cache string }
+
+func newExecRig(t *testing.T, files map[string]string) *execRig {
+	t.Helper()
+	dockertest.TestAgentImage(t)
+	return &execRig{exe: dockertest.BuildRunner(t), repo: gitRepo(t, files), cache: t.TempDir()}
+}
+
+func (r *execRig) command(args ...string) *exec.Cmd {
+	cmd := exec.Command(r.exe, args...)
+	cmd.Dir = r.repo
+	cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+r.cache)
+	return cmd
+}
+
+// startUntilRunning starts the runner with args and waits until the container of its job runs
+// (not the overlay probe's, which runs first); it returns the process and the container id.
+func (r *execRig) startUntilRunning(t *testing.T, job string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cli := dockertest.Client(t)
+	cmd := r.command(args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	host, _ := os.Hostname()
+	prefix := "exec:" + host + ":" + strconv.Itoa(cmd.Process.Pid) + ":"
+	for start := time.Now(); time.Since(start) < time.Minute; time.Sleep(100 * time.Millisecond) {
+		cs, err := cli.ContainerList(t.Context(), container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", sandbox.LabelOwner))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cs {
+			if strings.HasPrefix(c.Labels[sandbox.LabelOwner], prefix) && c.Labels[sandbox.LabelJob] == job && c.State == "running" {
+				t.Cleanup(func() { _ = cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true}) })
+				return cmd, c.ID
+			}
+		}
+	}
+	t.Fatalf("the exec's container of %s never ran", job)
+	return nil, ""
 }

@@ -56,7 +56,12 @@ func execRuns(ctx context.Context, s *streams, o *execOptions, root string, ev *
 	}
 	// Results must never be committed by accident, whatever the repository's own ignores say.
 	_ = os.WriteFile(filepath.Join(runsDir, ".gitignore"), []byte("*\n"), 0o644)
-	wsm, err := workspace.NewManager(home.workspaces(), workspace.WithLogger(logger))
+	mode, note, err := chooseWorkspaceMode(ctx, docker, o.Workspace, home.workspaces(), logger)
+	if err != nil {
+		_ = home.remove(ctx)
+		return err
+	}
+	wsm, err := workspace.NewManager(home.workspaces(), workspace.WithLogger(logger), workspace.WithMode(mode))
 	if err != nil {
 		return err
 	}
@@ -87,6 +92,9 @@ func execRuns(ctx context.Context, s *streams, o *execOptions, root string, ev *
 		dir := filepath.Join(runsDir, id)
 		term := reporters.NewTerminal(s.Out, interactive)
 		term.RunDir = relPath(dir)
+		if note != "" {
+			term.Notes = []string{note}
+		}
 		var rep reporters.Reporter = term
 		if o.JSON {
 			rep = reporters.NewJSON(s.Out)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -42,8 +43,15 @@ func gitRepo(t *testing.T, files map[string]string) string {
 	return dir
 }
 
+// runCLI runs the runner's CLI in this process. An exec runs its agents on workspaces of the
+// mode under test (dockertest.EnvWorkspace), unless the test picks one.
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	if len(args) > 0 && args[0] == "exec" && !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--workspace") }) {
+		if m := os.Getenv(dockertest.EnvWorkspace); m != "" {
+			args = append([]string{"exec", "--workspace", m}, args[1:]...)
+		}
+	}
 	var out, errOut bytes.Buffer
 	code = run(t.Context(), args, nil, &out, &errOut)
 	return code, out.String(), errOut.String()

@@ -18,6 +18,10 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == sandbox.InitCommand {
 		os.Exit(sandbox.Supervise(os.Args[2:]))
 	}
+	// Inside the container of the overlay probe (sandbox.ProbeOverlay).
+	if len(os.Args) > 1 && os.Args[1] == sandbox.ProbeCommand {
+		os.Exit(sandbox.ProbeMain(os.Args[2:]))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()

@@ -17,6 +17,9 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == sandbox.InitCommand {
 		os.Exit(sandbox.Supervise(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == sandbox.ProbeCommand {
+		os.Exit(sandbox.ProbeMain(os.Args[2:]))
+	}
 	if os.Getenv(cliEnv) == "1" {
 		os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}

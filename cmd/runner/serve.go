@@ -77,6 +77,10 @@ type serveConfig struct {
 		Patch       byteSize `yaml:"patch"`
 		Log         byteSize `yaml:"log"`
 	} `yaml:"limits"`
+	// Workspace says how jobs' workspaces are made.
+	Workspace struct {
+		Mode string `yaml:"mode"`
+	} `yaml:"workspace"`
 }
 
 func defaultServeConfig() serveConfig {
@@ -94,6 +98,7 @@ func defaultServeConfig() serveConfig {
 		Sandbox:       "docker",
 		Reporters:     "auto",
 	}
+	c.Workspace.Mode = workspaceAuto
 	return c
 }
 
@@ -249,6 +254,7 @@ SIGTERM or SIGINT stops intake (webhooks answer 503), lets running agents finish
 	f.String("github-webhook-secret-file", "", "file holding the webhook secret (env AGENTRUNNER_GITHUB_WEBHOOK_SECRET holds the secret itself)")
 	f.String("secrets-dir", "", "directory of per-repository secrets, <owner>/<repo>.env (default <data-dir>/secrets) (env AGENTRUNNER_SECRETS_DIR)")
 	f.StringSlice("secret-env", nil, "environment variable handed to every repository as a secret of the same name (repeatable) (env AGENTRUNNER_SECRET_ENV, comma-separated)")
+	f.String("workspace-mode", d.Workspace.Mode, "how jobs' workspaces are made: overlay (a copy-on-write layer over one shared checkout per commit), checkout (a full checkout each), auto (overlay where the Docker engine can mount it) (env AGENTRUNNER_WORKSPACE_MODE)")
 	f.String("sandbox", d.Sandbox, "docker; test builds also offer fake (no containers, for the daemon's own crash and load tests)")
 	_ = f.MarkHidden("sandbox")
 	return cmd
@@ -326,6 +332,7 @@ func (o *serveOptions) settings(fs *pflag.FlagSet) (serveConfig, error) {
 		{"secrets-dir", "AGENTRUNNER_SECRETS_DIR", str(&c.Secrets.Dir)},
 		{"secret-env", "AGENTRUNNER_SECRET_ENV", list(&c.Secrets.Env)},
 		{"sandbox", "AGENTRUNNER_SANDBOX", str(&c.Sandbox)},
+		{"workspace-mode", "AGENTRUNNER_WORKSPACE_MODE", str(&c.Workspace.Mode)},
 	}
 	for _, b := range bindings {
 		if v, ok := os.LookupEnv(b.env); ok && v != "" {
@@ -348,6 +355,9 @@ func (o *serveOptions) settings(fs *pflag.FlagSet) (serveConfig, error) {
 		return c, usageError{fmt.Errorf("sandbox %q: want docker", c.Sandbox)}
 	case c.MaxAgents <= 0 || c.MaxRuns <= 0 || c.RunAttempts <= 0:
 		return c, usageError{errors.New("max-agents, max-runs and run-attempts must be at least 1")}
+	}
+	if err := checkWorkspaceMode("workspace mode", c.Workspace.Mode); err != nil {
+		return c, err
 	}
 	switch c.Reporters {
 	case "auto", "github", "log", "none":
@@ -424,12 +434,6 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		return err
 	}
 
-	wsm, err := workspace.NewManager(filepath.Join(c.DataDir, "workspaces"), workspace.WithLogger(logger))
-	if err != nil {
-		return err
-	}
-	defer wsm.Close()
-
 	var sb runner.Sandbox
 	var docker *sandbox.Docker
 	switch c.Sandbox {
@@ -450,6 +454,21 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		}
 		sb = &runner.Containers{Sandbox: docker, Egress: &runner.Egress{Client: docker.Client(), Owner: owner, Logger: logger}}
 	}
+	wsDir := filepath.Join(c.DataDir, "workspaces")
+	mode := workspace.Mode(c.Workspace.Mode)
+	if docker != nil {
+		if mode, _, err = chooseWorkspaceMode(ctx, docker, c.Workspace.Mode, wsDir, logger); err != nil {
+			return err
+		}
+	} else if mode == workspaceAuto {
+		mode = workspace.ModeCheckout // no engine to mount overlays
+	}
+	logger.Info("workspaces", "mode", mode)
+	wsm, err := workspace.NewManager(wsDir, workspace.WithLogger(logger), workspace.WithMode(mode))
+	if err != nil {
+		return err
+	}
+	defer wsm.Close()
 
 	gh, webhookSecret, err := githubClient(ctx, c, logger)
 	if err != nil {

@@ -68,6 +68,24 @@ func TestServeSettings(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "the workspace mode comes from the file, the environment or the flag",
+			args: []string{"--config", writeFile(t, "workspace:\n  mode: checkout\n")},
+			check: func(t *testing.T, c serveConfig) {
+				if c.Workspace.Mode != "checkout" {
+					t.Errorf("workspace mode %q, want checkout", c.Workspace.Mode)
+				}
+			},
+		},
+		{
+			name: "the workspace mode defaults to auto",
+			check: func(t *testing.T, c serveConfig) {
+				if c.Workspace.Mode != "auto" {
+					t.Errorf("workspace mode %q, want auto", c.Workspace.Mode)
+				}
+			},
+		},
+		{name: "a bad workspace mode is refused", env: map[string]string{"AGENTRUNNER_WORKSPACE_MODE": "cow"}, fails: true},
 		{name: "a bad log format is refused", args: []string{"--log-format", "xml"}, fails: true},
 		{name: "a bad size in the file is refused", args: []string{"--config", writeFile(t, "limits:\n  patch: 50 megs\n")}, fails: true},
 		{name: "a bad duration in the environment is refused", env: map[string]string{"AGENTRUNNER_LEASE_TTL": "soon"}, fails: true},

@@ -35,6 +35,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 )
 
@@ -185,7 +186,7 @@ func BuildImage(ctx context.Context, cli client.APIClient, tag string, labels ma
 }
 
 // RunID returns a run id unique to this test ("t-" and random hex) and registers a cleanup,
-// run after the test's own cleanups, that fails the test if any container or network labelled
+// run after the test's own cleanups, that fails the test if any container, volume or network labelled
 // with it remains. Use it as the run id of everything the test creates.
 func RunID(t testing.TB) string {
 	t.Helper()
@@ -198,7 +199,7 @@ func RunID(t testing.TB) string {
 	return id
 }
 
-// AssertNoLeftovers fails the test if a container (running or not) or a network labelled
+// AssertNoLeftovers fails the test if a container (running or not), a volume or a network labelled
 // agentrunner.run=runID exists, and removes them so one failure does not leak into others.
 func AssertNoLeftovers(t testing.TB, cli client.APIClient, runID string) {
 	t.Helper()
@@ -214,6 +215,15 @@ func AssertNoLeftovers(t testing.TB, cli client.APIClient, runID string) {
 	for _, c := range cs {
 		left = append(left, "container "+strings.Join(c.Names, ",")+" ("+c.State+")")
 		_ = cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	}
+	vs, err := cli.VolumeList(ctx, volume.ListOptions{Filters: f})
+	if err != nil {
+		t.Errorf("list volumes of run %s: %v", runID, err)
+		return
+	}
+	for _, v := range vs.Volumes {
+		left = append(left, "volume "+v.Name)
+		_ = cli.VolumeRemove(ctx, v.Name, true)
 	}
 	ns, err := cli.NetworkList(ctx, network.ListOptions{Filters: f})
 	if err != nil {
@@ -253,4 +263,37 @@ func RunDirect(ctx context.Context, tb testing.TB, cli client.APIClient, cfg *co
 	if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// EnvWorkspace names the workspace mode the engine's integration tests run in: checkout (the
+// default) or overlay. `make test` runs those packages once in each.
+const EnvWorkspace = "AGENTRUNNER_TEST_WORKSPACE"
+
+// WorkspaceMode returns the workspace mode to test in (see EnvWorkspace), failing the test on
+// any other value.
+func WorkspaceMode(t testing.TB) string {
+	t.Helper()
+	switch m := os.Getenv(EnvWorkspace); m {
+	case "", "checkout":
+		return "checkout"
+	case "overlay":
+		return m
+	default:
+		t.Fatalf("%s=%q: want checkout or overlay", EnvWorkspace, m)
+		return ""
+	}
+}
+
+// BuildRunner builds the runner's static Linux executable into a temporary directory: what
+// runs inside containers as the agents' supervisor, the overlay probe and the egress proxy,
+// and what crash tests start and kill.
+func BuildRunner(t testing.TB) string {
+	t.Helper()
+	exe := filepath.Join(t.TempDir(), "runner")
+	build := exec.Command("go", "build", "-trimpath", "-o", exe, "github.com/agentrunner/agentrunner/cmd/runner")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the runner: %v\n%s", err, out)
+	}
+	return exe
 }

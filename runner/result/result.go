@@ -89,9 +89,12 @@ type Job struct {
 	Final    string         `json:"final,omitempty"` // the agent's final message, from its preset
 	Findings []Finding      `json:"findings,omitempty"`
 	Changes  *Changes       `json:"changes,omitempty"`
-	Usage    Usage          `json:"usage"`
-	LogPath  string         `json:"log_path,omitempty"`
-	LogTail  string         `json:"log_tail,omitempty"`
+	// DiskUsage is what the job's workspace took on disk of its own once the agent ended, in
+	// bytes: its overlay's upper layer, or its private checkout.
+	DiskUsage int64  `json:"disk_usage,omitempty"`
+	Usage     Usage  `json:"usage"`
+	LogPath   string `json:"log_path,omitempty"`
+	LogTail   string `json:"log_tail,omitempty"`
 	// Blocked lists the egress destinations refused to this job: by the proxy, and direct
 	// connections that bypassed it (which the network cannot route).
 	Blocked []string `json:"blocked,omitempty"`
