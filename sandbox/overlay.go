@@ -43,7 +43,7 @@ func checkLayers(l *Layers) error {
 		}
 	}
 	if nested(l.Upper, l.Work) || nested(l.Work, l.Upper) {
-		return fmt.Errorf("Upper %q and Work %q must be apart (neither inside the other)", l.Upper, l.Work)
+		return fmt.Errorf("overlay layers: upper %q and work %q must be apart (neither inside the other)", l.Upper, l.Work)
 	}
 	return nil
 }
