@@ -86,6 +86,11 @@ type Fake struct {
 	pulls       []*PullRequest
 	comments    []*Comment
 	installRepo map[string]int64
+
+	oauthApps   map[string]oauthApp
+	oauthCodes  map[string]oauthCode
+	userTokens  map[string]issuedUserToken
+	browserUser string
 }
 
 type expectation struct {
@@ -387,6 +392,10 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	decoded := "/" + strings.Join(segs, "/")
 	rec := Request{Method: r.Method, Path: decoded, Query: r.URL.Query(), Header: r.Header.Clone(), Body: body}
+	if strings.HasPrefix(decoded, "/login/oauth/") {
+		f.serveOAuth(w, r, &rec)
+		return
+	}
 
 	op, params, pathOK := f.spec.match(r.Method, segs)
 	if op == nil {
@@ -424,6 +433,11 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if op.id == "users/get-authenticated" { // only a person's token says who they are
+		status, out := f.authenticatedUser(r)
+		f.finish(w, &rec, status, nil, out.body)
+		return
+	}
 	if status, msg := f.authenticate(r, op); status != 0 {
 		f.finish(w, &rec, status, nil, errBody(msg))
 		return
@@ -465,7 +479,7 @@ func (f *Fake) finish(w http.ResponseWriter, rec *Request, status int, header ma
 	for k, v := range header {
 		w.Header().Set(k, v)
 	}
-	if len(body) > 0 {
+	if len(body) > 0 && w.Header().Get("Content-Type") == "" {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	}
 	w.WriteHeader(status)
@@ -648,6 +662,10 @@ func (f *Fake) handle(op *operation, p map[string]string, q url.Values, in map[s
 			list = append(list, f.repoJSON(f.repos[k]))
 		}
 		return ok(http.StatusOK, map[string]any{"total_count": len(list), "repositories": nonNil(list)})
+
+	case "users/get-authenticated":
+		// serve answers it from the person's own token before handle; reaching here means none.
+		return http.StatusUnauthorized, response{body: errBody("Requires authentication")}
 
 	case "repos/get":
 		return ok(http.StatusOK, f.repoJSON(f.repo(p["owner"], p["repo"])))
