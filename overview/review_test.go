@@ -46,8 +46,8 @@ func TestReviewListsTheRunsFinishedSinceWithTheirFiles(t *testing.T) {
 			}
 			b, _ := json.Marshal(res)
 			for name, data := range map[string][]byte{
-				"result.json":              b,
-				"combined.patch":           []byte("diff --git a/a_test.go b/a_test.go\n--- a/a_test.go\n+++ b/a_test.go\n@@ -1,2 +1,3 @@\n-old\n+new\n+more\n"),
+				"result.json":            b,
+				"combined.patch":         []byte("diff --git a/a_test.go b/a_test.go\n--- a/a_test.go\n+++ b/a_test.go\n@@ -1,2 +1,3 @@\n-old\n+new\n+more\n"),
 				overview.PullRequestFile: []byte(`{"number": 7, "url": "https://github.com/acme/app/pull/7"}`),
 			} {
 				if err := st.SaveRunFile(ctx, "fixed", name, data); err != nil {
