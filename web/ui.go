@@ -48,6 +48,9 @@ var tmpl = template.Must(template.New("").Funcs(template.FuncMap{
 		}
 		return t.UTC().Format("2006-01-02 15:04:05")
 	},
+	"statuses": func() []string {
+		return []string{"", store.RunQueued, store.RunWaiting, store.RunRunning, store.RunCompleted}
+	},
 	"short": func(s string) string {
 		if len(s) > 10 {
 			return s[:10]
