@@ -219,4 +219,3 @@ func (u *UI) jobLog(w http.ResponseWriter, r *http.Request) {
 	}
 	u.Logs.ServeSSE(w, r, r.PathValue("id"), r.PathValue("job"))
 }
-
