@@ -219,6 +219,16 @@ type Store interface {
 	// RevokeToken deletes name's token; ErrNotFound if there is none.
 	RevokeToken(ctx context.Context, name string) error
 
+	// CreateSession signs a browser in: it stores the session (only its id's SHA-256) and
+	// returns its id, shown once. A session made from a token (TokenName) ends when the token
+	// is revoked or expires; ErrNotFound when there is no such token.
+	CreateSession(ctx context.Context, s Session) (id string, err error)
+	// CheckSession returns the live session with that id; ErrNotFound otherwise (unknown,
+	// expired, or its token revoked or expired).
+	CheckSession(ctx context.Context, id string) (Session, error)
+	// DeleteSession ends a session (sign-out); no error when there is none.
+	DeleteSession(ctx context.Context, id string) error
+
 	// SaveRunFile keeps one of a finished run's files (its result, report, patch, a job's log)
 	// in the database, so that every daemon sharing it can serve the file, not only the one
 	// that ran the run. Saving a name again replaces the file.

@@ -42,6 +42,7 @@ func Run(t *testing.T, newDB NewDB) {
 		{"stores sharing a database have the same keys, one per name", testKeys},
 		{"runs and jobs move only as the state machine allows; a requeue takes the run back to queued", testRunStates},
 		{"a completed run is run again from the start", testRerun},
+		{"a session ends with its expiry, its sign-out and its token", testSessions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,33 @@
+// The runs table updates itself: it polls its JSON twin every few seconds while the tab is
+// visible and rebuilds the rows with textContent only (agent-written names stay text).
+"use strict";
+(function () {
+  const table = document.getElementById("runs");
+  if (!table) return;
+  const url = table.dataset.poll;
+  const body = table.tBodies[0];
+  function cell(tr, text) { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); return td; }
+  function fmt(t) { return t && !t.startsWith("0001") ? t.replace("T", " ").replace(/\..*|Z$/, "").slice(0, 19) : ""; }
+  async function poll() {
+    if (document.hidden) return;
+    try {
+      const res = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (!res.ok) return;
+      const runs = await res.json();
+      const rows = (runs || []).map(function (r) {
+        const tr = document.createElement("tr");
+        const a = document.createElement("a");
+        a.href = "/ui/runs/" + encodeURIComponent(r.ID);
+        a.textContent = r.ID;
+        cell(tr, "").appendChild(a);
+        cell(tr, r.Repo); cell(tr, r.Routine); cell(tr, r.Event);
+        const c = document.createElement("code"); c.textContent = (r.SHA || "").slice(0, 10); cell(tr, "").appendChild(c);
+        const st = cell(tr, r.Status + (r.Conclusion ? " · " + r.Conclusion : "")); st.className = "st-" + r.Status;
+        cell(tr, fmt(r.Created));
+        return tr;
+      });
+      if (rows.length) body.replaceChildren.apply(body, rows);
+    } catch (e) { /* the next poll tries again */ }
+  }
+  setInterval(poll, 3000);
+})();
