@@ -990,6 +990,33 @@ func (s *sqlStore) meta(ctx context.Context, key string, n int) (string, error) 
 	return v, nil
 }
 
+// ---- daemons ----
+
+func (s *sqlStore) SetDaemonAddr(ctx context.Context, owner, internalURL string) error {
+	if owner == "" || internalURL == "" {
+		return fmt.Errorf("record daemon address %q of %q: empty owner or address", internalURL, owner)
+	}
+	_, err := s.w.ExecContext(ctx, `INSERT INTO daemons (owner, internal_url, updated_at) VALUES ($1, $2, $3)
+		ON CONFLICT (owner) DO UPDATE SET internal_url = excluded.internal_url, updated_at = excluded.updated_at`,
+		owner, internalURL, micros(s.now()))
+	if err != nil {
+		return fmt.Errorf("record daemon address of %s: %w", owner, err)
+	}
+	return nil
+}
+
+func (s *sqlStore) DaemonAddr(ctx context.Context, owner string) (string, error) {
+	var u string
+	err := s.r.QueryRowContext(ctx, `SELECT internal_url FROM daemons WHERE owner = $1`, owner).Scan(&u)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("daemon address of %s: %w", owner, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read daemon address of %s: %w", owner, err)
+	}
+	return u, nil
+}
+
 // ---- close ----
 
 func (s *sqlStore) Close() error {

@@ -244,6 +244,13 @@ type Store interface {
 	// pages' capability links).
 	Key(ctx context.Context, name string) ([]byte, error)
 
+	// SetDaemonAddr records the internal address (a base URL) of the daemon leasing jobs as
+	// owner, replacing what it recorded before, so other daemons sharing the database can reach
+	// it (a running job's live log).
+	SetDaemonAddr(ctx context.Context, owner, internalURL string) error
+	// DaemonAddr returns the internal address owner recorded; ErrNotFound when none.
+	DaemonAddr(ctx context.Context, owner string) (string, error)
+
 	// Close stops background work and closes the database.
 	Close() error
 }

@@ -43,6 +43,7 @@ func Run(t *testing.T, newDB NewDB) {
 		{"runs and jobs move only as the state machine allows; a requeue takes the run back to queued", testRunStates},
 		{"a completed run is run again from the start", testRerun},
 		{"a session ends with its expiry, its sign-out and its token", testSessions},
+		{"daemons sharing a database see each other's internal addresses", testDaemonAddr},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -895,5 +896,21 @@ func testRerun(t *testing.T, db DB) {
 	}
 	if _, err := s.Rerun(ctx, "missing"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("rerun of a missing run = %v, want ErrNotFound", err)
+	}
+}
+
+func testDaemonAddr(t *testing.T, db DB) {
+	ctx := ctxT(t)
+	a, b := db.Open(t), db.Open(t)
+	if _, err := b.DaemonAddr(ctx, "host-a"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("address of an unknown daemon: %v, want ErrNotFound", err)
+	}
+	check(t, a.SetDaemonAddr(ctx, "host-a", "http://10.0.0.1:8080"))
+	check(t, a.SetDaemonAddr(ctx, "host-a", "http://10.0.0.2:8080"))
+	if got := must(b.DaemonAddr(ctx, "host-a")); got != "http://10.0.0.2:8080" {
+		t.Fatalf("address seen by the other store = %q, want the latest one recorded", got)
+	}
+	if err := a.SetDaemonAddr(ctx, "", "http://x"); err == nil {
+		t.Fatal("an empty owner was recorded")
 	}
 }
