@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/agentrunner/agentrunner/egress"
@@ -17,6 +18,11 @@ func main() {
 	// Inside an agent's container, as its supervisor: nothing else of the runner runs there.
 	if len(os.Args) > 1 && os.Args[1] == sandbox.InitCommand {
 		os.Exit(sandbox.Supervise(os.Args[2:]))
+	}
+	// Inside an overlay workspace's container, as git's fsmonitor hook: git runs it by path,
+	// with no verb (see sandbox.FSMonitorPath).
+	if filepath.Base(os.Args[0]) == sandbox.FSMonitorName {
+		os.Exit(sandbox.FSMonitorMain(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	// Inside the container of the overlay probe (sandbox.ProbeOverlay).
 	if len(os.Args) > 1 && os.Args[1] == sandbox.ProbeCommand {
