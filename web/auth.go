@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/agentrunner/agentrunner/store"
+	"github.com/agentrunner/agentrunner/web/githublogin"
 )
 
 // CookieName is the session cookie's name.
@@ -160,9 +161,10 @@ func (u *UI) logout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 }
 
-// safeNext keeps a post-login redirect on this site: a local path only.
+// safeNext keeps a post-login redirect on this site and in the UI; githublogin.LocalPath is
+// the one check for "a path on this site", shared by both ways of signing in.
 func safeNext(n string) string {
-	if !strings.HasPrefix(n, "/ui/") || strings.HasPrefix(n, "//") || strings.ContainsAny(n, "\\\r\n") {
+	if !strings.HasPrefix(n, "/ui/") || githublogin.LocalPath(n) != n {
 		return "/ui/runs"
 	}
 	return n
