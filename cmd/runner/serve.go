@@ -29,6 +29,7 @@ import (
 	"github.com/agentrunner/agentrunner/sandbox"
 	"github.com/agentrunner/agentrunner/server"
 	"github.com/agentrunner/agentrunner/store"
+	"github.com/agentrunner/agentrunner/web"
 	"github.com/agentrunner/agentrunner/workspace"
 )
 
@@ -538,6 +539,8 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 	api := &server.API{Store: st, Dispatcher: d, RunsDir: filepath.Join(c.DataDir, "runs"), Gatherer: reg, Logger: logger}
 	api.Register(mux)
 	page.Register(mux)
+	ui := &web.UI{Store: st, Controller: uiControl{d}, PublicURL: c.PublicURL, Logger: logger}
+	ui.Register(mux)
 	health := func(ctx context.Context) error {
 		if d.Draining() {
 			return daemon.ErrDraining

@@ -1,0 +1,24 @@
+package main
+
+import (
+	"context"
+
+	"github.com/agentrunner/agentrunner/daemon"
+)
+
+// uiControl lets the web UI steer runs through the daemon, the one place that cancels and
+// re-runs (the API and the CLI go through it too).
+type uiControl struct{ d *daemon.Daemon }
+
+func (c uiControl) Cancel(ctx context.Context, runID, reason string) error {
+	_, err := c.d.Cancel(ctx, runID, reason)
+	return err
+}
+
+func (c uiControl) Rerun(ctx context.Context, runID string) (string, error) {
+	res, err := c.d.Rerun(ctx, runID)
+	if err != nil {
+		return "", err
+	}
+	return res.RunID, nil
+}
