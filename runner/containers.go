@@ -58,7 +58,7 @@ func (c *Containers) Run(ctx context.Context, t *Task, logs io.Writer) (*Exit, e
 		Labels:         map[string]string{"agentrunner.agent": in.Agent},
 	}
 	if l := t.WorkspaceLayers; l != nil {
-		spec.WorkspaceDir, spec.WorkspaceLayers = "", &sandbox.Layers{Lower: l.Lower, Upper: l.Upper, Work: l.Work}
+		spec.WorkspaceDir, spec.WorkspaceLayers = "", &sandbox.Layers{Lower: l.Lower, Upper: l.Upper, Work: l.Work, FSMonitor: l.FSMonitor}
 	}
 	allow := in.Network.Mode == sandbox.NetworkAllow && c.Egress != nil
 	if allow {

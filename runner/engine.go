@@ -83,6 +83,9 @@ type Workspaces interface {
 // copy-on-write layer (Upper), with the kernel's scratch directory (Work).
 type Layers struct {
 	Lower, Upper, Work string
+	// FSMonitor: the lower layer's git configuration names the fsmonitor hook, which the
+	// sandbox mounts (sandbox.Layers.FSMonitor).
+	FSMonitor bool
 }
 
 // Workspace is one job's working copy. Remove is safe to call twice, also while the workspace

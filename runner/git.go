@@ -45,7 +45,7 @@ func (g gitWorkspace) DiskUsage() (int64, error)        { return g.w.DiskUsage()
 
 func (g gitWorkspace) Layers() (Layers, bool) {
 	l, ok := g.w.Layers()
-	return Layers{Lower: l.Lower, Upper: l.Upper, Work: l.Work}, ok
+	return Layers{Lower: l.Lower, Upper: l.Upper, Work: l.Work, FSMonitor: l.FSMonitor}, ok
 }
 
 func (g gitWorkspace) Changes(ctx context.Context, patchFile string, limits Limits) (*result.Changes, error) {

@@ -138,6 +138,9 @@ func (d *Docker) Client() client.APIClient { return d.cli }
 
 // Prepare implements Sandbox.
 func (d *Docker) Prepare(ctx context.Context, spec *Spec) (*Handle, error) {
+	if l := spec.WorkspaceLayers; l != nil && l.FSMonitor && d.opts.InitExecutable == "" {
+		return nil, &SpecError{JobID: spec.JobID, Field: "WorkspaceLayers.FSMonitor", Msg: "the fsmonitor hook is the runner's own static executable: set Options.InitExecutable"}
+	}
 	if err := validate(spec); err != nil {
 		return nil, err
 	}
@@ -162,10 +165,19 @@ func (d *Docker) Prepare(ctx context.Context, spec *Spec) (*Handle, error) {
 	}
 	name := containerName(spec)
 	cfg, hc, nc := d.containerConfig(created, name)
-	if spec.WorkspaceLayers != nil {
+	var volumes []string
+	if l := spec.WorkspaceLayers; l != nil {
 		// Named like its container, with the same labels, so the reaper pairs them.
-		if err := d.createVolume(ctx, spec, name, cfg.Labels); err != nil {
+		if err := d.createVolume(ctx, spec, name, overlayOptions(l), cfg.Labels); err != nil {
 			return nil, err
+		}
+		volumes = append(volumes, name)
+		if d.fsmonitor(spec) {
+			if err := d.createVolume(ctx, spec, lowerVolume(name), lowerOptions(l), cfg.Labels); err != nil {
+				_ = d.removeVolume(context.WithoutCancel(ctx), name)
+				return nil, err
+			}
+			volumes = append(volumes, lowerVolume(name))
 		}
 	}
 	// The create is not abandoned when ctx ends: the engine would finish it anyway, leaving a
@@ -173,10 +185,7 @@ func (d *Docker) Prepare(ctx context.Context, spec *Spec) (*Handle, error) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.opts.CleanupTimeout)
 	resp, err := d.cli.ContainerCreate(cctx, cfg, hc, nc, nil, name)
 	cancel()
-	h := &Handle{ID: resp.ID, Name: name, Spec: spec}
-	if spec.WorkspaceLayers != nil {
-		h.volume = name
-	}
+	h := &Handle{ID: resp.ID, Name: name, Spec: spec, volumes: volumes}
 	if err != nil {
 		h.removed = true // no container; only the volume, if any, is left to remove
 		d.remove(context.WithoutCancel(ctx), h)
@@ -424,18 +433,19 @@ func (d *Docker) destroy(ctx context.Context, h *Handle) error {
 		}
 		h.removed = true
 	}
-	if h.volume != "" {
-		if err := d.removeVolume(ctx, h.volume); err != nil {
-			return &InfraError{Op: "remove overlay volume", Object: fmt.Sprintf("%s for job %q", h.volume, h.Spec.JobID), Err: err}
+	for len(h.volumes) > 0 {
+		v := h.volumes[0]
+		if err := d.removeVolume(ctx, v); err != nil {
+			return &InfraError{Op: "remove overlay volume", Object: fmt.Sprintf("%s for job %q", v, h.Spec.JobID), Err: err}
 		}
-		h.volume = ""
+		h.volumes = h.volumes[1:]
 	}
 	return nil
 }
 
 // Destroy implements Sandbox.
 func (d *Docker) Destroy(ctx context.Context, h *Handle) error {
-	if h == nil || h.ID == "" && h.volume == "" {
+	if h == nil || h.ID == "" && len(h.volumes) == 0 {
 		return nil
 	}
 	return d.destroy(context.WithoutCancel(ctx), h)
@@ -586,6 +596,9 @@ func (d *Docker) containerConfig(spec *Spec, name string) (*container.Config, *c
 	}
 	if supervised {
 		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: d.opts.InitExecutable, Target: InitPath, ReadOnly: true})
+	}
+	if d.fsmonitor(spec) {
+		hc.Mounts = append(hc.Mounts, fsmonitorMounts(spec.WorkspaceLayers, d.opts.InitExecutable, lowerVolume(name))...)
 	}
 	switch spec.Network.Mode {
 	case NetworkOpen:

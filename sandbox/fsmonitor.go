@@ -19,9 +19,14 @@ import (
 // lists what the upper layer holds, and git checks only those paths. git runs core.fsmonitor
 // through a shell unless the value has no shell metacharacter (a space is one), and images built
 // FROM scratch have no shell; so the hook is chosen by the executable's name, not by a verb.
+//
+// Telling which paths changed needs the lower layer too (FSMonitorLower): a file the agent wrote
+// where the commit had a directory replaces the directory's whiteout, and nothing in the upper
+// layer then says that the files below it are gone.
 const (
 	FSMonitorPath  = "/.agentrunner/fsmonitor"
 	FSMonitorUpper = "/.agentrunner/upper"
+	FSMonitorLower = "/.agentrunner/lower"
 	// FSMonitorName is the base name main dispatches on.
 	FSMonitorName = "fsmonitor"
 	// fsmonitorToken is the token the hook returns. Its value does not matter: the upper layer
@@ -37,16 +42,25 @@ const (
 	overlayOpaque = "user.overlay.opaque"
 )
 
-// FSMonitorMain is the hook's main: `fsmonitor 2 <token>` with the upper layer at
-// FSMonitorUpper. Any other version, or an unreadable upper layer, exits non-zero: git then scans
-// the whole tree, slower but still correct.
+// FSMonitorMain is the hook's main: `fsmonitor 2 <token>`, run by git at the root of the work
+// tree. It answers with the token git passed (the upper layer holds every change since the job
+// started, so the answer is a superset of the changes since any token). Run for any other work
+// tree (a repository the agent cloned, a worktree it added: both share nothing with the upper
+// layer) it answers "everything". Any other version, or an unreadable layer, exits non-zero:
+// git then scans the whole tree, slower but still correct.
 func FSMonitorMain(args []string, stdout, stderr io.Writer) int {
 	if len(args) < 1 || args[0] != "2" {
 		fmt.Fprintln(stderr, "agentrunner fsmonitor: only hook protocol version 2 is spoken (core.fsmonitorHookVersion=2)")
 		return 1
 	}
-	out, err := FSMonitorList(FSMonitorUpper, fsmonitorMaxEntries)
-	if err != nil {
+	token := fsmonitorToken
+	if len(args) > 1 && args[1] != "" && !strings.ContainsRune(args[1], 0) {
+		token = args[1]
+	}
+	var out []byte
+	if wd, err := os.Getwd(); err != nil || wd != WorkspacePath {
+		out = everything(token)
+	} else if out, err = FSMonitorList(FSMonitorUpper, FSMonitorLower, token, fsmonitorMaxEntries); err != nil {
 		fmt.Fprintf(stderr, "agentrunner fsmonitor: %v\n", err)
 		return 1
 	}
@@ -56,19 +70,33 @@ func FSMonitorMain(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// FSMonitorList returns the version 2 answer for the upper layer at upper: the token, NUL, then
-// each path the upper layer holds, NUL-terminated, relative to the workspace, with git's own
-// directory left out. Files, symlinks and whiteouts (deleted files) are listed by name; a
-// directory's name is listed (a file may have been added to it, which git's untracked cache must
-// see), and an opaque directory as "dir/", which makes git check everything under it since its
-// lower contents are gone. Past max entries the answer is "/", everything. Links are never
-// followed.
-func FSMonitorList(upper string, max int) ([]byte, error) {
+// everything is the answer that makes git check the whole tree.
+func everything(token string) []byte {
+	return []byte(token + "\x00/\x00")
+}
+
+// FSMonitorList returns the version 2 answer for the upper layer at upper over the lower layer
+// at lower: the token, NUL, then each path that may have changed, NUL-terminated, relative to
+// the workspace, with git's own directory left out. Every name the upper layer holds is listed
+// (files, symlinks, whiteouts of deleted files, and directories: a file may have been added to
+// one, which git's untracked cache must see). "dir/" makes git check everything under dir; it
+// is added where the lower layer's directory dir is gone or hidden: an opaque directory, or a
+// whiteout or a non-directory over a lower directory. Past max entries the answer is "/",
+// everything. Links are never followed.
+func FSMonitorList(upper, lower, token string, max int) ([]byte, error) {
 	var buf bytes.Buffer
-	buf.WriteString(fsmonitorToken)
+	buf.WriteString(token)
 	buf.WriteByte(0)
 	n := 0
-	everything := errors.New("too many entries")
+	tooMany := errors.New("too many entries")
+	add := func(name string) error {
+		if n++; n > max {
+			return tooMany
+		}
+		buf.WriteString(name)
+		buf.WriteByte(0)
+		return nil
+	}
 	var walk func(dir, rel string) error
 	walk = func(dir, rel string) error {
 		f, err := os.Open(dir)
@@ -84,49 +112,49 @@ func FSMonitorList(upper string, max int) ([]byte, error) {
 			if rel == "" && name == ".git" {
 				continue
 			}
-			if n++; n > max {
-				return everything
-			}
 			path := filepath.Join(dir, name)
 			relName := rel + name
 			fi, err := os.Lstat(path)
 			if err != nil {
 				return err
 			}
-			if !fi.IsDir() {
-				buf.WriteString(relName)
-				buf.WriteByte(0)
-				continue
-			}
-			if opaque(path) {
-				buf.WriteString(relName + "/")
-				buf.WriteByte(0)
-			} else {
-				buf.WriteString(relName)
-				buf.WriteByte(0)
-			}
-			if err := walk(path, relName+"/"); err != nil {
+			if err := add(relName); err != nil {
 				return err
+			}
+			var hidesLower bool
+			if fi.IsDir() {
+				hidesLower = opaque(path)
+			} else {
+				lfi, err := os.Lstat(filepath.Join(lower, filepath.FromSlash(relName)))
+				hidesLower = err == nil && lfi.IsDir()
+			}
+			if hidesLower {
+				if err := add(relName + "/"); err != nil {
+					return err
+				}
+			}
+			if fi.IsDir() {
+				if err := walk(path, relName+"/"); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	}
-	fi, err := os.Lstat(upper)
-	if err != nil {
-		return nil, fmt.Errorf("upper layer: %w", err)
-	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("upper layer %s is not a directory", upper)
+	for _, dir := range []string{upper, lower} {
+		fi, err := os.Lstat(dir)
+		if err != nil {
+			return nil, fmt.Errorf("overlay layer: %w", err)
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("overlay layer %s is not a directory", dir)
+		}
 	}
 	if err := walk(upper, ""); err != nil {
-		if !errors.Is(err, everything) {
+		if !errors.Is(err, tooMany) {
 			return nil, fmt.Errorf("read upper layer: %w", err)
 		}
-		buf.Reset()
-		buf.WriteString(fsmonitorToken)
-		buf.WriteByte(0)
-		buf.WriteString("/")
-		buf.WriteByte(0)
+		return everything(token), nil
 	}
 	return buf.Bytes(), nil
 }

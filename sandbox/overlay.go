@@ -17,6 +17,9 @@ import (
 // through a volume of its `local` driver, so the runner needs no mount privileges of its own.
 type Layers struct {
 	Lower, Upper, Work string
+	// FSMonitor: the lower layer's git configuration names the fsmonitor hook at FSMonitorPath,
+	// which the sandbox then mounts with what it reads (fsmonitorMounts).
+	FSMonitor bool
 }
 
 // overlayOptions are the local driver's options for l. userxattr keeps overlay's own
@@ -68,14 +71,14 @@ func workspaceMount(spec *Spec, volumeName string) mount.Mount {
 // createVolume creates the job's overlay volume, labelled like its container. The local
 // driver only records the options: the engine mounts the volume when the first container
 // using it starts, so the lower layer may still be being filled (WorkspaceReady).
-func (d *Docker) createVolume(ctx context.Context, spec *Spec, name string, labels map[string]string) error {
+func (d *Docker) createVolume(ctx context.Context, spec *Spec, name string, opts, labels map[string]string) error {
 	// Like the container's create, not abandoned when ctx ends: removed by the caller instead.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.opts.CleanupTimeout)
 	defer cancel()
 	_, err := d.cli.VolumeCreate(cctx, volume.CreateOptions{
 		Name:       name,
 		Driver:     "local",
-		DriverOpts: overlayOptions(spec.WorkspaceLayers),
+		DriverOpts: opts,
 		Labels:     labels,
 	})
 	if err != nil {
@@ -106,4 +109,30 @@ func (d *Docker) labels(spec *Spec) map[string]string {
 	labels[LabelRun] = spec.RunID
 	labels[LabelJob] = spec.JobID
 	return labels
+}
+
+// fsmonitor tells whether spec's container gets git's fsmonitor hook (see FSMonitorPath).
+func (d *Docker) fsmonitor(spec *Spec) bool {
+	return spec.WorkspaceLayers != nil && spec.WorkspaceLayers.FSMonitor && d.opts.InitExecutable != ""
+}
+
+// lowerVolume names the volume that shows an overlay job's lower layer to its fsmonitor hook.
+func lowerVolume(name string) string { return name + "-lower" }
+
+// lowerOptions make a volume of the local driver that bind-mounts the lower layer. A volume,
+// not a bind mount: the engine mounts it when the container starts, and the lower layer may
+// not exist yet when the container is created (WorkspaceReady).
+func lowerOptions(l *Layers) map[string]string {
+	return map[string]string{"type": "none", "device": l.Lower, "o": "bind"}
+}
+
+// fsmonitorMounts show git's fsmonitor hook (the runner executable exe) what it reads: the
+// job's upper layer and the lower layer, both read-only.
+func fsmonitorMounts(l *Layers, exe, lowerVol string) []mount.Mount {
+	return []mount.Mount{
+		{Type: mount.TypeBind, Source: exe, Target: FSMonitorPath, ReadOnly: true},
+		{Type: mount.TypeBind, Source: l.Upper, Target: FSMonitorUpper, ReadOnly: true},
+		{Type: mount.TypeVolume, Source: lowerVol, Target: FSMonitorLower, ReadOnly: true,
+			VolumeOptions: &mount.VolumeOptions{NoCopy: true}},
+	}
 }

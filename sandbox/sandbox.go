@@ -64,8 +64,8 @@ type Handle struct {
 	Spec *Spec
 
 	secrets []string
-	// volume is the overlay workspace's volume until it is removed.
-	volume  string
+	// volumes are the overlay workspace's volumes (lowerVolume's too) until they are removed.
+	volumes []string
 	removed bool
 	ran     bool
 }

@@ -101,6 +101,14 @@ func (g gitRunner) withAuth(remoteURL string, auth Auth) gitRunner {
 	return out
 }
 
+// withConfig returns a runner that sets kv (key, value) in every command's configuration,
+// after and so above the runner's own.
+func (g gitRunner) withConfig(kv ...[2]string) gitRunner {
+	out := g
+	out.config = append(append([][2]string(nil), g.config...), kv...)
+	return out
+}
+
 // withEnv returns a runner that adds env (KEY=VALUE) to every command.
 func (g gitRunner) withEnv(env ...string) gitRunner {
 	out := g

@@ -52,6 +52,8 @@ type Manager struct {
 	log  *slog.Logger
 	git  gitRunner
 	mode Mode
+	// fsmonitor: shared checkouts are made ready for git's fsmonitor hook (WithFSMonitor).
+	fsmonitor bool
 
 	// sharedMu serialises, per shared checkout key, filling, joining and leaving it within
 	// this process (a file lock does it between processes).

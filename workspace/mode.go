@@ -43,7 +43,12 @@ func (m *Manager) Mode() Mode { return m.mode }
 // Layers are the host directories of an overlay workspace, for the sandbox to mount as
 // lowerdir/upperdir/workdir of a kernel overlay (with the userxattr option, so that a runner
 // that is not root reads the overlay's own marks back: see Changes).
-type Layers struct{ Lower, Upper, Work string }
+type Layers struct {
+	Lower, Upper, Work string
+	// FSMonitor: the lower layer's git configuration names the fsmonitor hook, which the
+	// sandbox must mount at ContainerFSMonitor (WithFSMonitor).
+	FSMonitor bool
+}
 
 // Layers returns the workspace's overlay layers; ok false for a checkout-mode workspace.
 // Lower exists, complete, once Ready returned nil: mount the layers only then. Lower is shared
@@ -52,7 +57,7 @@ func (w *Workspace) Layers() (l Layers, ok bool) {
 	if w.shared == nil {
 		return Layers{}, false
 	}
-	return Layers{Lower: w.shared.tree, Upper: w.path, Work: w.work}, true
+	return Layers{Lower: w.shared.tree, Upper: w.path, Work: w.work, FSMonitor: w.m.fsmonitor}, true
 }
 
 // DiskUsage returns the bytes the job's workspace costs on disk beyond shared data: the upper

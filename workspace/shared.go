@@ -49,6 +49,10 @@ func (m *Manager) sharedCheckoutOf(common, base string, owner *Owner) *sharedChe
 		who = strconv.Itoa(owner.UID) + "-" + strconv.Itoa(owner.GID)
 	}
 	key := hex.EncodeToString(sum[:6]) + "-" + base + "-" + who
+	if m.fsmonitor {
+		// Its configuration names a hook only containers of this kind of runner have.
+		key += "-fsm"
+	}
 	dir := filepath.Join(m.root, sharedDir, key)
 	return &sharedCheckout{key: key, dir: dir, tree: filepath.Join(dir, sharedTree), split: filepath.Join(dir, sharedSplit)}
 }
@@ -181,6 +185,12 @@ func (m *Manager) fillShared(ctx context.Context, sc *sharedCheckout, repoDir st
 	}
 	if err := m.splitBaseIndex(ctx, sc, si.common); err != nil {
 		return fmt.Errorf("shared checkout of %s: %w", base, err)
+	}
+	// After the split: the runner's own index for Changes needs neither extension.
+	if m.fsmonitor {
+		if err := m.prepareFSMonitor(ctx, sc); err != nil {
+			return fmt.Errorf("shared checkout of %s: %w", base, err)
+		}
 	}
 	if err := os.WriteFile(filepath.Join(sc.dir, sharedReady), nil, 0o600); err != nil {
 		return fmt.Errorf("shared checkout of %s: %w", base, err)

@@ -36,7 +36,8 @@ func execRuns(ctx context.Context, s *streams, o *execOptions, root string, ev *
 	if err != nil {
 		return err
 	}
-	docker, err := sandbox.Connect(ctx, sandbox.Options{Logger: logger, Owner: sandbox.OwnerLabels(home.owner(), ""), InitExecutable: initExecutable(logger)})
+	initExe := initExecutable(logger)
+	docker, err := sandbox.Connect(ctx, sandbox.Options{Logger: logger, Owner: sandbox.OwnerLabels(home.owner(), ""), InitExecutable: initExe})
 	if err != nil {
 		_ = home.remove(ctx)
 		return fmt.Errorf("runner exec runs agents in Docker: %w", err)
@@ -61,7 +62,8 @@ func execRuns(ctx context.Context, s *streams, o *execOptions, root string, ev *
 		_ = home.remove(ctx)
 		return err
 	}
-	wsm, err := workspace.NewManager(home.workspaces(), workspace.WithLogger(logger), workspace.WithMode(mode))
+	// git's fsmonitor hook in overlay workspaces is the same static executable as the init.
+	wsm, err := workspace.NewManager(home.workspaces(), workspace.WithLogger(logger), workspace.WithMode(mode), workspace.WithFSMonitor(initExe != ""))
 	if err != nil {
 		return err
 	}

@@ -437,6 +437,7 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 
 	var sb runner.Sandbox
 	var docker *sandbox.Docker
+	var initExe string
 	switch c.Sandbox {
 	case "fake":
 		sb = daemon.FakeSandbox{}
@@ -449,7 +450,8 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		// Every object says who made it, so this daemon's start-up sweep, another daemon's or
 		// a `runner exec`'s on the same engine removes only what is provably nobody's.
 		owner := sandbox.OwnerLabels(sandbox.DaemonOwner(c.ID), storeID)
-		docker, err = sandbox.Connect(ctx, sandbox.Options{Logger: logger, Owner: owner, Resources: sandbox.Resources{Disk: int64(c.Limits.Disk)}, InitExecutable: initExecutable(logger)})
+		initExe = initExecutable(logger)
+		docker, err = sandbox.Connect(ctx, sandbox.Options{Logger: logger, Owner: owner, Resources: sandbox.Resources{Disk: int64(c.Limits.Disk)}, InitExecutable: initExe})
 		if err != nil {
 			return fmt.Errorf("runner serve runs agents in Docker: %w", err)
 		}
@@ -465,7 +467,8 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		mode = workspace.ModeCheckout // no engine to mount overlays
 	}
 	logger.Info("workspaces", "mode", mode)
-	wsm, err := workspace.NewManager(wsDir, workspace.WithLogger(logger), workspace.WithMode(mode))
+	// git's fsmonitor hook in overlay workspaces is the same static executable as the init.
+	wsm, err := workspace.NewManager(wsDir, workspace.WithLogger(logger), workspace.WithMode(mode), workspace.WithFSMonitor(initExe != ""))
 	if err != nil {
 		return err
 	}
