@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/image"
 
 	"github.com/agentrunner/agentrunner/internal/dockertest"
 	"github.com/agentrunner/agentrunner/runner/plan"
@@ -80,9 +79,9 @@ func cachedBenchRepo(b *testing.B, n, size int) (string, string) {
 // benchWorkspaces is a workspace manager in mode on repo at sha, with one job's workspace
 // already made and kept: in overlay mode that made the shared checkout of the commit, which is
 // where the measured job starts from; in checkout mode it warms the same caches.
-func benchWorkspaces(b *testing.B, mode workspace.Mode, repo, sha, runID string) *GitWorkspaces {
+func benchWorkspaces(b testing.TB, mode workspace.Mode, repo, sha, runID string, fsmonitor bool) *GitWorkspaces {
 	b.Helper()
-	wsm, err := workspace.NewManager(filepath.Join(b.TempDir(), "ws"), workspace.WithMode(mode))
+	wsm, err := workspace.NewManager(filepath.Join(b.TempDir(), "ws"), workspace.WithMode(mode), workspace.WithFSMonitor(fsmonitor))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -118,7 +117,7 @@ func (f *firstWrite) Write(p []byte) (int, error) {
 // benchAgent runs argv in img on a new job's workspace from g, through the engine's Docker
 // adapter as the engine does, and returns the time from the workspace's creation to the
 // container's first output, and its output (stdout and stderr).
-func benchAgent(b *testing.B, sb *sandbox.Docker, g *GitWorkspaces, runID, job, img string, env map[string]string, argv ...string) (toFirst time.Duration, out string) {
+func benchAgent(b testing.TB, sb *sandbox.Docker, g *GitWorkspaces, runID, job, img string, env map[string]string, argv ...string) (toFirst time.Duration, out string) {
 	b.Helper()
 	ctx := b.Context()
 	start := time.Now()
@@ -158,7 +157,7 @@ func benchFirstAgent(b *testing.B, n, size int) {
 	runID := dockertest.RunID(b)
 	modes := map[workspace.Mode]*GitWorkspaces{}
 	for _, m := range []workspace.Mode{workspace.ModeOverlay, workspace.ModeCheckout} {
-		modes[m] = benchWorkspaces(b, m, repo, sha, runID)
+		modes[m] = benchWorkspaces(b, m, repo, sha, runID, false)
 	}
 	took := map[workspace.Mode]time.Duration{}
 	b.ResetTimer()
@@ -195,65 +194,6 @@ func only100k(b *testing.B) {
 	}
 }
 
-// gitImage builds, once per benchmark, an image holding the host's git and the shared
-// libraries it links (the test image has no git, and there is no registry to pull one from):
-// `docker build` of a FROM scratch context made of those files, which works offline.
-func gitImage(b *testing.B, runID string) string {
-	b.Helper()
-	gitPath, err := exec.LookPath("git")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if gitPath, err = filepath.EvalSymlinks(gitPath); err != nil {
-		b.Fatal(err)
-	}
-	files := map[string][]byte{}
-	var copies []string
-	add := func(host, inImage string) {
-		data, err := os.ReadFile(host)
-		if err != nil {
-			b.Fatal(err)
-		}
-		name := fmt.Sprintf("f%d", len(files))
-		files[name] = data
-		copies = append(copies, fmt.Sprintf("COPY %s %s", name, inImage))
-	}
-	add(gitPath, "/usr/bin/git")
-	out, err := exec.Command("ldd", gitPath).Output()
-	if err != nil {
-		b.Fatalf("ldd %s: %v", gitPath, err)
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		// "libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
-		f := strings.Fields(line)
-		var lib string
-		switch {
-		case len(f) >= 3 && f[1] == "=>":
-			lib = f[2]
-		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
-			lib = f[0]
-		}
-		if lib == "" {
-			continue
-		}
-		real, err := filepath.EvalSymlinks(lib)
-		if err != nil {
-			b.Fatal(err)
-		}
-		add(real, lib)
-	}
-	files["Dockerfile"] = []byte("FROM scratch\n" + strings.Join(copies, "\n") + "\nENTRYPOINT [\"/usr/bin/git\"]\n")
-	tag := "agentrunner/bench-git:" + runID
-	cli := dockertest.Client(b)
-	if err := dockertest.BuildImage(b.Context(), cli, tag, map[string]string{sandbox.LabelRun: runID}, files); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_, _ = cli.ImageRemove(context.Background(), tag, image.RemoveOptions{Force: true, PruneChildren: true})
-	})
-	return tag
-}
-
 // BenchmarkGitStatus100k is issue 13's `git status` inside a container on an untouched
 // 100,000-file workspace: overlay vs a plain checkout (goal: within 2x). The time is git's
 // own (GIT_TRACE_PERFORMANCE), without the container's start and stop.
@@ -270,12 +210,14 @@ var gitCommandTime = regexp.MustCompile(`performance: ([0-9.]+) s: +git command:
 
 func benchGitStatus(b *testing.B, n, size int) {
 	repo, sha := cachedBenchRepo(b, n, size)
-	sb := sandbox.NewDocker(dockertest.Client(b), sandbox.Options{StopGrace: time.Second})
+	// As `runner exec` and `runner serve` run it: the runner executable is git's fsmonitor
+	// hook in overlay workspaces.
+	sb := sandbox.NewDocker(dockertest.Client(b), sandbox.Options{StopGrace: time.Second, InitExecutable: dockertest.BuildRunner(b)})
 	runID := dockertest.RunID(b)
 	img := gitImage(b, runID)
 	modes := map[workspace.Mode]*GitWorkspaces{}
 	for _, m := range []workspace.Mode{workspace.ModeOverlay, workspace.ModeCheckout} {
-		modes[m] = benchWorkspaces(b, m, repo, sha, runID)
+		modes[m] = benchWorkspaces(b, m, repo, sha, runID, m == workspace.ModeOverlay)
 	}
 	took := map[workspace.Mode]float64{}
 	b.ResetTimer()
