@@ -52,7 +52,7 @@ func TestFSMonitorGitMatchesPlainCheckout(t *testing.T) {
 		"replaced/x.txt": "x\n", "file-to-dir": "f\n",
 		"remade/one.txt": "1\n", "remade/two.txt": "2\n",
 		"move-me.txt": "a file long enough to be found as the same file when renamed\n",
-		"script.sh": "echo hi\n",
+		"script.sh":   "echo hi\n",
 	})
 	cli := dockertest.Client(t)
 	runID := dockertest.RunID(t)
@@ -78,7 +78,7 @@ func TestFSMonitorGitMatchesPlainCheckout(t *testing.T) {
 	if answers[workspace.ModeOverlay] != answers[workspace.ModeCheckout] {
 		t.Errorf("git in the overlay workspace answers\n%s\nin a plain checkout\n%s", answers[workspace.ModeOverlay], answers[workspace.ModeCheckout])
 	}
-	if !strings.Contains(answers[workspace.ModeCheckout],  " D deleted/sub/b.txt") || !strings.Contains(answers[workspace.ModeCheckout], " M top.txt") {
+	if !strings.Contains(answers[workspace.ModeCheckout], " D deleted/sub/b.txt") || !strings.Contains(answers[workspace.ModeCheckout], " M top.txt") {
 		t.Errorf("the edits did not happen as the test expects:\n%s", answers[workspace.ModeCheckout])
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/agentrunner/agentrunner/internal/dockertest"
 	"github.com/agentrunner/agentrunner/runner/plan"
 	"github.com/agentrunner/agentrunner/sandbox"
