@@ -104,25 +104,23 @@ type Review struct {
 }
 
 // ReviewSince gathers the review of the runs completed at or after since (zero: the last 24
-// hours before now). What it reads: one ListRuns query (completed runs, newest first, at most
-// MaxReviewRuns rows, no plans), then for each run finished since then its result.json,
+// hours before now). What it reads: one ListRuns query (the completed runs finished since,
+// newest first, at most MaxReviewRuns rows, no plans; the store's index on the finish time
+// finds them), then for each its result.json,
 // report.md, combined.patch (counted, at most 4 MiB) and pull_request.json through src.RunFile.
 // A run whose files are missing is still listed, marked Partial.
 func ReviewSince(ctx context.Context, src Source, since, now time.Time) (*Review, error) {
 	if since.IsZero() {
 		since = now.Add(-24 * time.Hour)
 	}
-	runs, err := src.ListRuns(ctx, store.RunFilter{Status: store.RunCompleted, Limit: MaxReviewRuns})
+	// A run created long ago may have finished recently (a rerun, a long queue): the filter is
+	// on the finish time, not the creation.
+	runs, err := src.ListRuns(ctx, store.RunFilter{Status: store.RunCompleted, FinishedAfter: since, Limit: MaxReviewRuns})
 	if err != nil {
 		return nil, fmt.Errorf("review: %w", err)
 	}
 	rv := &Review{Since: since.UTC(), Items: []ReviewItem{}, Truncated: len(runs) >= MaxReviewRuns}
 	for _, r := range runs {
-		// A run created long ago may have finished recently (a rerun, a long queue): the
-		// listing is by creation, so every row is checked rather than stopping early.
-		if r.FinishedAt.Before(since) {
-			continue
-		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
