@@ -61,10 +61,11 @@ type ReviewItem struct {
 	Partial bool `json:"partial,omitempty"`
 }
 
-// PullRequest names a pull request.
+// PullRequest names a pull request, as the PR reporter records it (reporters.PullRequestFile).
 type PullRequest struct {
-	Number int    `json:"number,omitempty"`
-	URL    string `json:"url,omitempty"`
+	HTMLURL string `json:"html_url,omitempty"`
+	Number  int    `json:"number,omitempty"`
+	Repo    string `json:"repo,omitempty"`
 }
 
 // DiffStat sums a run's consolidated changes.
@@ -171,15 +172,16 @@ func item(ctx context.Context, src Source, r store.Run) ReviewItem {
 	}
 	if b, err := src.RunFile(ctx, r.ID, PullRequestFile); err == nil {
 		var pr PullRequest
-		if json.Unmarshal(b, &pr) == nil && (pr.Number > 0 || pr.URL != "") {
+		if json.Unmarshal(b, &pr) == nil && (pr.Number > 0 || pr.HTMLURL != "") {
 			it.PullRequest = &pr
 		}
 	}
 	return it
 }
 
-// PullRequestFile names the run file ({"number": N, "url": "…"}) in which the daemon records
-// the pull request a run opened or updated.
+// PullRequestFile names the run file ({"html_url": "…", "number": N, "repo": "owner/name"}) in
+// which the pull-request reporter records the pull request a run opened or updated (the same
+// name as reporters.PullRequestFile, which this package does not import).
 const PullRequestFile = "pull_request.json"
 
 func verdicts(agents []*result.Agent) []Verdict {

@@ -488,7 +488,7 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		RunsDir:    filepath.Join(c.DataDir, "runs"),
 		Files:      st,
 		DetailsURL: detailsURL,
-		Reporters:  reporterFactory(c, gh, logger),
+		Reporters:  reporterFactory(c, gh, st, logger),
 		Limits:     c.jobLimits(),
 	}
 	if gh != nil {
@@ -650,7 +650,7 @@ func installationOf(ctx context.Context, gh *github.Client, repo event.Repo) (in
 
 // reporterFactory makes each run's reporters: GitHub check run, pull request and comment when
 // GitHub is configured, and a log line per run state otherwise.
-func reporterFactory(c serveConfig, gh *github.Client, logger *slog.Logger) func(*reporters.RunInfo, string) reporters.Reporter {
+func reporterFactory(c serveConfig, gh *github.Client, files reporters.RunFiles, logger *slog.Logger) func(*reporters.RunInfo, string) reporters.Reporter {
 	mode := c.Reporters
 	if mode == "auto" {
 		mode = "log"
@@ -684,7 +684,7 @@ func reporterFactory(c serveConfig, gh *github.Client, logger *slog.Logger) func
 			return t, err
 		}
 		return append(reporters.Multi{logReporter{logger}}, reporters.ForGitHub(info, reporters.GitHubTarget{
-			REST: inst.REST(), RepoDir: repoDir, RemoteURL: remote, Token: token, Logger: logger})...)
+			REST: inst.REST(), RepoDir: repoDir, RemoteURL: remote, Token: token, Logger: logger, Files: files})...)
 	}
 }
 
