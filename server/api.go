@@ -58,6 +58,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/runs/{id}/jobs/{job}/log", a.auth(store.ScopeRead, a.jobLog))
 	mux.HandleFunc("POST /api/v1/runs/{id}/cancel", a.auth(store.ScopeDispatch, a.cancel))
 	mux.HandleFunc("POST /api/v1/runs/{id}/rerun", a.auth(store.ScopeDispatch, a.rerun))
+	mux.HandleFunc("GET /api/v1/review", a.auth(store.ScopeRead, a.review))
 	mux.HandleFunc("POST "+HookPath, a.hook)
 	if a.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(a.Gatherer, promhttp.HandlerOpts{}))
