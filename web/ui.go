@@ -73,6 +73,7 @@ func (u *UI) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /ui/runs/{id}/cancel", u.requireSession(store.ScopeDispatch, false, u.cancel))
 	mux.HandleFunc("POST /ui/runs/{id}/rerun", u.requireSession(store.ScopeDispatch, false, u.rerun))
 	mux.HandleFunc("GET /ui/runs/{id}/jobs/{job}/log", u.requireSession(store.ScopeRead, true, u.jobLog))
+	mux.HandleFunc("GET /ui/review", u.requireSession(store.ScopeRead, false, u.review))
 }
 
 func assetHandler(h http.Handler) http.Handler {
