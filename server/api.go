@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -245,10 +244,12 @@ type JobView struct {
 }
 
 func (a *API) listRuns(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	limit, _ := strconv.Atoi(q.Get("limit"))
-	runs, err := a.Store.ListRuns(r.Context(), store.RunFilter{Repo: q.Get("repo"), Routine: q.Get("routine"),
-		Status: q.Get("status"), DeliveryID: q.Get("delivery"), Limit: limit})
+	f, err := runFilterOf(r.URL.Query())
+	if err != nil {
+		apiError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	runs, err := a.Store.ListRuns(r.Context(), f)
 	if err != nil {
 		a.fail(w, "list runs", err)
 		return
@@ -257,6 +258,9 @@ func (a *API) listRuns(w http.ResponseWriter, r *http.Request) {
 	for i, r := range runs {
 		out[i] = NewRunView(r)
 		out[i].Plan = nil
+	}
+	if link := nextRunsLink(r.URL, f, runs); link != "" {
+		w.Header().Set("Link", link)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

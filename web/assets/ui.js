@@ -3,7 +3,8 @@
 "use strict";
 (function () {
   const table = document.getElementById("runs");
-  if (!table) return;
+  // Only the first page has data-poll: an older page stays as loaded.
+  if (!table || !table.dataset.poll) return;
   const url = table.dataset.poll;
   const body = table.tBodies[0];
   function cell(tr, text) { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); return td; }
