@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/agentrunner/agentrunner/runner/event"
@@ -16,6 +17,12 @@ const pageSize = 50
 // triggers are the trigger filter's choices: the event kinds a run starts from.
 var triggers = []string{"", event.KindPush, event.KindPullRequest, event.KindIssueComment, event.KindCheckRun,
 	event.KindSchedule, event.KindDispatch, event.KindWebhook}
+
+// RunURL is the address of run runID's page in the control room on the daemon at publicURL:
+// the link of the run's check run, pull request and comment.
+func RunURL(publicURL, runID string) string {
+	return strings.TrimRight(publicURL, "/") + "/ui/runs/" + url.PathEscape(runID)
+}
 
 // filterOf reads the runs list's filter from the query: repo, routine, status, trigger, and
 // before, the cursor of the previous page's last row ("Older →").

@@ -584,8 +584,9 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 	return runErr
 }
 
-// runPages makes the daemon's run summary pages, and the link to a run's page that its check
-// run, pull request and comment carry (nil without a public URL: no link).
+// runPages makes the daemon's signed run summary pages, and the link that a run's check run,
+// pull request and comment carry: the run's page in the control room (web.RunURL), which links
+// the summary page's readers on to it as well (nil without a public URL: no link).
 func runPages(ctx context.Context, st store.Store, runsDir, publicURL string, logger *slog.Logger) (*server.RunPage, func(runID string) string, error) {
 	key, err := st.Key(ctx, server.RunPageKeyName)
 	if err != nil {
@@ -595,7 +596,7 @@ func runPages(ctx context.Context, st store.Store, runsDir, publicURL string, lo
 	if publicURL == "" {
 		return page, nil, nil
 	}
-	return page, func(runID string) string { return page.URL(publicURL, runID) }, nil
+	return page, func(runID string) string { return web.RunURL(publicURL, runID) }, nil
 }
 
 func redactDSN(dsn string) string {
