@@ -61,10 +61,11 @@ type ReviewItem struct {
 	Partial bool `json:"partial,omitempty"`
 }
 
-// PullRequest names a pull request.
+// PullRequest names a pull request, as the PR reporter records it (reporters.PullRequestFile).
 type PullRequest struct {
-	Number int    `json:"number,omitempty"`
-	URL    string `json:"url,omitempty"`
+	HTMLURL string `json:"html_url,omitempty"`
+	Number  int    `json:"number,omitempty"`
+	Repo    string `json:"repo,omitempty"`
 }
 
 // DiffStat sums a run's consolidated changes.
@@ -104,25 +105,23 @@ type Review struct {
 }
 
 // ReviewSince gathers the review of the runs completed at or after since (zero: the last 24
-// hours before now). What it reads: one ListRuns query (completed runs, newest first, at most
-// MaxReviewRuns rows, no plans), then for each run finished since then its result.json,
+// hours before now). What it reads: one ListRuns query (the completed runs finished since,
+// newest first, at most MaxReviewRuns rows, no plans; the store's index on the finish time
+// finds them), then for each its result.json,
 // report.md, combined.patch (counted, at most 4 MiB) and pull_request.json through src.RunFile.
 // A run whose files are missing is still listed, marked Partial.
 func ReviewSince(ctx context.Context, src Source, since, now time.Time) (*Review, error) {
 	if since.IsZero() {
 		since = now.Add(-24 * time.Hour)
 	}
-	runs, err := src.ListRuns(ctx, store.RunFilter{Status: store.RunCompleted, Limit: MaxReviewRuns})
+	// A run created long ago may have finished recently (a rerun, a long queue): the filter is
+	// on the finish time, not the creation.
+	runs, err := src.ListRuns(ctx, store.RunFilter{Status: store.RunCompleted, FinishedAfter: since, Limit: MaxReviewRuns})
 	if err != nil {
 		return nil, fmt.Errorf("review: %w", err)
 	}
 	rv := &Review{Since: since.UTC(), Items: []ReviewItem{}, Truncated: len(runs) >= MaxReviewRuns}
 	for _, r := range runs {
-		// A run created long ago may have finished recently (a rerun, a long queue): the
-		// listing is by creation, so every row is checked rather than stopping early.
-		if r.FinishedAt.Before(since) {
-			continue
-		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -173,15 +172,16 @@ func item(ctx context.Context, src Source, r store.Run) ReviewItem {
 	}
 	if b, err := src.RunFile(ctx, r.ID, PullRequestFile); err == nil {
 		var pr PullRequest
-		if json.Unmarshal(b, &pr) == nil && (pr.Number > 0 || pr.URL != "") {
+		if json.Unmarshal(b, &pr) == nil && (pr.Number > 0 || pr.HTMLURL != "") {
 			it.PullRequest = &pr
 		}
 	}
 	return it
 }
 
-// PullRequestFile names the run file ({"number": N, "url": "…"}) in which the daemon records
-// the pull request a run opened or updated.
+// PullRequestFile names the run file ({"html_url": "…", "number": N, "repo": "owner/name"}) in
+// which the pull-request reporter records the pull request a run opened or updated (the same
+// name as reporters.PullRequestFile, which this package does not import).
 const PullRequestFile = "pull_request.json"
 
 func verdicts(agents []*result.Agent) []Verdict {

@@ -48,7 +48,7 @@ func TestReviewListsTheRunsFinishedSinceWithTheirFiles(t *testing.T) {
 			for name, data := range map[string][]byte{
 				"result.json":            b,
 				"combined.patch":         []byte("diff --git a/a_test.go b/a_test.go\n--- a/a_test.go\n+++ b/a_test.go\n@@ -1,2 +1,3 @@\n-old\n+new\n+more\n"),
-				overview.PullRequestFile: []byte(`{"number": 7, "url": "https://github.com/acme/app/pull/7"}`),
+				overview.PullRequestFile: []byte(`{"html_url": "https://github.com/acme/app/pull/7", "number": 7, "repo": "acme/app"}`),
 			} {
 				if err := st.SaveRunFile(ctx, "fixed", name, data); err != nil {
 					t.Fatal(err)
@@ -69,7 +69,7 @@ func TestReviewListsTheRunsFinishedSinceWithTheirFiles(t *testing.T) {
 			if it.Diff != (overview.DiffStat{Files: 1, Additions: 2, Deletions: 1}) {
 				t.Errorf("diff = %+v", it.Diff)
 			}
-			if it.PullRequest == nil || it.PullRequest.Number != 7 {
+			if it.PullRequest == nil || it.PullRequest.Number != 7 || it.PullRequest.HTMLURL != "https://github.com/acme/app/pull/7" || it.PullRequest.Repo != "acme/app" {
 				t.Errorf("pull request = %+v", it.PullRequest)
 			}
 			if it.Summary != "# Fixed the flaky tests\n\nThree tests waited on sleeps." {

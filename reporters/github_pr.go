@@ -2,6 +2,7 @@ package reporters
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -45,6 +46,26 @@ type PullRequestConfig struct {
 	Token func(ctx context.Context) (string, error)
 	// Logger notes what was skipped and why; nil discards.
 	Logger *slog.Logger
+	// Files, when set, receives the run's PullRequestFile once the pull request is opened or
+	// updated (the store: every daemon's review page and API read it there).
+	Files RunFiles
+}
+
+// RunFiles keeps a run's files where every daemon sharing the store can read them
+// (store.Store.SaveRunFile).
+type RunFiles interface {
+	SaveRunFile(ctx context.Context, runID, name string, data []byte) error
+}
+
+// PullRequestFile names the run file recording the pull request a run opened or updated,
+// as a PullRequestRecord in JSON.
+const PullRequestFile = "pull_request.json"
+
+// PullRequestRecord is the content of PullRequestFile.
+type PullRequestRecord struct {
+	HTMLURL string `json:"html_url"`
+	Number  int    `json:"number"`
+	Repo    string `json:"repo"` // owner/name
 }
 
 // NewPullRequest returns a pull-request reporter for one run.
@@ -102,7 +123,25 @@ func (p *PullRequest) Report(ctx context.Context, u Update) error {
 		return err
 	}
 	body := prBody(spec.Body, info, res)
-	return p.upsert(ctx, branch, base, spec.Title, body, spec.Draft)
+	if err := p.upsert(ctx, branch, base, spec.Title, body, spec.Draft); err != nil {
+		return err
+	}
+	return p.record(ctx, info.ID)
+}
+
+// record saves PullRequestFile for run runID, so the morning review links the pull request.
+func (p *PullRequest) record(ctx context.Context, runID string) error {
+	if p.cfg.Files == nil || p.number == 0 {
+		return nil
+	}
+	b, err := json.Marshal(PullRequestRecord{HTMLURL: p.url, Number: p.number, Repo: p.repo.FullName()})
+	if err != nil {
+		return err
+	}
+	if err := p.cfg.Files.SaveRunFile(ctx, runID, PullRequestFile, b); err != nil {
+		return fmt.Errorf("record pull request #%d of %s for run %s (the review will not link it): %w", p.number, p.repo.FullName(), runID, err)
+	}
+	return nil
 }
 
 // baseBranch is where the changes are proposed.

@@ -16,6 +16,8 @@ type GitHubTarget struct {
 	RemoteURL string
 	Token     func(context.Context) (string, error)
 	Logger    *slog.Logger
+	// Files receives the run's PullRequestFile (nil: not recorded).
+	Files RunFiles
 }
 
 // ForGitHub makes the reporters a run publishes to on GitHub, as its plan says: the check run,
@@ -30,7 +32,7 @@ func ForGitHub(info *RunInfo, t GitHubTarget) Multi {
 	}
 	var pr *PullRequest
 	if run.Publish.PullRequest != nil {
-		pr = NewPullRequest(t.REST, repo, PullRequestConfig{RepoDir: t.RepoDir, RemoteURL: t.RemoteURL, Token: t.Token, Logger: t.Logger})
+		pr = NewPullRequest(t.REST, repo, PullRequestConfig{RepoDir: t.RepoDir, RemoteURL: t.RemoteURL, Token: t.Token, Logger: t.Logger, Files: t.Files})
 		multi = append(multi, pr)
 	}
 	if run.Publish.Comment && (ev.PullRequest != nil || ev.Comment != nil && ev.Comment.OnPullRequest) {

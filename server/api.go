@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -58,6 +57,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/runs/{id}/jobs/{job}/log", a.auth(store.ScopeRead, a.jobLog))
 	mux.HandleFunc("POST /api/v1/runs/{id}/cancel", a.auth(store.ScopeDispatch, a.cancel))
 	mux.HandleFunc("POST /api/v1/runs/{id}/rerun", a.auth(store.ScopeDispatch, a.rerun))
+	mux.HandleFunc("GET /api/v1/review", a.auth(store.ScopeRead, a.review))
 	mux.HandleFunc("POST "+HookPath, a.hook)
 	if a.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(a.Gatherer, promhttp.HandlerOpts{}))
@@ -244,10 +244,12 @@ type JobView struct {
 }
 
 func (a *API) listRuns(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	limit, _ := strconv.Atoi(q.Get("limit"))
-	runs, err := a.Store.ListRuns(r.Context(), store.RunFilter{Repo: q.Get("repo"), Routine: q.Get("routine"),
-		Status: q.Get("status"), DeliveryID: q.Get("delivery"), Limit: limit})
+	f, err := runFilterOf(r.URL.Query())
+	if err != nil {
+		apiError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	runs, err := a.Store.ListRuns(r.Context(), f)
 	if err != nil {
 		a.fail(w, "list runs", err)
 		return
@@ -256,6 +258,9 @@ func (a *API) listRuns(w http.ResponseWriter, r *http.Request) {
 	for i, r := range runs {
 		out[i] = NewRunView(r)
 		out[i].Plan = nil
+	}
+	if link := nextRunsLink(r.URL, f, runs); link != "" {
+		w.Header().Set("Link", link)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

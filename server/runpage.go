@@ -142,9 +142,11 @@ type runPageView struct {
 	ID, Repo, Routine, Trigger, SHA     string
 	ShortSHA, Status, StatusText, Error string
 	Created, Started, Finished, Took    string
-	Jobs                                []jobPageView
-	Report                              string
-	ReportCut                           int
+	// UIPath is the run's page in the control room (web.RunURL's path), which needs a sign-in.
+	UIPath    string
+	Jobs      []jobPageView
+	Report    string
+	ReportCut int
 }
 
 type jobPageView struct {
@@ -158,7 +160,8 @@ func (p *RunPage) view(ctx context.Context, run store.Run) runPageView {
 		ID: termsafe.Line(run.ID), Repo: termsafe.Line(run.Repo), Routine: termsafe.Line(run.Routine),
 		Trigger: termsafe.Line(run.EventKind), SHA: termsafe.Line(run.SHA), Status: cssWord(run.Status),
 		StatusText: termsafe.Line(run.Status), Error: termsafe.Line(run.Error),
-		Created: stamp(run.CreatedAt), Started: stamp(run.StartedAt), Finished: stamp(run.FinishedAt)}
+		Created: stamp(run.CreatedAt), Started: stamp(run.StartedAt), Finished: stamp(run.FinishedAt),
+		UIPath: "/ui/runs/" + url.PathEscape(run.ID)}
 	v.ShortSHA = v.SHA
 	if len(v.ShortSHA) > 12 {
 		v.ShortSHA = v.ShortSHA[:12]

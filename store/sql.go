@@ -448,8 +448,7 @@ func filtered(selectFrom, order string, limit, defaultLimit int, filters ...[2]s
 }
 
 func (s *sqlStore) ListRuns(ctx context.Context, f RunFilter) ([]Run, error) {
-	q, args := filtered(`SELECT `+runColsNoPlan+` FROM runs`, `ORDER BY created_at DESC, id DESC`, f.Limit, 100,
-		[2]string{"repo", f.Repo}, [2]string{"routine", f.Routine}, [2]string{"status", f.Status}, [2]string{"delivery_id", f.DeliveryID})
+	q, args := runListQuery(f)
 	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)

@@ -94,7 +94,14 @@ type RunFilter struct {
 	Routine    string
 	Status     string
 	DeliveryID string
-	Limit      int // 100 when 0
+	// Event is the trigger: the run's event kind (push, pull_request, schedule, dispatch, …).
+	Event string
+	// FinishedAfter keeps the runs that finished at or after it (zero: any, finished or not).
+	FinishedAfter time.Time
+	// Before keeps the runs listed after this position, that is older ones: the cursor of the
+	// previous page's last row (zero: from the newest).
+	Before RunCursor
+	Limit  int // 100 when 0
 }
 
 // Job is one unit of queued work, leased by one worker at a time.

@@ -73,6 +73,7 @@ func (u *UI) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /ui/runs/{id}/cancel", u.requireSession(store.ScopeDispatch, false, u.cancel))
 	mux.HandleFunc("POST /ui/runs/{id}/rerun", u.requireSession(store.ScopeDispatch, false, u.rerun))
 	mux.HandleFunc("GET /ui/runs/{id}/jobs/{job}/log", u.requireSession(store.ScopeRead, true, u.jobLog))
+	mux.HandleFunc("GET /ui/review", u.requireSession(store.ScopeRead, false, u.review))
 }
 
 func assetHandler(h http.Handler) http.Handler {
@@ -101,52 +102,6 @@ func (u *UI) render(w http.ResponseWriter, code int, name string, data any) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
 	_, _ = buf.WriteTo(w)
-}
-
-// pageSize is how many runs a page lists.
-const pageSize = 50
-
-func filterOf(r *http.Request) store.RunFilter {
-	q := r.URL.Query()
-	return store.RunFilter{Repo: q.Get("repo"), Routine: q.Get("routine"), Status: q.Get("status"), Limit: pageSize}
-}
-
-type runRow struct {
-	ID, Repo, Routine, SHA, Event, Status, Conclusion string
-	Created                                           time.Time
-}
-
-func rows(runs []store.Run) []runRow {
-	out := make([]runRow, len(runs))
-	for i, r := range runs {
-		out[i] = runRow{ID: r.ID, Repo: r.Repo, Routine: r.Routine, SHA: r.SHA, Event: r.EventKind, Status: r.Status, Conclusion: r.Conclusion, Created: r.CreatedAt}
-	}
-	return out
-}
-
-func (u *UI) runs(w http.ResponseWriter, r *http.Request) {
-	f := filterOf(r)
-	runs, err := u.Store.ListRuns(r.Context(), f)
-	if err != nil {
-		u.log().Error("list runs", "err", err)
-		http.Error(w, "cannot list runs now", http.StatusServiceUnavailable)
-		return
-	}
-	se, _ := sessionFrom(r.Context())
-	q := url.Values{"repo": {f.Repo}, "routine": {f.Routine}, "status": {f.Status}}
-	u.render(w, http.StatusOK, "runs", map[string]any{"Session": se.Session, "CSRF": se.csrfToken(),
-		"Filter": f, "Runs": rows(runs), "Query": q.Encode()})
-}
-
-// runsJSON is what the runs page polls to update itself: the same filter, a small answer.
-func (u *UI) runsJSON(w http.ResponseWriter, r *http.Request) {
-	runs, err := u.Store.ListRuns(r.Context(), filterOf(r))
-	if err != nil {
-		http.Error(w, `{"error":"cannot list runs now"}`, http.StatusServiceUnavailable)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(rows(runs))
 }
 
 func (u *UI) run(w http.ResponseWriter, r *http.Request) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	neturl "net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/agentrunner/agentrunner/server"
 	"github.com/agentrunner/agentrunner/store"
 	"github.com/agentrunner/agentrunner/store/storetest"
+	"github.com/agentrunner/agentrunner/web"
 	"github.com/agentrunner/agentrunner/workspace"
 )
 
@@ -78,6 +80,7 @@ func testDaemon(t *testing.T, files map[string]string) (st store.Store, links *l
 	t.Cleanup(func() { stop(); <-done })
 	(&server.API{Store: st, Dispatcher: d, RunsDir: runsDir}).Register(mux)
 	page.Register(mux)
+	(&web.UI{Store: st, Controller: uiControl{d}}).Register(mux)
 	if token, err = st.CreateToken(t.Context(), store.Token{Name: "cli", Scope: store.ScopeDispatch}); err != nil {
 		t.Fatal(err)
 	}
@@ -165,19 +168,37 @@ agents:
 	if r, _ := st.GetRun(t.Context(), id); r.Status != store.RunCompleted || r.Conclusion != "cancelled" || !strings.Contains(r.Error, "stop it") {
 		t.Errorf("after cancel: %s/%s %q", r.Status, r.Conclusion, r.Error)
 	}
-	// The link the check run got opens the run's page without a token; the bare page does not.
+	// The link the check run got is the run's page in the control room on the public URL,
+	// which asks a browser without a session to sign in first.
 	got := links.all()
-	if len(got) == 0 || !strings.HasPrefix(got[0], url+"/runs/"+id+"?k=") {
-		t.Fatalf("details links %q, want the run page on the public URL", got)
+	if len(got) == 0 || got[0] != url+"/ui/runs/"+id {
+		t.Fatalf("details links %q, want the control room's run page on the public URL", got)
 	}
-	for u, want := range map[string]int{got[0]: 200, url + "/runs/" + id: 404} {
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get(got[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != "/ui/login?next="+neturl.QueryEscape("/ui/runs/"+id) {
+		t.Errorf("GET %s without a session: %s to %q, want the sign-in", got[0], resp.Status, loc)
+	}
+	// The signed summary page still opens without a token, and links on to the control room;
+	// the bare page does not open.
+	key, err := st.Key(t.Context(), server.RunPageKeyName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := (&server.RunPage{Key: key}).URL(url, id)
+	for u, want := range map[string]int{signed: 200, url + "/runs/" + id: 404} {
 		resp, err := http.Get(u)
 		if err != nil {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != want || want == 200 && (!strings.Contains(string(body), "cancelled") || !strings.Contains(string(body), "stop it")) {
+		if resp.StatusCode != want || want == 200 && (!strings.Contains(string(body), "cancelled") || !strings.Contains(string(body), "stop it") ||
+			!strings.Contains(string(body), `<a href="/ui/runs/`+id+`">`)) {
 			t.Errorf("GET %s: %d %s; want %d", u, resp.StatusCode, body, want)
 		}
 	}

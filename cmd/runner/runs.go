@@ -63,7 +63,7 @@ func newRunsCmd(s *streams) *cobra.Command {
 				return err
 			}
 			q := url.Values{}
-			for k, v := range map[string]string{"repo": f.Repo, "routine": f.Routine, "status": f.Status} {
+			for k, v := range map[string]string{"repo": f.Repo, "routine": f.Routine, "status": f.Status, "trigger": f.Event} {
 				if v != "" {
 					q.Set(k, v)
 				}
@@ -88,6 +88,7 @@ func newRunsCmd(s *streams) *cobra.Command {
 	cmd.Flags().StringVar(&f.Repo, "repo", "", "only runs of OWNER/REPO")
 	cmd.Flags().StringVar(&f.Routine, "routine", "", "only runs of this routine")
 	cmd.Flags().StringVar(&f.Status, "status", "", "only runs in this status: queued, waiting, running, completed")
+	cmd.Flags().StringVar(&f.Event, "trigger", "", "only runs started by this event: push, pull_request, schedule, dispatch, …")
 	cmd.Flags().IntVar(&f.Limit, "limit", 20, "at most this many runs, newest first")
 	return cmd
 }

@@ -491,7 +491,7 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		RunsDir:    filepath.Join(c.DataDir, "runs"),
 		Files:      st,
 		DetailsURL: detailsURL,
-		Reporters:  reporterFactory(c, gh, logger),
+		Reporters:  reporterFactory(c, gh, st, logger),
 		Limits:     c.jobLimits(),
 	}
 	if gh != nil {
@@ -587,8 +587,9 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 	return runErr
 }
 
-// runPages makes the daemon's run summary pages, and the link to a run's page that its check
-// run, pull request and comment carry (nil without a public URL: no link).
+// runPages makes the daemon's signed run summary pages, and the link that a run's check run,
+// pull request and comment carry: the run's page in the control room (web.RunURL), which links
+// the summary page's readers on to it as well (nil without a public URL: no link).
 func runPages(ctx context.Context, st store.Store, runsDir, publicURL string, logger *slog.Logger) (*server.RunPage, func(runID string) string, error) {
 	key, err := st.Key(ctx, server.RunPageKeyName)
 	if err != nil {
@@ -598,7 +599,7 @@ func runPages(ctx context.Context, st store.Store, runsDir, publicURL string, lo
 	if publicURL == "" {
 		return page, nil, nil
 	}
-	return page, func(runID string) string { return page.URL(publicURL, runID) }, nil
+	return page, func(runID string) string { return web.RunURL(publicURL, runID) }, nil
 }
 
 func redactDSN(dsn string) string {
@@ -653,7 +654,7 @@ func installationOf(ctx context.Context, gh *github.Client, repo event.Repo) (in
 
 // reporterFactory makes each run's reporters: GitHub check run, pull request and comment when
 // GitHub is configured, and a log line per run state otherwise.
-func reporterFactory(c serveConfig, gh *github.Client, logger *slog.Logger) func(*reporters.RunInfo, string) reporters.Reporter {
+func reporterFactory(c serveConfig, gh *github.Client, files reporters.RunFiles, logger *slog.Logger) func(*reporters.RunInfo, string) reporters.Reporter {
 	mode := c.Reporters
 	if mode == "auto" {
 		mode = "log"
@@ -687,7 +688,7 @@ func reporterFactory(c serveConfig, gh *github.Client, logger *slog.Logger) func
 			return t, err
 		}
 		return append(reporters.Multi{logReporter{logger}}, reporters.ForGitHub(info, reporters.GitHubTarget{
-			REST: inst.REST(), RepoDir: repoDir, RemoteURL: remote, Token: token, Logger: logger})...)
+			REST: inst.REST(), RepoDir: repoDir, RemoteURL: remote, Token: token, Logger: logger, Files: files})...)
 	}
 }
 

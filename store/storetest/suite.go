@@ -44,6 +44,7 @@ func Run(t *testing.T, newDB NewDB) {
 		{"a completed run is run again from the start", testRerun},
 		{"a session ends with its expiry, its sign-out and its token", testSessions},
 		{"daemons sharing a database see each other's internal addresses", testDaemonAddr},
+		{"runs are listed by trigger and finish time, page after page by cursor", testRunListing},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

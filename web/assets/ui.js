@@ -3,7 +3,8 @@
 "use strict";
 (function () {
   const table = document.getElementById("runs");
-  if (!table) return;
+  // Only the first page has data-poll: an older page stays as loaded.
+  if (!table || !table.dataset.poll) return;
   const url = table.dataset.poll;
   const body = table.tBodies[0];
   function cell(tr, text) { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); return td; }
@@ -27,7 +28,19 @@
         return tr;
       });
       if (rows.length) body.replaceChildren.apply(body, rows);
+      pager(res.headers.get("Link") || "");
     } catch (e) { /* the next poll tries again */ }
+  }
+  // The "Older →" link follows the rows shown: its cursor is the last row's, which the poll's
+  // Link header names.
+  function pager(link) {
+    const nav = document.querySelector("nav.pager");
+    if (!nav) return;
+    const m = /<\/ui\/runs\.json\?([^>]*)>;\s*rel="next"/.exec(link);
+    let a = nav.querySelector('a[rel="next"]');
+    if (!m) { if (a) a.remove(); return; }
+    if (!a) { a = document.createElement("a"); a.rel = "next"; a.textContent = "Older →"; nav.appendChild(a); }
+    a.href = "/ui/runs?" + m[1];
   }
   setInterval(poll, 3000);
 })();
