@@ -192,6 +192,15 @@ func (m *Manager) fillShared(ctx context.Context, sc *sharedCheckout, repoDir st
 			return fmt.Errorf("shared checkout of %s: %w", base, err)
 		}
 	}
+	if owner != nil {
+		// git rewrote these as the runner (by lock file and rename): give them back, or an
+		// agent could not edit its own .git/config as it can in a checkout workspace.
+		for _, name := range []string{"index", "config"} {
+			if err := os.Lchown(filepath.Join(sc.tree, ".git", name), owner.UID, owner.GID); err != nil {
+				return fmt.Errorf("shared checkout of %s: give .git/%s to uid %d: %w", base, name, owner.UID, err)
+			}
+		}
+	}
 	if err := os.WriteFile(filepath.Join(sc.dir, sharedReady), nil, 0o600); err != nil {
 		return fmt.Errorf("shared checkout of %s: %w", base, err)
 	}
