@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"fmt"
-	"io"
 	"path/filepath"
 
 	"github.com/agentrunner/agentrunner/internal/safefile"
@@ -30,28 +28,11 @@ func (p *GitPipeline) addJobPatches(runID, runDir string, res *result.Run, files
 		if err != nil || !filepath.IsLocal(rel) {
 			continue
 		}
-		data, err := readBounded(runDir, filepath.ToSlash(rel), MaxSavedJobPatch)
+		data, err := safefile.Read(runDir, filepath.ToSlash(rel), MaxSavedJobPatch)
 		if err != nil {
 			p.log().Warn("read a job's patch to keep it", "run_id", runID, "job", j.ID, "err", err)
 			continue
 		}
 		files[filepath.ToSlash(filepath.Join(filepath.Dir(rel), JobPatchFile))] = data
 	}
-}
-
-// readBounded reads the regular file name beneath dir (safefile), refusing one over max bytes.
-func readBounded(dir, name string, max int64) ([]byte, error) {
-	f, err := safefile.Open(dir, name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > max {
-		return nil, fmt.Errorf("%s is over %d bytes: not kept in the store", name, max)
-	}
-	return data, nil
 }
