@@ -67,7 +67,10 @@
         // No live log here (the route answered 404, or this daemon does not run the job):
         // the stored log stays.
         es.close();
-        if (note && !live) note.textContent = "The live log is not available here; the stored log is shown. Reload to see more.";
+        if (note && !live) {
+          note.textContent = log.textContent ? "The live log is not available here; the stored log is shown. Reload to see more."
+            : "The live log is not available here, and no log is stored yet. Reload to see more.";
+        }
       }
     };
   }
