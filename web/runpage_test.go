@@ -280,3 +280,35 @@ func TestRunPagesNeedASession(t *testing.T) {
 		t.Errorf("state without a session: %s, want 401", res.Status)
 	}
 }
+
+// On the daemon that ran the job, its patch is read from the run directory (changes.patch),
+// never through a symlink an agent could have left there.
+func TestJobPatchFromTheRunDirectory(t *testing.T) {
+	srv, st, runsDir := setupRunPages(t)
+	id := completedRun(t, st, fixtureResult(""), nil)
+	dir := filepath.Join(runsDir, id, "jobs", runner.JobDirName("fix#1"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	local := "diff --git a/local.go b/local.go\n--- a/local.go\n+++ b/local.go\n@@ -1 +1 @@\n-a\n+from the run directory\n"
+	if err := os.WriteFile(filepath.Join(dir, "changes.patch"), []byte(local), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := signIn(t, srv, st, "viewer", store.ScopeRead)
+	_, page := get(t, c, srv.URL+"/ui/runs/"+id+"/jobs/fix%231")
+	wantIn(t, page, "local patch", "<code>local.go</code>", "from the run directory")
+
+	secret := filepath.Join(t.TempDir(), "secret.patch")
+	if err := os.WriteFile(secret, []byte(strings.Replace(local, "from the run directory", "through a link", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "changes.patch")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(dir, "changes.patch")); err != nil {
+		t.Fatal(err)
+	}
+	_, page = get(t, c, srv.URL+"/ui/runs/"+id+"/jobs/fix%231")
+	wantNotIn(t, page, "symlinked patch", "through a link")
+	wantIn(t, page, "symlinked patch", "its patch is not kept here")
+}

@@ -122,14 +122,16 @@ func ParsePatch(patch []byte) ([]FileDiff, error) {
 		}
 		patch, p.truncated = cut, true
 	}
-	for lineNo := 1; len(patch) > 0; lineNo++ {
-		var line []byte
-		if i := bytes.IndexByte(patch, '\n'); i >= 0 {
-			line, patch = patch[:i], patch[i+1:]
+	// One conversion: the lines are substrings of it, and the kept texts share its memory.
+	text := string(patch)
+	for lineNo := 1; len(text) > 0; lineNo++ {
+		var line string
+		if i := strings.IndexByte(text, '\n'); i >= 0 {
+			line, text = text[:i], text[i+1:]
 		} else {
-			line, patch = patch, nil
+			line, text = text, ""
 		}
-		if err := p.line(string(bytes.TrimSuffix(line, []byte("\r")))); err != nil {
+		if err := p.line(strings.TrimSuffix(line, "\r")); err != nil {
 			p.finish()
 			return p.files, fmt.Errorf("patch line %d: %w", lineNo, err)
 		}
@@ -272,7 +274,10 @@ func (p *patchParser) hunkLine(s string) error {
 		kind = s[0]
 		s = s[1:]
 	}
-	l := Line{Kind: LineKind(kind), Text: Visible(clip(s))}
+	l := Line{Kind: LineKind(kind)}
+	if p.lines < MaxPatchLines { // a line past the bound is counted, not kept
+		l.Text = Visible(clip(s))
+	}
 	switch l.Kind {
 	case Context:
 		if p.oldLeft == 0 || p.newLeft == 0 {
@@ -293,7 +298,7 @@ func (p *patchParser) hunkLine(s string) error {
 		l.OldNo = p.oldNo
 		p.oldNo, p.oldLeft = p.oldNo+1, p.oldLeft-1
 	case NoNewline:
-		l.Text = Visible(strings.TrimSpace(clip(s)))
+		l.Text = Visible(strings.TrimSpace(l.Text))
 	default:
 		return fmt.Errorf("hunk line starts with %q, want one of ' ', '+', '-', '\\'", Visible(string(rune(kind))))
 	}

@@ -186,3 +186,23 @@ func check(t *testing.T, s string) {
 		t.Fatalf("%q has invisible characters", s)
 	}
 }
+
+// BenchmarkParsePatch parses a patch of MaxPatchBytes (about 1,900 files of ten hunks): the
+// most it reads, of which it keeps MaxPatchLines lines.
+func BenchmarkParsePatch(b *testing.B) {
+	var buf bytes.Buffer
+	for i := 0; buf.Len() < MaxPatchBytes; i++ {
+		fmt.Fprintf(&buf, "diff --git a/dir/file%d.go b/dir/file%d.go\nindex 1111111111111111111111111111111111111111..2222222222222222222222222222222222222222 100644\n--- a/dir/file%d.go\n+++ b/dir/file%d.go\n", i, i, i, i)
+		for h := 0; h < 10; h++ {
+			fmt.Fprintf(&buf, "@@ -%d,5 +%d,7 @@ func f() {\n", 10+h*20, 10+h*22)
+			buf.WriteString(" \tctx := context.Background()\n \tx := compute(ctx)\n-\treturn x\n+\tif x == nil {\n+\t\treturn errNil\n+\t}\n \treturn nil\n }\n")
+		}
+	}
+	b.SetBytes(int64(buf.Len()))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParsePatch(buf.Bytes()); err != nil && !errors.Is(err, ErrPatchTruncated) {
+			b.Fatal(err)
+		}
+	}
+}
