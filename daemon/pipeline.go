@@ -262,6 +262,7 @@ func (p *GitPipeline) saveFiles(ctx context.Context, runID, runDir string, res *
 		}
 		files[filepath.ToSlash(rel)] = data
 	}
+	p.addJobPatches(runID, runDir, res, files)
 	for name, data := range files {
 		if err := p.Files.SaveRunFile(ctx, runID, name, data); err != nil {
 			p.log().Warn("keep a run file in the store", "run_id", runID, "file", name, "err", err)

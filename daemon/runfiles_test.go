@@ -61,3 +61,30 @@ func TestFinishedRunsFilesAreKept(t *testing.T) {
 		t.Errorf("logTail = %q, want a note and the last 10 bytes", tail)
 	}
 }
+
+// A job's patch goes to the store beside its log as patch.diff; one outside the run directory
+// does not.
+func TestJobPatchesAreKept(t *testing.T) {
+	runDir := filepath.Join(t.TempDir(), "r1")
+	write := func(rel, text string) string {
+		p := filepath.Join(runDir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	patch := "diff --git a/x b/x\n"
+	res := &result.Run{Jobs: []*result.Job{
+		{ID: "fix[a]", Changes: &result.Changes{PatchFile: write("jobs/fix_a_-1234/changes.patch", patch)}},
+		{ID: "none"},
+		{ID: "stray", Changes: &result.Changes{PatchFile: "/etc/passwd"}},
+	}}
+	saved := &savedFiles{m: map[string]string{}}
+	(&GitPipeline{Files: saved}).saveFiles(t.Context(), "r1", runDir, res, map[string][]byte{})
+	if got := saved.m["r1/jobs/fix_a_-1234/patch.diff"]; got != patch || len(saved.m) != 1 {
+		t.Errorf("saved %v, want only jobs/fix_a_-1234/patch.diff = %q", saved.m, patch)
+	}
+}

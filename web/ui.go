@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
 	"html/template"
 	"io/fs"
@@ -33,6 +32,9 @@ type UI struct {
 	Controller Controller
 	// Logs follows a job's log live; nil: the job page has no live log.
 	Logs LogStream
+	// RunsDir is this daemon's run directory (<RunsDir>/<run>/...): run files are read there
+	// first, then from the store. Empty: the store only.
+	RunsDir string
 	// PublicURL is where the daemon is reached; an https URL makes the cookie Secure.
 	PublicURL string
 	Logger    *slog.Logger
@@ -70,6 +72,8 @@ func (u *UI) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /ui/runs", u.requireSession(store.ScopeRead, false, u.runs))
 	mux.HandleFunc("GET /ui/runs.json", u.requireSession(store.ScopeRead, true, u.runsJSON))
 	mux.HandleFunc("GET /ui/runs/{id}", u.requireSession(store.ScopeRead, false, u.run))
+	mux.HandleFunc("GET /ui/runs/{id}/state", u.requireSession(store.ScopeRead, true, u.runState))
+	mux.HandleFunc("GET /ui/runs/{id}/jobs/{job}", u.requireSession(store.ScopeRead, false, u.jobPage))
 	mux.HandleFunc("POST /ui/runs/{id}/cancel", u.requireSession(store.ScopeDispatch, false, u.cancel))
 	mux.HandleFunc("POST /ui/runs/{id}/rerun", u.requireSession(store.ScopeDispatch, false, u.rerun))
 	mux.HandleFunc("GET /ui/runs/{id}/jobs/{job}/log", u.requireSession(store.ScopeRead, true, u.jobLog))
@@ -102,41 +106,6 @@ func (u *UI) render(w http.ResponseWriter, code int, name string, data any) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
 	_, _ = buf.WriteTo(w)
-}
-
-func (u *UI) run(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	run, err := u.Store.GetRun(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		http.Error(w, "no such run", http.StatusNotFound)
-		return
-	}
-	if err != nil {
-		http.Error(w, "cannot read the run now", http.StatusServiceUnavailable)
-		return
-	}
-	var jobs []struct {
-		ID      string `json:"id"`
-		Agent   string `json:"agent"`
-		Outcome string `json:"outcome"`
-		Error   string `json:"error"`
-	}
-	if run.Status == store.RunCompleted {
-		if b, err := u.Store.RunFile(r.Context(), id, "result.json"); err == nil {
-			var res struct {
-				Jobs json.RawMessage `json:"jobs"`
-			}
-			if json.Unmarshal(b, &res) == nil {
-				_ = json.Unmarshal(res.Jobs, &jobs)
-			}
-		}
-	}
-	report, _ := u.Store.RunFile(r.Context(), id, "report.md")
-	patch, _ := u.Store.RunFile(r.Context(), id, "patch.diff")
-	se, _ := sessionFrom(r.Context())
-	u.render(w, http.StatusOK, "run", map[string]any{"Session": se.Session, "CSRF": se.csrfToken(),
-		"Run": run, "Jobs": jobs, "Report": string(report), "Patch": string(patch),
-		"CanControl": se.Scope.Allows(store.ScopeDispatch)})
 }
 
 func (u *UI) cancel(w http.ResponseWriter, r *http.Request) {

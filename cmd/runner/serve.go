@@ -542,7 +542,7 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 	api := &server.API{Store: st, Dispatcher: d, RunsDir: filepath.Join(c.DataDir, "runs"), Gatherer: reg, Logger: logger}
 	api.Register(mux)
 	page.Register(mux)
-	ui := &web.UI{Store: st, Controller: uiControl{d}, PublicURL: c.PublicURL, Logger: logger}
+	ui := &web.UI{Store: st, Controller: uiControl{d}, RunsDir: filepath.Join(c.DataDir, "runs"), PublicURL: c.PublicURL, Logger: logger}
 	ui.Register(mux)
 	health := func(ctx context.Context) error {
 		if d.Draining() {
