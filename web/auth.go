@@ -113,7 +113,7 @@ func sameOrigin(r *http.Request) bool {
 
 func (u *UI) loginForm(w http.ResponseWriter, r *http.Request) {
 	setSecurityHeaders(w)
-	u.render(w, http.StatusOK, "login", map[string]any{"Next": safeNext(r.URL.Query().Get("next"))})
+	u.render(w, http.StatusOK, "login", map[string]any{"Next": safeNext(r.URL.Query().Get("next")), "GitHub": u.GitHub != nil})
 }
 
 func (u *UI) login(w http.ResponseWriter, r *http.Request) {
@@ -133,7 +133,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 			u.log().Error("login: check token", "err", err)
 			msg = "The token cannot be checked now; try again shortly."
 		}
-		u.render(w, http.StatusUnauthorized, "login", map[string]any{"Next": next, "Error": msg})
+		u.render(w, http.StatusUnauthorized, "login", map[string]any{"Next": next, "Error": msg, "GitHub": u.GitHub != nil})
 		return
 	}
 	exp := time.Now().Add(SessionTTL)

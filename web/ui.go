@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/agentrunner/agentrunner/store"
+	"github.com/agentrunner/agentrunner/web/githublogin"
 )
 
 // Controller cancels and re-runs runs; *daemon.Daemon implements it.
@@ -36,6 +37,9 @@ type UI struct {
 	// PublicURL is where the daemon is reached; an https URL makes the cookie Secure.
 	PublicURL string
 	Logger    *slog.Logger
+	// GitHub, when set, offers sign-in with GitHub and limits those sessions to the
+	// repositories the account may read (and steer where it may write).
+	GitHub *GitHubSignIn
 }
 
 //go:embed assets templates
@@ -74,6 +78,7 @@ func (u *UI) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /ui/runs/{id}/rerun", u.requireSession(store.ScopeDispatch, false, u.rerun))
 	mux.HandleFunc("GET /ui/runs/{id}/jobs/{job}/log", u.requireSession(store.ScopeRead, true, u.jobLog))
 	mux.HandleFunc("GET /ui/review", u.requireSession(store.ScopeRead, false, u.review))
+	u.registerGitHub(mux)
 }
 
 func assetHandler(h http.Handler) http.Handler {
@@ -106,6 +111,9 @@ func (u *UI) render(w http.ResponseWriter, code int, name string, data any) {
 
 func (u *UI) run(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	if !u.guardRun(w, r, id, githublogin.View) {
+		return
+	}
 	run, err := u.Store.GetRun(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		http.Error(w, "no such run", http.StatusNotFound)
@@ -136,11 +144,14 @@ func (u *UI) run(w http.ResponseWriter, r *http.Request) {
 	se, _ := sessionFrom(r.Context())
 	u.render(w, http.StatusOK, "run", map[string]any{"Session": se.Session, "CSRF": se.csrfToken(),
 		"Run": run, "Jobs": jobs, "Report": string(report), "Patch": string(patch),
-		"CanControl": se.Scope.Allows(store.ScopeDispatch)})
+		"CanControl": u.canSteer(r, run.Repo)})
 }
 
 func (u *UI) cancel(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	if !u.guardRun(w, r, id, githublogin.Steer) {
+		return
+	}
 	se, _ := sessionFrom(r.Context())
 	if err := u.Controller.Cancel(r.Context(), id, "cancelled from the web UI by "+se.Who); err != nil {
 		u.controlFailed(w, "cancel", err)
@@ -150,6 +161,9 @@ func (u *UI) cancel(w http.ResponseWriter, r *http.Request) {
 }
 
 func (u *UI) rerun(w http.ResponseWriter, r *http.Request) {
+	if !u.guardRun(w, r, r.PathValue("id"), githublogin.Steer) {
+		return
+	}
 	id, err := u.Controller.Rerun(r.Context(), r.PathValue("id"))
 	if err != nil {
 		u.controlFailed(w, "re-run", err)
@@ -168,6 +182,9 @@ func (u *UI) controlFailed(w http.ResponseWriter, what string, err error) {
 }
 
 func (u *UI) jobLog(w http.ResponseWriter, r *http.Request) {
+	if !u.guardRun(w, r, r.PathValue("id"), githublogin.View) {
+		return
+	}
 	if u.Logs == nil {
 		http.Error(w, "live logs are not available on this daemon", http.StatusNotFound)
 		return
