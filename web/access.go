@@ -49,10 +49,10 @@ func (u *UI) allowed(r *http.Request, repo string, act githublogin.Action) bool 
 	return ok
 }
 
-// canView reports whether the session may see repo's runs.
-func (u *UI) canView(r *http.Request, repo string) bool { return u.allowed(r, repo, githublogin.View) }
-
-// canSteer reports whether the session may dispatch, cancel or re-run on repo.
+// canSteer reports whether the session may dispatch, cancel or re-run on repo: what a page
+// asks to decide whether to offer those buttons. (Whether a session may see a run is asked by
+// guardRun, and lists are filtered by listVisible: both tell GitHub being unreachable from a
+// refusal, which a yes/no answer cannot.)
 func (u *UI) canSteer(r *http.Request, repo string) bool {
 	return u.allowed(r, repo, githublogin.Steer)
 }
