@@ -50,11 +50,43 @@ func (u *UI) allowed(r *http.Request, repo string, act githublogin.Action) bool 
 }
 
 // canSteer reports whether the session may dispatch, cancel or re-run on repo: what a page
-// asks to decide whether to offer those buttons. (Whether a session may see a run is asked by
-// guardRun, and lists are filtered by listVisible: both tell GitHub being unreachable from a
-// refusal, which a yes/no answer cannot.)
+// asks to decide whether to offer those buttons. (Routes on a run or a repository are checked
+// before their handler runs, by githubGate; lists are filtered by listVisible.)
 func (u *UI) canSteer(r *http.Request, repo string) bool {
 	return u.allowed(r, repo, githublogin.Steer)
+}
+
+// githubFiltered are the routes without a run or repository in their path that filter what
+// they show for a GitHub session themselves (listVisible, runSource). Every other such route
+// refuses GitHub sessions: a page added later must opt in here once it filters, rather than
+// show a GitHub account every repository by default.
+var githubFiltered = map[string]bool{
+	"GET /ui/runs":      true,
+	"GET /ui/runs.json": true,
+	"GET /ui/review":    true,
+	"POST /ui/logout":   true,
+}
+
+// githubGate is requireSession's check of a GitHub session, so that every route, including
+// those added later, is held to the account's roles without each handler asking: a route on a
+// run ({id}) or a repository ({owner}/{repo}) needs read access there, and write access when
+// it needs more than scope read; any other route must be one that filters (githubFiltered).
+func (u *UI) githubGate(w http.ResponseWriter, r *http.Request, need store.Scope) bool {
+	act := githublogin.View
+	if need != store.ScopeRead {
+		act = githublogin.Steer
+	}
+	if id := r.PathValue("id"); id != "" {
+		return u.guardRun(w, r, id, act)
+	}
+	if owner, repo := r.PathValue("owner"), r.PathValue("repo"); owner != "" && repo != "" {
+		return u.guardRepo(w, r, owner+"/"+repo, act, "no such repository")
+	}
+	if githubFiltered[r.Pattern] {
+		return true
+	}
+	http.Error(w, "this page is not available to a GitHub sign-in; sign in with an API token", http.StatusForbidden)
+	return false
 }
 
 // guardRun lets a request about run id through when the session may do act on its repository.
@@ -75,23 +107,29 @@ func (u *UI) guardRun(w http.ResponseWriter, r *http.Request, id string, act git
 		http.Error(w, "cannot read the run now", http.StatusServiceUnavailable)
 		return false
 	}
-	view, err := u.may(r, run.Repo, githublogin.View)
-	if err != nil {
-		u.log().Warn("read a GitHub role", "repo", run.Repo, "err", err)
-		http.Error(w, "cannot read your role on the repository from GitHub now; try again shortly", http.StatusServiceUnavailable)
-		return false
-	}
-	if !view {
-		http.Error(w, "no such run", http.StatusNotFound)
-		return false
-	}
-	if act == githublogin.View {
-		return true
-	}
-	if !u.canSteer(r, run.Repo) {
-		se, _ := sessionFrom(r.Context())
-		http.Error(w, se.GitHubLogin+" cannot write to "+run.Repo+" on GitHub; cancelling and re-running its runs needs write access there", http.StatusForbidden)
-		return false
+	return u.guardRepo(w, r, run.Repo, act, "no such run")
+}
+
+// guardRepo lets a request through when the session may do act on repo: 404 when it may not
+// see the repository (answering notFound, as for what does not exist), 403 when it may see but not steer, 503 when
+// GitHub cannot be asked.
+func (u *UI) guardRepo(w http.ResponseWriter, r *http.Request, repo string, act githublogin.Action, notFound string) bool {
+	for _, a := range []githublogin.Action{githublogin.View, act} {
+		ok, err := u.may(r, repo, a)
+		if err != nil {
+			u.log().Warn("read a GitHub role", "repo", repo, "err", err)
+			http.Error(w, "cannot read your role on the repository from GitHub now; try again shortly", http.StatusServiceUnavailable)
+			return false
+		}
+		switch {
+		case !ok && a == githublogin.View:
+			http.Error(w, notFound, http.StatusNotFound)
+			return false
+		case !ok:
+			se, _ := sessionFrom(r.Context())
+			http.Error(w, se.GitHubLogin+" cannot write to "+repo+" on GitHub; dispatching, cancelling and re-running its runs needs write access there", http.StatusForbidden)
+			return false
+		}
 	}
 	return true
 }

@@ -90,7 +90,11 @@ func (u *UI) requireSession(need store.Scope, json bool, next http.HandlerFunc) 
 			http.Error(w, "signed in as "+se.Who+" with scope "+string(se.Scope)+"; this needs scope "+string(need), http.StatusForbidden)
 			return
 		}
-		next(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, se)))
+		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, se))
+		if se.GitHubLogin != "" && !u.githubGate(w, r, need) {
+			return
+		}
+		next(w, r)
 	}
 }
 

@@ -30,6 +30,8 @@ type ghSite struct {
 	st   store.Store
 	ctl  *fakeController
 	fake *githubfake.Fake
+	ui   *UI
+	mux  *http.ServeMux
 }
 
 func setupGitHub(t *testing.T) *ghSite {
@@ -66,7 +68,7 @@ func setupGitHub(t *testing.T) *ghSite {
 	ui := &UI{Store: st, Controller: ctl, GitHub: &GitHubSignIn{Flow: flow,
 		Roles: &githublogin.Roles{Lookup: githublogin.InstallationLookup(gc)}}}
 	ui.Register(mux)
-	return &ghSite{srv: srv, st: st, ctl: ctl, fake: fake}
+	return &ghSite{srv: srv, st: st, ctl: ctl, fake: fake, ui: ui, mux: mux}
 }
 
 // newBrowser is a client with a cookie jar; it follows redirects as a browser does.
@@ -395,5 +397,63 @@ func TestNoGitHubSignInWhenNotConfigured(t *testing.T) {
 	}
 	if code, _ := get(t, c, srv.URL+"/ui/runs/r1"); code != http.StatusServiceUnavailable {
 		t.Errorf("run page of a GitHub session without GitHub sign-in: %d, want 503", code)
+	}
+}
+
+// Every route is held to a GitHub account's roles before its handler runs, including routes
+// that know nothing of GitHub: one on a run or a repository by the account's role there, any
+// other only when it filters what it shows (githubFiltered).
+func TestGitHubGateHoldsEveryRoute(t *testing.T) {
+	s := setupGitHub(t)
+	s.fake.SetPermission("acme", "app", "reader", "triage")
+	s.fake.SetPermission("acme", "app", "writer", "maintain")
+	s.addRun(t, "run-app", "acme/app", time.Now())
+	s.addRun(t, "run-secret", "acme/secret", time.Now())
+	reply := func(text string) http.HandlerFunc {
+		return func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, text) }
+	}
+	s.mux.HandleFunc("GET /ui/elsewhere", s.ui.requireSession(store.ScopeRead, false, reply("elsewhere")))
+	s.mux.HandleFunc("GET /ui/repos/{owner}/{repo}", s.ui.requireSession(store.ScopeRead, false, reply("repo page")))
+	s.mux.HandleFunc("POST /ui/repos/{owner}/{repo}/dispatch", s.ui.requireSession(store.ScopeDispatch, false, reply("dispatched")))
+	s.mux.HandleFunc("POST /ui/runs/{id}/jobs/{job}/cancel", s.ui.requireSession(store.ScopeDispatch, false, reply("job cancelled")))
+
+	reader, rcsrf := s.signInGitHub(t, "reader", "/ui/runs")
+	writer, wcsrf := s.signInGitHub(t, "writer", "/ui/runs")
+	for _, tc := range []struct {
+		who    string
+		c      *http.Client
+		method string
+		path   string
+		code   int
+		body   string
+	}{
+		{"reader", reader, "GET", "/ui/elsewhere", http.StatusForbidden, "not available to a GitHub sign-in"},
+		{"reader", reader, "GET", "/ui/repos/acme/app", http.StatusOK, "repo page"},
+		{"reader", reader, "GET", "/ui/repos/acme/secret", http.StatusNotFound, "no such repository"},
+		{"reader", reader, "POST", "/ui/repos/acme/app/dispatch", http.StatusForbidden, "reader cannot write to acme/app"},
+		{"reader", reader, "POST", "/ui/runs/run-app/jobs/fix/cancel", http.StatusForbidden, "reader cannot write to acme/app"},
+		{"reader", reader, "POST", "/ui/runs/run-secret/jobs/fix/cancel", http.StatusNotFound, "no such run"},
+		{"writer", writer, "POST", "/ui/repos/acme/app/dispatch", http.StatusOK, "dispatched"},
+		{"writer", writer, "POST", "/ui/runs/run-app/jobs/fix/cancel", http.StatusOK, "job cancelled"},
+		{"writer", writer, "POST", "/ui/repos/acme/secret/dispatch", http.StatusNotFound, "no such repository"},
+	} {
+		var code int
+		var body string
+		if tc.method == "GET" {
+			code, body = get(t, tc.c, s.srv.URL+tc.path)
+		} else {
+			csrf := rcsrf
+			if tc.who == "writer" {
+				csrf = wcsrf
+			}
+			code, body = s.post(t, tc.c, tc.path, csrf)
+		}
+		if code != tc.code || !strings.Contains(body, tc.body) {
+			t.Errorf("%s %s %s: %d %q, want %d %q", tc.who, tc.method, tc.path, code, body, tc.code, tc.body)
+		}
+	}
+	tok, _ := signIn(t, s.srv, s.st, "viewer", store.ScopeRead)
+	if code, body := get(t, tok, s.srv.URL+"/ui/elsewhere"); code != http.StatusOK || body != "elsewhere" {
+		t.Errorf("a token session on a route that does not filter: %d %q, want 200", code, body)
 	}
 }
