@@ -17,9 +17,12 @@ const sessionPrefix = "ars_"
 // Session is a signed-in browser of the web UI. Its id is given once, by CreateSession; only
 // its SHA-256 is stored.
 type Session struct {
-	// Who signed in: a token's name, or later a GitHub login. Shown in the UI.
+	// Who signed in: a token's name, or a GitHub login. Shown in the UI.
 	Who   string
 	Scope Scope
+	// GitHubLogin is the GitHub account of a session signed in with GitHub ("" for token
+	// sessions): the UI then shows and steers only the repositories that account may.
+	GitHubLogin string
 	// TokenName is the API token the session was made from ("" for other sign-ins): when that
 	// token is revoked or expires, the session ends with it.
 	TokenName string
@@ -54,9 +57,9 @@ func (s *sqlStore) CreateSession(ctx context.Context, se Session) (string, error
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	plain := sessionPrefix + base64.RawURLEncoding.EncodeToString(b)
-	if _, err := s.w.ExecContext(ctx, `INSERT INTO sessions (hash, who, scope, token_name, token_created_at, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, hashToken(plain), se.Who, string(se.Scope), se.TokenName, tokCreated,
-		micros(now), micros(se.ExpiresAt)); err != nil {
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO sessions (hash, who, scope, token_name, token_created_at, created_at, expires_at, github_login)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, hashToken(plain), se.Who, string(se.Scope), se.TokenName, tokCreated,
+		micros(now), micros(se.ExpiresAt), se.GitHubLogin); err != nil {
 		return "", fmt.Errorf("create session: %w", err)
 	}
 	return plain, nil
@@ -72,10 +75,10 @@ func (s *sqlStore) CheckSession(ctx context.Context, plaintext string) (Session,
 	var scope string
 	var created, expires, tokExpires int64
 	var tokFound bool
-	err := s.r.QueryRowContext(ctx, `SELECT s.who, s.scope, s.token_name, s.created_at, s.expires_at,
+	err := s.r.QueryRowContext(ctx, `SELECT s.who, s.scope, s.token_name, s.github_login, s.created_at, s.expires_at,
 			COALESCE(t.expires_at, 0), t.name IS NOT NULL
 		FROM sessions s LEFT JOIN tokens t ON s.token_name <> '' AND t.name = s.token_name AND t.created_at = s.token_created_at
-		WHERE s.hash = $1`, hashToken(plaintext)).Scan(&se.Who, &scope, &se.TokenName, &created, &expires, &tokExpires, &tokFound)
+		WHERE s.hash = $1`, hashToken(plaintext)).Scan(&se.Who, &scope, &se.TokenName, &se.GitHubLogin, &created, &expires, &tokExpires, &tokFound)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Session{}, fmt.Errorf("check session: %w", ErrNotFound)
 	}

@@ -90,7 +90,11 @@ func (u *UI) requireSession(need store.Scope, json bool, next http.HandlerFunc) 
 			http.Error(w, "signed in as "+se.Who+" with scope "+string(se.Scope)+"; this needs scope "+string(need), http.StatusForbidden)
 			return
 		}
-		next(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, se)))
+		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, se))
+		if se.GitHubLogin != "" && !u.githubGate(w, r, need) {
+			return
+		}
+		next(w, r)
 	}
 }
 
@@ -113,7 +117,7 @@ func sameOrigin(r *http.Request) bool {
 
 func (u *UI) loginForm(w http.ResponseWriter, r *http.Request) {
 	setSecurityHeaders(w)
-	u.render(w, http.StatusOK, "login", map[string]any{"Next": safeNext(r.URL.Query().Get("next"))})
+	u.render(w, http.StatusOK, "login", map[string]any{"Next": safeNext(r.URL.Query().Get("next")), "GitHub": u.GitHub != nil})
 }
 
 func (u *UI) login(w http.ResponseWriter, r *http.Request) {
@@ -133,7 +137,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 			u.log().Error("login: check token", "err", err)
 			msg = "The token cannot be checked now; try again shortly."
 		}
-		u.render(w, http.StatusUnauthorized, "login", map[string]any{"Next": next, "Error": msg})
+		u.render(w, http.StatusUnauthorized, "login", map[string]any{"Next": next, "Error": msg, "GitHub": u.GitHub != nil})
 		return
 	}
 	exp := time.Now().Add(SessionTTL)

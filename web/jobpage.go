@@ -100,7 +100,7 @@ func (u *UI) jobPage(w http.ResponseWriter, r *http.Request) {
 	}
 	se, _ := sessionFrom(ctx)
 	u.render(w, http.StatusOK, "job", map[string]any{"Session": se.Session, "CSRF": se.csrfToken(), "Job": d,
-		"CanControl": se.Scope.Allows(store.ScopeDispatch)})
+		"CanControl": u.canSteer(r, run.Repo)})
 }
 
 // finishedJob fills d from the run's result; false when the result does not have the job.

@@ -45,7 +45,7 @@ func (u *UI) review(w http.ResponseWriter, r *http.Request) {
 		u.render(w, http.StatusBadRequest, "review", data)
 		return
 	}
-	rv, err := overview.ReviewSince(r.Context(), u.Store, since, now)
+	rv, err := overview.ReviewSince(r.Context(), u.runSource(r), since, now)
 	if err != nil {
 		u.log().Error("review", "err", err)
 		http.Error(w, "cannot gather the review now; try again shortly", http.StatusServiceUnavailable)

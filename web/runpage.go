@@ -186,7 +186,7 @@ func (u *UI) run(w http.ResponseWriter, r *http.Request) {
 	}
 	se, _ := sessionFrom(r.Context())
 	u.render(w, http.StatusOK, "run", map[string]any{"Session": se.Session, "CSRF": se.csrfToken(),
-		"Page": p, "Run": p.Run, "CanControl": se.Scope.Allows(store.ScopeDispatch)})
+		"Page": p, "Run": p.Run, "CanControl": u.canSteer(r, p.Run.Repo)})
 }
 
 // runState is the run page's JSON twin, polled while the run goes on.

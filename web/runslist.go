@@ -48,7 +48,7 @@ func filterQuery(f store.RunFilter) url.Values {
 // the last: one row more than a page is read to know.
 func (u *UI) listPage(r *http.Request, f store.RunFilter) ([]store.Run, store.RunCursor, error) {
 	f.Limit = pageSize + 1
-	runs, err := u.Store.ListRuns(r.Context(), f)
+	runs, err := u.listVisible(r, f)
 	if err != nil || len(runs) <= pageSize {
 		return runs, store.RunCursor{}, err
 	}

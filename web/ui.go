@@ -38,6 +38,9 @@ type UI struct {
 	// PublicURL is where the daemon is reached; an https URL makes the cookie Secure.
 	PublicURL string
 	Logger    *slog.Logger
+	// GitHub, when set, offers sign-in with GitHub and limits those sessions to the
+	// repositories the account may read (and steer where it may write).
+	GitHub *GitHubSignIn
 }
 
 //go:embed assets templates
@@ -78,6 +81,7 @@ func (u *UI) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /ui/runs/{id}/rerun", u.requireSession(store.ScopeDispatch, false, u.rerun))
 	mux.HandleFunc("GET /ui/runs/{id}/jobs/{job}/log", u.requireSession(store.ScopeRead, true, u.jobLog))
 	mux.HandleFunc("GET /ui/review", u.requireSession(store.ScopeRead, false, u.review))
+	u.registerGitHub(mux)
 }
 
 func assetHandler(h http.Handler) http.Handler {

@@ -65,6 +65,11 @@ type serveConfig struct {
 		TokenFile         string `yaml:"token-file"`
 		WebhookSecret     string `yaml:"webhook-secret"`
 		WebhookSecretFile string `yaml:"webhook-secret-file"`
+		// ClientID and ClientSecret are the App's OAuth client: with them the control room
+		// offers "Sign in with GitHub".
+		ClientID         string `yaml:"client-id"`
+		ClientSecret     string `yaml:"client-secret"`
+		ClientSecretFile string `yaml:"client-secret-file"`
 	} `yaml:"github"`
 	Secrets struct {
 		Dir string   `yaml:"dir"`
@@ -189,7 +194,7 @@ func loadServeFile(path string, c *serveConfig) error {
 	}
 	// Relative paths in the file are relative to the file.
 	base := filepath.Dir(path)
-	for _, p := range []*string{&c.DataDir, &c.GitHub.PrivateKeyFile, &c.GitHub.TokenFile, &c.GitHub.WebhookSecretFile, &c.Secrets.Dir} {
+	for _, p := range []*string{&c.DataDir, &c.GitHub.PrivateKeyFile, &c.GitHub.TokenFile, &c.GitHub.WebhookSecretFile, &c.GitHub.ClientSecretFile, &c.Secrets.Dir} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			if abs, err := filepath.Abs(filepath.Join(base, *p)); err == nil {
 				*p = abs
@@ -221,7 +226,14 @@ Settings come from flags, AGENTRUNNER_* variables and an optional runner.yaml (-
 order of precedence; examples/runner.yaml documents every key.
 
 SIGTERM or SIGINT stops intake (webhooks answer 503), lets running agents finish within
---shutdown-grace, then cancels them and gives their runs back to the queue for the next start.`,
+--shutdown-grace, then cancels them and gives their runs back to the queue for the next start.
+
+The control room (<public-url>/ui/) signs people in with an API token. With the GitHub App's
+OAuth client id and secret (--github-client-id, --github-client-secret-file) and --public-url,
+it also offers "Sign in with GitHub": register <public-url>/ui/login/github/callback as the
+App's callback URL. A person signed in with GitHub sees the runs of the repositories they can
+read on GitHub, and may cancel and re-run only where they can write; roles are read through the
+App's installation and cached for a minute.`,
 		Args: argsUsage(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := o.settings(cmd.Flags())
@@ -253,6 +265,8 @@ SIGTERM or SIGINT stops intake (webhooks answer 503), lets running agents finish
 	f.String("github-private-key-file", "", "GitHub App private key, PEM (env AGENTRUNNER_GITHUB_PRIVATE_KEY_FILE)")
 	f.String("github-token-file", "", "file holding a GitHub token, instead of an App (env AGENTRUNNER_GITHUB_TOKEN holds the token itself)")
 	f.String("github-webhook-secret-file", "", "file holding the webhook secret (env AGENTRUNNER_GITHUB_WEBHOOK_SECRET holds the secret itself)")
+	f.String("github-client-id", "", "the GitHub App's OAuth client id; with its secret the control room offers \"Sign in with GitHub\" (env AGENTRUNNER_GITHUB_CLIENT_ID)")
+	f.String("github-client-secret-file", "", "file holding the GitHub App's OAuth client secret (env AGENTRUNNER_GITHUB_CLIENT_SECRET holds the secret itself)")
 	f.String("secrets-dir", "", "directory of per-repository secrets, <owner>/<repo>.env (default <data-dir>/secrets) (env AGENTRUNNER_SECRETS_DIR)")
 	f.StringSlice("secret-env", nil, "environment variable handed to every repository as a secret of the same name (repeatable) (env AGENTRUNNER_SECRET_ENV, comma-separated)")
 	f.String("workspace-mode", d.Workspace.Mode, "how jobs' workspaces are made: overlay (a copy-on-write layer over one shared checkout per commit), checkout (a full checkout each), auto (overlay where the Docker engine can mount it) (env AGENTRUNNER_WORKSPACE_MODE)")
@@ -330,6 +344,9 @@ func (o *serveOptions) settings(fs *pflag.FlagSet) (serveConfig, error) {
 		{"", "AGENTRUNNER_GITHUB_TOKEN", str(&c.GitHub.Token)},
 		{"github-webhook-secret-file", "AGENTRUNNER_GITHUB_WEBHOOK_SECRET_FILE", str(&c.GitHub.WebhookSecretFile)},
 		{"", "AGENTRUNNER_GITHUB_WEBHOOK_SECRET", str(&c.GitHub.WebhookSecret)},
+		{"github-client-id", "AGENTRUNNER_GITHUB_CLIENT_ID", str(&c.GitHub.ClientID)},
+		{"github-client-secret-file", "AGENTRUNNER_GITHUB_CLIENT_SECRET_FILE", str(&c.GitHub.ClientSecretFile)},
+		{"", "AGENTRUNNER_GITHUB_CLIENT_SECRET", str(&c.GitHub.ClientSecret)},
 		{"secrets-dir", "AGENTRUNNER_SECRETS_DIR", str(&c.Secrets.Dir)},
 		{"secret-env", "AGENTRUNNER_SECRET_ENV", list(&c.Secrets.Env)},
 		{"sandbox", "AGENTRUNNER_SANDBOX", str(&c.Sandbox)},
@@ -543,6 +560,9 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 	api.Register(mux)
 	page.Register(mux)
 	ui := &web.UI{Store: st, Controller: uiControl{d}, RunsDir: filepath.Join(c.DataDir, "runs"), PublicURL: c.PublicURL, Logger: logger}
+	if ui.GitHub, err = githubSignIn(ctx, c, gh, st); err != nil {
+		return err
+	}
 	ui.Register(mux)
 	health := func(ctx context.Context) error {
 		if d.Draining() {
