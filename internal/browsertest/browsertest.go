@@ -332,7 +332,8 @@ func (p *Page) Screenshots(name string) {
 	}
 }
 
-// Screenshot photographs the whole page at viewport v; the tab keeps that size.
+// Screenshot photographs the whole page at viewport v; the tab keeps that size. A page wider
+// than v is a problem that fails the test at its end.
 func (p *Page) Screenshot(name string, v Viewport) {
 	p.t.Helper()
 	var opts []chromedp.EmulateViewportOption
@@ -340,6 +341,10 @@ func (p *Page) Screenshot(name string, v Viewport) {
 		opts = append(opts, chromedp.EmulateMobile)
 	}
 	p.Do(chromedp.EmulateViewport(v.Width, v.Height, opts...))
+	// A page wider than the screen makes a phone scroll sideways to read it: a layout bug.
+	if w := Eval[int](p, `document.documentElement.scrollWidth`); w > int(v.Width) {
+		p.problem("%s at %s is %d px wide in a %d px window: it scrolls sideways", name, p.url(), w, v.Width)
+	}
 	buf, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		p.t.Fatalf("screenshot %s at %dpx: %v", name, v.Width, err)

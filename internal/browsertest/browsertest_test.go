@@ -43,6 +43,11 @@ func site(t *testing.T) string {
 	page("/missing", `<script src="/nothing-here.js"></script>`)
 	page("/alert", `<script src="/alert.js"></script>`)
 	script("/alert.js", `alert("hello");`)
+	page("/wide", `<link rel="stylesheet" href="/wide.css"><div class="wide">wide</div>`) // 600 px and the body's 8 px margin
+	mux.HandleFunc("GET /wide.css", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/css")
+		_, _ = w.Write([]byte(".wide { width: 600px; }"))
+	})
 	page("/form", `<form method="post" action="/submit"><input id="name" name="name"><button type="submit">Send</button></form>`)
 	mux.HandleFunc("POST /submit", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/thanks?name="+r.PostFormValue("name"), http.StatusSeeOther)
@@ -94,7 +99,7 @@ func TestPageDrivesAWellBehavedSite(t *testing.T) {
 }
 
 // Each way a page can go wrong is noticed: console.error, an uncaught exception, an inline
-// script the CSP refuses, a script that is not there, and a dialog.
+// script the CSP refuses, a script that is not there, a page wider than a phone, and a dialog.
 func TestPageNoticesWhatGoesWrong(t *testing.T) {
 	base := site(t)
 	p := New(t)
@@ -111,6 +116,16 @@ func TestPageNoticesWhatGoesWrong(t *testing.T) {
 			return strings.Contains(strings.Join(p.problems, "\n"), tc.want)
 		})
 		p.TakeProblems()
+	}
+	t.Setenv(EnvArtifacts, t.TempDir())
+	p.Goto(base + "/wide")
+	p.Screenshot("wide", Phone)
+	if got := strings.Join(p.TakeProblems(), "\n"); !strings.Contains(got, "608 px wide in a 390 px window") {
+		t.Errorf("a page wider than the phone: problems %q", got)
+	}
+	p.Screenshot("wide", Desktop)
+	if got := p.TakeProblems(); len(got) != 0 {
+		t.Errorf("a 600 px page at desktop width: problems %q", got)
 	}
 	p.Goto(base + "/alert")
 	p.WaitFor("the alert", 5*time.Second, func() bool {
