@@ -136,11 +136,7 @@ func TestControlRoomInTheBrowser(t *testing.T) {
 		t.Fatalf("Re-run led to %s, want a run page", p.URL())
 	}
 	again := m[1]
-	if again != slow {
-		d.mu.Lock()
-		d.runs[again] = true
-		d.mu.Unlock()
-	}
+	d.track(again)
 	p.WaitFor("the re-run to be queued or running", 30*time.Second, func() bool {
 		s := p.Text(".facts")
 		return strings.Contains(s, "queued") || strings.Contains(s, "running") || strings.Contains(s, "waiting")

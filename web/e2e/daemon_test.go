@@ -163,10 +163,16 @@ func (d *daemon) dispatch(token, routine string) string {
 	if res.RunID == "" {
 		d.t.Fatal("dispatch answered no run id")
 	}
-	d.mu.Lock()
-	d.runs[res.RunID] = true
-	d.mu.Unlock()
+	d.track(res.RunID)
 	return res.RunID
+}
+
+// track adds a run the test started some other way (a form, a re-run under a new id) to those
+// that must leave no Docker object behind.
+func (d *daemon) track(runID string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.runs[runID] = true
 }
 
 // run is the API's view of a run.
