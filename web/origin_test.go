@@ -89,3 +89,16 @@ func TestSameOriginFormPostWithNullOrigin(t *testing.T) {
 		t.Fatalf("cancel as Chromium sends it: %d, cancelled %v; want 303 and r1 cancelled", got, ctl.cancelled)
 	}
 }
+
+// Browsers ask every page's site for /favicon.ico; it is the UI's icon, not a 404 in the console.
+func TestFaviconIsServed(t *testing.T) {
+	srv, _, _ := setup(t)
+	res, err := http.Get(srv.URL + "/favicon.ico")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "image/svg+xml" {
+		t.Fatalf("/favicon.ico: %s %s, want 200 image/svg+xml", res.Status, res.Header.Get("Content-Type"))
+	}
+}
