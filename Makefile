@@ -29,7 +29,8 @@ images:
 # Postgres comes from AGENTRUNNER_TEST_POSTGRES, or a throwaway cluster with-postgres.sh starts.
 # The engine's Docker tests (runner, pipeline, cmd/runner) run a second time on overlay
 # workspaces; that pass builds without cgo, so the test binary is static and can serve as the
-# supervisor and overlay probe inside containers.
+# supervisor and overlay probe inside containers. The browser tests (web/e2e) need Chromium
+# (`apt-get install chromium`; .ci/run installs it) and keep screenshots in artifacts/screenshots.
 OVERLAY_PKGS ?= ./runner/... ./pipeline/... ./cmd/runner/...
 test:
 	$(GO) vet ./...
@@ -71,4 +72,4 @@ testagent-image:
 	docker build -q -t agentrunner/testagent:dev bin/testagent-image >/dev/null
 
 clean:
-	rm -rf bin bench.txt bench-100k.txt
+	rm -rf bin bench.txt bench-100k.txt artifacts

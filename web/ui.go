@@ -68,6 +68,7 @@ var tmpl = template.Must(template.New("").Funcs(template.FuncMap{
 func (u *UI) Register(mux *http.ServeMux) {
 	assets, _ := fs.Sub(files, "assets")
 	mux.Handle("GET /ui/assets/", http.StripPrefix("/ui/assets/", assetHandler(http.FileServerFS(assets))))
+	mux.HandleFunc("GET /favicon.ico", favicon)
 	mux.HandleFunc("GET /ui/login", u.loginForm)
 	mux.HandleFunc("POST /ui/login", u.login)
 	mux.HandleFunc("POST /ui/logout", u.requireSession(store.ScopeRead, false, u.logout))
