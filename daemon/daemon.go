@@ -83,6 +83,7 @@ type Daemon struct {
 	metrics *Metrics
 	sched   *scheduler
 	hooks   hookSecrets
+	configs defaultConfigs // routines at each repository's default branch (routines.go)
 
 	draining atomic.Bool
 	kick     chan struct{} // wakes intake workers

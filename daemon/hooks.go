@@ -150,6 +150,7 @@ func (d *Daemon) Hook(ctx context.Context, repoName, routine string, body []byte
 		return nil, errHookRepository
 	}
 	d.hooks.learn(repoName, cfg)
+	d.configs.remember(repoName, sha, branch, cfg, d.o.Now())
 	// The routine may have changed since: it must still take hooks, signed the same way.
 	if now, ok := d.hooks.secret(repoName, routine); !ok {
 		log.Info("hook refused: the routine has no on.webhook at the tip any more", "sha", sha)

@@ -247,6 +247,7 @@ func (d *Daemon) Dispatch(ctx context.Context, repoName, routine string, inputs 
 		return nil, reqErr(422, "%v", err)
 	}
 	d.hooks.learn(repoName, cfg)
+	d.configs.remember(repoName, sha, branch, cfg, d.o.Now())
 	if cfg.Routine(routine) == nil {
 		return nil, reqErr(404, "repository %s has no routine %q at %s (%s)", repoName, routine, short(sha), branch)
 	}

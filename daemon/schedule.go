@@ -87,6 +87,7 @@ func (s *scheduler) load(ctx context.Context, repoName string) error {
 		return err
 	}
 	d.hooks.learn(repoName, cfg)
+	d.configs.remember(repoName, sha, branch, cfg, d.o.Now())
 	var list []*scheduleEntry
 	for _, r := range cfg.Routines {
 		for _, sc := range r.On.Schedule {
