@@ -18,6 +18,7 @@ import (
 
 	"github.com/agentrunner/agentrunner/daemon"
 	"github.com/agentrunner/agentrunner/internal/safefile"
+	"github.com/agentrunner/agentrunner/overview"
 	"github.com/agentrunner/agentrunner/runner"
 	"github.com/agentrunner/agentrunner/store"
 )
@@ -45,6 +46,8 @@ type API struct {
 	// Gatherer serves /metrics (nil: no /metrics).
 	Gatherer prometheus.Gatherer
 	Logger   *slog.Logger
+	// Routines lists the repositories served and their routines (nil: none are listed).
+	Routines overview.ConfigSource
 }
 
 // Register adds the API's routes to mux. Each token route names the scope it needs: reading
@@ -58,6 +61,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/runs/{id}/cancel", a.auth(store.ScopeDispatch, a.cancel))
 	mux.HandleFunc("POST /api/v1/runs/{id}/rerun", a.auth(store.ScopeDispatch, a.rerun))
 	mux.HandleFunc("GET /api/v1/review", a.auth(store.ScopeRead, a.review))
+	mux.HandleFunc("GET /api/v1/repos", a.auth(store.ScopeRead, a.repos))
+	mux.HandleFunc("GET /api/v1/repos/{owner}/{repo}/routines", a.auth(store.ScopeRead, a.routines))
 	mux.HandleFunc("POST "+HookPath, a.hook)
 	if a.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(a.Gatherer, promhttp.HandlerOpts{}))
