@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/agentrunner/agentrunner/overview"
 	"github.com/agentrunner/agentrunner/store"
 )
 
@@ -41,6 +42,10 @@ type UI struct {
 	// GitHub, when set, offers sign-in with GitHub and limits those sessions to the
 	// repositories the account may read (and steer where it may write).
 	GitHub *GitHubSignIn
+	// Routines lists the repositories served and their routines (nil: no routines pages).
+	Routines overview.ConfigSource
+	// Dispatcher starts routines from the Run form (nil: no Run form).
+	Dispatcher Dispatcher
 }
 
 //go:embed assets templates
@@ -83,6 +88,9 @@ func (u *UI) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /ui/runs/{id}/jobs/{job}/log", u.requireSession(store.ScopeRead, true, u.jobLog))
 	mux.HandleFunc("GET /ui/review", u.requireSession(store.ScopeRead, false, u.review))
 	u.registerGitHub(mux)
+	mux.HandleFunc("GET /ui/routines", u.requireSession(store.ScopeRead, false, u.routinesPage))
+	mux.HandleFunc("GET /ui/repos/{owner}/{repo}", u.requireSession(store.ScopeRead, false, u.repoPage))
+	mux.HandleFunc("POST /ui/repos/{owner}/{repo}/routines/{routine}/dispatch", u.requireSession(store.ScopeDispatch, false, u.dispatch))
 }
 
 func assetHandler(h http.Handler) http.Handler {

@@ -557,12 +557,14 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 	}
 	mux := http.NewServeMux()
 	api := &server.API{Store: st, Dispatcher: d, RunsDir: filepath.Join(c.DataDir, "runs"), Gatherer: reg, Logger: logger}
+	api.Routines = d
 	api.Register(mux)
 	page.Register(mux)
 	ui := &web.UI{Store: st, Controller: uiControl{d}, RunsDir: filepath.Join(c.DataDir, "runs"), PublicURL: c.PublicURL, Logger: logger}
 	if ui.GitHub, err = githubSignIn(ctx, c, gh, st); err != nil {
 		return err
 	}
+	ui.Routines, ui.Dispatcher = d, uiDispatch{d}
 	ui.Register(mux)
 	health := func(ctx context.Context) error {
 		if d.Draining() {

@@ -22,3 +22,15 @@ func (c uiControl) Rerun(ctx context.Context, runID string) (string, error) {
 	}
 	return res.RunID, nil
 }
+
+// uiDispatch lets the web UI's Run form dispatch through the daemon, which checks the inputs
+// against the routine at the default branch as the API's dispatch does.
+type uiDispatch struct{ d *daemon.Daemon }
+
+func (u uiDispatch) Dispatch(ctx context.Context, repo, routine string, inputs map[string]string) (string, error) {
+	res, err := u.d.Dispatch(ctx, repo, routine, inputs)
+	if err != nil {
+		return "", err
+	}
+	return res.RunID, nil
+}
