@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -88,23 +89,16 @@ func setupRoutines(t *testing.T) (*httptest.Server, store.Store, *fakeDispatcher
 	return srv, st, disp
 }
 
-func post(t *testing.T, c *http.Client, u string, form url.Values) (int, string, string) {
+// postRunForm posts form and returns the status, the Location header and the page.
+func postRunForm(t *testing.T, c *http.Client, u string, form url.Values) (int, string, string) {
 	t.Helper()
 	res, err := c.PostForm(u, form)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	var b strings.Builder
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := res.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			break
-		}
-	}
-	return res.StatusCode, res.Header.Get("Location"), b.String()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, res.Header.Get("Location"), string(b)
 }
 
 func TestRoutinesPagesShowRoutinesSafely(t *testing.T) {
@@ -127,7 +121,7 @@ func TestRoutinesPagesShowRoutinesSafely(t *testing.T) {
 		t.Fatalf("repository page: %d %s", code, page)
 	}
 	for _, want := range []string{`<h1>acme/app</h1>`, `<code>main</code> <code>0123456789</code>`, `id="r-nightly"`,
-		`<strong>schedule</strong> · 0 3 * * *`, `Next ticks (UTC): <time datetime="`, ` 03:00:00</time>, <time`,
+		`<strong>schedule</strong> · 0 3 * * *`, `Next ticks (UTC): <time datetime="`, ` 03:00</time>, <time`,
 		`<strong>dispatch</strong> · inputs area, limit, prompt`, `<a href="/ui/runs/r1">r1</a>`,
 		"Ask &lt;script&gt;alert(1)&lt;/script&gt; anything", "Sign in with a token of scope dispatch"} {
 		if !strings.Contains(page, want) {
@@ -168,7 +162,7 @@ func TestRunFormDispatchesWithInputsAndPrompt(t *testing.T) {
 	}
 
 	dispatchURL := srv.URL + "/ui/repos/acme/app/routines/ask/dispatch"
-	code, loc, body := post(t, c, dispatchURL, url.Values{"csrf": {csrf}, "input.area": {"api"}, "input.limit": {""},
+	code, loc, body := postRunForm(t, c, dispatchURL, url.Values{"csrf": {csrf}, "input.area": {"api"}, "input.limit": {""},
 		"input.prompt": {"Fix the flaky test.\r\nThen <b>stop</b>."}, "input.extra": {"ignored"}})
 	if code != http.StatusSeeOther || loc != "/ui/runs/dispatch-1-ask" {
 		t.Fatalf("dispatch: %d to %q, want 303 to the new run:\n%s", code, loc, body)
@@ -184,7 +178,7 @@ func TestRunFormRefusalsKeepWhatWasTyped(t *testing.T) {
 	dispatchURL := srv.URL + "/ui/repos/acme/app/routines/ask/dispatch"
 
 	// A missing required input: the page again, the reason, what was typed, escaped.
-	code, _, page := post(t, c, dispatchURL, url.Values{"csrf": {csrf}, "input.limit": {"7"}, "input.prompt": {"Tidy </textarea><script>alert(4)</script> up"}})
+	code, _, page := postRunForm(t, c, dispatchURL, url.Values{"csrf": {csrf}, "input.limit": {"7"}, "input.prompt": {"Tidy </textarea><script>alert(4)</script> up"}})
 	if code != http.StatusUnprocessableEntity {
 		t.Fatalf("missing area: %d, want 422:\n%s", code, page)
 	}
@@ -198,35 +192,35 @@ func TestRunFormRefusalsKeepWhatWasTyped(t *testing.T) {
 		t.Errorf("refused form shows typed markup raw:\n%s", page)
 	}
 	// An option not offered.
-	code, _, page = post(t, c, dispatchURL, url.Values{"csrf": {csrf}, "input.area": {"db"}, "input.prompt": {"x"}})
+	code, _, page = postRunForm(t, c, dispatchURL, url.Values{"csrf": {csrf}, "input.area": {"db"}, "input.prompt": {"x"}})
 	if code != http.StatusUnprocessableEntity || !strings.Contains(page, "area must be one of api, w&#34;&gt;&lt;script&gt;") || !strings.Contains(page, `<option value="api">api</option>`) {
 		t.Errorf("an option not offered: %d:\n%s", code, page)
 	}
 	// The daemon refuses (draining): the reason and what was typed.
 	disp.err = errors.New("the runner is shutting down; retry later")
-	code, _, page = post(t, c, dispatchURL, url.Values{"csrf": {csrf}, "input.area": {"api"}, "input.prompt": {"keep me"}})
+	code, _, page = postRunForm(t, c, dispatchURL, url.Values{"csrf": {csrf}, "input.area": {"api"}, "input.prompt": {"keep me"}})
 	if code != http.StatusServiceUnavailable || !strings.Contains(page, "Not dispatched: the runner is shutting down; retry later") ||
 		!strings.Contains(page, ">keep me</textarea>") || !strings.Contains(page, `<option value="api" selected>api</option>`) {
 		t.Errorf("draining daemon: %d:\n%s", code, page)
 	}
 	disp.err = nil
 	// A routine that is not there, or that cannot be dispatched.
-	code, _, page = post(t, c, srv.URL+"/ui/repos/acme/app/routines/gone/dispatch", url.Values{"csrf": {csrf}})
+	code, _, page = postRunForm(t, c, srv.URL+"/ui/repos/acme/app/routines/gone/dispatch", url.Values{"csrf": {csrf}})
 	if code != http.StatusNotFound || !strings.Contains(page, "There is no routine gone on main any more") {
 		t.Errorf("unknown routine: %d:\n%s", code, page)
 	}
-	code, _, page = post(t, c, srv.URL+"/ui/repos/acme/app/routines/nightly/dispatch", url.Values{"csrf": {csrf}})
+	code, _, page = postRunForm(t, c, srv.URL+"/ui/repos/acme/app/routines/nightly/dispatch", url.Values{"csrf": {csrf}})
 	if code != http.StatusUnprocessableEntity || !strings.Contains(page, "has no on.dispatch trigger") {
 		t.Errorf("routine without on.dispatch: %d:\n%s", code, page)
 	}
 	// No CSRF token, a wrong one, or a read session: refused before anything is dispatched.
 	for _, form := range []url.Values{{"input.area": {"api"}, "input.prompt": {"x"}}, {"csrf": {csrf + "x"}, "input.area": {"api"}, "input.prompt": {"x"}}} {
-		if code, _, page := post(t, c, dispatchURL, form); code != http.StatusForbidden || !strings.Contains(page, "CSRF") {
+		if code, _, page := postRunForm(t, c, dispatchURL, form); code != http.StatusForbidden || !strings.Contains(page, "CSRF") {
 			t.Errorf("post without the right CSRF token: %d %s", code, page)
 		}
 	}
 	reader, readCSRF := signIn(t, srv, st, "viewer", store.ScopeRead)
-	if code, _, page := post(t, reader, dispatchURL, url.Values{"csrf": {readCSRF}, "input.area": {"api"}, "input.prompt": {"x"}}); code != http.StatusForbidden || !strings.Contains(page, "needs scope dispatch") {
+	if code, _, page := postRunForm(t, reader, dispatchURL, url.Values{"csrf": {readCSRF}, "input.area": {"api"}, "input.prompt": {"x"}}); code != http.StatusForbidden || !strings.Contains(page, "needs scope dispatch") {
 		t.Errorf("read session dispatching: %d %s", code, page)
 	}
 	if len(disp.calls) != 0 {
