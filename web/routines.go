@@ -193,5 +193,29 @@ func (u *UI) dispatch(w http.ResponseWriter, r *http.Request) {
 	}
 	se, _ := sessionFrom(r.Context())
 	u.log().Info("dispatched from the web UI", "who", se.Who, "repo", rr.Repo, "routine", name, "run_id", runID)
+	u.waitForRun(r.Context(), runID)
 	http.Redirect(w, r, "/ui/runs/"+url.PathEscape(runID), http.StatusSeeOther)
+}
+
+// runAppearWait bounds how long a dispatch waits for its run to be recorded.
+const runAppearWait = 5 * time.Second
+
+// waitForRun waits, a little, until the store has the run: a dispatch is queued and the run
+// is recorded when a daemon takes it in, a moment later, and the run page answers 404 until
+// then. Past the wait the browser goes to the run page anyway.
+func (u *UI) waitForRun(ctx context.Context, runID string) {
+	ctx, cancel := context.WithTimeout(ctx, runAppearWait)
+	defer cancel()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, err := u.Store.GetRun(ctx, runID); err == nil || !errors.Is(err, store.ErrNotFound) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/agentrunner/agentrunner/config"
 	"github.com/agentrunner/agentrunner/store"
@@ -50,21 +52,28 @@ func (f fakeConfigs) DefaultConfig(context.Context, string) (*config.Config, str
 	return f.cfg, "0123456789abcdef", "main", nil
 }
 
-// fakeDispatcher records what it is asked to start; err, when set, refuses.
+// fakeDispatcher records what it is asked to start and records the run a moment later, as a
+// daemon's intake does; err, when set, refuses.
 type fakeDispatcher struct {
+	st    store.Store
 	mu    sync.Mutex
 	calls []map[string]string
 	err   error
 }
 
-func (f *fakeDispatcher) Dispatch(_ context.Context, repo, routine string, inputs map[string]string) (string, error) {
+func (f *fakeDispatcher) Dispatch(ctx context.Context, repo, routine string, inputs map[string]string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
 		return "", f.err
 	}
 	f.calls = append(f.calls, inputs)
-	return "dispatch-1-" + routine, nil
+	id := fmt.Sprintf("dispatch-%d-%s", len(f.calls), routine)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		_, _, _ = f.st.CreateRun(context.WithoutCancel(ctx), store.Run{ID: id, Repo: repo, Routine: routine, EventKind: "dispatch"})
+	}()
+	return id, nil
 }
 
 func setupRoutines(t *testing.T) (*httptest.Server, store.Store, *fakeDispatcher) {
@@ -81,7 +90,7 @@ func setupRoutines(t *testing.T) (*httptest.Server, store.Store, *fakeDispatcher
 	if _, _, err := st.CreateRun(t.Context(), store.Run{ID: "r1", Repo: "acme/app", Routine: "ask", SHA: "0123456789abcdef", EventKind: "dispatch"}); err != nil {
 		t.Fatal(err)
 	}
-	disp := &fakeDispatcher{}
+	disp := &fakeDispatcher{st: st}
 	mux := http.NewServeMux()
 	(&UI{Store: st, Controller: &fakeController{}, Routines: fakeConfigs{cfg}, Dispatcher: disp}).Register(mux)
 	srv := httptest.NewServer(mux)
@@ -166,6 +175,10 @@ func TestRunFormDispatchesWithInputsAndPrompt(t *testing.T) {
 		"input.prompt": {"Fix the flaky test.\r\nThen <b>stop</b>."}, "input.extra": {"ignored"}})
 	if code != http.StatusSeeOther || loc != "/ui/runs/dispatch-1-ask" {
 		t.Fatalf("dispatch: %d to %q, want 303 to the new run:\n%s", code, loc, body)
+	}
+	// The redirect waited for the run to be recorded: its page is there.
+	if code, page := get(t, c, srv.URL+loc); code != http.StatusOK {
+		t.Errorf("the new run's page: %d %s", code, page)
 	}
 	if len(disp.calls) != 1 || len(disp.calls[0]) != 2 || disp.calls[0]["area"] != "api" || disp.calls[0]["prompt"] != "Fix the flaky test.\nThen <b>stop</b>." {
 		t.Errorf("dispatched inputs %q, want area and the prompt (an empty input left to its default, undeclared ones dropped)", disp.calls)
