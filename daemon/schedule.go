@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -48,27 +47,8 @@ func (s *scheduler) refreshLater(repo string) {
 	s.mu.Unlock()
 }
 
-var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
 // parseSchedule compiles a cron entry in its timezone (UTC when empty).
-func parseSchedule(sc config.Schedule) (cron.Schedule, error) {
-	tz := sc.Timezone
-	if tz == "" {
-		tz = "UTC"
-	}
-	loc, err := time.LoadLocation(tz)
-	if err != nil {
-		return nil, fmt.Errorf("timezone %q: %w", tz, err)
-	}
-	s, err := cronParser.Parse(sc.Cron)
-	if err != nil {
-		return nil, fmt.Errorf("cron %q: %w", sc.Cron, err)
-	}
-	if spec, ok := s.(*cron.SpecSchedule); ok {
-		spec.Location = loc
-	}
-	return s, nil
-}
+func parseSchedule(sc config.Schedule) (cron.Schedule, error) { return sc.Compile() }
 
 // load reads repo's routines on its default branch and replaces its entries.
 func (s *scheduler) load(ctx context.Context, repoName string) error {

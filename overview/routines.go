@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/robfig/cron/v3"
-
 	"github.com/agentrunner/agentrunner/config"
 	"github.com/agentrunner/agentrunner/store"
 )
@@ -253,23 +251,12 @@ func details(pairs ...any) string {
 	return strings.Join(parts, "; ")
 }
 
-// nextTicks are sc's next n ticks after now, in UTC, computed as the daemon schedules them:
-// the same cron parser (config.ParseCron), in the schedule's time zone (UTC when empty).
+// nextTicks are sc's next n ticks after now, in UTC, as the daemon fires them (both compile
+// the schedule with config.Schedule.Compile).
 func nextTicks(sc config.Schedule, now time.Time, n int) ([]time.Time, error) {
-	tz := sc.Timezone
-	if tz == "" {
-		tz = "UTC"
-	}
-	loc, err := time.LoadLocation(tz)
+	s, err := sc.Compile()
 	if err != nil {
-		return nil, fmt.Errorf("timezone %q: %w", tz, err)
-	}
-	s, err := config.ParseCron(sc.Cron)
-	if err != nil {
-		return nil, fmt.Errorf("cron %q: %w", sc.Cron, err)
-	}
-	if spec, ok := s.(*cron.SpecSchedule); ok {
-		spec.Location = loc
+		return nil, err
 	}
 	var out []time.Time
 	t := now
