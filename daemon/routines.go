@@ -14,6 +14,9 @@ import (
 // calls refresh them sooner; the TTL covers repositories served without webhooks.
 const ConfigTTL = 5 * time.Minute
 
+// configFetchTimeout bounds one fetch of a default branch for DefaultConfig.
+const configFetchTimeout = 2 * time.Minute
+
 // defaultConfigs remembers, per repository, the routines the daemon last read at its default
 // branch, so that pages and API calls listing routines do not fetch from the forge each time.
 type defaultConfigs struct {
@@ -112,6 +115,9 @@ func (d *Daemon) loadDefaultConfig(ctx context.Context, repo string) error {
 		c.mu.Unlock()
 		close(l.done)
 	}()
+	// The fetch is shared: it must not end with the page view that happened to start it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), configFetchTimeout)
+	defer cancel()
 	l.err = func() error {
 		ev, err := d.o.Repos.EventRepo(repo)
 		if err != nil {
