@@ -64,6 +64,7 @@ var githubFiltered = map[string]bool{
 	"GET /ui/runs":      true,
 	"GET /ui/runs.json": true,
 	"GET /ui/review":    true,
+	"GET /ui/routines":  true, // visibleRepos
 	"POST /ui/logout":   true,
 }
 

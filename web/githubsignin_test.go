@@ -413,7 +413,8 @@ func TestGitHubGateHoldsEveryRoute(t *testing.T) {
 		return func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, text) }
 	}
 	s.mux.HandleFunc("GET /ui/elsewhere", s.ui.requireSession(store.ScopeRead, false, reply("elsewhere")))
-	s.mux.HandleFunc("GET /ui/repos/{owner}/{repo}", s.ui.requireSession(store.ScopeRead, false, reply("repo page")))
+	// (Not at /ui/repos/{owner}/{repo}: the repository page is registered there.)
+	s.mux.HandleFunc("GET /ui/gate/repos/{owner}/{repo}", s.ui.requireSession(store.ScopeRead, false, reply("repo page")))
 	s.mux.HandleFunc("POST /ui/repos/{owner}/{repo}/dispatch", s.ui.requireSession(store.ScopeDispatch, false, reply("dispatched")))
 	s.mux.HandleFunc("POST /ui/runs/{id}/jobs/{job}/cancel", s.ui.requireSession(store.ScopeDispatch, false, reply("job cancelled")))
 
@@ -428,8 +429,8 @@ func TestGitHubGateHoldsEveryRoute(t *testing.T) {
 		body   string
 	}{
 		{"reader", reader, "GET", "/ui/elsewhere", http.StatusForbidden, "not available to a GitHub sign-in"},
-		{"reader", reader, "GET", "/ui/repos/acme/app", http.StatusOK, "repo page"},
-		{"reader", reader, "GET", "/ui/repos/acme/secret", http.StatusNotFound, "no such repository"},
+		{"reader", reader, "GET", "/ui/gate/repos/acme/app", http.StatusOK, "repo page"},
+		{"reader", reader, "GET", "/ui/gate/repos/acme/secret", http.StatusNotFound, "no such repository"},
 		{"reader", reader, "POST", "/ui/repos/acme/app/dispatch", http.StatusForbidden, "reader cannot write to acme/app"},
 		{"reader", reader, "POST", "/ui/runs/run-app/jobs/fix/cancel", http.StatusForbidden, "reader cannot write to acme/app"},
 		{"reader", reader, "POST", "/ui/runs/run-secret/jobs/fix/cancel", http.StatusNotFound, "no such run"},

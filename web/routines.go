@@ -11,6 +11,7 @@ import (
 
 	"github.com/agentrunner/agentrunner/overview"
 	"github.com/agentrunner/agentrunner/store"
+	"github.com/agentrunner/agentrunner/web/githublogin"
 )
 
 // Dispatcher starts a routine from the Run form; cmd/runner adapts *daemon.Daemon. Errors with
@@ -18,9 +19,6 @@ import (
 type Dispatcher interface {
 	Dispatch(ctx context.Context, repo, routine string, inputs map[string]string) (runID string, err error)
 }
-
-// maxRunForm bounds a Run form's body: inputs are short, a prompt may be a few pages.
-const maxRunForm = 256 << 10
 
 // inputField is the form field of a dispatch input: "input." + its name, so no input can
 // shadow the csrf field.
@@ -52,7 +50,7 @@ func (u *UI) routinesPage(w http.ResponseWriter, r *http.Request) {
 		u.render(w, http.StatusOK, "routines", data)
 		return
 	}
-	all, err := overview.AllRoutines(r.Context(), u.Routines, u.Store, time.Now(), 1)
+	all, err := overview.AllRoutines(r.Context(), visibleRepos{u.Routines, u, r}, u.Store, time.Now(), 1)
 	if err != nil {
 		u.log().Error("routines page", "err", err)
 		http.Error(w, "cannot list the routines now; try again shortly", http.StatusServiceUnavailable)
@@ -60,6 +58,24 @@ func (u *UI) routinesPage(w http.ResponseWriter, r *http.Request) {
 	}
 	data["Repos"] = all
 	u.render(w, http.StatusOK, "routines", data)
+}
+
+// visibleRepos is the routines source as the request's session may see it: a GitHub session
+// lists the repositories its account can read (access.go), a token session all.
+type visibleRepos struct {
+	overview.ConfigSource
+	u *UI
+	r *http.Request
+}
+
+func (v visibleRepos) RepoNames() []string {
+	var out []string
+	for _, name := range v.ConfigSource.RepoNames() {
+		if v.u.allowed(v.r, name, githublogin.View) {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // repoPage serves /ui/repos/{owner}/{repo}: the repository's routines with their triggers,
@@ -117,7 +133,8 @@ func (u *UI) renderRepo(w http.ResponseWriter, r *http.Request, code int, rr *ov
 		}
 		views[i] = v
 	}
-	canDispatch := u.Dispatcher != nil && se.Scope.Allows(store.ScopeDispatch)
+	// A token session dispatches by its scope, a GitHub one where its account can write.
+	canDispatch := u.Dispatcher != nil && u.canSteer(r, rr.Repo)
 	data := map[string]any{"Session": se.Session, "CSRF": se.csrfToken(), "Repo": rr, "Routines": views, "CanDispatch": canDispatch}
 	// A refusal without a form to show it in (no such routine, none to dispatch) heads the page.
 	if rt := rr.Routine(failed); failed != "" && (rt == nil || !rt.Dispatchable || !canDispatch) {
@@ -130,11 +147,6 @@ func (u *UI) renderRepo(w http.ResponseWriter, r *http.Request, code int, rr *ov
 // it, dispatches, and sends the browser to the new run. A refused dispatch shows the page
 // again with the reason and what was typed.
 func (u *UI) dispatch(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxRunForm)
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, "the form is too large or malformed", http.StatusRequestEntityTooLarge)
-		return
-	}
 	rr, ok := u.repoRoutines(w, r)
 	if !ok {
 		return

@@ -240,3 +240,46 @@ func TestRunFormRefusalsKeepWhatWasTyped(t *testing.T) {
 		t.Errorf("refused forms dispatched %q", disp.calls)
 	}
 }
+
+// twoRepos serves the same routines for acme/app and acme/secret.
+type twoRepos struct{ fakeConfigs }
+
+func (twoRepos) RepoNames() []string { return []string{"acme/app", "acme/secret"} }
+
+// A GitHub session lists the routines of the repositories its account can read, and gets a
+// Run form only where it can write.
+func TestRoutinesPagesFollowGitHubRoles(t *testing.T) {
+	s := setupGitHub(t)
+	cfg, err := config.LoadFS(routinesFS, ".agents")
+	if err != nil {
+		t.Fatal(err)
+	}
+	disp := &fakeDispatcher{st: s.st}
+	s.ui.Routines, s.ui.Dispatcher = twoRepos{fakeConfigs{cfg}}, disp
+	s.fake.SetPermission("acme", "app", "reader", "triage")
+	s.fake.SetPermission("acme", "app", "writer", "maintain")
+	reader, rcsrf := s.signInGitHub(t, "reader", "/ui/routines")
+	writer, _ := s.signInGitHub(t, "writer", "/ui/routines")
+
+	code, page := get(t, reader, s.srv.URL+"/ui/routines")
+	if code != http.StatusOK || !strings.Contains(page, `href="/ui/repos/acme/app"`) || strings.Contains(page, "acme/secret") {
+		t.Errorf("reader's routines page: %d, want acme/app only:\n%s", code, page)
+	}
+	code, page = get(t, reader, s.srv.URL+"/ui/repos/acme/app")
+	if code != http.StatusOK || strings.Contains(page, `routines/ask/dispatch`) {
+		t.Errorf("reader's repository page: %d, want no Run form:\n%s", code, page)
+	}
+	if code, _ := get(t, reader, s.srv.URL+"/ui/repos/acme/secret"); code != http.StatusNotFound {
+		t.Errorf("reader on a repository it cannot read: %d, want 404", code)
+	}
+	code, page = get(t, writer, s.srv.URL+"/ui/repos/acme/app")
+	if code != http.StatusOK || !strings.Contains(page, `action="/ui/repos/acme/app/routines/ask/dispatch"`) {
+		t.Errorf("writer's repository page: %d, want the Run form:\n%s", code, page)
+	}
+	nc := *reader
+	nc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if code, _, page := postRunForm(t, &nc, s.srv.URL+"/ui/repos/acme/app/routines/ask/dispatch",
+		url.Values{"csrf": {rcsrf}, "input.area": {"api"}, "input.prompt": {"x"}}); code != http.StatusForbidden || len(disp.calls) != 0 {
+		t.Errorf("reader dispatching: %d %s, %d dispatches", code, page, len(disp.calls))
+	}
+}
