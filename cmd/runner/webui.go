@@ -22,3 +22,8 @@ func (c uiControl) Rerun(ctx context.Context, runID string) (string, error) {
 	}
 	return res.RunID, nil
 }
+
+func (c uiControl) CancelJob(ctx context.Context, runID, job, reason string) error {
+	_, err := c.d.CancelJob(ctx, runID, job, reason)
+	return err
+}
