@@ -160,7 +160,9 @@ func (s *jobSandbox) Run(ctx context.Context, t *runner.Task, logs io.Writer) (*
 			start = exit.Started
 		}
 		fmt.Fprintf(logs, "agentrunner: this job was %s\n", jc.Error())
-		return &runner.Exit{Outcome: result.Cancelled, ExitCode: -1, Started: start, Finished: time.Now(), Error: jc.Error()}, nil
+		// The outcome says cancelled; the error says why (the run's reason reads "job slow:
+		// cancelled: <reason>").
+		return &runner.Exit{Outcome: result.Cancelled, ExitCode: -1, Started: start, Finished: time.Now(), Error: jc.reason}, nil
 	}
 	return exit, err
 }
