@@ -233,7 +233,7 @@ agents:
 		t.Errorf("re-run %+v of %+v: want rerun_of, commit and routine of the original, which stays cancelled", r, orig)
 	}
 	// The original's result (its job cancelled) is not the re-run's.
-	if code, out, errOut := cli("runs", again); code != 0 || !strings.Contains(out, "running") || strings.Contains(out, "cancelled") {
+	if code, out, errOut := cli("runs", again); code != 0 || !strings.Contains(out, "running") || strings.Contains(out, "cancelled") || !hasLine(out, "re-run of "+id) {
 		t.Errorf("runs %s during the re-run: exit %d, stdout %q, stderr %q; want it running, with no cancelled job", again, code, out, errOut)
 	}
 	if code, _, errOut := cli("rerun", again); code != exitFailure || !strings.Contains(errOut, "cancel it first") {
@@ -304,4 +304,14 @@ func waitCLI(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// hasLine reports whether out has a line that reads want once runs of spaces are squeezed.
+func hasLine(out, want string) bool {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Join(strings.Fields(l), " ") == want {
+			return true
+		}
+	}
+	return false
 }
