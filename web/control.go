@@ -2,11 +2,11 @@ package web
 
 import (
 	"net/http"
-	"net/url"
 )
 
-// cancelJob stops one job of a run (POST /ui/runs/{id}/jobs/{job}/cancel) and sends the
-// browser back to the job's page, where the job shows as cancelled once its worker stopped it.
+// cancelJob stops one job of a run (POST /ui/runs/{id}/jobs/{job}/cancel, the job page's
+// "Cancel job") and sends the browser back to the job's page, where the job shows as cancelled
+// once its worker stopped it.
 func (u *UI) cancelJob(w http.ResponseWriter, r *http.Request) {
 	id, job := r.PathValue("id"), r.PathValue("job")
 	se, _ := sessionFrom(r.Context())
@@ -14,5 +14,5 @@ func (u *UI) cancelJob(w http.ResponseWriter, r *http.Request) {
 		u.controlFailed(w, "cancel job", err)
 		return
 	}
-	http.Redirect(w, r, "/ui/runs/"+url.PathEscape(id)+"/jobs/"+url.PathEscape(job), http.StatusSeeOther)
+	http.Redirect(w, r, jobHref(id, job), http.StatusSeeOther)
 }
