@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -131,39 +132,45 @@ func (d *Daemon) concludeCancelled(ctx context.Context, run store.Run, reason st
 
 // RerunResult is what a rerun request did.
 type RerunResult struct {
+	// RunID is the new run's.
 	RunID string `json:"run_id"`
-	// Jobs counts the jobs made available again.
-	Jobs   int    `json:"jobs"`
-	Status string `json:"status"`
+	// RerunOf is the run it re-runs, which stays as it was.
+	RerunOf string `json:"rerun_of"`
+	Repo    string `json:"repo"`
+	Routine string `json:"routine"`
+	SHA     string `json:"sha"`
+	Status  string `json:"status"`
 }
 
-// Rerun runs a completed run again from the start: same event, same commit, same plan, under
-// the same run id (store.Rerun). A run that has not finished is a RequestError (409) saying
-// to cancel it first; a run that does not exist one with 404.
+// Rerun runs a finished run again as a new run: the same delivery (so the same event and
+// inputs), the same routine and the same commit, under a new run id recorded as a re-run of
+// runID (store.Run.RerunOf); the original run and its files stay as they are. Like GitHub
+// Actions, only a finished run is re-run: one that has not finished is a RequestError (409)
+// saying to cancel it first; a run that does not exist one with 404.
 func (d *Daemon) Rerun(ctx context.Context, runID string) (*RerunResult, error) {
 	if d.Draining() {
 		return nil, ErrDraining
 	}
-	n, err := d.o.Store.Rerun(ctx, runID)
+	orig, err := d.o.Store.GetRun(ctx, runID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, reqErr(http.StatusNotFound, "no run %s", runID)
-	case errors.Is(err, store.ErrIllegalTransition):
-		status := "not finished"
-		if r, gerr := d.o.Store.GetRun(ctx, runID); gerr == nil {
-			status = r.Status
-		}
-		return nil, reqErr(http.StatusConflict, "run %s is %s: only a finished run is run again (cancel it first: `runner cancel %s`)", runID, status, runID)
 	case err != nil:
 		return nil, err
+	case orig.Status != store.RunCompleted:
+		return nil, reqErr(http.StatusConflict, "run %s is %s: only a finished run is run again (cancel it first: `runner cancel %s`)", runID, orig.Status, runID)
 	}
-	if n == 0 {
-		// A run completed before its job was queued (its intake died in between): queue it.
-		if _, _, err := d.o.Store.Enqueue(ctx, store.Job{Kind: KindRun, Key: KindRun + "/" + runID, RunID: runID, MaxAttempts: d.o.RunAttempts}); err != nil {
-			return nil, err
-		}
+	id := "r" + randomHex(10)
+	run, _, err := d.o.Store.CreateRun(ctx, store.Run{ID: id, Key: id, Repo: orig.Repo, Routine: orig.Routine, SHA: orig.SHA,
+		EventKind: orig.EventKind, DeliveryID: orig.DeliveryID, ConcurrencyGroup: orig.ConcurrencyGroup, Plan: orig.Plan, RerunOf: orig.ID})
+	if err != nil {
+		return nil, fmt.Errorf("re-run %s: %w", runID, err)
+	}
+	if _, _, err := d.o.Store.Enqueue(ctx, store.Job{Kind: KindRun, Key: KindRun + "/" + run.ID, RunID: run.ID, MaxAttempts: d.o.RunAttempts}); err != nil {
+		// The run stays queued without a job; cancelling it concludes it.
+		return nil, fmt.Errorf("re-run %s: queue run %s: %w", runID, run.ID, err)
 	}
 	d.wakeRuns()
-	d.log.Info("run queued again on request", "run_id", runID, "jobs", n)
-	return &RerunResult{RunID: runID, Jobs: n, Status: store.RunQueued}, nil
+	d.log.Info("run re-run on request", "run_id", run.ID, "rerun_of", runID, "sha", run.SHA)
+	return &RerunResult{RunID: run.ID, RerunOf: runID, Repo: run.Repo, Routine: run.Routine, SHA: run.SHA, Status: run.Status}, nil
 }

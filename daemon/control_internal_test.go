@@ -54,3 +54,18 @@ func TestCancelConcludesARunItsHolderAbandoned(t *testing.T) {
 		t.Errorf("the cancelled run was run %d times here", p.calls(id))
 	}
 }
+
+// A job named in a cancel request is an instance of one of the plan's agents: the agent's
+// name, with a fan-out key or a replica number.
+func TestPlanHasJob(t *testing.T) {
+	p := []byte(`{"nodes":[{"agent":"review"},{"agent":"fix"}]}`)
+	for job, want := range map[string]bool{"review": true, "review[a.go]": true, "review#2": true, "review[b]#3": true,
+		"fix": true, "reviews": false, "rev": false, "": false, "other": false} {
+		if got := planHasJob(p, job); got != want {
+			t.Errorf("planHasJob(%q) = %v, want %v", job, got, want)
+		}
+	}
+	if planHasJob([]byte("not json"), "review") {
+		t.Error("a plan that does not parse has jobs")
+	}
+}

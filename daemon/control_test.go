@@ -187,18 +187,24 @@ agents:
 		t.Errorf("cancel of a finished run: %d %v, want 409", code, res)
 	}
 
-	// Rerun: the same run, the same commit, to success.
+	// Rerun: a new run of the same commit, to success; the original stays as it ended.
 	code, res = post("/api/v1/runs/"+first+"/rerun", "")
-	if code != http.StatusAccepted || res["run_id"] != first || res["status"] != store.RunQueued {
-		t.Fatalf("rerun: %d %v, want 202 queued", code, res)
+	again, _ := res["run_id"].(string)
+	if code != http.StatusCreated || again == "" || again == first || res["rerun_of"] != first || res["status"] != store.RunQueued || res["sha"] != head {
+		t.Fatalf("rerun: %d %v, want 201 with a new queued run of %s at %s", code, res, first, head)
 	}
-	waitUntil(t, "the re-run to finish", func() bool { return run(first).Status == store.RunCompleted })
-	if r := run(first); r.Conclusion != "success" || r.SHA != head || sb.count() < 2 {
-		t.Errorf("re-run: %s at %s after %d agent runs; want success at %s", r.Conclusion, r.SHA, sb.count(), head)
+	waitUntil(t, "the re-run to finish", func() bool { return run(again).Status == store.RunCompleted })
+	if r := run(again); r.Conclusion != "success" || r.SHA != head || r.Routine != "long" || r.RerunOf != first || sb.count() < 2 {
+		t.Errorf("re-run: %s at %s of %q after %d agent runs; want success at %s, a re-run of %s", r.Conclusion, r.SHA, r.RerunOf, sb.count(), head, first)
 	}
-	// (A cancelled run's check run is concluded twice: by the engine, then with the reason.)
-	if got := seen.of(first); len(got) < 2 || got[0] != "cancelled" || got[len(got)-1] != "success" || slices.Contains(got, "failure") {
-		t.Errorf("the run's check run concluded %q, want cancelled, then success", got)
+	if r := run(first); r.Conclusion != "cancelled" || !strings.Contains(r.Error, "wrong branch") {
+		t.Errorf("the original after its re-run: %s %q, want it cancelled as it was", r.Conclusion, r.Error)
+	}
+	if got := seen.of(first); len(got) < 1 || slices.Contains(got, "success") {
+		t.Errorf("the original's check run concluded %q, want only cancelled", got)
+	}
+	if got := seen.of(again); len(got) != 1 || got[0] != "success" {
+		t.Errorf("the re-run's check run concluded %q, want success", got)
 	}
 
 	for _, path := range []string{"/api/v1/runs/r-none/cancel", "/api/v1/runs/r-none/rerun"} {

@@ -42,6 +42,12 @@ func (e permanentError) Unwrap() error { return e.err }
 // eventOf rebuilds the event of a delivery; nil (and no error) for deliveries that start
 // nothing (ping, installation).
 func (d *Daemon) eventOf(ctx context.Context, del store.Delivery) (*event.Event, error) {
+	return d.eventAt(ctx, del, "")
+}
+
+// eventAt is eventOf at commit sha when the delivery names none (a schedule tick, which
+// otherwise runs at the default branch's tip): a re-run runs the commit its original ran.
+func (d *Daemon) eventAt(ctx context.Context, del store.Delivery, sha string) (*event.Event, error) {
 	switch del.Event {
 	case EventDispatch, EventSchedule, EventWebhook:
 		var env envelope
@@ -51,6 +57,12 @@ func (d *Daemon) eventOf(ctx context.Context, del store.Delivery) (*event.Event,
 		repo, err := d.o.Repos.EventRepo(env.Repo)
 		if err != nil {
 			return nil, permanentError{fmt.Errorf("delivery %s: %w", del.ID, err)}
+		}
+		if env.SHA == "" && sha != "" {
+			env.SHA = sha
+			if env.Branch == "" {
+				env.Branch = repo.DefaultBranch
+			}
 		}
 		if env.SHA == "" {
 			// A schedule tick is recorded without a commit: it runs at the default branch's

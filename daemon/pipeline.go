@@ -73,11 +73,17 @@ type GitPipeline struct {
 	DetailsURL func(runID string) string
 	// Auth returns the credentials to fetch repo (nil: none).
 	Auth func(ctx context.Context, repo event.Repo) (workspace.Auth, error)
+	// Jobs, when set, records each job's state and holds the requests to cancel one job
+	// (Daemon.CancelJob), which a running run reads every JobPoll (default DefaultJobPoll).
+	Jobs    RunJobs
+	JobPoll time.Duration
 
 	once sync.Once
 	p    *pipeline.Pipeline
 	// attempts maps a run id to the context of its attempt under way in Run.
 	attempts sync.Map
+	// jobs maps jobKey(run id, job) to the cancel of a job running here (jobSandbox).
+	jobs sync.Map
 }
 
 // attemptReporter holds back the end of an interrupted attempt (see interrupted): the check
@@ -138,7 +144,7 @@ func (p *GitPipeline) pipe() *pipeline.Pipeline {
 		p.p = &pipeline.Pipeline{
 			GitHub:     p.GitHub,
 			Workspaces: p.Workspaces,
-			Sandbox:    p.Sandbox,
+			Sandbox:    &jobSandbox{s: p.Sandbox, p: p},
 			Owner:      &workspace.Owner{UID: uid, GID: gid},
 			RunsDir:    p.RunsDir,
 			RepoSecrets: func(_ context.Context, repo event.Repo) (map[string]string, error) {
@@ -212,6 +218,11 @@ func (p *GitPipeline) Plan(ctx context.Context, ev *event.Event, routine string)
 func (p *GitPipeline) Run(ctx context.Context, ev *event.Event, run *plan.Run, runID string) (*result.Run, error) {
 	p.attempts.Store(runID, ctx)
 	defer p.attempts.CompareAndDelete(runID, ctx)
+	if p.Jobs != nil {
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go p.watchJobCancels(wctx, runID)
+	}
 	res, err := p.pipe().RunPlanned(ctx, ev, run, runID)
 	if err != nil {
 		return nil, err

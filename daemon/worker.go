@@ -160,7 +160,11 @@ func (d *Daemon) replan(ctx context.Context, run store.Run) (*event.Event, *plan
 	if err != nil {
 		return nil, nil, fmt.Errorf("read delivery %s of run %s: %w", run.DeliveryID, run.ID, err)
 	}
-	ev, err := d.eventOf(ctx, del)
+	pin := ""
+	if run.RerunOf != "" {
+		pin = run.SHA
+	}
+	ev, err := d.eventAt(ctx, del, pin)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -173,6 +177,11 @@ func (d *Daemon) replan(ctx context.Context, run store.Run) (*event.Event, *plan
 			err = fmt.Errorf("routine %s no longer matches delivery %s", run.Routine, del.ID)
 		}
 		return ev, nil, permanentError{fmt.Errorf("plan run %s: %w", run.ID, err)}
+	}
+	if pin != "" && p.Runs[0].SHA != pin {
+		// A comment command plans at its pull request's head, which may have moved since.
+		return p.Event, nil, permanentError{fmt.Errorf("run %s re-runs %s at %s, but its event now plans commit %s (the pull request moved on): dispatch or comment again to run the new commit",
+			run.ID, run.RerunOf, short(pin), short(p.Runs[0].SHA))}
 	}
 	return p.Event, p.Runs[0], nil
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -34,6 +35,7 @@ type Dispatcher interface {
 	Hook(ctx context.Context, repo, routine string, body []byte, signature, deliveryID string) (*daemon.DispatchResult, error)
 	Cancel(ctx context.Context, runID, reason string) (*daemon.CancelResult, error)
 	Rerun(ctx context.Context, runID string) (*daemon.RerunResult, error)
+	CancelJob(ctx context.Context, runID, job, reason string) (*daemon.CancelJobResult, error)
 }
 
 // API serves the dispatch and read API (bearer token), the generic webhooks (HMAC per
@@ -60,6 +62,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/runs/{id}/jobs/{job}/log", a.auth(store.ScopeRead, a.jobLog))
 	mux.HandleFunc("POST /api/v1/runs/{id}/cancel", a.auth(store.ScopeDispatch, a.cancel))
 	mux.HandleFunc("POST /api/v1/runs/{id}/rerun", a.auth(store.ScopeDispatch, a.rerun))
+	mux.HandleFunc("POST /api/v1/runs/{id}/jobs/{job}/cancel", a.auth(store.ScopeDispatch, a.cancelJob))
 	mux.HandleFunc("GET /api/v1/review", a.auth(store.ScopeRead, a.review))
 	mux.HandleFunc("GET /api/v1/repos", a.auth(store.ScopeRead, a.repos))
 	mux.HandleFunc("GET /api/v1/repos/{owner}/{repo}/routines", a.auth(store.ScopeRead, a.routines))
@@ -148,14 +151,7 @@ func (a *API) cancel(w http.ResponseWriter, r *http.Request) {
 	if !readBody(w, r, &req, `{"reason": "why"}`) {
 		return
 	}
-	reason := strings.Join(strings.Fields(req.Reason), " ")
-	if len(reason) > maxCancelReason {
-		reason = strings.ToValidUTF8(reason[:maxCancelReason], "") + "…"
-	}
-	if reason == "" {
-		reason = "cancelled on request"
-	}
-	res, err := a.Dispatcher.Cancel(r.Context(), r.PathValue("id"), reason)
+	res, err := a.Dispatcher.Cancel(r.Context(), r.PathValue("id"), cancelReason(req))
 	if err != nil {
 		a.fail(w, "cancel", err)
 		return
@@ -173,7 +169,9 @@ func (a *API) rerun(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, "rerun", err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, res)
+	// A re-run is a new run: 201 with where to read it.
+	w.Header().Set("Location", "/api/v1/runs/"+url.PathEscape(res.RunID))
+	writeJSON(w, http.StatusCreated, res)
 }
 
 // readBody decodes an optional JSON body into v, refusing unknown fields and bodies over
@@ -212,27 +210,29 @@ func (a *API) fail(w http.ResponseWriter, what string, err error) {
 
 // RunView is a run as the read API shows it.
 type RunView struct {
-	ID               string          `json:"id"`
-	Repo             string          `json:"repo"`
-	Routine          string          `json:"routine"`
-	SHA              string          `json:"sha"`
-	Event            string          `json:"event"`
-	DeliveryID       string          `json:"delivery_id"`
-	ConcurrencyGroup string          `json:"concurrency_group,omitempty"`
-	Status           string          `json:"status"`
-	Conclusion       string          `json:"conclusion,omitempty"`
-	Error            string          `json:"error,omitempty"`
-	CreatedAt        time.Time       `json:"created_at"`
-	StartedAt        time.Time       `json:"started_at,omitzero"`
-	FinishedAt       time.Time       `json:"finished_at,omitzero"`
-	Plan             json.RawMessage `json:"plan,omitempty"`
-	Jobs             []JobView       `json:"jobs,omitempty"`
+	ID               string `json:"id"`
+	Repo             string `json:"repo"`
+	Routine          string `json:"routine"`
+	SHA              string `json:"sha"`
+	Event            string `json:"event"`
+	DeliveryID       string `json:"delivery_id"`
+	ConcurrencyGroup string `json:"concurrency_group,omitempty"`
+	// RerunOf is the run this one re-runs.
+	RerunOf    string          `json:"rerun_of,omitempty"`
+	Status     string          `json:"status"`
+	Conclusion string          `json:"conclusion,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	CreatedAt  time.Time       `json:"created_at"`
+	StartedAt  time.Time       `json:"started_at,omitzero"`
+	FinishedAt time.Time       `json:"finished_at,omitzero"`
+	Plan       json.RawMessage `json:"plan,omitempty"`
+	Jobs       []JobView       `json:"jobs,omitempty"`
 }
 
 // NewRunView is the API's view of a stored run (with its plan when the run has one).
 func NewRunView(r store.Run) RunView {
 	v := RunView{ID: r.ID, Repo: r.Repo, Routine: r.Routine, SHA: r.SHA, Event: r.EventKind, DeliveryID: r.DeliveryID,
-		ConcurrencyGroup: r.ConcurrencyGroup, Status: r.Status, Conclusion: r.Conclusion, Error: r.Error,
+		ConcurrencyGroup: r.ConcurrencyGroup, RerunOf: r.RerunOf, Status: r.Status, Conclusion: r.Conclusion, Error: r.Error,
 		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
 	if len(r.Plan) > 0 && json.Valid(r.Plan) {
 		v.Plan = json.RawMessage(r.Plan)

@@ -31,7 +31,12 @@ func (d *countingDispatcher) Cancel(_ context.Context, runID, _ string) (*daemon
 
 func (d *countingDispatcher) Rerun(_ context.Context, runID string) (*daemon.RerunResult, error) {
 	d.n.Add(1)
-	return &daemon.RerunResult{RunID: runID, Status: "queued"}, nil
+	return &daemon.RerunResult{RunID: "r-again", RerunOf: runID, Status: "queued"}, nil
+}
+
+func (d *countingDispatcher) CancelJob(_ context.Context, runID, job, _ string) (*daemon.CancelJobResult, error) {
+	d.n.Add(1)
+	return &daemon.CancelJobResult{RunID: runID, Job: job, State: "running"}, nil
 }
 
 func (d *countingDispatcher) Hook(context.Context, string, string, []byte, string, string) (*daemon.DispatchResult, error) {
@@ -95,7 +100,8 @@ func TestEveryRouteNeedsItsScope(t *testing.T) {
 		{"GET", "/api/v1/runs/r1", store.ScopeRead, 200, `"routine": "audit"`},
 		{"GET", "/api/v1/runs/r1/jobs/a/log", store.ScopeRead, 200, "log of a"},
 		{"POST", "/api/v1/runs/r1/cancel", store.ScopeDispatch, 200, `"conclusion": "cancelled"`},
-		{"POST", "/api/v1/runs/r1/rerun", store.ScopeDispatch, 202, `"status": "queued"`},
+		{"POST", "/api/v1/runs/r1/rerun", store.ScopeDispatch, 201, `"rerun_of": "r1"`},
+		{"POST", "/api/v1/runs/r1/jobs/a/cancel", store.ScopeDispatch, 202, `"job": "a"`},
 	}
 	dispatches := int32(0)
 	for _, rt := range routes {

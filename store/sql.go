@@ -247,11 +247,11 @@ func (s *sqlStore) endDelivery(ctx context.Context, tx *sql.Tx, deliveryID, stat
 // ---- runs ----
 
 const runCols = `id, key, repo, routine, sha, event_kind, delivery_id, concurrency_group, plan, status, conclusion, error,
-	created_at, updated_at, started_at, finished_at`
+	created_at, updated_at, started_at, finished_at, rerun_of`
 
 // runColsNoPlan selects an empty plan so scanRun serves both.
 const runColsNoPlan = `id, key, repo, routine, sha, event_kind, delivery_id, concurrency_group, '', status, conclusion, error,
-	created_at, updated_at, started_at, finished_at`
+	created_at, updated_at, started_at, finished_at, rerun_of`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -260,7 +260,7 @@ func scanRun(sc scanner) (Run, error) {
 	var plan any
 	var c, u, st, f int64
 	if err := sc.Scan(&r.ID, &r.Key, &r.Repo, &r.Routine, &r.SHA, &r.EventKind, &r.DeliveryID, &r.ConcurrencyGroup,
-		&plan, &r.Status, &r.Conclusion, &r.Error, &c, &u, &st, &f); err != nil {
+		&plan, &r.Status, &r.Conclusion, &r.Error, &c, &u, &st, &f, &r.RerunOf); err != nil {
 		return Run{}, err
 	}
 	switch p := plan.(type) {
@@ -296,10 +296,10 @@ func (s *sqlStore) CreateRun(ctx context.Context, r Run) (Run, bool, error) {
 	err := s.tx(ctx, "create run "+r.Key, func(tx *sql.Tx) error {
 		var id string
 		err := tx.QueryRowContext(ctx, `INSERT INTO runs (`+runCols+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 			ON CONFLICT DO NOTHING RETURNING id`,
 			r.ID, r.Key, r.Repo, r.Routine, r.SHA, r.EventKind, r.DeliveryID, r.ConcurrencyGroup, nz(r.Plan),
-			r.Status, r.Conclusion, r.Error, micros(r.CreatedAt), micros(now), micros(r.StartedAt), micros(r.FinishedAt)).Scan(&id)
+			r.Status, r.Conclusion, r.Error, micros(r.CreatedAt), micros(now), micros(r.StartedAt), micros(r.FinishedAt), r.RerunOf).Scan(&id)
 		switch {
 		case err == nil:
 			created = true
@@ -408,6 +408,10 @@ func (s *sqlStore) Rerun(ctx context.Context, runID string) (int, error) {
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM run_files WHERE run_id = $1`, runID); err != nil {
 			return fmt.Errorf("rerun run %q: delete its earlier files: %w", runID, err)
+		}
+		// The jobs start over: neither their earlier states nor cancel requests apply.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM run_jobs WHERE run_id = $1`, runID); err != nil {
+			return fmt.Errorf("rerun run %q: forget its earlier jobs: %w", runID, err)
 		}
 		return nil
 	})

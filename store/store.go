@@ -86,6 +86,8 @@ type Run struct {
 	UpdatedAt        time.Time
 	StartedAt        time.Time
 	FinishedAt       time.Time
+	// RerunOf is the run this one re-runs (same delivery, same commit); "" for a first run.
+	RerunOf string
 }
 
 // RunFilter selects runs for ListRuns; empty fields match everything.
@@ -161,6 +163,15 @@ type Store interface {
 	GetRun(ctx context.Context, id string) (Run, error)
 	// ListRuns returns runs newest first; Plan is left out (use GetRun).
 	ListRuns(ctx context.Context, f RunFilter) ([]Run, error)
+	// SetRunJobState records the state (RunJobRunning, RunJobFinished) of agent job job of run
+	// runID, as the worker running the run starts and ends it; a cancel request stays.
+	SetRunJobState(ctx context.Context, runID, job, state string) error
+	// CancelRunJob records a request to cancel agent job job of run runID (which need not have
+	// started) and returns the job's record: a job already finished, or already asked to
+	// cancel, is left as it was, and the record says so.
+	CancelRunJob(ctx context.Context, runID, job, reason string) (RunJob, error)
+	// RunJobs returns the recorded agent jobs of a run, by job.
+	RunJobs(ctx context.Context, runID string) ([]RunJob, error)
 	// CountRunning counts the runs of a repo in status RunRunning ("" counts all repos).
 	CountRunning(ctx context.Context, repo string) (int, error)
 

@@ -19,6 +19,9 @@ import (
 type fakeController struct {
 	mu        sync.Mutex
 	cancelled []string
+	// jobs holds the jobs CancelJob was asked to cancel, as "run/job", and rerun the runs
+	// Rerun was asked to re-run.
+	jobs, rerun []string
 }
 
 func (f *fakeController) Cancel(_ context.Context, id, _ string) error {
@@ -28,7 +31,19 @@ func (f *fakeController) Cancel(_ context.Context, id, _ string) error {
 	return nil
 }
 
-func (f *fakeController) Rerun(_ context.Context, id string) (string, error) { return id, nil }
+func (f *fakeController) Rerun(_ context.Context, id string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rerun = append(f.rerun, id)
+	return "rnew", nil
+}
+
+func (f *fakeController) CancelJob(_ context.Context, id, job, _ string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.jobs = append(f.jobs, id+"/"+job)
+	return nil
+}
 
 func setup(t *testing.T) (*httptest.Server, store.Store, *fakeController) {
 	t.Helper()

@@ -416,7 +416,7 @@ func TestGitHubGateHoldsEveryRoute(t *testing.T) {
 	// (Not at /ui/repos/{owner}/{repo}: the repository page is registered there.)
 	s.mux.HandleFunc("GET /ui/gate/repos/{owner}/{repo}", s.ui.requireSession(store.ScopeRead, false, reply("repo page")))
 	s.mux.HandleFunc("POST /ui/repos/{owner}/{repo}/dispatch", s.ui.requireSession(store.ScopeDispatch, false, reply("dispatched")))
-	s.mux.HandleFunc("POST /ui/runs/{id}/jobs/{job}/cancel", s.ui.requireSession(store.ScopeDispatch, false, reply("job cancelled")))
+	// POST /ui/runs/{id}/jobs/{job}/cancel is the UI's own (cancelJob): it redirects to the job.
 
 	reader, rcsrf := s.signInGitHub(t, "reader", "/ui/runs")
 	writer, wcsrf := s.signInGitHub(t, "writer", "/ui/runs")
@@ -435,7 +435,7 @@ func TestGitHubGateHoldsEveryRoute(t *testing.T) {
 		{"reader", reader, "POST", "/ui/runs/run-app/jobs/fix/cancel", http.StatusForbidden, "reader cannot write to acme/app"},
 		{"reader", reader, "POST", "/ui/runs/run-secret/jobs/fix/cancel", http.StatusNotFound, "no such run"},
 		{"writer", writer, "POST", "/ui/repos/acme/app/dispatch", http.StatusOK, "dispatched"},
-		{"writer", writer, "POST", "/ui/runs/run-app/jobs/fix/cancel", http.StatusOK, "job cancelled"},
+		{"writer", writer, "POST", "/ui/runs/run-app/jobs/fix/cancel", http.StatusSeeOther, ""},
 		{"writer", writer, "POST", "/ui/repos/acme/secret/dispatch", http.StatusNotFound, "no such repository"},
 	} {
 		var code int

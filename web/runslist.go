@@ -59,12 +59,13 @@ func (u *UI) listPage(r *http.Request, f store.RunFilter) ([]store.Run, store.Ru
 type runRow struct {
 	ID, Repo, Routine, SHA, Event, Status, Conclusion string
 	Created                                           time.Time
+	RerunOf                                           string `json:",omitempty"` // the run this one re-runs
 }
 
 func rows(runs []store.Run) []runRow {
 	out := make([]runRow, len(runs))
 	for i, r := range runs {
-		out[i] = runRow{ID: r.ID, Repo: r.Repo, Routine: r.Routine, SHA: r.SHA, Event: r.EventKind, Status: r.Status, Conclusion: r.Conclusion, Created: r.CreatedAt}
+		out[i] = runRow{ID: r.ID, Repo: r.Repo, Routine: r.Routine, SHA: r.SHA, Event: r.EventKind, Status: r.Status, Conclusion: r.Conclusion, Created: r.CreatedAt, RerunOf: r.RerunOf}
 	}
 	return out
 }

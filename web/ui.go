@@ -16,10 +16,14 @@ import (
 	"github.com/agentrunner/agentrunner/store"
 )
 
-// Controller cancels and re-runs runs; *daemon.Daemon implements it.
+// Controller cancels and re-runs runs and cancels single jobs; the daemon implements it
+// (through an adapter in cmd/runner).
 type Controller interface {
 	Cancel(ctx context.Context, runID, reason string) error
+	// Rerun makes a new run of the same event and commit and returns its id.
 	Rerun(ctx context.Context, runID string) (newRunID string, err error)
+	// CancelJob stops one job of a run; the run goes on with its other jobs.
+	CancelJob(ctx context.Context, runID, job, reason string) error
 }
 
 // LogStream serves a job's live log as Server-Sent Events (package livelog implements it).
@@ -85,6 +89,7 @@ func (u *UI) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /ui/runs/{id}/jobs/{job}", u.requireSession(store.ScopeRead, false, u.jobPage))
 	mux.HandleFunc("POST /ui/runs/{id}/cancel", u.requireSession(store.ScopeDispatch, false, u.cancel))
 	mux.HandleFunc("POST /ui/runs/{id}/rerun", u.requireSession(store.ScopeDispatch, false, u.rerun))
+	mux.HandleFunc("POST /ui/runs/{id}/jobs/{job}/cancel", u.requireSession(store.ScopeDispatch, false, u.cancelJob))
 	mux.HandleFunc("GET /ui/runs/{id}/jobs/{job}/log", u.requireSession(store.ScopeRead, true, u.jobLog))
 	mux.HandleFunc("GET /ui/review", u.requireSession(store.ScopeRead, false, u.review))
 	u.registerGitHub(mux)

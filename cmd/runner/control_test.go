@@ -67,8 +67,8 @@ func testDaemon(t *testing.T, files map[string]string) (st store.Store, links *l
 		t.Fatal(err)
 	}
 	links = &linkRecorder{}
-	pipe := &daemon.GitPipeline{Workspaces: wsm, Sandbox: daemon.FakeSandbox{}, Repos: repos, RunsDir: runsDir, Files: st,
-		DetailsURL: detailsURL, Reporters: func(*reporters.RunInfo, string) reporters.Reporter { return links }}
+	pipe := &daemon.GitPipeline{Workspaces: wsm, Sandbox: daemon.FakeSandbox{}, Repos: repos, RunsDir: runsDir, Files: st, Jobs: st,
+		JobPoll: 50 * time.Millisecond, DetailsURL: detailsURL, Reporters: func(*reporters.RunInfo, string) reporters.Reporter { return links }}
 	d, err := daemon.New(daemon.Options{Store: st, Pipeline: pipe, Repos: repos, Poll: 20 * time.Millisecond,
 		NoSchedules: true, ShutdownGrace: time.Second})
 	if err != nil {
@@ -220,21 +220,79 @@ agents:
 	}
 
 	code, out, errOut = cli("rerun", id)
-	if code != 0 || strings.TrimSpace(out) != id || !strings.Contains(errOut, "queued again") {
-		t.Fatalf("rerun: exit %d, stdout %q, stderr %q", code, out, errOut)
+	again := strings.TrimSpace(out)
+	if code != 0 || again == "" || again == id || !strings.Contains(errOut, "a re-run of "+id) {
+		t.Fatalf("rerun: exit %d, stdout %q, stderr %q; want a new run id", code, out, errOut)
 	}
-	waitCLI(t, "the re-run to start", func() bool { return status() == store.RunRunning })
-	// The earlier attempt's result (its job cancelled) is not shown as the re-run's.
-	if code, out, errOut := cli("runs", id); code != 0 || !strings.Contains(out, "running") || strings.Contains(out, "cancelled") {
-		t.Errorf("runs %s during the re-run: exit %d, stdout %q, stderr %q; want it running, with no cancelled job", id, code, out, errOut)
+	statusOf := func(id string) store.Run {
+		r, _ := st.GetRun(t.Context(), id)
+		return r
 	}
-	if code, _, errOut := cli("rerun", id); code != exitFailure || !strings.Contains(errOut, "cancel it first") {
+	waitCLI(t, "the re-run to start", func() bool { return statusOf(again).Status == store.RunRunning })
+	if r, orig := statusOf(again), statusOf(id); r.RerunOf != id || r.SHA != orig.SHA || r.Routine != orig.Routine || orig.Conclusion != "cancelled" {
+		t.Errorf("re-run %+v of %+v: want rerun_of, commit and routine of the original, which stays cancelled", r, orig)
+	}
+	// The original's result (its job cancelled) is not the re-run's.
+	if code, out, errOut := cli("runs", again); code != 0 || !strings.Contains(out, "running") || strings.Contains(out, "cancelled") || !hasLine(out, "re-run of "+id) {
+		t.Errorf("runs %s during the re-run: exit %d, stdout %q, stderr %q; want it running, with no cancelled job", again, code, out, errOut)
+	}
+	if code, _, errOut := cli("rerun", again); code != exitFailure || !strings.Contains(errOut, "cancel it first") {
 		t.Errorf("rerun of a running run: exit %d, stderr %q", code, errOut)
 	}
-	if code, _, errOut := cli("cancel", id); code != 0 {
+	if code, _, errOut := cli("cancel", again); code != 0 {
 		t.Errorf("cancel of the re-run: exit %d %s", code, errOut)
 	}
-	waitCLI(t, "the re-run to be cancelled", func() bool { return status() == store.RunCompleted })
+	waitCLI(t, "the re-run to be cancelled", func() bool { return statusOf(again).Status == store.RunCompleted })
+}
+
+// `runner cancel RUN JOB` stops one job while its sibling finishes and the run goes on; a job
+// that does not exist, or has finished, is refused with the reason.
+func TestCancelOneJobFromTheCLI(t *testing.T) {
+	st, _, url, tok := testDaemon(t, map[string]string{".agents/pair.yaml": `name: pair
+on: {dispatch: {}}
+agents:
+  slow: {image: x, command: [x], env: {AGENTRUNNER_FAKE_SLEEP: 1h}}
+  quick: {image: x, command: [x], env: {AGENTRUNNER_FAKE_SLEEP: 1s}}
+`})
+	cli := func(args ...string) (int, string, string) {
+		t.Helper()
+		return runCLI(t, append(args, "--server", url, "--token", tok)...)
+	}
+	code, out, errOut := cli("dispatch", "acme/app", "pair")
+	if code != 0 {
+		t.Fatalf("dispatch: exit %d %s", code, errOut)
+	}
+	id := strings.TrimSpace(out)
+	jobState := func(job string) string {
+		js, _ := st.RunJobs(t.Context(), id)
+		for _, j := range js {
+			if j.Job == job {
+				return j.State
+			}
+		}
+		return ""
+	}
+	waitCLI(t, "both jobs to run", func() bool { return jobState("slow") == store.RunJobRunning && jobState("quick") != "" })
+	if code, _, errOut := cli("cancel", id, "nope"); code != exitFailure || !strings.Contains(errOut, `has no job "nope"`) {
+		t.Errorf("cancel of an unknown job: exit %d, stderr %q", code, errOut)
+	}
+	if code, out, errOut := cli("cancel", id, "slow", "--reason", "too slow"); code != 0 || !strings.Contains(out, "job slow of run "+id+" cancelled") {
+		t.Fatalf("cancel slow: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	waitCLI(t, "the run to end", func() bool {
+		r, _ := st.GetRun(t.Context(), id)
+		return r.Status == store.RunCompleted
+	})
+	b, err := st.RunFile(t.Context(), id, "result.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := string(b); !strings.Contains(res, `"outcome": "cancelled"`) || !strings.Contains(res, "too slow") || !strings.Contains(res, `"outcome": "success"`) {
+		t.Errorf("result: %s; want slow cancelled with the reason, quick a success", res)
+	}
+	if code, _, errOut := cli("cancel", id, "quick"); code != exitFailure || !strings.Contains(errOut, "already completed") {
+		t.Errorf("cancel of a job of a finished run: exit %d, stderr %q", code, errOut)
+	}
 }
 
 func waitCLI(t *testing.T, what string, cond func() bool) {
@@ -246,4 +304,14 @@ func waitCLI(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// hasLine reports whether out has a line that reads want once runs of spaces are squeezed.
+func hasLine(out, want string) bool {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Join(strings.Fields(l), " ") == want {
+			return true
+		}
+	}
+	return false
 }

@@ -41,6 +41,9 @@ func newRunsCmd(s *streams) *cobra.Command {
 				tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
 				fmt.Fprintf(tw, "run\t%s\nrepo\t%s\nroutine\t%s\nevent\t%s\nsha\t%s\nstatus\t%s\nconclusion\t%s\n",
 					v.ID, v.Repo, v.Routine, v.Event, v.SHA, v.Status, v.Conclusion)
+				if v.RerunOf != "" {
+					fmt.Fprintf(tw, "re-run of\t%s\n", termsafe.Line(v.RerunOf))
+				}
 				if v.Error != "" {
 					fmt.Fprintf(tw, "error\t%s\n", termsafe.Line(v.Error))
 				}

@@ -507,6 +507,7 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		Logger:     logger,
 		RunsDir:    filepath.Join(c.DataDir, "runs"),
 		Files:      st,
+		Jobs:       st,
 		DetailsURL: detailsURL,
 		Reporters:  reporterFactory(c, gh, st, logger),
 		Limits:     c.jobLimits(),

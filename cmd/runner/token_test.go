@@ -211,8 +211,9 @@ func TestReadTokenReadsButCannotDispatch(t *testing.T) {
 		!strings.Contains(errOut, "HTTP 403") {
 		t.Errorf("dispatch with a read token: exit %d, stderr %q; want a 403 naming the scope and how to get it", code, errOut)
 	}
-	for _, verb := range []string{"cancel", "rerun"} {
-		code, _, errOut = runCLI(t, verb, "r1", "--server", hs.URL, "--token", tok)
+	for _, args := range [][]string{{"cancel", "r1"}, {"rerun", "r1"}, {"cancel", "r1", "a"}} {
+		verb := strings.Join(args, " ")
+		code, _, errOut = runCLI(t, append(args, "--server", hs.URL, "--token", tok)...)
 		if code != exitFailure || !strings.Contains(errOut, "needs scope dispatch") || !strings.Contains(errOut, "HTTP 403") {
 			t.Errorf("%s with a read token: exit %d, stderr %q; want a 403 naming the scope", verb, code, errOut)
 		}
@@ -234,6 +235,11 @@ func (d refusingDispatcher) Cancel(context.Context, string, string) (*daemon.Can
 
 func (d refusingDispatcher) Rerun(context.Context, string) (*daemon.RerunResult, error) {
 	d.t.Error("a rerun got past the scope check")
+	return nil, errors.New("refused")
+}
+
+func (d refusingDispatcher) CancelJob(context.Context, string, string, string) (*daemon.CancelJobResult, error) {
+	d.t.Error("a job cancel got past the scope check")
 	return nil, errors.New("refused")
 }
 

@@ -23,6 +23,11 @@ func (c uiControl) Rerun(ctx context.Context, runID string) (string, error) {
 	return res.RunID, nil
 }
 
+func (c uiControl) CancelJob(ctx context.Context, runID, job, reason string) error {
+	_, err := c.d.CancelJob(ctx, runID, job, reason)
+	return err
+}
+
 // uiDispatch lets the web UI's Run form dispatch through the daemon, which checks the inputs
 // against the routine at the default branch as the API's dispatch does.
 type uiDispatch struct{ d *daemon.Daemon }

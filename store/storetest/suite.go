@@ -45,6 +45,8 @@ func Run(t *testing.T, newDB NewDB) {
 		{"a session ends with its expiry, its sign-out and its token", testSessions},
 		{"daemons sharing a database see each other's internal addresses", testDaemonAddr},
 		{"runs are listed by trigger and finish time, page after page by cursor", testRunListing},
+		{"a re-run records the run it re-runs", testRerunOf},
+		{"a job's cancel request is recorded once, never for a finished job, and seen by every store", testRunJobCancel},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

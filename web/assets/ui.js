@@ -20,7 +20,8 @@
         const a = document.createElement("a");
         a.href = "/ui/runs/" + encodeURIComponent(r.ID);
         a.textContent = r.ID;
-        cell(tr, "").appendChild(a);
+        const idc = cell(tr, ""); idc.appendChild(a);
+        if (r.RerunOf) { const s = document.createElement("small"); s.className = "rerun"; s.textContent = " re-run of " + r.RerunOf; idc.appendChild(s); }
         cell(tr, r.Repo); cell(tr, r.Routine); cell(tr, r.Event);
         const c = document.createElement("code"); c.textContent = (r.SHA || "").slice(0, 10); cell(tr, "").appendChild(c);
         const st = cell(tr, r.Status + (r.Conclusion ? " · " + r.Conclusion : "")); st.className = "st-" + r.Status;
