@@ -127,6 +127,13 @@ func jobKey(runID, job string) string { return runID + "\x00" + job }
 
 func (s *jobSandbox) Run(ctx context.Context, t *runner.Task, logs io.Writer) (*runner.Exit, error) {
 	p, job := s.p, t.Instance.ID
+	if p.Live != nil {
+		// Everything this job logs, the daemon's own lines included, is followed live, byte
+		// for byte as log.txt gets it (a late follower reads the start from there).
+		live := p.Live.Open(t.RunID, job)
+		defer live.Close()
+		logs = io.MultiWriter(logs, live)
+	}
 	jctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	// Registered before the store is read: a request recorded in between is seen by the

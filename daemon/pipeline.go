@@ -77,6 +77,8 @@ type GitPipeline struct {
 	// (Daemon.CancelJob), which a running run reads every JobPoll (default DefaultJobPoll).
 	Jobs    RunJobs
 	JobPoll time.Duration
+	// Live, when set, receives each job's log as it is written, for people following it.
+	Live LiveLogs
 
 	once sync.Once
 	p    *pipeline.Pipeline
@@ -84,6 +86,13 @@ type GitPipeline struct {
 	attempts sync.Map
 	// jobs maps jobKey(run id, job) to the cancel of a job running here (jobSandbox).
 	jobs sync.Map
+}
+
+// LiveLogs receives the jobs' logs as they are written (package livelog implements it).
+type LiveLogs interface {
+	// Open starts job's live log for run runID; its writes never block nor fail, and Close
+	// ends it.
+	Open(runID, job string) io.WriteCloser
 }
 
 // attemptReporter holds back the end of an interrupted attempt (see interrupted): the check

@@ -50,6 +50,13 @@ type API struct {
 	Logger   *slog.Logger
 	// Routines lists the repositories served and their routines (nil: none are listed).
 	Routines overview.ConfigSource
+	// Logs follows a job's log live (?follow=sse); nil: only the log as it is now.
+	Logs LogStream
+}
+
+// LogStream serves a job's live log as Server-Sent Events (package livelog implements it).
+type LogStream interface {
+	ServeSSE(w http.ResponseWriter, r *http.Request, runID, job string)
 }
 
 // Register adds the API's routes to mux. Each token route names the scope it needs: reading
@@ -300,6 +307,16 @@ func (a *API) getRun(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) jobLog(w http.ResponseWriter, r *http.Request) {
 	id, job := r.PathValue("id"), r.PathValue("job")
+	if r.URL.Query().Get("follow") == "sse" {
+		if a.Logs == nil {
+			apiError(w, http.StatusNotImplemented, "this daemon does not follow logs live")
+			return
+		}
+		// One event per line as the agent prints it, on whichever daemon of the fleet runs
+		// the job; 204 when the run is over (its stored log, without ?follow, has it all).
+		a.Logs.ServeSSE(w, r, id, job)
+		return
+	}
 	run, err := a.Store.GetRun(r.Context(), id)
 	if err != nil {
 		apiError(w, http.StatusNotFound, "no run "+id)

@@ -23,6 +23,7 @@ import (
 	"github.com/agentrunner/agentrunner/config"
 	"github.com/agentrunner/agentrunner/daemon"
 	"github.com/agentrunner/agentrunner/github"
+	"github.com/agentrunner/agentrunner/livelog"
 	"github.com/agentrunner/agentrunner/reporters"
 	"github.com/agentrunner/agentrunner/runner"
 	"github.com/agentrunner/agentrunner/runner/event"
@@ -45,6 +46,7 @@ type serveConfig struct {
 	Database      string        `yaml:"database"`
 	ID            string        `yaml:"id"`
 	PublicURL     string        `yaml:"public-url"`
+	InternalURL   string        `yaml:"internal-url"`
 	LogFormat     string        `yaml:"log-format"`
 	LogLevel      string        `yaml:"log-level"`
 	MaxAgents     int           `yaml:"max-agents"`
@@ -249,6 +251,7 @@ App's installation and cached for a minute.`,
 	f.String("listen", d.Listen, "address to serve HTTP on (env AGENTRUNNER_LISTEN)")
 	f.String("id", "", "this daemon's name in job leases; unique per daemon, stable across restarts (default host:listen) (env AGENTRUNNER_ID)")
 	f.String("public-url", "", "URL the runner is reached at, for the run page links of check runs, pull requests and comments (env AGENTRUNNER_PUBLIC_URL)")
+	f.String("internal-url", "", "URL the other daemons sharing the database reach this one at, to follow the live logs of the jobs it runs (default http://<hostname>:<listen port>) (env AGENTRUNNER_INTERNAL_URL)")
 	f.String("log-format", d.LogFormat, "log format: text or json (env AGENTRUNNER_LOG_FORMAT)")
 	f.String("log-level", d.LogLevel, "log level: debug, info, warn, error (env AGENTRUNNER_LOG_LEVEL)")
 	f.Int("max-agents", d.MaxAgents, "agent containers running at once across all runs (env AGENTRUNNER_MAX_AGENTS)")
@@ -326,6 +329,7 @@ func (o *serveOptions) settings(fs *pflag.FlagSet) (serveConfig, error) {
 		{"listen", "AGENTRUNNER_LISTEN", str(&c.Listen)},
 		{"id", "AGENTRUNNER_ID", str(&c.ID)},
 		{"public-url", "AGENTRUNNER_PUBLIC_URL", str(&c.PublicURL)},
+		{"internal-url", "AGENTRUNNER_INTERNAL_URL", str(&c.InternalURL)},
 		{"log-format", "AGENTRUNNER_LOG_FORMAT", str(&c.LogFormat)},
 		{"log-level", "AGENTRUNNER_LOG_LEVEL", str(&c.LogLevel)},
 		{"max-agents", "AGENTRUNNER_MAX_AGENTS", num(&c.MaxAgents)},
@@ -499,6 +503,12 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 	if err != nil {
 		return err
 	}
+	liveKey, err := st.Key(ctx, livelog.LiveLogKeyName)
+	if err != nil {
+		return err
+	}
+	live := livelog.New(livelog.Options{Store: st, Self: c.ID, RunsDir: filepath.Join(c.DataDir, "runs"), Key: liveKey, Logger: logger})
+	defer live.Close()
 	pipe := &daemon.GitPipeline{
 		Workspaces: wsm,
 		Sandbox:    daemon.NewSlotSandbox(sb, c.MaxAgents),
@@ -511,6 +521,7 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		DetailsURL: detailsURL,
 		Reporters:  reporterFactory(c, gh, st, logger),
 		Limits:     c.jobLimits(),
+		Live:       live,
 	}
 	if gh != nil {
 		pipe.Auth = func(ctx context.Context, repo event.Repo) (workspace.Auth, error) {
@@ -557,11 +568,12 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		return err
 	}
 	mux := http.NewServeMux()
-	api := &server.API{Store: st, Dispatcher: d, RunsDir: filepath.Join(c.DataDir, "runs"), Gatherer: reg, Logger: logger}
+	api := &server.API{Store: st, Dispatcher: d, RunsDir: filepath.Join(c.DataDir, "runs"), Gatherer: reg, Logger: logger, Logs: live}
 	api.Routines = d
 	api.Register(mux)
 	page.Register(mux)
-	ui := &web.UI{Store: st, Controller: uiControl{d}, RunsDir: filepath.Join(c.DataDir, "runs"), PublicURL: c.PublicURL, Logger: logger}
+	live.Register(mux)
+	ui := &web.UI{Store: st, Controller: uiControl{d}, RunsDir: filepath.Join(c.DataDir, "runs"), PublicURL: c.PublicURL, Logger: logger, Logs: live}
 	if ui.GitHub, err = githubSignIn(ctx, c, gh, st); err != nil {
 		return err
 	}
@@ -596,13 +608,20 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Listen, err)
 	}
+	internalURL := c.InternalURL
+	if internalURL == "" {
+		internalURL = defaultInternalURL(ln.Addr())
+	}
+	if err := st.SetDaemonAddr(ctx, c.ID, internalURL); err != nil {
+		return err
+	}
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("http server", "err", err)
 		}
 	}()
-	logger.Info("listening", "addr", ln.Addr().String(), "database", redactDSN(c.dsn()), "sandbox", c.Sandbox, "id", c.ID)
+	logger.Info("listening", "addr", ln.Addr().String(), "internal_url", internalURL, "database", redactDSN(c.dsn()), "sandbox", c.Sandbox, "id", c.ID)
 	runErr := d.Run(ctx)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
@@ -623,6 +642,22 @@ func runPages(ctx context.Context, st store.Store, runsDir, publicURL string, lo
 		return page, nil, nil
 	}
 	return page, func(runID string) string { return web.RunURL(publicURL, runID) }, nil
+}
+
+// defaultInternalURL is where the other daemons of the fleet reach this one when
+// --internal-url is not given: the listener's address, or the host's name where the listener
+// takes any address.
+func defaultInternalURL(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "http://" + addr.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 func redactDSN(dsn string) string {
