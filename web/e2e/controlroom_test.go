@@ -16,21 +16,23 @@ import (
 const hostileReport = "# Findings\n\n<script>alert('script from the report')</script>\n\n" +
 	"<img src=x onerror=\"alert('img from the report')\">\n\n[click me](javascript:alert(1))\n"
 
+// agentRoutine is a dispatchable routine whose one agent "a" runs the test agent with argv.
+func agentRoutine(name string, argv ...string) string {
+	quoted := make([]string, len(argv))
+	for i, a := range argv {
+		quoted[i] = strconv.Quote(a) // a Go-quoted string is a YAML double-quoted one
+	}
+	return "name: " + name + "\non: {dispatch: {}}\ndefaults: {image: " + dockertest.TestAgentTag +
+		", timeout: 15m}\nagents:\n  a:\n    command: [" + strings.Join(quoted, ", ") + "]\n"
+}
+
 // routines: "report" finishes at once with the hostile report; "slow" prints and then works
 // for ten minutes, so it is running when the test cancels it.
 func routines() map[string]string {
-	agent := func(name string, argv ...string) string {
-		quoted := make([]string, len(argv))
-		for i, a := range argv {
-			quoted[i] = strconv.Quote(a) // a Go-quoted string is a YAML double-quoted one
-		}
-		return "name: " + name + "\non: {dispatch: {}}\ndefaults: {image: " + dockertest.TestAgentTag +
-			", timeout: 15m}\nagents:\n  a:\n    command: [" + strings.Join(quoted, ", ") + "]\n"
-	}
 	return map[string]string{
 		"README.md":           "hello\n",
-		".agents/report.yaml": agent("report", "/testagent", "report", hostileReport, "print", "done"),
-		".agents/slow.yaml":   agent("slow", "/testagent", "print", "working", "sleep", "10m"),
+		".agents/report.yaml": agentRoutine("report", "/testagent", "report", hostileReport, "print", "done"),
+		".agents/slow.yaml":   agentRoutine("slow", "/testagent", "print", "working", "sleep", "10m"),
 	}
 }
 

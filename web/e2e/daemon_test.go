@@ -42,8 +42,19 @@ type daemon struct {
 	done   chan struct{}
 	docker *client.Client
 
+	// repo is the repository's path, which another daemon of the fleet serves too.
+	repo string
+
 	mu   sync.Mutex
 	runs map[string]bool // every run dispatched: none may leave a Docker object behind
+}
+
+// setup is how a test daemon starts.
+type setup struct {
+	files map[string]string // committed to a new repository acme/app, unless repo is set
+	repo  string            // the repository of another daemon of the fleet
+	// database is a Postgres DSN the daemon shares with others; "" is SQLite in its data dir.
+	database string
 }
 
 // startDaemon builds the runner, commits files (routines under .agents/) to a new repository
@@ -51,10 +62,19 @@ type daemon struct {
 // test if any run left a container, volume or network behind.
 func startDaemon(t *testing.T, files map[string]string) *daemon {
 	t.Helper()
+	return startFleetDaemon(t, setup{files: files})
+}
+
+// startFleetDaemon starts a daemon as s says.
+func startFleetDaemon(t *testing.T, s setup) *daemon {
+	t.Helper()
 	cli := dockertest.Client(t)
 	dockertest.TestAgentImage(t)
 	bin := dockertest.BuildRunner(t) // static: it is also the agents' supervisor in their containers
-	repo, _ := gittest.Repo(t, files)
+	repo := s.repo
+	if repo == "" {
+		repo, _ = gittest.Repo(t, s.files)
+	}
 	dir := t.TempDir()
 	addr := freePort(t)
 	id := make([]byte, 4)
@@ -72,6 +92,9 @@ repos:
     url: %s
     default-branch: main
 `, addr, addr, filepath.Join(dir, "data"), hex.EncodeToString(id), Repo, repo)
+	if s.database != "" {
+		yaml += fmt.Sprintf("database: %q\n", s.database)
+	}
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +102,7 @@ repos:
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{t: t, URL: "http://" + addr, bin: bin, config: cfg, logf: logf, docker: cli, runs: map[string]bool{}}
+	d := &daemon{t: t, URL: "http://" + addr, bin: bin, config: cfg, logf: logf, docker: cli, repo: repo, runs: map[string]bool{}}
 	t.Cleanup(d.stop)
 	d.cmd = exec.Command(bin, "serve", "--config", cfg)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
