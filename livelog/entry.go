@@ -87,8 +87,9 @@ type view struct {
 	changed <-chan struct{}
 }
 
-// read copies out the bytes from offset from (or from the ring's oldest when from is older).
-func (e *entry) read(from int64, limit int) view {
+// read copies out the bytes from offset from (or from the ring's oldest when from is older),
+// into buf when it is large enough.
+func (e *entry) read(from int64, limit int, buf []byte) view {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	v := view{start: e.end - int64(e.held), end: e.end, done: e.done, changed: e.changed}
@@ -97,7 +98,11 @@ func (e *entry) read(from int64, limit int) view {
 	if n <= 0 {
 		return v
 	}
-	v.data = make([]byte, n)
+	if cap(buf) >= n {
+		v.data = buf[:n]
+	} else {
+		v.data = make([]byte, n)
+	}
 	if len(e.ring) < e.max {
 		copy(v.data, e.ring[from:e.end])
 		return v

@@ -28,7 +28,7 @@ func TestEntryKeepsTheNewestBytesAtTheirOffsets(t *testing.T) {
 		}
 		all = append(all, p...)
 		from := int64(rng.IntN(len(all) + 1))
-		v := e.read(from, 1<<20)
+		v := e.read(from, 1<<20, nil)
 		if v.end != int64(len(all)) {
 			t.Fatalf("end = %d, want %d", v.end, len(all))
 		}
@@ -44,7 +44,7 @@ func TestEntryKeepsTheNewestBytesAtTheirOffsets(t *testing.T) {
 
 func TestEntryReadIsBoundedAndWakesFollowers(t *testing.T) {
 	e := newEntry(64)
-	v := e.read(0, 10)
+	v := e.read(0, 10, nil)
 	if len(v.data) != 0 || v.done {
 		t.Fatalf("empty log read %q done=%v", v.data, v.done)
 	}
@@ -54,17 +54,17 @@ func TestEntryReadIsBoundedAndWakesFollowers(t *testing.T) {
 	default:
 		t.Fatal("a write did not wake the follower")
 	}
-	if got := e.read(0, 10); len(got.data) != 10 {
+	if got := e.read(0, 10, nil); len(got.data) != 10 {
 		t.Fatalf("read with limit 10 gave %d bytes", len(got.data))
 	}
-	w := e.read(40, 10).changed
+	w := e.read(40, 10, nil).changed
 	e.finish()
 	select {
 	case <-w:
 	default:
 		t.Fatal("the end of the log did not wake the follower")
 	}
-	if n, _ := e.Write([]byte("late")); n != 4 || e.read(0, 100).end != 40 {
+	if n, _ := e.Write([]byte("late")); n != 4 || e.read(0, 100, nil).end != 40 {
 		t.Fatal("a write after the end changed the log")
 	}
 }

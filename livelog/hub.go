@@ -38,8 +38,8 @@ type Options struct {
 	Logger *slog.Logger
 	// RingSize bounds the bytes of a job's log held in memory (256 KiB when 0).
 	RingSize int
-	// Batch is the shortest time between two writes to one follower (100 ms when 0): lines
-	// printed in a burst go out together.
+	// Batch is the shortest time between two writes to one follower (250 ms when 0): lines
+	// printed in a burst go out together, a delay nobody reading a log notices.
 	Batch time.Duration
 	// Grace is how long a finished log stays for followers that come late (1 min when 0).
 	Grace time.Duration
@@ -71,7 +71,7 @@ func New(o Options) *Hub {
 		o.RingSize = 256 << 10
 	}
 	if o.Batch <= 0 {
-		o.Batch = 100 * time.Millisecond
+		o.Batch = 250 * time.Millisecond
 	}
 	if o.Grace <= 0 {
 		o.Grace = time.Minute

@@ -153,8 +153,12 @@ func (h *Hub) stream(ctx context.Context, w http.ResponseWriter, e *entry, runID
 	defer tick.Stop()
 	var last time.Time
 	const chunk = 64 << 10
+	buf := make([]byte, 0, 4<<10) // grows to what the follower's reads need
 	for {
-		v := e.read(from, chunk)
+		v := e.read(from, chunk, buf)
+		if cap(v.data) > cap(buf) {
+			buf = v.data[:0]
+		}
 		data, at := v.data, max(from, v.start)
 		if from < v.start {
 			// The ring no longer holds what comes next: the log file has it, up to where the
@@ -249,7 +253,8 @@ func lines(w io.Writer, data []byte, off int64, final bool) int64 {
 		default:
 			return used
 		}
-		fmt.Fprintf(w, "id: %d\ndata: %s\n\n", off+used, clean(line))
+		ev := append(append(append(append(make([]byte, 0, len(line)+32), "id: "...), strconv.AppendInt(nil, off+used, 10)...), "\ndata: "...), clean(line)...)
+		_, _ = w.Write(append(ev, "\n\n"...))
 	}
 	return used
 }

@@ -72,7 +72,7 @@ func (u *UI) jobPage(w http.ResponseWriter, r *http.Request) {
 						found = true
 						d.Agent = render.Visible(in.Agent)
 						st := "pending"
-						if u.jobStarted(runID, jobID) {
+						if u.jobsStarted(ctx, runID)(jobID) {
 							st = "running"
 						}
 						if d.Finished {

@@ -82,7 +82,8 @@ func (u *UI) loadRun(ctx context.Context, id string, withFiles bool) (*runPage, 
 		p.Partial = p.Finished
 		var pl plan.Run
 		if len(run.Plan) > 0 && json.Unmarshal(run.Plan, &pl) == nil {
-			p.Stages = stagesFromPlan(id, &pl, func(job string) bool { return !p.Finished && u.jobStarted(id, job) })
+			started := u.jobsStarted(ctx, id)
+			p.Stages = stagesFromPlan(id, &pl, func(job string) bool { return !p.Finished && started(job) })
 		}
 	}
 	if !withFiles {
@@ -142,20 +143,32 @@ func (p *runPage) totals(res *result.Run) {
 	p.Outcomes = strings.Join(parts, ", ")
 }
 
-// jobStarted says job's log exists in this daemon's run directory: the runner creates it when
-// the job starts. A run on another daemon shows its jobs pending until it ends.
-func (u *UI) jobStarted(runID, job string) bool {
-	dir, ok := u.runDir(runID)
-	if !ok {
-		return false
-	}
-	for _, d := range jobDirs(job) {
-		if f, err := safefile.Open(dir, "jobs/"+d+"/log.txt"); err == nil {
-			f.Close()
-			return true
+// jobsStarted says which of a run's jobs have started: those the store records running or
+// ended, whichever daemon of the fleet runs them, and those whose log exists in this daemon's
+// run directory (the runner creates it when the job starts).
+func (u *UI) jobsStarted(ctx context.Context, runID string) func(job string) bool {
+	states := map[string]bool{}
+	if js, err := u.Store.RunJobs(ctx, runID); err == nil {
+		for _, j := range js {
+			states[j.Job] = j.State == store.RunJobRunning || j.State == store.RunJobFinished
 		}
 	}
-	return false
+	dir, local := u.runDir(runID)
+	return func(job string) bool {
+		if states[job] {
+			return true
+		}
+		if !local {
+			return false
+		}
+		for _, d := range jobDirs(job) {
+			if f, err := safefile.Open(dir, "jobs/"+d+"/log.txt"); err == nil {
+				f.Close()
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // pullRequest reads the pull request the run opened or updated; only a web link is linked.

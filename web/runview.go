@@ -113,8 +113,7 @@ func finishedJobRow(runID string, j *result.Job) jobRow {
 }
 
 // stagesFromPlan lists a run's agents from its plan while it has no result: each instance is
-// pending, or running when its log exists in this daemon's run directory (running reports
-// whether a job has started).
+// pending, or running once it has started (running reports whether it has).
 func stagesFromPlan(runID string, pl *plan.Run, running func(job string) bool) []stage {
 	judges := map[string][]string{}
 	for _, n := range pl.Nodes {
