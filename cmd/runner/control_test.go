@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/agentrunner/agentrunner/daemon"
+	"github.com/agentrunner/agentrunner/livelog"
 	"github.com/agentrunner/agentrunner/reporters"
 	"github.com/agentrunner/agentrunner/server"
 	"github.com/agentrunner/agentrunner/store"
@@ -67,10 +68,13 @@ func testDaemon(t *testing.T, files map[string]string) (st store.Store, links *l
 		t.Fatal(err)
 	}
 	links = &linkRecorder{}
+	live := livelog.New(livelog.Options{Store: st, Self: "cli-test", RunsDir: runsDir, Batch: 10 * time.Millisecond})
+	t.Cleanup(func() { _ = live.Close() })
 	pipe := &daemon.GitPipeline{Workspaces: wsm, Sandbox: daemon.FakeSandbox{}, Repos: repos, RunsDir: runsDir, Files: st, Jobs: st,
-		JobPoll: 50 * time.Millisecond, DetailsURL: detailsURL, Reporters: func(*reporters.RunInfo, string) reporters.Reporter { return links }}
+		JobPoll: 50 * time.Millisecond, DetailsURL: detailsURL, Reporters: func(*reporters.RunInfo, string) reporters.Reporter { return links },
+		Live: live}
 	d, err := daemon.New(daemon.Options{Store: st, Pipeline: pipe, Repos: repos, Poll: 20 * time.Millisecond,
-		NoSchedules: true, ShutdownGrace: time.Second})
+		NoSchedules: true, ShutdownGrace: time.Second, Owner: "cli-test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +82,7 @@ func testDaemon(t *testing.T, files map[string]string) (st store.Store, links *l
 	done := make(chan struct{})
 	go func() { defer close(done); _ = d.Run(ctx) }()
 	t.Cleanup(func() { stop(); <-done })
-	(&server.API{Store: st, Dispatcher: d, RunsDir: runsDir}).Register(mux)
+	(&server.API{Store: st, Dispatcher: d, RunsDir: runsDir, Logs: live}).Register(mux)
 	page.Register(mux)
 	(&web.UI{Store: st, Controller: uiControl{d}}).Register(mux)
 	if token, err = st.CreateToken(t.Context(), store.Token{Name: "cli", Scope: store.ScopeDispatch}); err != nil {
@@ -314,4 +318,27 @@ func hasLine(out, want string) bool {
 		}
 	}
 	return false
+}
+
+// A daemon without live logs (an older one) answers ?follow=sse with an error: `logs -f` then
+// follows by asking for the log's new bytes, and prints the log once.
+func TestFollowFallsBackToPollingTheLog(t *testing.T) {
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked = append(asked, r.URL.RequestURI())
+		if r.URL.Query().Get("follow") == "sse" {
+			http.Error(w, `{"error":"this daemon does not follow logs live"}`, http.StatusNotImplemented)
+			return
+		}
+		w.Header().Set("X-Run-Status", store.RunCompleted)
+		http.ServeContent(w, r, "", time.Time{}, strings.NewReader("one\ntwo\n"))
+	}))
+	defer srv.Close()
+	code, out, errOut := runCLI(t, "logs", "r1", "a", "-f", "--server", srv.URL, "--token", "t")
+	if code != 0 || out != "one\ntwo\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if len(asked) != 2 || !strings.HasSuffix(asked[0], "?follow=sse") {
+		t.Errorf("requests %q, want the stream first, then the log", asked)
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -151,17 +152,116 @@ func newLogsCmd(s *streams) *cobra.Command {
 // followPoll is how often a followed log is asked for more.
 const followPoll = 500 * time.Millisecond
 
-// followLog prints job's log of run id as it grows: it asks the API for the bytes past those
-// it has (a Range request) every poll, and stops once an answer says the run is over (the
-// daemon reads the run's status before the log, so that answer holds the whole log). Lines
-// are written whole, so a rune or an escape sequence split between two answers is escaped
-// like any other (on a terminal).
+// followLog prints job's log of run id as it grows: live from the daemon's event stream,
+// which any daemon of the fleet serves, or else by asking for the log's new bytes every poll.
 func followLog(ctx context.Context, s *streams, a *apiFlags, id, job string, poll time.Duration) error {
 	var out io.Writer = s.Out
 	if isTerminal(s.Out) {
 		out = escapingWriter{s.Out}
 	}
 	path := "/api/v1/runs/" + url.PathEscape(id) + "/jobs/" + url.PathEscape(job) + "/log"
+	if done, err := followLive(ctx, s, a, path, job, id, out); done || err != nil {
+		return err
+	}
+	return pollLog(ctx, s, a, path, id, job, out, poll)
+}
+
+// followLive prints the job's log from the API's event stream (?follow=sse) until the job
+// ends, resuming where it stopped if the connection breaks. It returns false, nil when the
+// daemon has no stream to offer (an older daemon, or an error the polling path explains).
+func followLive(ctx context.Context, s *streams, a *apiFlags, path, job, id string, out io.Writer) (bool, error) {
+	var last string
+	told := false
+	for failures := 0; ; {
+		h := http.Header{"Accept": {"text/event-stream"}}
+		if last != "" {
+			h.Set("Last-Event-ID", last)
+		}
+		resp, err := a.request(ctx, http.MethodGet, path+"?follow=sse", nil, h)
+		if err != nil {
+			return false, err
+		}
+		switch resp.StatusCode {
+		case http.StatusOK:
+		case http.StatusNoContent:
+			resp.Body.Close()
+			if last != "" {
+				return true, nil // the run ended while the stream was being resumed
+			}
+			// Nothing live: the run is over, and its stored log is all there is.
+			return true, a.call(ctx, http.MethodGet, path, nil, out)
+		default:
+			resp.Body.Close()
+			return false, nil
+		}
+		ended, err := readEvents(resp.Body, out, &last, func() {
+			if !told {
+				fmt.Fprintf(s.Err, "waiting for job %s of run %s to start\n", termsafe.Line(job), termsafe.Line(id))
+				told = true
+			}
+		})
+		resp.Body.Close()
+		if ended || ctx.Err() != nil {
+			return true, ctx.Err()
+		}
+		if err == nil {
+			failures = 0
+		} else if failures++; failures >= 5 {
+			return true, fmt.Errorf("GET %s: the log's stream broke: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			return true, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// readEvents writes each event's data as a line to out and reports whether the "end" event
+// came; *last follows the ids, for a resumed stream. waiting is called on the daemon's
+// "waiting" comment.
+func readEvents(r io.Reader, out io.Writer, last *string, waiting func()) (bool, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	var event, id, data string
+	var hasData bool
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if event == "end" {
+				return true, nil
+			}
+			if event == "" && hasData {
+				if _, err := io.WriteString(out, data+"\n"); err != nil {
+					return true, err
+				}
+			}
+			if id != "" {
+				*last = id
+			}
+			event, id, data, hasData = "", "", "", false
+		case strings.HasPrefix(line, ": waiting"):
+			waiting()
+		case strings.HasPrefix(line, "data: "):
+			data, hasData = line[len("data: "):], true
+		case strings.HasPrefix(line, "id: "):
+			id = line[len("id: "):]
+		case strings.HasPrefix(line, "event: "):
+			event = line[len("event: "):]
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return false, err
+	}
+	return false, io.ErrUnexpectedEOF
+}
+
+// pollLog follows the log by asking the API for the bytes past those it has (a Range request)
+// every poll, and stops once an answer says the run is over (the daemon reads the run's status
+// before the log, so that answer holds the whole log). Lines are written whole, so a rune or an
+// escape sequence split between two answers is escaped like any other (on a terminal).
+func pollLog(ctx context.Context, s *streams, a *apiFlags, path, id, job string, out io.Writer, poll time.Duration) error {
 	var off int64
 	var pending []byte // the last line, until its end comes
 	told := false
