@@ -237,7 +237,15 @@ func TestTwoDaemonsRunEachJobOnce(t *testing.T) {
 					t.Errorf("run %s concluded %q", r.ID, r.Conclusion)
 				}
 			}
-			counts, _ := st1.CountJobs(context.Background())
+			// A run is recorded completed just before its queue job is: give the last one a
+			// moment to follow.
+			var counts map[string]int
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				counts, _ = st1.CountJobs(context.Background())
+				if counts[store.JobCompleted] == 2*n || time.Now().After(deadline) {
+					break
+				}
+			}
 			if counts[store.JobCompleted] != 2*n || counts[store.JobDead] != 0 {
 				t.Errorf("jobs by state = %v, want %d completed (intake + run) and none dead", counts, 2*n)
 			}

@@ -91,7 +91,7 @@ func testDaemon(t *testing.T, files map[string]string) (st store.Store, links *l
 	return st, links, srv.URL, token
 }
 
-// The CLI steers a real daemon: `logs -f` follows a running agent's log and ends with the run,
+// The CLI steers a real daemon: `logs -f` follows a running agent's log and ends with the job,
 // `cancel` stops the run, `rerun` queues it again, and each refuses what does not apply with
 // the daemon's reason. The run's page shows how it ended.
 func TestCancelRerunAndFollowFromTheCLI(t *testing.T) {
@@ -169,6 +169,8 @@ agents:
 	case <-time.After(15 * time.Second):
 		t.Fatal("logs -f goes on after the run was cancelled")
 	}
+	// logs -f ends with the job; the run concludes a moment later.
+	waitCLI(t, "the run to conclude", func() bool { return status() == store.RunCompleted })
 	if r, _ := st.GetRun(t.Context(), id); r.Status != store.RunCompleted || r.Conclusion != "cancelled" || !strings.Contains(r.Error, "stop it") {
 		t.Errorf("after cancel: %s/%s %q", r.Status, r.Conclusion, r.Error)
 	}
