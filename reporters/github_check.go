@@ -2,6 +2,7 @@ package reporters
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -22,9 +23,24 @@ import (
 type CheckRun struct {
 	client *gh.Client
 	repo   GitHubRepo
+	// Files, when set, keeps the check run's link with the run (CheckRunFile), so the control
+	// room's run page links it.
+	Files RunFiles
 
-	mu sync.Mutex
-	id int64
+	mu  sync.Mutex
+	id  int64
+	url string
+}
+
+// CheckRunFile is the run file recording a run's check run (a CheckRunRecord as JSON).
+const CheckRunFile = "check_run.json"
+
+// CheckRunRecord is what CheckRunFile holds.
+type CheckRunRecord struct {
+	HTMLURL string `json:"html_url"`
+	ID      int64  `json:"id"`
+	Name    string `json:"name"`
+	Repo    string `json:"repo"` // owner/name
 }
 
 // NewCheckRun returns a check-run reporter writing to repo through client (an installation's
@@ -56,6 +72,7 @@ func (c *CheckRun) Report(ctx context.Context, u Update) error {
 		if err != nil {
 			return err
 		}
+		c.record(ctx, info.ID, name)
 		if created && u.Kind == RunQueued {
 			return nil
 		}
@@ -91,7 +108,7 @@ func (c *CheckRun) findOrCreate(ctx context.Context, info *RunInfo, name string)
 		}
 		for _, cr := range list.CheckRuns {
 			if cr.GetExternalID() == info.ID {
-				c.id = cr.GetID()
+				c.id, c.url = cr.GetID(), cr.GetHTMLURL()
 				return false, nil
 			}
 		}
@@ -108,8 +125,17 @@ func (c *CheckRun) findOrCreate(ctx context.Context, info *RunInfo, name string)
 	if err != nil {
 		return false, fmt.Errorf("create check run %s at %s in %s: %w", name, sha, c.repo.FullName(), err)
 	}
-	c.id = cr.GetID()
+	c.id, c.url = cr.GetID(), cr.GetHTMLURL()
 	return true, nil
+}
+
+// record saves CheckRunFile; a failure costs only the link, so it is not the run's error.
+func (c *CheckRun) record(ctx context.Context, runID, name string) {
+	if c.Files == nil || c.id == 0 {
+		return
+	}
+	b, _ := json.Marshal(CheckRunRecord{HTMLURL: c.url, ID: c.id, Name: name, Repo: c.repo.FullName()})
+	_ = c.Files.SaveRunFile(ctx, runID, CheckRunFile, b)
 }
 
 // complete concludes the check run. GitHub takes at most 50 annotations per request, so the

@@ -93,3 +93,27 @@ func TestPullRequestRecordedInTheRunFiles(t *testing.T) {
 		t.Errorf("save failure: %v", err)
 	}
 }
+
+// The check run is recorded with the run once made (or found again by a retried attempt), so
+// the control room links it.
+func TestCheckRunRecordedInTheRunFiles(t *testing.T) {
+	f := githubfake.New(t)
+	rest := client(t, f)
+	files := &runFiles{}
+	for range 2 { // the second attempt finds the check run the first made
+		cr := reporters.NewCheckRun(rest, repo)
+		cr.Files = files
+		drive(t, cr, runInfo("run-1", plan.Publish{Check: true}, nil), finished(0, result.Success))
+	}
+	runs := f.CheckRuns()
+	if len(runs) != 1 {
+		t.Fatalf("%d check runs, want 1", len(runs))
+	}
+	var rec reporters.CheckRunRecord
+	if err := json.Unmarshal(files.files["run-1/"+reporters.CheckRunFile], &rec); err != nil {
+		t.Fatalf("%s: %v (files %v)", reporters.CheckRunFile, err, files.files)
+	}
+	if rec.ID != runs[0].ID || rec.Name != "agents/review" || rec.Repo != "o/r" || !strings.HasSuffix(rec.HTMLURL, fmt.Sprintf("/o/r/runs/%d", runs[0].ID)) {
+		t.Errorf("recorded %+v for check run %d", rec, runs[0].ID)
+	}
+}

@@ -28,7 +28,9 @@ func ForGitHub(info *RunInfo, t GitHubTarget) Multi {
 	repo := GitHubRepo{Owner: ev.Repo.Owner, Name: ev.Repo.Name}
 	var multi Multi
 	if run.Publish.Check {
-		multi = append(multi, NewCheckRun(t.REST, repo))
+		cr := NewCheckRun(t.REST, repo)
+		cr.Files = t.Files
+		multi = append(multi, cr)
 	}
 	var pr *PullRequest
 	if run.Publish.PullRequest != nil {

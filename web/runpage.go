@@ -23,6 +23,7 @@ const (
 	reportFile      = "report.md"
 	combinedPatch   = "combined.patch"
 	pullRequestFile = "pull_request.json"
+	checkRunFile    = "check_run.json"
 )
 
 // runPage is what the run page and its JSON twin show.
@@ -43,6 +44,7 @@ type runPage struct {
 	Applied      []string
 	Commit       string
 	PullRequest  *pullRequestLink
+	CheckRun     *checkRunLink
 	// Partial says the result could not be read: what is shown comes from the plan.
 	Partial bool
 }
@@ -50,6 +52,12 @@ type runPage struct {
 type conflictRow struct {
 	Job, Href string
 	Files     []string
+}
+
+// checkRunLink is the run's check run on GitHub, as its reporter recorded it.
+type checkRunLink struct {
+	URL  string
+	Name string
 }
 
 type pullRequestLink struct {
@@ -98,6 +106,7 @@ func (u *UI) loadRun(ctx context.Context, id string, withFiles bool) (*runPage, 
 		p.Diff = u.loadDiff(ctx, id, combinedPatch, "")
 		p.PullRequest = u.pullRequest(ctx, id)
 	}
+	p.CheckRun = u.checkRun(ctx, id) // made when the run is queued: linked while it runs too
 	if res != nil {
 		p.Commit = render.Visible(res.Commit)
 		for _, a := range res.Applied {
@@ -169,6 +178,26 @@ func (u *UI) jobsStarted(ctx context.Context, runID string) func(job string) boo
 		}
 		return false
 	}
+}
+
+// checkRun reads the check run recorded for the run; only a web link is linked.
+func (u *UI) checkRun(ctx context.Context, id string) *checkRunLink {
+	b, err := u.runFile(ctx, id, checkRunFile, "")
+	if err != nil {
+		return nil
+	}
+	var rec struct {
+		HTMLURL string `json:"html_url"`
+		Name    string `json:"name"`
+	}
+	if json.Unmarshal(b, &rec) != nil || !strings.HasPrefix(rec.HTMLURL, "https://") {
+		return nil
+	}
+	name := render.Visible(rec.Name)
+	if name == "" {
+		name = "on GitHub"
+	}
+	return &checkRunLink{URL: rec.HTMLURL, Name: name}
 }
 
 // pullRequest reads the pull request the run opened or updated; only a web link is linked.

@@ -122,6 +122,7 @@ func TestRunPageShowsStagesVotesUsageReportAndDiff(t *testing.T) {
 		"report.md":         "# Night\n\n**done** [click](javascript:alert(2))\n\n<script>alert(1)</script>\n",
 		"combined.patch":    string(patch),
 		"pull_request.json": `{"html_url":"https://github.com/o/r/pull/7","number":7,"repo":"o/r"}`,
+		"check_run.json":    `{"html_url":"https://github.com/o/r/runs/99","id":99,"name":"agents/night","repo":"o/r"}`,
 	})
 	c, _ := signIn(t, srv, st, "viewer", store.ScopeRead)
 	code, page := get(t, c, srv.URL+"/ui/runs/"+id)
@@ -134,7 +135,7 @@ func TestRunPageShowsStagesVotesUsageReportAndDiff(t *testing.T) {
 		"42s", "$0.12", "$0.0030", "12,345 in · 678 out", "timed_out",
 		"blocked: <code>evil.example:443</code>", "exit status 1 &lt;b&gt;bold&lt;/b&gt;",
 		"6 jobs: 4 success, 1 failed, 1 timed_out", "$1.42", "1 blocked connection",
-		`href="https://github.com/o/r/pull/7"`, "o/r#7")
+		`href="https://github.com/o/r/pull/7"`, "o/r#7", `<a href="https://github.com/o/r/runs/99" rel="noreferrer">agents/night</a>`)
 	wantIn(t, page, "report", "<h1", "Night", "<strong>done</strong>")
 	wantNotIn(t, page, "report", "<script>alert", `href="javascript:`, "# from result")
 	wantIn(t, page, "diff", "6 files changed", `<code>old name.txt</code> → <code>new name.txt</code>`, "82% similar",
