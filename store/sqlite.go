@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver (pure Go, no cgo)
 )
@@ -25,6 +26,24 @@ const sqliteParams = "_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_pra
 // pages: a webhook body spans a few pages instead of many, and SQLite writes the WAL one page per
 // system call. Both settings persist in the file; page_size is ignored for an existing database.
 const sqliteSetup = "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL"
+
+// setWAL runs sqliteSetup. Two processes opening a new database at once both switch it to WAL,
+// and SQLite answers the loser SQLITE_BUSY at once rather than through the busy timeout (the
+// switch needs the lock the other holds while it reads the header): try again for a while.
+func setWAL(ctx context.Context, w *sql.DB) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		_, err := w.ExecContext(ctx, sqliteSetup)
+		if err == nil || !strings.Contains(err.Error(), "SQLITE_BUSY") || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
 
 func openSQLite(ctx context.Context, path string, o options) (Store, error) {
 	if path == "" {
@@ -48,7 +67,7 @@ func openSQLite(ctx context.Context, path string, o options) (Store, error) {
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
-	if _, err := w.ExecContext(ctx, sqliteSetup); err != nil {
+	if err := setWAL(ctx, w); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open sqlite store %q: set WAL mode: %w", path, err)
 	}
