@@ -65,6 +65,8 @@ type decoder struct {
 	// unset. Only known keys are ever looked up, so unknown ones need no filtering out.
 	keys   map[any]entries
 	budget int
+	// workflow, when set, reads the file as a workflow an orchestrating agent wrote.
+	workflow *WorkflowRules
 }
 
 func newDecoder() *decoder {

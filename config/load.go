@@ -162,7 +162,9 @@ func (d *decoder) parse(file string, data []byte) (r *Routine, errs Errors) {
 	if k, ok := d.key(r, "name"); ok {
 		r.Pos = d.pos(k.v) // a routine named in the file is where its name is written
 	}
-	if _, ok := d.key(r, "on"); !ok {
+	if d.workflow != nil {
+		d.workflowRules(r)
+	} else if _, ok := d.key(r, "on"); !ok {
 		d.errorAt(Pos{File: file, Line: 1, Col: 1}, "routine has no `on:`; add the events that start it, like on: {pull_request: {}} or on: {schedule: [{cron: \"0 3 * * *\"}]}")
 	}
 	if len(d.errs) == 0 {

@@ -509,7 +509,36 @@ var agentObj = newObject("agent", "agent",
 			}
 		}},
 	textField("user", "User (name or uid[:gid]) the agent runs as.", func(t *Agent) *string { return &t.User }),
+	field[Agent]{key: "orchestrate", doc: orchestrateObj.doc,
+		schema: func(g *schemaGen) map[string]any {
+			return map[string]any{"oneOf": []any{map[string]any{"type": "boolean"}, g.ref(orchestrateObj)}}
+		},
+		decode: decodeOrchestrate},
 )
+
+var orchestrateObj = newObject("orchestrate", "orchestrate",
+	"This agent writes a workflow ($AGENT_OUTPUT_DIR/workflow.yaml, the .agents format without on: and secrets:) that the runner runs as part of the run, within this envelope. true: the default envelope.",
+	listField("images", "Images the generated agents may use; default: the orchestrator's own.", false, func(t *Orchestrate) *[]string { return &t.Images }, nil),
+	intField("max-agents", "Most instances the generated workflow may run in all (default 100).", 1, func(t *Orchestrate) *int { return &t.MaxAgents }),
+	intField("max-instances", "Most instances of one generated agent, matrix × replicas (default 50).", 1, func(t *Orchestrate) *int { return &t.MaxInstances }),
+	intField("max-depth", "Levels of orchestration: 1 (default) lets the generated workflow hold no orchestrator of its own.", 1, func(t *Orchestrate) *int { return &t.MaxDepth }),
+	durationField("timeout", "Wall-clock budget of the whole generated workflow (default 1h).", func(t *Orchestrate) *time.Duration { return &t.Timeout }),
+	intField("retries", "Attempts the orchestrator gets to fix a workflow that does not load, with its errors (default 2).", 0, func(t *Orchestrate) *int { return &t.Retries }),
+)
+
+// decodeOrchestrate reads `orchestrate: true` (the default envelope), `false`, or the envelope.
+func decodeOrchestrate(d *decoder, k, v *yaml.Node, t *Agent) {
+	r := d.resolve(v)
+	if r != nil && r.Kind == yaml.ScalarNode && r.Tag == "!!bool" {
+		if b, ok := d.boolean(v, "orchestrate"); ok && b {
+			t.Orchestrate = &Orchestrate{Pos: d.pos(k), Retries: -1}
+		}
+		return
+	}
+	o := &Orchestrate{Pos: d.pos(k), Retries: -1}
+	orchestrateObj.decode(d, k, v, o, label{what: "orchestrate"}, nil)
+	t.Orchestrate = o
+}
 
 func matrixSchema(*schemaGen) map[string]any {
 	expr := map[string]any{"type": "string", "pattern": exprPattern}

@@ -202,7 +202,40 @@ type Agent struct {
 	Limits          Limits        `json:"limits"`
 	Network         Network       `json:"network"`
 	User            string        `json:"user,omitempty"`
+	// Orchestrate makes the agent write a workflow that the runner then runs as a sub-graph of
+	// the run, within the envelope it sets (nil: an ordinary agent).
+	Orchestrate *Orchestrate `json:"orchestrate,omitempty"`
 }
+
+// Orchestrate is an orchestrating agent's envelope: what the workflow it writes may ask for.
+// The generated workflow cannot widen any of it.
+type Orchestrate struct {
+	Pos Pos `json:"pos"`
+	// Images the generated agents may use; empty: the orchestrator's own image only.
+	Images []string `json:"images,omitempty"`
+	// MaxAgents bounds the generated workflow's instances in all (every agent's matrix ×
+	// replicas, summed); MaxInstances bounds one agent's.
+	MaxAgents    int `json:"max-agents"`
+	MaxInstances int `json:"max-instances"`
+	// MaxDepth is how many levels of orchestration the orchestrator starts: 1 (default) lets
+	// its workflow hold no orchestrator of its own, 2 lets it hold one whose workflow holds
+	// none, and so on.
+	MaxDepth int `json:"max-depth"`
+	// Timeout is the wall-clock budget of the whole generated sub-graph.
+	Timeout time.Duration `json:"timeout"`
+	// Retries is how often a workflow that does not load or validate is handed back to the
+	// orchestrator with its errors before the agent fails.
+	Retries int `json:"retries"`
+}
+
+// Defaults of an orchestrator's envelope.
+const (
+	DefaultOrchestrateMaxAgents    = 100
+	DefaultOrchestrateMaxInstances = 50
+	DefaultOrchestrateMaxDepth     = 1
+	DefaultOrchestrateTimeout      = time.Hour
+	DefaultOrchestrateRetries      = 2
+)
 
 // Matrix fans an agent out. Each axis is either a static list or one `${{ }}` expression
 // evaluated when the agent's needs finish (a dynamic axis). A whole-matrix expression

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"slices"
 	"strconv"
 	"strings"
@@ -174,6 +175,16 @@ func (d *decoder) checkAgent(r *Routine, a *Agent, names []string) {
 		}
 	}
 
+	if a.Orchestrate != nil {
+		ko, _ := keys.get("orchestrate")
+		if a.Matrix != nil || a.Replicas > 1 {
+			d.errorf(ko.k, "%s orchestrates: it runs once and writes one workflow, so it cannot have a matrix or replicas; fan out inside the workflow it writes", where)
+		}
+		if w := d.workflow; w != nil && w.Depth <= 1 {
+			d.errorf(ko.k, "%s orchestrates again, but the envelope's max-depth allows no further level of orchestration", where)
+		}
+	}
+
 	if _, ok := keys.get("image"); !ok && r.Defaults.Image == "" && d.decoded(a) {
 		d.errorAt(a.Pos, "%s has no container image: set `image:` on the agent, or `defaults: {image: ...}` for the whole routine", where)
 	}
@@ -285,6 +296,18 @@ func (d *decoder) applyDefaults(r *Routine) {
 		}
 		if a.Limits.Patch == 0 {
 			a.Limits.Patch = def.Limits.Patch
+		}
+		if o := a.Orchestrate; o != nil {
+			if len(o.Images) == 0 {
+				o.Images = []string{a.Image}
+			}
+			o.MaxAgents = cmp.Or(o.MaxAgents, DefaultOrchestrateMaxAgents)
+			o.MaxInstances = cmp.Or(o.MaxInstances, DefaultOrchestrateMaxInstances)
+			o.MaxDepth = cmp.Or(o.MaxDepth, DefaultOrchestrateMaxDepth)
+			o.Timeout = cmp.Or(o.Timeout, DefaultOrchestrateTimeout)
+			if o.Retries < 0 {
+				o.Retries = DefaultOrchestrateRetries
+			}
 		}
 		if a.Network.Mode == "" {
 			if def.Network != nil {

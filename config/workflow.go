@@ -1,0 +1,75 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// WorkflowRules are what a workflow written by an orchestrating agent is read against: the
+// routine and the agent that wrote it.
+type WorkflowRules struct {
+	// Image is its agents' image where it names none: the orchestrator's.
+	Image string
+	// Secrets are the secret names its agents may ask for: the routine's.
+	Secrets []string
+	// Depth is how many levels of orchestration the workflow may still start, counting itself:
+	// 1 lets none of its agents orchestrate.
+	Depth int
+}
+
+// workflowOnlyKeys are the routine keys a written workflow may not set, and why.
+var workflowOnlyKeys = map[string]string{
+	"on":          "the orchestrating routine's triggers start it",
+	"secrets":     "its agents may ask only for the routine's secrets, listed in their own secrets:",
+	"concurrency": "it runs inside the orchestrating run, which has the routine's concurrency",
+	"publish":     "its changes join the orchestrating run's, which the routine publishes",
+}
+
+// ParseWorkflow decodes and validates a workflow an orchestrating agent wrote: the format of a
+// routine file without on:, secrets:, concurrency: and publish:. Errors carry file:line:col, to
+// hand back to the agent. The workflow's name is "workflow" unless it sets one.
+func ParseWorkflow(file string, data []byte, w WorkflowRules) (*Routine, Errors) {
+	d := newDecoder()
+	d.workflow = &w
+	return d.parse(file, data)
+}
+
+// workflowRules refuses the routine keys a workflow may not set and gives it what the
+// orchestrating routine provides, before validation reads them.
+func (d *decoder) workflowRules(r *Routine) {
+	keys := make([]string, 0, len(workflowOnlyKeys))
+	for k := range workflowOnlyKeys {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if e, ok := d.key(r, k); ok {
+			d.errorf(e.k, "a workflow an agent writes has no %s: %s; remove it", k, workflowOnlyKeys[k])
+		}
+	}
+	if _, ok := d.key(r, "name"); !ok {
+		r.Name = "workflow"
+	}
+	r.On = Triggers{}
+	r.Secrets = slices.Clone(d.workflow.Secrets)
+	if r.Defaults.Image == "" {
+		r.Defaults.Image = d.workflow.Image
+	}
+}
+
+// DescribeWorkflowFormat is the workflow format in brief, for an orchestrating agent's prompt: every agent key
+// with its description, taken from the same tables that decode the format and make its JSON
+// Schema, so the text cannot drift from what the loader accepts.
+func DescribeWorkflowFormat() string {
+	var b strings.Builder
+	b.WriteString("Top-level keys: name (optional), description, env, defaults (image, timeout, resources, network), max-fan-out, agents (required: a mapping from agent name to its settings).\n")
+	b.WriteString("Agent keys:\n")
+	for _, f := range agentObj.fields {
+		if f.key == "orchestrate" {
+			continue // described with the envelope, where it is allowed
+		}
+		fmt.Fprintf(&b, "- %s: %s\n", f.key, f.doc)
+	}
+	return b.String()
+}
