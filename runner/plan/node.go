@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/agentrunner/agentrunner/config"
 	"github.com/agentrunner/agentrunner/preset"
@@ -21,6 +22,11 @@ type compiledNode struct {
 	// keySecrets are those of secrets that are only the preset's model key.
 	keySecrets []string
 	maxFanOut  int
+	// prefix names the node inside an orchestrator's workflow ("migrate/"): its agent and
+	// instances carry it, while its expressions read needs.* by the workflow's own names.
+	prefix string
+	// orch is the node's envelope when it orchestrates: a preset agent is told it.
+	orch *Orchestration
 }
 
 // errNotBuilt is returned for nodes that did not come from Build (a plan read back from JSON).
@@ -39,7 +45,7 @@ func (n *Node) Condition(st State) (bool, error) {
 		return status.Success, nil
 	}
 	ctx := n.compiled.base
-	ctx.Needs = needsContext(n.Needs, st)
+	ctx.Needs = needsContext(n.compiled.prefix, n.Needs, st)
 	ctx.Status = status
 	ok, err := n.compiled.ca.cond.Eval(&ctx)
 	if err != nil {
@@ -59,7 +65,7 @@ func (n *Node) Expand(st State) ([]*Instance, error) {
 	if n.compiled == nil {
 		return nil, fmt.Errorf("agent %s: %w", n.Agent, errNotBuilt)
 	}
-	return n.compiled.expand(needsContext(n.Needs, st), false)
+	return n.compiled.expand(needsContext(n.compiled.prefix, n.Needs, st), false)
 }
 
 func statusOf(needs []string, st State) *expr.Status {
@@ -77,12 +83,13 @@ func statusOf(needs []string, st State) *expr.Status {
 }
 
 // needsContext exposes only the node's own needs, as GitHub does: reading an agent further
-// up the graph goes through the agent in between.
-func needsContext(needs []string, st State) map[string]expr.Need {
+// up the graph goes through the agent in between. Inside a workflow (prefix "migrate/") they
+// are named as the workflow names them.
+func needsContext(prefix string, needs []string, st State) map[string]expr.Need {
 	out := make(map[string]expr.Need, len(needs))
 	for _, name := range needs {
 		if r, ok := st.Needs[name]; ok {
-			out[name] = expr.Need{Result: r.Result, Outputs: r.Outputs, Report: r.Report, Counts: r.Counts}
+			out[strings.TrimPrefix(name, prefix)] = expr.Need{Result: r.Result, Outputs: r.Outputs, Report: r.Report, Counts: r.Counts}
 		}
 	}
 	return out
@@ -166,6 +173,9 @@ func (cn *compiledNode) expand(needs map[string]expr.Need, preview bool) ([]*Ins
 				return nil, fmt.Errorf("agent %s: %w", a.Name, err)
 			}
 		}
+		if cn.orch != nil && ca.preset != nil {
+			prompt += "\n\n" + cn.orch.Contract()
+		}
 		argv, presetEnv, err := cn.argv(prompt, &ictx, rd)
 		if err != nil {
 			return nil, err
@@ -181,7 +191,7 @@ func (cn *compiledNode) expand(needs map[string]expr.Need, preview bool) ([]*Ins
 				env[k] = v
 			}
 		}
-		id := a.Name
+		id := cn.prefix + a.Name
 		if ids != nil {
 			id += "[" + ids[i] + "]"
 		}
@@ -192,7 +202,7 @@ func (cn *compiledNode) expand(needs map[string]expr.Need, preview bool) ([]*Ins
 		for r := 1; r <= reps; r++ {
 			inst := &Instance{
 				ID:         id,
-				Agent:      a.Name,
+				Agent:      cn.prefix + a.Name,
 				Matrix:     matrix,
 				Prompt:     prompt,
 				Argv:       argv,

@@ -342,6 +342,12 @@ func topoOrder(r *config.Routine) ([]int, error) {
 }
 
 func buildNode(ca *compiledAgent, cr *compiledRoutine, ctx expr.Context, run *Run) (*Node, error) {
+	return buildNodeAt(ca, cr, ctx, run, "")
+}
+
+// buildNodeAt builds a node whose instances are named under prefix (a workflow's, see
+// BuildWorkflow; "" for a routine's own agents).
+func buildNodeAt(ca *compiledAgent, cr *compiledRoutine, ctx expr.Context, run *Run, prefix string) (*Node, error) {
 	a := ca.a
 	n := &Node{
 		Agent:           a.Name,
@@ -360,7 +366,8 @@ func buildNode(ca *compiledAgent, cr *compiledRoutine, ctx expr.Context, run *Ru
 	if n.Changes == "" {
 		n.Changes = config.ChangesDiscard
 	}
-	n.compiled = &compiledNode{ca: ca, base: ctx, maxFanOut: cr.maxFanOut}
+	n.Orchestrate = orchestration(a, run)
+	n.compiled = &compiledNode{ca: ca, base: ctx, maxFanOut: cr.maxFanOut, prefix: prefix, orch: n.Orchestrate}
 	if len(run.Secrets) > 0 {
 		for _, s := range ca.secrets {
 			if slices.Contains(run.Secrets, s) {

@@ -85,6 +85,9 @@ type Node struct {
 	Vote            string `json:"vote,omitempty"`
 	Judge           string `json:"judge,omitempty"`
 	Changes         string `json:"changes"`
+	// Orchestrate, when set, makes the node's one instance write a workflow that the engine
+	// runs as part of the run, within this envelope.
+	Orchestrate *Orchestration `json:"orchestrate,omitempty"`
 	// Instances are the expanded jobs: final when !Dynamic, a preview otherwise.
 	Instances []*Instance `json:"instances"`
 
