@@ -66,7 +66,8 @@ func (r *runState) consolidate(ctx context.Context) {
 	}
 	// Keep plan order for agents in the result too: goroutines finished in any order.
 	ordered := make([]*result.Agent, 0, len(r.res.Agents))
-	for _, n := range r.info.Plan.Nodes {
+	all := r.allNodes()
+	for _, n := range all.Nodes {
 		if a := agents[n.Agent]; a != nil {
 			ordered = append(ordered, a)
 		}
@@ -74,7 +75,7 @@ func (r *runState) consolidate(ctx context.Context) {
 	r.res.Agents = ordered
 	r.res.Jobs = orderJobs(ordered, r.res.Jobs)
 
-	patches := keptPatches(r.info.Plan, r.res, agents, nil)
+	patches := keptPatches(all, r.res, agents, nil)
 	if len(patches) == 0 {
 		return
 	}
@@ -202,7 +203,7 @@ func (r *runState) stageBase(ctx context.Context, n *plan.Node) (string, error) 
 	ancestors := map[string]bool{}
 	var walk func(name string)
 	walk = func(name string) {
-		ns := r.nodes[name]
+		ns := r.node(name)
 		if ns == nil || ancestors[name] {
 			return
 		}
@@ -214,6 +215,12 @@ func (r *runState) stageBase(ctx context.Context, n *plan.Node) (string, error) 
 	for _, need := range n.Needs {
 		walk(need)
 	}
+	// A workflow's agents build on what their orchestrator's own needs kept.
+	for p := r.orchestratorOf(n.Agent); p != nil; p = r.orchestratorOf(p.Agent) {
+		for _, need := range p.Needs {
+			walk(need)
+		}
+	}
 	if len(ancestors) == 0 {
 		return "", nil
 	}
@@ -222,7 +229,7 @@ func (r *runState) stageBase(ctx context.Context, n *plan.Node) (string, error) 
 	for _, a := range r.res.Agents {
 		agents[a.Name] = a
 	}
-	patches := keptPatches(r.info.Plan, r.res, agents, ancestors)
+	patches := keptPatches(r.allNodes(), r.res, agents, ancestors)
 	r.mu.Unlock()
 	if len(patches) == 0 {
 		return "", nil

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentrunner/agentrunner/config"
 	"github.com/agentrunner/agentrunner/reporters"
 	"github.com/agentrunner/agentrunner/runner/plan"
 	"github.com/agentrunner/agentrunner/runner/result"
@@ -178,12 +179,13 @@ func (e *Engine) Run(ctx context.Context, info *reporters.RunInfo, opts RunOptio
 		return nil, fmt.Errorf("create run directory %s: %w", opts.Dir, err)
 	}
 	r := &runState{
-		e:     e,
-		info:  info,
-		opts:  opts,
-		log:   e.logger().With("run_id", info.ID, "repo", info.Repo, "routine", info.Plan.Routine, "sha", info.Plan.SHA),
-		mask:  newRedactor(opts.Secrets),
-		nodes: make(map[string]*nodeState, len(info.Plan.Nodes)),
+		e:         e,
+		info:      info,
+		opts:      opts,
+		log:       e.logger().With("run_id", info.ID, "repo", info.Repo, "routine", info.Plan.Routine, "sha", info.Plan.SHA),
+		mask:      newRedactor(opts.Secrets),
+		nodes:     make(map[string]*nodeState, len(info.Plan.Nodes)),
+		workflows: map[string][]*plan.Node{},
 		res: &result.Run{
 			ID:      info.ID,
 			Routine: info.Plan.Routine,
@@ -251,8 +253,14 @@ type runState struct {
 	opts   RunOptions
 	log    *slog.Logger
 	mask   *redactor
-	nodes  map[string]*nodeState
 	events chan reporters.Update
+
+	// nodesMu guards nodes and workflows, which grow while the run goes on when an
+	// orchestrator's workflow starts.
+	nodesMu sync.RWMutex
+	nodes   map[string]*nodeState
+	// workflows holds the nodes of each orchestrator's workflow, by orchestrator.
+	workflows map[string][]*plan.Node
 
 	mu  sync.Mutex
 	res *result.Run
@@ -276,6 +284,9 @@ type nodeState struct {
 	need  plan.NeedResult
 	agent *result.Agent
 	jobs  []*result.Job
+	// budget counts the instances of an orchestrator's workflow against its envelope (nil for
+	// the routine's own agents).
+	budget *instanceBudget
 }
 
 // deliver hands updates to the reporter in order, off the hot path of the jobs.
@@ -354,8 +365,18 @@ func (r *runState) runNode(ctx context.Context, ns *nodeState, judged string) {
 		return
 	}
 	r.emit(reporters.Update{Kind: reporters.AgentExpanded, Agent: n.Agent, Instances: insts})
+	if ns.budget != nil {
+		if err := ns.budget.take(len(insts)); err != nil {
+			finish(plan.ResultFailure, err.Error())
+			return
+		}
+	}
 	ns.jobs = r.runInstances(ctx, n, insts, base)
-	ns.agent, ns.need = aggregate(n, ns.jobs)
+	if n.Orchestrate != nil && len(insts) == 1 {
+		r.orchestrate(ctx, ns, insts[0], base)
+	} else {
+		ns.agent, ns.need = aggregate(n, ns.jobs)
+	}
 	if n.Judge == "" {
 		r.addAgent(ns.agent)
 		close(ns.ready)
@@ -364,7 +385,7 @@ func (r *runState) runNode(ctx context.Context, ns *nodeState, judged string) {
 	}
 	// The judge reads the replicas' outputs, then its verdict decides this agent.
 	close(ns.ready)
-	judge := r.nodes[n.Judge]
+	judge := r.node(n.Judge)
 	<-judge.done
 	ns.agent, ns.need = decideByJudge(n, ns.jobs, judge)
 	r.addAgent(ns.agent)
@@ -372,8 +393,8 @@ func (r *runState) runNode(ctx context.Context, ns *nodeState, judged string) {
 }
 
 func (r *runState) waitFor(ctx context.Context, agent string, readyOnly bool) {
-	ns, ok := r.nodes[agent]
-	if !ok {
+	ns := r.node(agent)
+	if ns == nil {
 		return
 	}
 	if readyOnly {
@@ -391,7 +412,7 @@ func (r *runState) state(n *plan.Node, judged string) plan.State {
 		names = append(names, judged)
 	}
 	for _, name := range names {
-		if ns, ok := r.nodes[name]; ok {
+		if ns := r.node(name); ns != nil {
 			need := ns.need
 			if name == judged {
 				need = replicaView(ns.jobs)
@@ -636,7 +657,7 @@ func (r *runState) execute(ctx context.Context, inst *plan.Instance, j *result.J
 	readOutputs(out, j)
 	r.defuseOutputs(inst, out)
 	applyPreset(inst.Preset, capture.Bytes(), j)
-	if wantsChanges(r.info.Plan, inst.Agent) && j.Outcome == result.Success {
+	if ns := r.node(inst.Agent); ns != nil && ns.node.Changes == config.ChangesKeep && j.Outcome == result.Success {
 		ch, err := ws.Changes(context.WithoutCancel(ctx), filepath.Join(dir, "changes.patch"), limits)
 		if errors.Is(err, ErrChangesTooLarge) {
 			j.Outcome, j.Error = result.Failed, err.Error()
@@ -672,15 +693,6 @@ func withWorkspaceEnv(env map[string]string, extra []string) map[string]string {
 		out[k] = v
 	}
 	return out
-}
-
-func wantsChanges(run *plan.Run, agent string) bool {
-	for _, n := range run.Nodes {
-		if n.Agent == agent {
-			return n.Changes == "keep"
-		}
-	}
-	return false
 }
 
 func pickSecrets(names []string, values map[string]string) (map[string]string, error) {

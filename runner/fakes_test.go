@@ -104,7 +104,7 @@ func interpret(ctx context.Context, t *Task, argv []string, logs io.Writer) (int
 		verb, arg := argv[0], ""
 		argv = argv[1:]
 		switch verb {
-		case "commit", "print", "eprint", "write", "append", "delete", "binary", "output", "output-json", "report", "finding", "sleep", "exit":
+		case "commit", "print", "eprint", "write", "append", "delete", "binary", "output", "output-json", "report", "finding", "sleep", "exit", "workflow", "workflow-retry":
 			if len(argv) == 0 {
 				return fail(fmt.Errorf("step %q needs an argument", verb))
 			}
@@ -193,6 +193,10 @@ func interpret(ctx context.Context, t *Task, argv []string, logs io.Writer) (int
 		case "exit":
 			code, _ := strconv.Atoi(arg)
 			return code, false
+		case "workflow", "workflow-retry":
+			if _, serr := os.Stat(filepath.Join(t.OutputDir, "workflow-errors.txt")); verb == "workflow" || serr == nil {
+				err = os.WriteFile(filepath.Join(t.OutputDir, "workflow.yaml"), []byte(arg), 0o644)
+			}
 		case "print":
 			fmt.Fprintln(logs, arg)
 		case "eprint":

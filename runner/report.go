@@ -54,6 +54,8 @@ func Report(r *result.Run) string {
 		}
 	}
 
+	writeWorkflows(&b, r)
+
 	var refused []string
 	for _, j := range r.Jobs {
 		if len(j.Blocked) > 0 {
@@ -155,4 +157,42 @@ func writeVote(b *strings.Builder, agent string, v *result.Vote) {
 		fmt.Fprintf(b, " Dissent: %s.", strings.Join(v.Dissent, ", "))
 	}
 	b.WriteString("\n\n")
+}
+
+// writeWorkflows shows what orchestrators wrote: each refused attempt's problems, and the
+// workflow that ran, collapsed.
+func writeWorkflows(b *strings.Builder, r *result.Run) {
+	var any bool
+	for _, j := range r.Jobs {
+		if j.WorkflowErrors == "" && j.Workflow == "" {
+			continue
+		}
+		if !any {
+			b.WriteString("### Workflows\n\n")
+			any = true
+		}
+		if j.WorkflowErrors != "" {
+			fmt.Fprintf(b, "The workflow **%s** wrote was refused:\n\n%s\n\n", j.ID, fenced("", j.WorkflowErrors))
+		}
+		if j.Workflow != "" {
+			fmt.Fprintf(b, "<details><summary>The workflow %s wrote and the runner ran (%s)</summary>\n\n%s\n\n</details>\n\n",
+				j.ID, english.Count(strings.Count(strings.TrimRight(j.Workflow, "\n"), "\n")+1, "line"), fenced("yaml", j.Workflow))
+		}
+	}
+}
+
+// fenced puts text in a code block whose fence is longer than any run of backticks in it, so
+// an agent's text cannot close the block early.
+func fenced(lang, text string) string {
+	longest, run := 0, 0
+	for _, c := range text {
+		if c == '`' {
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	fence := strings.Repeat("`", max(3, longest+1))
+	return fence + lang + "\n" + strings.TrimRight(text, "\n") + "\n" + fence
 }

@@ -54,8 +54,12 @@ var steps = map[string]step{
 	"env":         {0, func([]string) error { return printEnv() }},
 	"echo-prompt": {0, func([]string) error { fmt.Println(os.Getenv("AGENT_PROMPT")); return nil }},
 	"print":       {1, func(a []string) error { fmt.Println(a[0]); return nil }},
-	"eprint":      {1, func(a []string) error { fmt.Fprintln(os.Stderr, a[0]); return nil }},
-	"connect":     {1, connect},
+	// An orchestrator's steps: write the workflow, or (workflow-retry) write it only when the
+	// runner handed back the problems of the last one.
+	"workflow":       {1, func(a []string) error { return writeWorkflow(a[0], false) }},
+	"workflow-retry": {1, func(a []string) error { return writeWorkflow(a[0], true) }},
+	"eprint":         {1, func(a []string) error { fmt.Fprintln(os.Stderr, a[0]); return nil }},
+	"connect":        {1, connect},
 	// Hostile moves on files the runner reads afterwards. A path starting with @out/ is under
 	// $AGENT_OUTPUT_DIR; any other is relative to the working directory.
 	"symlink": {1, symlink}, // LINK=TARGET
@@ -257,6 +261,15 @@ func tick(a []string) error {
 		}
 	}
 	return nil
+}
+
+func writeWorkflow(yaml string, onlyOnRetry bool) error {
+	if onlyOnRetry {
+		if _, err := os.Stat(filepath.Join(outDir(), "workflow-errors.txt")); err != nil {
+			return nil
+		}
+	}
+	return os.WriteFile(filepath.Join(outDir(), "workflow.yaml"), []byte(yaml), 0o644)
 }
 
 func outDir() string {

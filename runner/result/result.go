@@ -98,6 +98,10 @@ type Job struct {
 	// Blocked lists the egress destinations refused to this job: by the proxy, and direct
 	// connections that bypassed it (which the network cannot route).
 	Blocked []string `json:"blocked,omitempty"`
+	// Workflow is the workflow an orchestrating agent wrote and the runner ran; WorkflowErrors
+	// why the one this attempt wrote was refused.
+	Workflow       string `json:"workflow,omitempty"`
+	WorkflowErrors string `json:"workflow_errors,omitempty"`
 }
 
 // Duration is how long the job ran.
