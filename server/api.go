@@ -128,12 +128,24 @@ func (a *API) auth(need store.Scope, next http.HandlerFunc) http.HandlerFunc {
 // DispatchRequest is the body of a dispatch.
 type DispatchRequest struct {
 	Inputs map[string]string `json:"inputs,omitempty"`
+	// Prompt is a free-text task: the input named prompt, which the routine must declare.
+	Prompt string `json:"prompt,omitempty"`
 }
 
 func (a *API) dispatch(w http.ResponseWriter, r *http.Request) {
 	var req DispatchRequest
-	if !readBody(w, r, &req, `{"inputs": {"name": "value"}}`) {
+	if !readBody(w, r, &req, `{"inputs": {"name": "value"}, "prompt": "a free-text task"}`) {
 		return
+	}
+	if req.Prompt != "" {
+		if _, set := req.Inputs["prompt"]; set {
+			apiError(w, http.StatusBadRequest, `"prompt" and inputs.prompt both give the prompt; send one`)
+			return
+		}
+		if req.Inputs == nil {
+			req.Inputs = map[string]string{}
+		}
+		req.Inputs["prompt"] = req.Prompt
 	}
 	repo := r.PathValue("owner") + "/" + r.PathValue("repo")
 	res, err := a.Dispatcher.Dispatch(r.Context(), repo, r.PathValue("routine"), req.Inputs)

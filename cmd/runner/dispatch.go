@@ -114,6 +114,7 @@ func (a *apiFlags) request(ctx context.Context, method, path string, body any, h
 func newDispatchCmd(s *streams) *cobra.Command {
 	var a apiFlags
 	var inputs []string
+	var prompt string
 	var wait bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
@@ -138,6 +139,10 @@ did not, and 3 when --timeout passed first (the run goes on; 'runner runs RUN_ID
 				}
 				in[k] = v
 			}
+			in, err := withPrompt(in, prompt)
+			if err != nil {
+				return usageError{err}
+			}
 			var res daemon.DispatchResult
 			path := "/api/v1/repos/" + url.PathEscape(owner) + "/" + url.PathEscape(name) + "/routines/" + url.PathEscape(routine) + "/dispatch"
 			if err := a.call(cmd.Context(), http.MethodPost, path, map[string]any{"inputs": in}, &res); err != nil {
@@ -153,6 +158,7 @@ did not, and 3 when --timeout passed first (the run goes on; 'runner runs RUN_ID
 	}
 	a.add(cmd.Flags())
 	cmd.Flags().StringArrayVar(&inputs, "input", nil, "a dispatch input NAME=value (repeatable)")
+	cmd.Flags().StringVar(&prompt, "prompt", "", "a free-text task for a routine that declares a `prompt` input (--input prompt=…)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the run to finish")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "how long --wait waits")
 	return cmd

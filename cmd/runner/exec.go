@@ -30,6 +30,7 @@ type execOptions struct {
 	Event              string
 	EventFile          string
 	Inputs             []string
+	Prompt             string
 	DryRun             bool
 	JSON               bool
 	Progress           string
@@ -71,6 +72,7 @@ the combined patch.`,
 	f.StringVar(&o.Event, "event", "", "event to simulate: push, pull_request, schedule, dispatch (default: push, or the kind of --event-file)")
 	f.StringVar(&o.EventFile, "event-file", "", "a GitHub webhook payload (JSON) to replay instead of the local repository's state")
 	f.StringArrayVar(&o.Inputs, "input", nil, "dispatch input `key=value` (repeatable)")
+	f.StringVar(&o.Prompt, "prompt", "", "a free-text task for a routine that declares a `prompt` dispatch input (--input prompt=…)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan; run nothing")
 	f.BoolVar(&o.JSON, "json", false, "print the plan (with --dry-run) or progress as JSON")
 	f.StringVar(&o.Progress, "progress", "auto", "progress display: auto, tty or plain")
@@ -104,6 +106,9 @@ func runExec(ctx context.Context, s *streams, o *execOptions) error {
 		return usageError{fmt.Errorf("--apply takes no value or =all, not %q", o.Apply)}
 	}
 	inputs, err := parseInputs(o.Inputs)
+	if err == nil {
+		inputs, err = withPrompt(inputs, o.Prompt)
+	}
 	if err != nil {
 		return usageError{err}
 	}
@@ -230,6 +235,22 @@ func parseInputs(kvs []string) (map[string]string, error) {
 	return out, nil
 }
 
+// withPrompt adds --prompt to the inputs as the input named prompt, the one way a free-text
+// task reaches a routine (the API's "prompt" and the control room's Run form do the same).
+func withPrompt(inputs map[string]string, prompt string) (map[string]string, error) {
+	if prompt == "" {
+		return inputs, nil
+	}
+	if _, set := inputs["prompt"]; set {
+		return nil, fmt.Errorf("--prompt and --input prompt=… both give the prompt; keep one")
+	}
+	if inputs == nil {
+		inputs = map[string]string{}
+	}
+	inputs["prompt"] = prompt
+	return inputs, nil
+}
+
 // repoRoot finds the top of the git repository containing dir.
 func repoRoot(ctx context.Context, dir string) (string, error) {
 	out, err := exec.CommandContext(ctx, "git", "-C", dir, "rev-parse", "--show-toplevel").Output()
@@ -323,6 +344,11 @@ func printPlan(w io.Writer, cfg *config.Config, ev *event.Event, p *plan.Plan, o
 			}
 			fmt.Fprintln(bw)
 			fmt.Fprintf(bw, "     %s\n", describeNode(n))
+			if o := n.Orchestrate; o != nil {
+				fmt.Fprintf(bw, "     orchestrates: writes a workflow that expands at run time, within images %s, %d instances in all (%d per agent), network %s, %s, %s, depth %d\n",
+					termsafe.Line(strings.Join(o.Images, ", ")), o.MaxAgents, o.MaxInstances, describeNetworkOf(o.Network), o.Timeout,
+					english.Count(o.Retries+1, "attempt"), o.MaxDepth)
+			}
 			for j, in := range n.Instances {
 				if j == 8 && len(n.Instances) > 10 {
 					fmt.Fprintf(bw, "     … %d more\n", len(n.Instances)-8)
@@ -377,11 +403,13 @@ func describeNode(n *plan.Node) string {
 	return strings.Join(parts, " · ")
 }
 
-func describeNetwork(in *plan.Instance) string {
-	if in.Network.Mode == config.NetworkAllow {
-		return "allow " + strings.Join(in.Network.Allow, ",")
+func describeNetwork(in *plan.Instance) string { return describeNetworkOf(in.Network) }
+
+func describeNetworkOf(n config.Network) string {
+	if n.Mode == config.NetworkAllow {
+		return "allow " + strings.Join(n.Allow, ",")
 	}
-	return in.Network.Mode
+	return n.Mode
 }
 
 func describePublish(r *plan.Run) string {

@@ -235,3 +235,37 @@ func TestExecSaysWhyNothingRuns(t *testing.T) {
 		t.Errorf("stderr does not say why t did not run:\n%s", errOut)
 	}
 }
+
+// --prompt hands a free-text task to a routine's prompt input, and the dry run shows an
+// orchestrator as what it is: a workflow that expands at run time, within its envelope.
+func TestExecPromptAndAnOrchestratorInTheDryRun(t *testing.T) {
+	repo := gitRepo(t, map[string]string{
+		".agents/migrate.yaml": `on:
+  dispatch:
+    inputs: {prompt: {required: true}}
+secrets: [ANTHROPIC_API_KEY]
+agents:
+  lead:
+    uses: claude-code
+    image: agentrunner/testagent:dev
+    prompt: "${{ inputs.prompt }}"
+    orchestrate: {max-agents: 60, max-instances: 24, timeout: 2h}
+`,
+	})
+	chdir(t, repo)
+	code, out, errOut := runCLI(t, "exec", "migrate", "--prompt", "migrate every service off the old client; use a workflow", "--dry-run")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		"prompt: migrate every service off the old client; use a workflow",
+		"orchestrates: writes a workflow that expands at run time, within images agentrunner/testagent:dev, 60 instances in all (24 per agent), network none, 2h0m0s, 3 attempts, depth 1",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run lacks %q:\n%s", want, out)
+		}
+	}
+	if code, _, errOut := runCLI(t, "exec", "migrate", "--prompt", "a", "--input", "prompt=b", "--dry-run"); code != exitUsage || !strings.Contains(errOut, "keep one") {
+		t.Errorf("--prompt with --input prompt=: exit %d %s", code, errOut)
+	}
+}

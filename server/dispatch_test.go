@@ -1,0 +1,61 @@
+package server_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/agentrunner/agentrunner/daemon"
+	"github.com/agentrunner/agentrunner/server"
+	"github.com/agentrunner/agentrunner/store"
+	"github.com/agentrunner/agentrunner/store/storetest"
+)
+
+// inputsDispatcher records the inputs of the dispatches that reach it.
+type inputsDispatcher struct {
+	countingDispatcher
+	got []map[string]string
+}
+
+func (d *inputsDispatcher) Dispatch(_ context.Context, repo, routine string, in map[string]string) (*daemon.DispatchResult, error) {
+	d.got = append(d.got, in)
+	return &daemon.DispatchResult{RunID: "r-new", Repo: repo, Routine: routine}, nil
+}
+
+// "prompt" in a dispatch is the input named prompt: one line starts "use a workflow" work.
+func TestDispatchTakesAPrompt(t *testing.T) {
+	st := storetest.SQLite(t).Open(t)
+	tok, err := st.CreateToken(t.Context(), store.Token{Name: "ci", Scope: store.ScopeDispatch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &inputsDispatcher{}
+	mux := http.NewServeMux()
+	(&server.API{Store: st, Dispatcher: d}).Register(mux)
+	hs := httptest.NewServer(mux)
+	defer hs.Close()
+	post := func(body string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, hs.URL+"/api/v1/repos/acme/app/routines/migrate/dispatch", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := post(`{"prompt": "migrate every service off the old client; use a workflow", "inputs": {"scope": "all"}}`); code != http.StatusAccepted {
+		t.Fatalf("dispatch with a prompt: %d %s", code, body)
+	}
+	if len(d.got) != 1 || d.got[0]["prompt"] != "migrate every service off the old client; use a workflow" || d.got[0]["scope"] != "all" {
+		t.Errorf("the dispatcher got %v", d.got)
+	}
+	if code, body := post(`{"prompt": "a", "inputs": {"prompt": "b"}}`); code != http.StatusBadRequest || !strings.Contains(body, "send one") {
+		t.Errorf("prompt twice: %d %s", code, body)
+	}
+}
