@@ -265,6 +265,8 @@ type JobView struct {
 	Agent   string `json:"agent"`
 	Outcome string `json:"outcome"`
 	Error   string `json:"error,omitempty"`
+	// Workflow is the workflow an orchestrating agent wrote and the runner ran.
+	Workflow string `json:"workflow,omitempty"`
 }
 
 func (a *API) listRuns(w http.ResponseWriter, r *http.Request) {

@@ -263,11 +263,19 @@ func tick(a []string) error {
 	return nil
 }
 
+// writeWorkflow writes yaml, or the workspace file it names as @path, as the workflow.
 func writeWorkflow(yaml string, onlyOnRetry bool) error {
 	if onlyOnRetry {
 		if _, err := os.Stat(filepath.Join(outDir(), "workflow-errors.txt")); err != nil {
 			return nil
 		}
+	}
+	if path, ok := strings.CutPrefix(yaml, "@"); ok {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		yaml = string(b)
 	}
 	return os.WriteFile(filepath.Join(outDir(), "workflow.yaml"), []byte(yaml), 0o644)
 }
