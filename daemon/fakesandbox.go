@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/agentrunner/agentrunner/runner"
@@ -12,6 +14,10 @@ import (
 
 // FakeSleepEnv is the agent environment variable FakeSandbox waits on (a Go duration).
 const FakeSleepEnv = "AGENTRUNNER_FAKE_SLEEP"
+
+// FakeWorkflowEnv is the agent environment variable whose text FakeSandbox writes as the
+// workflow, standing in for an orchestrating agent.
+const FakeWorkflowEnv = "AGENTRUNNER_FAKE_WORKFLOW"
 
 // FakeSandbox starts no container: each task succeeds at once, or after the duration in its
 // AGENTRUNNER_FAKE_SLEEP environment variable, and is cancelled with its context. It exists so
@@ -30,6 +36,12 @@ func (FakeSandbox) Run(ctx context.Context, t *runner.Task, logs io.Writer) (*ru
 		return nil, err
 	}
 	fmt.Fprintf(logs, "fake sandbox: %s %v\n", t.Instance.ID, t.Instance.Argv)
+	if wf := t.Env[FakeWorkflowEnv]; wf != "" {
+		// An orchestrator's stand-in writes the workflow it was given.
+		if err := os.WriteFile(filepath.Join(t.OutputDir, "workflow.yaml"), []byte(wf), 0o644); err != nil {
+			return nil, fmt.Errorf("fake sandbox: write the workflow: %w", err)
+		}
+	}
 	if s := t.Env[FakeSleepEnv]; s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil {

@@ -63,6 +63,9 @@ type GitPipeline struct {
 	Logger    *slog.Logger
 	// Limits bound each job's changes and log (zero fields: the engine's defaults).
 	Limits runner.Limits
+	// Workflows keeps orchestrators' workflows with their runs, so a run started again after a
+	// crash runs the workflow it had (StoreWorkflows; nil: not kept).
+	Workflows runner.WorkflowStore
 	// RunsDir receives <RunsDir>/<run id>/{jobs/<job>/log.txt, result.json, report.md}.
 	RunsDir string
 	// Files, when set, also keeps those files of a finished run (the store), so that any
@@ -167,6 +170,7 @@ func (p *GitPipeline) pipe() *pipeline.Pipeline {
 			Auth:       p.Auth,
 			Reporters:  reps,
 			Limits:     p.Limits,
+			Workflows:  p.Workflows,
 			DetailsURL: p.DetailsURL,
 		}
 	})

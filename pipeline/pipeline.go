@@ -70,6 +70,8 @@ type Pipeline struct {
 	MaxAgents int
 	// Limits bound each job's changes and log (zero fields: the engine's defaults).
 	Limits runner.Limits
+	// Workflows keeps orchestrators' workflows with their runs (nil: not kept).
+	Workflows runner.WorkflowStore
 	// Logger receives what happened and why nothing happened; nil discards.
 	Logger *slog.Logger
 	// NewRunID names a run; nil derives it from the delivery id and the routine, so a retried
@@ -347,6 +349,7 @@ func (p *Pipeline) runPlanned(ctx context.Context, ev *event.Event, run *plan.Ru
 		Logger:     log,
 		MaxAgents:  p.MaxAgents,
 		Limits:     p.Limits,
+		Workflows:  p.Workflows,
 	}
 	log.Info("run starting")
 	res, err := eng.Run(ctx, info, runner.RunOptions{Dir: dir, Secrets: secrets})

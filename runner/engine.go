@@ -140,6 +140,10 @@ type Engine struct {
 	MaxAgents int
 	// Limits bound each job's changes and log (zero fields: DefaultLimits).
 	Limits Limits
+	// Workflows, when set, keeps the workflows orchestrators write with their run before any
+	// of their jobs start, so a run started again after a crash runs the same workflow instead
+	// of asking its orchestrator again.
+	Workflows WorkflowStore
 
 	once sync.Once
 	sem  chan struct{}
@@ -370,6 +374,12 @@ func (r *runState) runNode(ctx context.Context, ns *nodeState, judged string) {
 			finish(plan.ResultFailure, err.Error())
 			return
 		}
+	}
+	if n.Orchestrate != nil && len(insts) == 1 && r.resumeWorkflow(ctx, ns, insts[0]) {
+		r.addAgent(ns.agent)
+		close(ns.ready)
+		r.emit(reporters.Update{Kind: reporters.AgentFinished, Agent: n.Agent, AgentRes: ns.agent})
+		return
 	}
 	ns.jobs = r.runInstances(ctx, n, insts, base)
 	if n.Orchestrate != nil && len(insts) == 1 {

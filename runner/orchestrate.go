@@ -4,17 +4,26 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/agentrunner/agentrunner/internal/safefile"
 	"github.com/agentrunner/agentrunner/reporters"
 	"github.com/agentrunner/agentrunner/runner/plan"
 	"github.com/agentrunner/agentrunner/runner/result"
 )
+
+// WorkflowStore keeps the workflow each orchestrator of a run wrote (the daemon's store).
+type WorkflowStore interface {
+	SaveWorkflow(ctx context.Context, runID, agent string, data []byte) error
+	// Workflow returns what SaveWorkflow kept, or an error wrapping fs.ErrNotExist.
+	Workflow(ctx context.Context, runID, agent string) ([]byte, error)
+}
 
 // maxWorkflowSize bounds the workflow file an orchestrator may write.
 const maxWorkflowSize = 1 << 20
@@ -100,6 +109,13 @@ func (r *runState) orchestrate(ctx context.Context, ns *nodeState, first *plan.I
 		}
 		if err == nil {
 			j.Workflow = r.mask.string(string(data))
+			if r.e.Workflows != nil {
+				// Kept before any of its jobs start: an attempt after a crash runs it again
+				// rather than asking the orchestrator for another.
+				if err := r.e.Workflows.SaveWorkflow(context.WithoutCancel(ctx), r.info.ID, n.Agent, data); err != nil {
+					r.log.Warn("keep the orchestrator's workflow with the run", "agent", n.Agent, "err", err)
+				}
+			}
 			break
 		}
 		problems := r.mask.string(err.Error())
@@ -127,6 +143,37 @@ func (r *runState) orchestrate(ctx context.Context, ns *nodeState, first *plan.I
 		ns.jobs = append(ns.jobs, r.runJob(ctx, next, p))
 	}
 	r.runWorkflow(ctx, ns, wf)
+}
+
+// resumeWorkflow runs the workflow an earlier attempt of this run kept for orchestrating node
+// ns, if there is one, without running the orchestrator again; it reports whether it did.
+func (r *runState) resumeWorkflow(ctx context.Context, ns *nodeState, inst *plan.Instance) bool {
+	if r.e.Workflows == nil {
+		return false
+	}
+	n := ns.node
+	data, err := r.e.Workflows.Workflow(ctx, r.info.ID, n.Agent)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			r.log.Warn("read the workflow an earlier attempt kept", "agent", n.Agent, "err", err)
+		}
+		return false
+	}
+	wf, err := n.BuildWorkflow(plan.WorkflowFile, data)
+	if err != nil {
+		r.log.Warn("the workflow an earlier attempt kept does not build; asking the orchestrator again", "agent", n.Agent, "err", err)
+		return false
+	}
+	now := time.Now()
+	j := &result.Job{ID: inst.ID, Agent: inst.Agent, Outcome: result.Success, Started: now, Finished: now,
+		Workflow: r.mask.string(string(data)),
+		Report:   "This run was started again; the workflow this agent wrote in an earlier attempt runs again as it was kept."}
+	r.addJob(j)
+	r.emit(reporters.Update{Kind: reporters.JobFinished, Job: j, Instance: inst})
+	ns.jobs = []*result.Job{j}
+	r.log.Info("running the workflow an earlier attempt kept", "agent", n.Agent)
+	r.runWorkflow(ctx, ns, wf)
+	return true
 }
 
 // readWorkflow reads the workflow the orchestrator's job wrote to its output directory:

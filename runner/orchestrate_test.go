@@ -1,11 +1,15 @@
 package runner
 
 import (
+	"context"
 	"fmt"
+	"io/fs"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/agentrunner/agentrunner/reporters"
 	"github.com/agentrunner/agentrunner/runner/plan"
 	"github.com/agentrunner/agentrunner/runner/result"
 )
@@ -190,5 +194,64 @@ func TestAWorkflowPastItsTimeBudgetFails(t *testing.T) {
 	}
 	if j := jobOf(t, res, "migrate/slow"); j.Outcome != result.Cancelled {
 		t.Errorf("slow: %s", j.Outcome)
+	}
+}
+
+// memWorkflows is a WorkflowStore in memory.
+type memWorkflows struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (w *memWorkflows) SaveWorkflow(_ context.Context, runID, agent string, data []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.m == nil {
+		w.m = map[string][]byte{}
+	}
+	w.m[runID+"/"+agent] = slices.Clone(data)
+	return nil
+}
+
+func (w *memWorkflows) Workflow(_ context.Context, runID, agent string) ([]byte, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if b, ok := w.m[runID+"/"+agent]; ok {
+		return b, nil
+	}
+	return nil, fs.ErrNotExist
+}
+
+// A run started again (after a crash) runs the workflow its first attempt kept, without asking
+// the orchestrator again.
+func TestARunStartedAgainRunsTheWorkflowItKept(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	kept := &memWorkflows{}
+	h.eng.Workflows = kept
+	h.sb.argv = orchestratorArgv("workflow", "agents:\n  one: {command: [\"/testagent\", \"output\", \"ok=first\"]}\n")
+	p := routine(t, orchestratingRoutine, "")
+	run := func() *result.Run {
+		res, err := h.eng.Run(t.Context(), &reporters.RunInfo{ID: "same-run", Repo: "o/r", Plan: p}, RunOptions{Dir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if res := run(); res.Conclusion != result.ConclusionSuccess || len(kept.m) != 1 {
+		t.Fatalf("first attempt: %s, %d kept", res.Conclusion, len(kept.m))
+	}
+	// The orchestrator would now write something else, and fail.
+	h.sb.argv = orchestratorArgv("workflow", "agents:\n  two: {command: [x]}\n", "exit", "1")
+	before := len(h.sb.started())
+	res := run()
+	if res.Conclusion != result.ConclusionSuccess {
+		t.Fatalf("second attempt: %s\n%s", res.Conclusion, res.Report)
+	}
+	if got := h.sb.started()[before:]; !slices.Equal(got, []string{"migrate/one", "after"}) {
+		t.Errorf("the second attempt started %v, want the kept workflow's agent and after, not the orchestrator", got)
+	}
+	if got := jobOf(t, res, "after").Outputs["saw"]; got != "first//success" {
+		t.Errorf("after saw %q", got)
 	}
 }

@@ -522,6 +522,7 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		Reporters:  reporterFactory(c, gh, st, logger),
 		Limits:     c.jobLimits(),
 		Live:       live,
+		Workflows:  daemon.StoreWorkflows{Files: st},
 	}
 	if gh != nil {
 		pipe.Auth = func(ctx context.Context, repo event.Repo) (workspace.Auth, error) {
