@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/agentrunner/agentrunner/internal/dockertest"
 	"github.com/agentrunner/agentrunner/reporters"
+	"github.com/agentrunner/agentrunner/runner/plan"
 	"github.com/agentrunner/agentrunner/runner/result"
 	"github.com/agentrunner/agentrunner/sandbox"
 )
@@ -246,4 +248,61 @@ func gitApplyAll(b *testing.B, repo, sha string, patch []byte) {
 			b.Fatalf("git %v: %v\n%s", args, err, out)
 		}
 	}
+}
+
+// BenchmarkOrchestratedTwoHundred is issue 15's: an orchestrator (the test agent, in Docker)
+// writes a 200-agent workflow; the time from its exit to the last of the 200 containers having
+// started, against the same 200 agents committed as a routine, from the run's start to its
+// last container's start, measured alternately in the same run. Goal: ratio ≤ 1.1. About a
+// minute per round; -bench 'Engine(One|Fifty)' leaves it out.
+func BenchmarkOrchestratedTwoHundred(b *testing.B) {
+	r := newDockerRig(b)
+	r.eng.Reporter = nil
+	r.eng.MaxAgents = 8
+	items := make([]string, 200)
+	for i := range items {
+		items[i] = fmt.Sprint(i)
+	}
+	agents := "agents:\n  a:\n    command: [\"/testagent\"]\n    matrix: {i: [" + strings.Join(items, ", ") + "]}\n"
+	defaults := "defaults: {image: agentrunner/testagent:dev, resources: {memory: 64m, pids: 64}}\n"
+	committed := routine(b, defaults+agents, r.sha)
+	orchestrated := routine(b, defaults+"agents:\n  lead:\n    orchestrate: {max-agents: 200, max-instances: 200}\n    command: [\"/testagent\", \"workflow\", "+
+		strconv.Quote(agents)+"]\n", r.sha)
+	lastStart := func(res *result.Run, prefix string) time.Time {
+		var last time.Time
+		n := 0
+		for _, j := range res.Jobs {
+			if strings.HasPrefix(j.ID, prefix) {
+				n++
+				if j.Started.After(last) {
+					last = j.Started
+				}
+			}
+		}
+		if n != 200 {
+			b.Fatalf("%d jobs under %q, want 200: %s\n%s", n, prefix, res.Conclusion, res.Report)
+		}
+		return last
+	}
+	run := func(p *plan.Run) *result.Run {
+		res, err := r.eng.Run(b.Context(), &reporters.RunInfo{ID: r.runID, Repo: "o/r", Plan: p}, RunOptions{Dir: b.TempDir()})
+		if err != nil || res.Conclusion != result.ConclusionSuccess {
+			b.Fatalf("run: %v %s\n%s", err, res.Conclusion, res.Report)
+		}
+		return res
+	}
+	var viaWorkflow, viaRoutine time.Duration
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		res := run(committed)
+		viaRoutine += lastStart(res, "a[").Sub(start)
+		res = run(orchestrated)
+		viaWorkflow += lastStart(res, "lead/a[").Sub(res.Job("lead").Finished)
+	}
+	b.StopTimer()
+	n := float64(b.N)
+	b.ReportMetric(viaWorkflow.Seconds()/n, "orchestrated-s")
+	b.ReportMetric(viaRoutine.Seconds()/n, "committed-s")
+	b.ReportMetric(viaWorkflow.Seconds()/viaRoutine.Seconds(), "ratio")
 }
