@@ -23,9 +23,12 @@ func TestLoadExamples(t *testing.T) {
 	for _, r := range cfg.Routines {
 		names = append(names, r.Name)
 	}
-	want := []string{"docs-update", "flaky-tests", "nightly-audit", "pr-review", "test-matrix", "triage"}
+	want := []string{"docs-update", "flaky-tests", "migrate", "nightly-audit", "pr-review", "test-matrix", "triage"}
 	if diff := cmp.Diff(want, names); diff != "" {
 		t.Errorf("routines in file order (-want +got):\n%s", diff)
+	}
+	if lead := cfg.Routine("migrate").Agent("lead"); lead.Orchestrate == nil || lead.Orchestrate.MaxAgents != 120 || lead.Orchestrate.Retries != 2 {
+		t.Errorf("migrate's lead orchestrates within %+v", lead.Orchestrate)
 	}
 	audit := cfg.Routine("nightly-audit")
 	var agents []string

@@ -34,9 +34,10 @@ func (d *decoder) validate(r *Routine) {
 	d.recordValuePos(r)
 
 	if r.Publish.PullRequest != nil {
-		keeps := slices.ContainsFunc(r.Agents, func(a *Agent) bool { return a.Changes == ChangesKeep })
+		// An orchestrator's workflow may keep changes: its agents' are the run's.
+		keeps := slices.ContainsFunc(r.Agents, func(a *Agent) bool { return a.Changes == ChangesKeep || a.Orchestrate != nil })
 		if !keeps {
-			d.errorAt(r.Publish.PullRequest.Pos, "publish.pull-request has no changes to carry: no agent sets `changes: keep`; add it to the agents whose diff belongs in the pull request")
+			d.errorAt(r.Publish.PullRequest.Pos, "publish.pull-request has no changes to carry: no agent sets `changes: keep` (or orchestrates); add it to the agents whose diff belongs in the pull request")
 		}
 	}
 	if r.On.Webhook != nil && r.On.Webhook.Secret != "" && !isEnvName(r.On.Webhook.Secret) {
