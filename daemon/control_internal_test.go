@@ -58,9 +58,11 @@ func TestCancelConcludesARunItsHolderAbandoned(t *testing.T) {
 // A job named in a cancel request is an instance of one of the plan's agents: the agent's
 // name, with a fan-out key or a replica number.
 func TestPlanHasJob(t *testing.T) {
-	p := []byte(`{"nodes":[{"agent":"review"},{"agent":"fix"}]}`)
+	p := []byte(`{"nodes":[{"agent":"review"},{"agent":"fix"},{"agent":"lead","orchestrate":{"max_agents":5}}]}`)
 	for job, want := range map[string]bool{"review": true, "review[a.go]": true, "review#2": true, "review[b]#3": true,
-		"fix": true, "reviews": false, "rev": false, "": false, "other": false} {
+		"fix": true, "reviews": false, "rev": false, "": false, "other": false,
+		// An orchestrator's later attempts and its workflow's jobs; not for an ordinary agent.
+		"lead~2": true, "lead/edit[svc-a]": true, "lead/": false, "review/x": false, "fix~2": false} {
 		if got := planHasJob(p, job); got != want {
 			t.Errorf("planHasJob(%q) = %v, want %v", job, got, want)
 		}

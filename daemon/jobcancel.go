@@ -85,11 +85,13 @@ func (d *Daemon) CancelJob(ctx context.Context, runID, job, reason string) (*Can
 }
 
 // planHasJob reports whether job names an instance of one of the agents of a stored plan: the
-// agent's name, maybe followed by a fan-out key ("[…]") and a replica number ("#n").
+// agent's name, maybe followed by a fan-out key ("[…]") and a replica number ("#n"); or, for an
+// orchestrating agent, a later attempt of it ("~n") or a job of the workflow it wrote ("/…").
 func planHasJob(planJSON []byte, job string) bool {
 	var p struct {
 		Nodes []struct {
-			Agent string `json:"agent"`
+			Agent       string          `json:"agent"`
+			Orchestrate json.RawMessage `json:"orchestrate"`
 		} `json:"nodes"`
 	}
 	if json.Unmarshal(planJSON, &p) != nil {
@@ -98,6 +100,9 @@ func planHasJob(planJSON []byte, job string) bool {
 	for _, n := range p.Nodes {
 		rest, ok := strings.CutPrefix(job, n.Agent)
 		if ok && (rest == "" || rest[0] == '[' || rest[0] == '#') {
+			return true
+		}
+		if ok && len(n.Orchestrate) > 0 && string(n.Orchestrate) != "null" && len(rest) > 1 && (rest[0] == '/' || rest[0] == '~') {
 			return true
 		}
 	}

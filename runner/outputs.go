@@ -168,6 +168,15 @@ func JobDirName(id string) string {
 	return fmt.Sprintf("%s-%08x", b.String(), h.Sum32())
 }
 
+// JobAgent is the agent of job id: what precedes its fan-out key ("[…]"), replica number
+// ("#n") or attempt ("~n"). Agent names hold none of those; a workflow's agents hold "/".
+func JobAgent(id string) string {
+	if i := strings.IndexAny(id, "[#~"); i >= 0 {
+		return id[:i]
+	}
+	return id
+}
+
 // defuseOutputs leaves the job's output directory, which the agent wrote and which `runner
 // exec` keeps inside the user's repository, holding only plain files and directories: no
 // symlink, FIFO or device, no planted .git that an editor or a prompt would run git in.

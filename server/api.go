@@ -267,7 +267,11 @@ type JobView struct {
 	Error   string `json:"error,omitempty"`
 	// Workflow is the workflow an orchestrating agent wrote and the runner ran.
 	Workflow string `json:"workflow,omitempty"`
+	// State is pending, running or finished while the run goes on (Outcome is set once it
+	// has ended).
+	State string `json:"state,omitempty"`
 }
+
 
 func (a *API) listRuns(w http.ResponseWriter, r *http.Request) {
 	f, err := runFilterOf(r.URL.Query())
@@ -303,8 +307,14 @@ func (a *API) getRun(w http.ResponseWriter, r *http.Request) {
 	}
 	v := NewRunView(run)
 	// Only a finished run's result is its own: a run queued again may still have its earlier
-	// result in the run directory until the new one replaces it.
+	// result in the run directory until the new one replaces it. A run under way lists its
+	// jobs as they start, on whichever daemon (an orchestrator's workflow's too).
 	if run.Status != store.RunCompleted {
+		if js, err := a.Store.RunJobs(r.Context(), run.ID); err == nil {
+			for _, j := range js {
+				v.Jobs = append(v.Jobs, JobView{ID: j.Job, Agent: runner.JobAgent(j.Job), State: j.State})
+			}
+		}
 		writeJSON(w, http.StatusOK, v)
 		return
 	}

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -57,5 +58,51 @@ func TestDispatchTakesAPrompt(t *testing.T) {
 	}
 	if code, body := post(`{"prompt": "a", "inputs": {"prompt": "b"}}`); code != http.StatusBadRequest || !strings.Contains(body, "send one") {
 		t.Errorf("prompt twice: %d %s", code, body)
+	}
+}
+
+// A run under way lists its jobs as they start, an orchestrator's workflow's among them, with
+// their agents and states.
+func TestRunUnderWayListsItsJobs(t *testing.T) {
+	st := storetest.SQLite(t).Open(t)
+	ctx := t.Context()
+	run, _, err := st.CreateRun(ctx, store.Run{Repo: "acme/app", Routine: "migrate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run.Status = store.RunRunning
+	if err := st.UpdateRun(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	for job, state := range map[string]string{"lead": store.RunJobFinished, "lead/edit[services/api]#2": store.RunJobRunning} {
+		if err := st.SetRunJobState(ctx, run.ID, job, state); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok, _ := st.CreateToken(ctx, store.Token{Name: "r", Scope: store.ScopeRead})
+	mux := http.NewServeMux()
+	(&server.API{Store: st, Dispatcher: &inputsDispatcher{}}).Register(mux)
+	hs := httptest.NewServer(mux)
+	defer hs.Close()
+	req, _ := http.NewRequest(http.MethodGet, hs.URL+"/api/v1/runs/"+run.ID, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v server.RunView
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]server.JobView{}
+	for _, j := range v.Jobs {
+		got[j.ID] = j
+	}
+	if j := got["lead/edit[services/api]#2"]; j.Agent != "lead/edit" || j.State != store.RunJobRunning {
+		t.Errorf("workflow job: %+v (all %+v)", j, v.Jobs)
+	}
+	if j := got["lead"]; j.Agent != "lead" || j.State != store.RunJobFinished {
+		t.Errorf("orchestrator job: %+v", j)
 	}
 }

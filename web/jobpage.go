@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/agentrunner/agentrunner/runner"
 	"github.com/agentrunner/agentrunner/runner/plan"
 	"github.com/agentrunner/agentrunner/runner/result"
 	"github.com/agentrunner/agentrunner/store"
@@ -80,6 +81,23 @@ func (u *UI) jobPage(w http.ResponseWriter, r *http.Request) {
 						}
 						d.Row = jobRow{ID: d.JobID, Matrix: matrixText(in.Matrix), Replica: in.Replica, Status: st}
 					}
+				}
+			}
+		}
+	}
+	if !found {
+		// A job of a workflow an orchestrator wrote is not in the plan; the store knows it
+		// once it has started, whichever daemon runs it.
+		if js, err := u.Store.RunJobs(ctx, runID); err == nil {
+			for _, j := range js {
+				if j.Job == jobID {
+					found = true
+					d.Agent = render.Visible(runner.JobAgent(jobID))
+					st := j.State
+					if d.Finished {
+						st = "unknown"
+					}
+					d.Row = jobRow{ID: d.JobID, Status: st}
 				}
 			}
 		}

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/agentrunner/agentrunner/internal/safefile"
+	"github.com/agentrunner/agentrunner/runner"
 	"github.com/agentrunner/agentrunner/runner/plan"
 	"github.com/agentrunner/agentrunner/runner/result"
 	"github.com/agentrunner/agentrunner/store"
@@ -92,6 +94,7 @@ func (u *UI) loadRun(ctx context.Context, id string, withFiles bool) (*runPage, 
 		if len(run.Plan) > 0 && json.Unmarshal(run.Plan, &pl) == nil {
 			started := u.jobsStarted(ctx, id)
 			p.Stages = stagesFromPlan(id, &pl, func(job string) bool { return !p.Finished && started(job) })
+			p.Stages = append(p.Stages, u.workflowStages(ctx, id, &pl, p.Finished)...)
 		}
 	}
 	if !withFiles {
@@ -150,6 +153,42 @@ func (p *runPage) totals(res *result.Run) {
 		parts = append(parts, itoa(counts[o])+" "+o)
 	}
 	p.Outcomes = strings.Join(parts, ", ")
+}
+
+// workflowStages lists, while a run goes on, the jobs the store knows that its plan does not:
+// those of the workflows its orchestrators wrote, grouped by agent in the order they started.
+func (u *UI) workflowStages(ctx context.Context, runID string, pl *plan.Run, finished bool) []stage {
+	js, err := u.Store.RunJobs(ctx, runID)
+	if err != nil {
+		return nil
+	}
+	inPlan := map[string]bool{}
+	for _, n := range pl.Nodes {
+		if n != nil {
+			inPlan[n.Agent] = true
+		}
+	}
+	slices.SortStableFunc(js, func(a, b store.RunJob) int { return a.UpdatedAt.Compare(b.UpdatedAt) })
+	var out []stage
+	at := map[string]int{}
+	for _, j := range js {
+		agent := runner.JobAgent(j.Job)
+		if inPlan[agent] {
+			continue
+		}
+		i, ok := at[agent]
+		if !ok {
+			i = len(out)
+			at[agent] = i
+			out = append(out, stage{Name: render.Visible(agent)})
+		}
+		status := j.State
+		if status == store.RunJobFinished || finished {
+			status = "ended"
+		}
+		out[i].Jobs = append(out[i].Jobs, jobRow{ID: render.Visible(j.Job), Href: jobHref(runID, j.Job), Status: status})
+	}
+	return out
 }
 
 // jobsStarted says which of a run's jobs have started: those the store records running or

@@ -313,3 +313,38 @@ func TestJobPatchFromTheRunDirectory(t *testing.T) {
 	wantNotIn(t, page, "symlinked patch", "through a link")
 	wantIn(t, page, "symlinked patch", "its patch is not kept here")
 }
+
+// While a run goes on, the jobs of the workflow its orchestrator wrote show on its page as they
+// start (they are in the store, not the plan), and each has its job page.
+func TestRunPageShowsAWorkflowsJobsAsTheyStart(t *testing.T) {
+	srv, st, _ := setupRunPages(t)
+	ctx := t.Context()
+	pl := &plan.Run{Routine: "migrate", Nodes: []*plan.Node{
+		{Agent: "lead", Orchestrate: &plan.Orchestration{MaxAgents: 10}, Instances: []*plan.Instance{{ID: "lead", Agent: "lead"}}},
+	}}
+	planJSON, _ := json.Marshal(pl)
+	run, _, err := st.CreateRun(ctx, store.Run{Repo: "o/r", Routine: "migrate", SHA: "abc", EventKind: "dispatch", Plan: planJSON})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.UpdateRun(ctx, store.Run{ID: run.ID, Status: store.RunRunning, SHA: "abc", Plan: planJSON, StartedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, js := range [][2]string{{"lead", store.RunJobFinished}, {"lead/plan", store.RunJobFinished}, {"lead/edit[services/api]", store.RunJobRunning}} {
+		if err := st.SetRunJobState(ctx, run.ID, js[0], js[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _ := signIn(t, srv, st, "viewer", store.ScopeRead)
+	code, page := get(t, c, srv.URL+"/ui/runs/"+run.ID)
+	if code != http.StatusOK {
+		t.Fatalf("run page: %d", code)
+	}
+	wantIn(t, page, "workflow stages", "<h3>lead/plan ", "<h3>lead/edit ", `<tr data-job="lead/edit[services/api]">`,
+		`href="/ui/runs/`+run.ID+`/jobs/lead%2Fedit%5Bservices%2Fapi%5D"`, `job-status badge o-running">running</span>`)
+	code, page = get(t, c, srv.URL+"/ui/runs/"+run.ID+"/jobs/lead%2Fedit%5Bservices%2Fapi%5D")
+	if code != http.StatusOK {
+		t.Fatalf("a workflow job's page: %d\n%s", code, page)
+	}
+	wantIn(t, page, "workflow job page", "lead/edit[services/api]", "running")
+}
