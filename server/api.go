@@ -272,7 +272,6 @@ type JobView struct {
 	State string `json:"state,omitempty"`
 }
 
-
 func (a *API) listRuns(w http.ResponseWriter, r *http.Request) {
 	f, err := runFilterOf(r.URL.Query())
 	if err != nil {
