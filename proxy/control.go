@@ -20,6 +20,10 @@ type FileConfig struct {
 	Keys       []KeyEndpoint `json:"keys,omitempty"`
 	// Jobs are registered before the proxy starts; more arrive over the control channel.
 	Jobs []Job `json:"jobs,omitempty"`
+	// Budget caps the run's model calls in US dollars (0: none); Prices price them (the
+	// defaults when empty).
+	Budget float64 `json:"budget,omitempty"`
+	Prices Prices  `json:"prices,omitempty"`
 	// TestOnly widens the address filter and the resolver. Only a runner built with the
 	// agentrunner_testonly tag accepts it; any other build refuses to start.
 	TestOnly *TestOnly `json:"test_only,omitempty"`
@@ -39,7 +43,7 @@ var ErrTestOnly = errors.New("this runner build does not accept test-only addres
 
 // Request is one control-channel command, a JSON object per line.
 type Request struct {
-	// Op is "register" (Job), "blocked" or "attempts" (JobID).
+	// Op is "register" (Job), "blocked", "attempts" or "spend" (JobID).
 	Op    string `json:"op"`
 	Job   *Job   `json:"job,omitempty"`
 	JobID string `json:"job_id,omitempty"`
@@ -55,6 +59,9 @@ type Reply struct {
 	Token    string    `json:"token,omitempty"`
 	Blocked  []string  `json:"blocked,omitempty"`
 	Attempts []Attempt `json:"attempts,omitempty"`
+	// Spend is a job's metered model calls; RunUSD the run's in all (op spend).
+	Spend  *Spend  `json:"spend,omitempty"`
+	RunUSD float64 `json:"run_usd,omitempty"`
 }
 
 // ServeControl answers the Requests read from r on w until r ends or ctx is done. Requests
@@ -97,6 +104,9 @@ func (s *Server) answer(req Request) Reply {
 		return Reply{OK: true, Blocked: s.Blocked(req.JobID)}
 	case "attempts":
 		return Reply{OK: true, Attempts: s.Attempts(req.JobID)}
+	case "spend":
+		sp, run := s.Spend(req.JobID)
+		return Reply{OK: true, Spend: &sp, RunUSD: run}
 	default:
 		return Reply{Error: fmt.Sprintf("unknown op %q", req.Op)}
 	}

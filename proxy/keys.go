@@ -57,6 +57,15 @@ func (s *Server) newKeyRoute(k KeyEndpoint) (*keyRoute, error) {
 			}
 			pr.Out.Header.Set(hdr, val)
 		},
+		// Every successful answer is metered as it passes: its usage is the call's cost.
+		ModifyResponse: func(resp *http.Response) error {
+			if resp.StatusCode/100 != 2 || s.cfg.noMeter {
+				return nil
+			}
+			jobID, _ := resp.Request.Context().Value(jobIDKey{}).(string)
+			resp.Body = &meteredBody{rc: resp.Body, m: newMeter(resp.Header.Get("Content-Type")), done: func(u Usage) { s.charge(jobID, u) }}
+			return nil
+		},
 		Transport:     s.keyTransport(),
 		FlushInterval: -1, // model APIs stream server-sent events
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
@@ -68,6 +77,9 @@ func (s *Server) newKeyRoute(k KeyEndpoint) (*keyRoute, error) {
 }
 
 type restKey struct{}
+
+// jobIDKey carries the calling job's id to the response's meter.
+type jobIDKey struct{}
 
 // stripKeyQuery drops a `key` parameter (Gemini accepts the key there too).
 func stripKeyQuery(q url.Values) string {
@@ -121,7 +133,13 @@ func (s *Server) serveKeys(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "agentrunner proxy: no key endpoint "+strconv.Quote(prov)+" for this agent", http.StatusNotFound)
 		return
 	}
+	if reason := s.overBudget(j.id); reason != "" {
+		s.rec.add(s.log, Attempt{Job: j.id, Kind: KindBudget, Dest: kr.upstream.Host, Reason: reason, Client: r.RemoteAddr})
+		refuseBudget(w, reason)
+		return
+	}
 	s.rec.add(s.log, Attempt{Job: j.id, Kind: "KEY", Dest: kr.upstream.Host, Allowed: true, Client: r.RemoteAddr})
 	ctx := context.WithValue(r.Context(), restKey{}, "/"+rest)
+	ctx = context.WithValue(ctx, jobIDKey{}, j.id)
 	kr.proxy.ServeHTTP(w, r.WithContext(ctx))
 }

@@ -36,11 +36,18 @@ type Config struct {
 	// MaxAttempts is how many attempts per job are kept in memory (default 1000); refused
 	// destinations are always kept for Blocked.
 	MaxAttempts int
+	// Budget caps what the run's model calls through the key endpoints may cost, in US
+	// dollars (0: no cap). Once it is spent, further calls are refused (KindBudget).
+	Budget float64
+	// Prices price the calls (DefaultPrices when nil).
+	Prices Prices
 
 	// testAllow and testHosts widen the address filter and the resolver; only tests set them
 	// (this package's tests directly, other tests through TestOnlyAllow in tagged builds).
 	testAllow []netip.Prefix
 	testHosts map[string][]netip.Addr
+	// noMeter turns the metering of model calls off: the benchmark's baseline.
+	noMeter bool
 }
 
 // KeyEndpoint is one model API the key endpoints stand in for.
@@ -88,6 +95,10 @@ type Server struct {
 
 	rec recorder
 
+	spendMu sync.Mutex
+	spent   float64
+	spends  map[string]*Spend // by job id
+
 	forward *httputil.ReverseProxy
 }
 
@@ -109,6 +120,10 @@ func New(cfg Config) (*Server, error) {
 		keys:     map[string]*keyRoute{},
 		jobs:     map[string]*job{},
 		rec:      recorder{max: cfg.MaxAttempts, jobs: map[string]*jobLog{}},
+		spends:   map[string]*Spend{},
+	}
+	if s.cfg.Prices == nil {
+		s.cfg.Prices = DefaultPrices
 	}
 	if s.resolver == nil {
 		s.resolver = net.DefaultResolver

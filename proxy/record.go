@@ -57,7 +57,8 @@ func (r *recorder) add(log *slog.Logger, a Attempt) {
 		jl.attempts = jl.attempts[:len(jl.attempts)-1]
 	}
 	jl.attempts = append(jl.attempts, a)
-	if !a.Allowed {
+	// A call refused for the budget is not a blocked destination: Spend reports it.
+	if !a.Allowed && a.Kind != KindBudget {
 		b := a.Dest + " (" + a.Reason + ")"
 		if !jl.seen[b] {
 			jl.seen[b] = true

@@ -53,7 +53,7 @@ func Serve(ctx context.Context, fc FileConfig, log *slog.Logger, control *json.D
 }
 
 func setup(fc FileConfig, log *slog.Logger) (*Server, net.Listener, net.Listener, error) {
-	cfg := Config{Logger: log, Keys: fc.Keys}
+	cfg := Config{Logger: log, Keys: fc.Keys, Budget: fc.Budget, Prices: fc.Prices}
 	if fc.TestOnly != nil {
 		if err := TestOnlyAllow(&cfg, fc.TestOnly); err != nil {
 			return nil, nil, nil, err
