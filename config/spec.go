@@ -282,6 +282,26 @@ func concurrencyField() field[Routine] {
 		}}
 }
 
+// dollarsField is an amount of US dollars, more than 0.
+func dollarsField[T any](key, doc string, p func(*T) *float64) field[T] {
+	return field[T]{key: key, doc: doc,
+		schema: func(*schemaGen) map[string]any { return map[string]any{"type": "number", "exclusiveMinimum": 0} },
+		decode: func(d *decoder, _, v *yaml.Node, t *T) {
+			if f, ok := d.number(v, key); ok {
+				if f <= 0 {
+					d.errorf(v, "%s must be an amount of US dollars more than 0, like 5 or 0.50, got %v", key, f)
+					return
+				}
+				*p(t) = f
+			}
+		}}
+}
+
+var budgetObj = newObject("budget", "budget",
+	"Caps on what the run's model calls cost, in US dollars, metered by the egress proxy from the APIs' own usage (agents behind it: network allow lists). Past a cap, model calls are refused and the job ends budget_exceeded.",
+	dollarsField("run", "Most one run may spend.", func(t *Budget) *float64 { return &t.Run }),
+)
+
 var resourcesObj = newObject("resources", "resources",
 	"Container limits.",
 	field[Resources]{key: "cpus", doc: "CPUs, fractions allowed (0.5).",
@@ -653,6 +673,7 @@ var routineObj = newObject("routine", "routine",
 		decode: decodeAgents},
 	objField("publish", publishObj, func(t *Routine) *Publish { return &t.Publish }),
 	intField("max-fan-out", "Cap on the instances of one agent (matrix × replicas); default 256.", 1, func(t *Routine) *int { return &t.MaxFanOut }),
+	ptrField("budget", budgetObj, func(t *Routine) **Budget { return &t.Budget }, func(u *Budget) *Pos { return &u.Pos }),
 )
 
 func decodeAgents(d *decoder, k, v *yaml.Node, t *Routine) {

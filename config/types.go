@@ -35,10 +35,18 @@ type Routine struct {
 	Publish Publish  `json:"publish"`
 	// MaxFanOut caps the instances of one agent (matrix × replicas); 0 means the default (256).
 	MaxFanOut int `json:"max_fan_out,omitempty"`
+	// Budget caps what the run's model calls cost (nil: no cap).
+	Budget *Budget `json:"budget,omitempty"`
 	// ValuePos is where the text of each field that may hold expressions starts, by path
 	// ("env.NAME", "concurrency.group", "publish.pull-request.title"), so that an error
 	// found in it after loading points at the text. Not part of the format.
 	ValuePos map[string]Pos `json:"-"`
+}
+
+// Budget caps model spend, in US dollars.
+type Budget struct {
+	Pos Pos     `json:"pos"`
+	Run float64 `json:"run,omitempty"`
 }
 
 // Triggers is the `on:` block. A nil field means the routine does not react to that event.

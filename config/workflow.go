@@ -24,6 +24,7 @@ var workflowOnlyKeys = map[string]string{
 	"secrets":     "its agents may ask only for the routine's secrets, listed in their own secrets:",
 	"concurrency": "it runs inside the orchestrating run, which has the routine's concurrency",
 	"publish":     "its changes join the orchestrating run's, which the routine publishes",
+	"budget":      "its agents spend from the orchestrating run's budget",
 }
 
 // ParseWorkflow decodes and validates a workflow an orchestrating agent wrote: the format of a

@@ -90,3 +90,22 @@ func TestDescribeWorkflowFormatFollowsTheKeyTables(t *testing.T) {
 		}
 	}
 }
+
+func TestBudget(t *testing.T) {
+	r, errs := Parse("b.yaml", []byte("on: push\nbudget: {run: 2.50}\nagents: {a: {image: i, command: [x]}}\n"))
+	if len(errs) > 0 || r.Budget == nil || r.Budget.Run != 2.5 {
+		t.Fatalf("budget %+v %v", r, errs)
+	}
+	for src, want := range map[string]string{
+		"on: push\nbudget: {run: 0}\nagents: {a: {image: i, command: [x]}}\n":    "b.yaml:2:15: run must be an amount of US dollars more than 0",
+		"on: push\nbudget: {daily: 5}\nagents: {a: {image: i, command: [x]}}\n":  `b.yaml:2:10: unknown key "daily" in budget`,
+		"on: push\nbudget: {run: lots}\nagents: {a: {image: i, command: [x]}}\n": "b.yaml:2:15:",
+	} {
+		if _, errs := Parse("b.yaml", []byte(src)); !strings.Contains(errs.Error(), want) {
+			t.Errorf("%q: %v, want %q", src, errs, want)
+		}
+	}
+	if _, errs := ParseWorkflow("workflow.yaml", []byte("budget: {run: 100}\nagents: {a: {command: [x]}}\n"), WorkflowRules{Image: "i", Depth: 1}); !strings.Contains(errs.Error(), "has no budget: its agents spend from the orchestrating run's budget") {
+		t.Errorf("a workflow's own budget: %v", errs)
+	}
+}

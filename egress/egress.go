@@ -80,6 +80,10 @@ type RunSpec struct {
 	Logger *slog.Logger
 	// StartTimeout bounds waiting for the proxy to be ready (default 30s).
 	StartTimeout time.Duration
+	// Budget caps what the run's model calls through the proxy cost, in US dollars (0: none);
+	// Prices price them (the proxy's defaults when empty).
+	Budget float64
+	Prices proxy.Prices
 
 	// testOnly widens the proxy's address filter; testAllowOutside adds the outside
 	// network's subnet to it. Only this package's tests set them, and only a runner built
@@ -146,7 +150,7 @@ func Start(ctx context.Context, cli client.APIClient, spec RunSpec) (_ *Egress, 
 	if spec.StartTimeout <= 0 {
 		spec.StartTimeout = 30 * time.Second
 	}
-	fc := proxy.FileConfig{Listen: fmt.Sprintf(":%d", ProxyPort), KeysListen: fmt.Sprintf(":%d", KeysPort)}
+	fc := proxy.FileConfig{Listen: fmt.Sprintf(":%d", ProxyPort), KeysListen: fmt.Sprintf(":%d", KeysPort), Budget: spec.Budget, Prices: spec.Prices}
 	keys := map[preset.Provider]bool{}
 	for _, k := range spec.Keys {
 		if keys[k.API.Provider] {
@@ -464,6 +468,15 @@ func (e *Egress) Blocked(ctx context.Context, jobID string) ([]string, error) {
 		return nil, err
 	}
 	return rep.Blocked, nil
+}
+
+// Spend returns what the job's model calls through the proxy cost, and the run's in all.
+func (e *Egress) Spend(ctx context.Context, jobID string) (proxy.Spend, float64, error) {
+	rep, err := e.call(ctx, proxy.Request{Op: "spend", JobID: jobID})
+	if err != nil || rep.Spend == nil {
+		return proxy.Spend{}, 0, err
+	}
+	return *rep.Spend, rep.RunUSD, nil
 }
 
 // Attempts returns the job's recent attempts as the proxy recorded them.

@@ -16,7 +16,7 @@ import (
 func aggregate(n *plan.Node, jobs []*result.Job) (*result.Agent, plan.NeedResult) {
 	a := &result.Agent{Name: n.Agent, Counts: map[string]int{}, ContinueOnError: n.ContinueOnError}
 	need := plan.NeedResult{Counts: a.Counts}
-	var failed, cancelled int
+	var failed, cancelled, overBudget int
 	for _, j := range jobs {
 		a.Jobs = append(a.Jobs, j.ID)
 		a.Counts[string(j.Outcome)]++
@@ -24,11 +24,16 @@ func aggregate(n *plan.Node, jobs []*result.Job) (*result.Agent, plan.NeedResult
 		case result.Success, result.Skipped:
 		case result.Cancelled:
 			cancelled++
+		case result.BudgetExceeded:
+			failed++
+			overBudget++
 		default:
 			failed++
 		}
 	}
 	switch {
+	case failed > 0 && failed == overBudget && !n.ContinueOnError:
+		need.Result = plan.ResultBudgetExceeded
 	case failed > 0 && !n.ContinueOnError:
 		need.Result = plan.ResultFailure
 	case cancelled > 0 && failed == 0:

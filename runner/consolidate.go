@@ -144,7 +144,7 @@ func (r *runState) conclusion(ctx context.Context) result.Conclusion {
 	failing := []*result.Agent{}
 	for _, a := range r.res.Agents {
 		switch a.Result {
-		case plan.ResultFailure, plan.ResultNoQuorum:
+		case plan.ResultFailure, plan.ResultNoQuorum, plan.ResultBudgetExceeded:
 			if !a.ContinueOnError {
 				failing = append(failing, a)
 			}

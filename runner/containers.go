@@ -96,8 +96,26 @@ func (c *Containers) Run(ctx context.Context, t *Task, logs io.Writer) (*Exit, e
 		for _, d := range res.Direct {
 			exit.Blocked = append(exit.Blocked, d+" (direct connection without the proxy: the network has no route out)")
 		}
+		exit.Metered = c.Egress.spend(ctx, t.RunID, in.ID)
+		budgetOutcome(exit)
 	}
 	return exit, nil
+}
+
+// budgetOutcome ends a job whose model calls the proxy refused for the run's budget as
+// budget_exceeded: whatever its CLI made of the refusal (most exit non-zero, some exit 0 with
+// the work half done), the budget is why it stopped. A timeout or a cancel stays what it was.
+func budgetOutcome(exit *Exit) {
+	m := exit.Metered
+	if m == nil || m.Refused == 0 {
+		return
+	}
+	switch exit.Outcome {
+	case result.Success, result.Failed, result.Error:
+		exit.Outcome = result.BudgetExceeded
+		exit.Error = fmt.Sprintf("the run's budget of $%.2f for model calls was spent ($%.4f); %d model call(s) refused",
+			m.Budget, m.RunUSD, m.Refused)
+	}
 }
 
 func outcomeOf(o sandbox.Outcome) result.Outcome {

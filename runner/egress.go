@@ -13,7 +13,9 @@ import (
 	"github.com/agentrunner/agentrunner/config"
 	"github.com/agentrunner/agentrunner/egress"
 	"github.com/agentrunner/agentrunner/preset"
+	"github.com/agentrunner/agentrunner/proxy"
 	"github.com/agentrunner/agentrunner/runner/plan"
+	"github.com/agentrunner/agentrunner/runner/result"
 	"github.com/agentrunner/agentrunner/sandbox"
 )
 
@@ -35,6 +37,8 @@ type Egress struct {
 	// Owner labels the proxy and its networks (sandbox.OwnerLabels).
 	Owner  map[string]string
 	Logger *slog.Logger
+	// Prices price model calls for budgets (the proxy's defaults when nil).
+	Prices proxy.Prices
 
 	mu   sync.Mutex
 	runs map[string]*egressRun
@@ -45,6 +49,7 @@ type Egress struct {
 type egressRun struct {
 	eg     *egress.Egress
 	served map[string]bool // secret names the proxy adds, never handed to containers
+	budget float64
 }
 
 // needsEgress reports whether any agent of the run is allow-listed. The network mode is a
@@ -114,7 +119,8 @@ func (e *Egress) BeginRun(ctx context.Context, runID string, p *plan.Run, secret
 			}
 		}
 	}
-	eg, err := egress.Start(ctx, e.Client, egress.RunSpec{RunID: runID, Keys: keys, Executable: e.Executable, Owner: e.Owner, Logger: e.Logger})
+	eg, err := egress.Start(ctx, e.Client, egress.RunSpec{RunID: runID, Keys: keys, Executable: e.Executable, Owner: e.Owner, Logger: e.Logger,
+		Budget: p.Budget, Prices: e.Prices})
 	if err != nil {
 		return fmt.Errorf("start the egress proxy for allow-listed agents: %w", err)
 	}
@@ -122,7 +128,7 @@ func (e *Egress) BeginRun(ctx context.Context, runID string, p *plan.Run, secret
 	if e.runs == nil {
 		e.runs = map[string]*egressRun{}
 	}
-	e.runs[runID] = &egressRun{eg: eg, served: served}
+	e.runs[runID] = &egressRun{eg: eg, served: served, budget: p.Budget}
 	e.mu.Unlock()
 	return nil
 }
@@ -185,6 +191,27 @@ func (e *Egress) blocked(ctx context.Context, runID, jobID string) []string {
 		e.Logger.Warn("read refused destinations", "run_id", runID, "job", jobID, "err", err)
 	}
 	return b
+}
+
+// spend is what the job's model calls through its run's proxy cost (nil without a proxy, or
+// when the job made none).
+func (e *Egress) spend(ctx context.Context, runID, jobID string) *result.Metered {
+	r := e.run(runID)
+	if r == nil {
+		return nil
+	}
+	sp, run, err := r.eg.Spend(context.WithoutCancel(ctx), jobID)
+	if err != nil {
+		if e.Logger != nil {
+			e.Logger.Warn("read the job's model spend", "run_id", runID, "job", jobID, "err", err)
+		}
+		return nil
+	}
+	if sp.Calls == 0 && sp.Refused == 0 {
+		return nil
+	}
+	return &result.Metered{USD: sp.USD, Calls: sp.Calls, InputTokens: sp.InputTokens, OutputTokens: sp.OutputTokens,
+		Unpriced: sp.Unpriced, Refused: sp.Refused, RunUSD: run, Budget: r.budget}
 }
 
 // withoutServed drops the keys the proxy adds from what the container receives, unless the

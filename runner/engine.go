@@ -60,6 +60,8 @@ type Exit struct {
 	Finished time.Time
 	// Blocked lists egress destinations refused for this task, when a proxy enforced a list.
 	Blocked []string
+	// Metered is what the task's model calls through the proxy cost (nil: none metered).
+	Metered *result.Metered
 	// Error explains an outcome the sandbox decided on, like a disk limit it enforced.
 	Error string
 }
@@ -652,7 +654,7 @@ func (r *runState) execute(ctx context.Context, inst *plan.Instance, j *result.J
 		fail("%v", err)
 		return
 	}
-	j.Outcome, j.ExitCode, j.Blocked = exit.Outcome, exit.ExitCode, exit.Blocked
+	j.Outcome, j.ExitCode, j.Blocked, j.Metered = exit.Outcome, exit.ExitCode, exit.Blocked, exit.Metered
 	if exit.Error != "" {
 		j.Error = exit.Error
 	}

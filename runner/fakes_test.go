@@ -30,6 +30,8 @@ import (
 type fakeSandbox struct {
 	// argv, when set, replaces a task's argv (per replica, for votes).
 	argv func(in *plan.Instance) []string
+	// exit, when set, adjusts a task's exit as the Docker sandbox's egress would.
+	exit func(in *plan.Instance, e *Exit)
 
 	running atomic.Int64
 	peak    atomic.Int64
@@ -68,6 +70,9 @@ func (f *fakeSandbox) Run(ctx context.Context, t *Task, logs io.Writer) (*Exit, 
 		exit.Outcome = result.Success
 	default:
 		exit.Outcome, exit.ExitCode = result.Failed, code
+	}
+	if f.exit != nil {
+		f.exit(t.Instance, exit)
 	}
 	return exit, nil
 }

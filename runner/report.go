@@ -55,6 +55,7 @@ func Report(r *result.Run) string {
 	}
 
 	writeWorkflows(&b, r)
+	writeSpend(&b, r)
 
 	var refused []string
 	for _, j := range r.Jobs {
@@ -195,4 +196,53 @@ func fenced(lang, text string) string {
 	}
 	fence := strings.Repeat("`", max(3, longest+1))
 	return fence + lang + "\n" + strings.TrimRight(text, "\n") + "\n" + fence
+}
+
+// writeSpend shows what the proxy metered of the agents' model calls, next to what the agents
+// themselves reported, and the budget that stopped the run.
+func writeSpend(b *strings.Builder, r *result.Run) {
+	var rows []string
+	var total, budget float64
+	var stopped []string
+	for _, a := range r.Agents {
+		var metered, reported float64
+		var calls int
+		seen := false
+		for _, id := range a.Jobs {
+			j := r.Job(id)
+			if j == nil {
+				continue
+			}
+			reported += j.Usage.CostUSD
+			if m := j.Metered; m != nil {
+				seen = true
+				metered += m.USD
+				calls += m.Calls
+				budget = max(budget, m.Budget)
+			}
+			if j.Outcome == result.BudgetExceeded {
+				stopped = append(stopped, j.ID)
+			}
+		}
+		if !seen {
+			continue
+		}
+		total += metered
+		rows = append(rows, fmt.Sprintf("| %s | $%.4f | %d | %s |\n", a.Name, metered, calls, money(reported)))
+	}
+	if len(rows) == 0 {
+		return
+	}
+	b.WriteString("### Spend\n\nModel calls as the egress proxy metered them from the APIs' usage (the agents' own account beside):\n\n")
+	b.WriteString("| agent | metered | calls | agent-reported |\n|---|---|---|---|\n")
+	b.WriteString(strings.Join(rows, ""))
+	fmt.Fprintf(b, "\nIn all $%.4f", total)
+	if budget > 0 {
+		fmt.Fprintf(b, " of a $%.2f budget", budget)
+	}
+	b.WriteString(".")
+	if len(stopped) > 0 {
+		fmt.Fprintf(b, " The budget was spent: %s stopped with budget_exceeded.", strings.Join(stopped, ", "))
+	}
+	b.WriteString("\n\n")
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -24,6 +25,7 @@ import (
 	"github.com/agentrunner/agentrunner/daemon"
 	"github.com/agentrunner/agentrunner/github"
 	"github.com/agentrunner/agentrunner/livelog"
+	"github.com/agentrunner/agentrunner/proxy"
 	"github.com/agentrunner/agentrunner/reporters"
 	"github.com/agentrunner/agentrunner/runner"
 	"github.com/agentrunner/agentrunner/runner/event"
@@ -89,6 +91,20 @@ type serveConfig struct {
 	Workspace struct {
 		Mode string `yaml:"mode"`
 	} `yaml:"workspace"`
+	// Prices add to and override the egress proxy's price table for budgets (USD per million
+	// tokens, by model name prefix).
+	Prices map[string]proxy.Price `yaml:"prices"`
+}
+
+// prices is the price table budgets are metered with: the defaults, with runner.yaml's prices
+// over them.
+func (c serveConfig) prices() proxy.Prices {
+	if len(c.Prices) == 0 {
+		return nil
+	}
+	out := maps.Clone(proxy.DefaultPrices)
+	maps.Copy(out, c.Prices)
+	return out
 }
 
 func defaultServeConfig() serveConfig {
@@ -476,7 +492,7 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		if err != nil {
 			return fmt.Errorf("runner serve runs agents in Docker: %w", err)
 		}
-		sb = &runner.Containers{Sandbox: docker, Egress: &runner.Egress{Client: docker.Client(), Owner: owner, Logger: logger}}
+		sb = &runner.Containers{Sandbox: docker, Egress: &runner.Egress{Client: docker.Client(), Owner: owner, Logger: logger, Prices: c.prices()}}
 	}
 	wsDir := filepath.Join(c.DataDir, "workspaces")
 	mode := workspace.Mode(c.Workspace.Mode)

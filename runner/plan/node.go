@@ -75,7 +75,7 @@ func statusOf(needs []string, st State) *expr.Status {
 		if !ok || r.Result != ResultSuccess {
 			s.Success = false
 		}
-		if r.Result == ResultFailure || r.Result == ResultNoQuorum {
+		if r.Result == ResultFailure || r.Result == ResultNoQuorum || r.Result == ResultBudgetExceeded {
 			s.Failure = true
 		}
 	}

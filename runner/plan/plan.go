@@ -165,6 +165,9 @@ func buildRun(r *config.Routine, ev *event.Event, payload map[string]any, opts O
 		MaxFanOut:   cr.maxFanOut,
 		Inputs:      in,
 	}
+	if r.Budget != nil {
+		run.Budget = r.Budget.Run
+	}
 	fork := ev.PullRequest != nil && ev.PullRequest.Fork
 	if !fork || (r.On.PullRequest != nil && r.On.PullRequest.ForkSecrets) {
 		run.Secrets = slices.Clone(r.Secrets)

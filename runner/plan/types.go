@@ -42,6 +42,9 @@ type Run struct {
 	Nodes     []*Node `json:"nodes"`
 	Publish   Publish `json:"publish"`
 	MaxFanOut int     `json:"max_fan_out"`
+	// Budget caps what the run's model calls through the egress proxy cost, in US dollars
+	// (0: no cap).
+	Budget float64 `json:"budget,omitempty"`
 	// Inputs are the dispatch inputs with defaults applied.
 	Inputs map[string]string `json:"inputs,omitempty"`
 }
@@ -131,6 +134,9 @@ const (
 	ResultCancelled = "cancelled"
 	ResultSkipped   = "skipped"
 	ResultNoQuorum  = "no_quorum"
+	// ResultBudgetExceeded: the agent's jobs failed only because the run's budget for model
+	// calls was spent. failure() is true for it.
+	ResultBudgetExceeded = "budget_exceeded"
 )
 
 // NeedResult is what a finished agent exposes to its dependents. For a fanned-out agent

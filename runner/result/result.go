@@ -20,6 +20,9 @@ const (
 	Cancelled Outcome = "cancelled"
 	Skipped   Outcome = "skipped"
 	Error     Outcome = "error"
+	// BudgetExceeded is a job whose model calls were refused because its run's budget was
+	// spent.
+	BudgetExceeded Outcome = "budget_exceeded"
 )
 
 // Conclusion is a run's overall verdict, named as GitHub check runs name them.
@@ -102,6 +105,24 @@ type Job struct {
 	// why the one this attempt wrote was refused.
 	Workflow       string `json:"workflow,omitempty"`
 	WorkflowErrors string `json:"workflow_errors,omitempty"`
+	// Metered is what the job's model calls through the egress proxy cost, as the proxy
+	// metered them from the APIs' own usage (Usage is the agent's own account of it).
+	Metered *Metered `json:"metered,omitempty"`
+}
+
+// Metered is a job's model calls as the egress proxy metered them.
+type Metered struct {
+	USD          float64 `json:"usd"`
+	Calls        int     `json:"calls"`
+	InputTokens  int64   `json:"input_tokens"`
+	OutputTokens int64   `json:"output_tokens"`
+	// Unpriced counts calls of models the price table does not know (priced at its dearest).
+	Unpriced int `json:"unpriced,omitempty"`
+	// Refused counts calls refused because the run's budget was spent.
+	Refused int `json:"refused,omitempty"`
+	// RunUSD is the run's spend when the job ended; Budget the run's cap (0: none).
+	RunUSD float64 `json:"run_usd,omitempty"`
+	Budget float64 `json:"budget,omitempty"`
 }
 
 // Duration is how long the job ran.
