@@ -2,9 +2,11 @@
 // in a `FROM scratch` container on the run's outside network, where only the proxy can reach
 // it. It serves plain HTTP on :80 and TLS (a self-signed certificate made at start) on :443:
 //
-//	/hello       "hello from upstream"
-//	/bytes?n=N   N bytes
-//	anything else "ok"
+//	/hello            "hello from upstream"
+//	/bytes?n=N        N bytes
+//	/v1/usage-json    an Anthropic message with usage (1000 input, 500 output tokens)
+//	/v1/usage-stream  the same as server-sent events
+//	anything else     "ok"
 //
 // and prints `SEEN <path> x-api-key=… authorization=… x-goog-api-key=…` for every request,
 // so a test reads from the container's logs which key reached the API, while the agent's
@@ -34,6 +36,14 @@ func main() {
 		switch r.URL.Path {
 		case "/hello":
 			fmt.Fprintln(w, "hello from upstream")
+		case "/v1/usage-json":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"type":"message","model":"claude-sonnet-4-5","content":[{"type":"text","text":"ok"}],"usage":{"input_tokens":1000,"output_tokens":500}}`)
+		case "/v1/usage-stream":
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprint(w, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-sonnet-4-5\",\"usage\":{\"input_tokens\":1000,\"output_tokens\":1}}}\n\n"+
+				"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"ok\"}}\n\n"+
+				"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":500}}\n\n")
 		case "/bytes":
 			n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 			w.Header().Set("Content-Length", strconv.Itoa(n))
