@@ -300,6 +300,7 @@ func dollarsField[T any](key, doc string, p func(*T) *float64) field[T] {
 var budgetObj = newObject("budget", "budget",
 	"Caps on what the run's model calls cost, in US dollars, metered by the egress proxy from the APIs' own usage (agents behind it: network allow lists). Past a cap, model calls are refused and the job ends budget_exceeded.",
 	dollarsField("run", "Most one run may spend.", func(t *Budget) *float64 { return &t.Run }),
+	dollarsField("day", "Most the routine's runs may spend in one UTC day, counted across every daemon on the database.", func(t *Budget) *float64 { return &t.Day }),
 )
 
 var resourcesObj = newObject("resources", "resources",

@@ -47,6 +47,7 @@ type Routine struct {
 type Budget struct {
 	Pos Pos     `json:"pos"`
 	Run float64 `json:"run,omitempty"`
+	Day float64 `json:"day,omitempty"`
 }
 
 // Triggers is the `on:` block. A nil field means the routine does not react to that event.

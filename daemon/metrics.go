@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/agentrunner/agentrunner/runner/result"
 )
 
 // Metrics are the daemon's Prometheus collectors. Register them with Register.
@@ -13,6 +15,7 @@ type Metrics struct {
 	runs       *prometheus.CounterVec
 	running    prometheus.GaugeFunc
 	queue      *queueCollector
+	spend      *prometheus.CounterVec
 }
 
 func newMetrics(d *Daemon) *Metrics {
@@ -29,6 +32,10 @@ func newMetrics(d *Daemon) *Metrics {
 			Name: "agentrunner_runs_running",
 			Help: "Run jobs this daemon holds now (running or waiting for their concurrency group).",
 		}, func() float64 { return float64(d.running.Load()) }),
+		spend: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentrunner_model_spend_usd_total",
+			Help: "Model spend the egress proxies metered for this daemon's runs, in US dollars, by repository and routine.",
+		}, []string{"repo", "routine"}),
 		queue: &queueCollector{d: d, desc: prometheus.NewDesc("agentrunner_queue_jobs",
 			"Jobs in the shared queue, by state (read from the store at scrape time).", []string{"state"}, nil)},
 	}
@@ -36,7 +43,7 @@ func newMetrics(d *Daemon) *Metrics {
 
 // Register adds the collectors to r.
 func (m *Metrics) Register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.deliveries, m.runs, m.running, m.queue} {
+	for _, c := range []prometheus.Collector{m.deliveries, m.runs, m.running, m.queue, m.spend} {
 		if err := r.Register(c); err != nil {
 			return err
 		}
@@ -68,4 +75,15 @@ func (q *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, st := range []string{"available", "leased", "completed", "dead", "cancelled"} {
 		ch <- prometheus.MustNewConstMetric(q.desc, prometheus.GaugeValue, float64(counts[st]), st)
 	}
+}
+
+// meteredSpend is what the proxy metered of a run's model calls.
+func meteredSpend(res *result.Run) float64 {
+	var usd float64
+	for _, j := range res.Jobs {
+		if j.Metered != nil {
+			usd += j.Metered.USD
+		}
+	}
+	return usd
 }

@@ -66,6 +66,8 @@ type GitPipeline struct {
 	// Workflows keeps orchestrators' workflows with their runs, so a run started again after a
 	// crash runs the workflow it had (StoreWorkflows; nil: not kept).
 	Workflows runner.WorkflowStore
+	// Budgets holds the daily model budgets across the fleet (nil: only runs' own budgets).
+	Budgets *DailyBudgets
 	// RunsDir receives <RunsDir>/<run id>/{jobs/<job>/log.txt, result.json, report.md}.
 	RunsDir string
 	// Files, when set, also keeps those files of a finished run (the store), so that any
@@ -171,6 +173,7 @@ func (p *GitPipeline) pipe() *pipeline.Pipeline {
 			Reporters:  reps,
 			Limits:     p.Limits,
 			Workflows:  p.Workflows,
+			Ledger:     p.Budgets.Ledger,
 			DetailsURL: p.DetailsURL,
 		}
 	})

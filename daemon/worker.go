@@ -145,6 +145,9 @@ func (d *Daemon) runJob(ctx context.Context, j store.Job) {
 		log.Warn("record run result", "err", err)
 	}
 	d.metrics.runs.WithLabelValues(upd.Conclusion).Inc()
+	if usd := meteredSpend(res); usd > 0 {
+		d.metrics.spend.WithLabelValues(run.Repo, run.Routine).Add(usd)
+	}
 	summary, _ := json.Marshal(map[string]any{"conclusion": upd.Conclusion, "jobs": len(res.Jobs)})
 	if ce == nil {
 		if err := d.o.Store.Complete(bg, j.ID, d.o.Owner, summary); err != nil {

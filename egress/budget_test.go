@@ -62,4 +62,22 @@ func TestTheProxyStopsModelCallsPastTheRunsBudget(t *testing.T) {
 	if up := containerLogs(t, cli, upName); strings.Count(up, "SEEN /v1/usage") != 2 {
 		t.Errorf("the API saw the refused call, or not the two others:\n%s", up)
 	}
+
+	// The runner moves the cap as daily budgets are spent: raised, a call goes through; set at
+	// what the run has spent, the next is refused, naming the daily budget.
+	if err := eg.SetBudget(ctx, 1, true); err != nil {
+		t.Fatal(err)
+	}
+	out = runAgent(t, cli, runID, "spender", []string{upName + ":80"}, cfg, "fetch", "$ANTHROPIC_BASE_URL/v1/usage-json")
+	if got := resultOf(t, out, "FETCH", "$ANTHROPIC_BASE_URL/v1/usage-json"); !strings.HasPrefix(got, "200 ") {
+		t.Errorf("under a raised cap => %q", got)
+	}
+	_, run, _ = eg.Spend(ctx, "")
+	if err := eg.SetBudget(ctx, run, true); err != nil {
+		t.Fatal(err)
+	}
+	out = runAgent(t, cli, runID, "spender", []string{upName + ":80"}, cfg, "fetch", "$ANTHROPIC_BASE_URL/v1/usage-json")
+	if got := resultOf(t, out, "FETCH", "$ANTHROPIC_BASE_URL/v1/usage-json"); !strings.HasPrefix(got, "402 ") || !strings.Contains(got, "daily budget") {
+		t.Errorf("with the day spent => %q", got)
+	}
 }

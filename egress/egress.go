@@ -479,6 +479,12 @@ func (e *Egress) Spend(ctx context.Context, jobID string) (proxy.Spend, float64,
 	return *rep.Spend, rep.RunUSD, nil
 }
 
+// SetBudget caps the run's model spend at usd, or lifts the cap (capped false).
+func (e *Egress) SetBudget(ctx context.Context, usd float64, capped bool) error {
+	_, err := e.call(ctx, proxy.Request{Op: "budget", Budget: usd, Uncapped: !capped})
+	return err
+}
+
 // Attempts returns the job's recent attempts as the proxy recorded them.
 func (e *Egress) Attempts(ctx context.Context, jobID string) ([]proxy.Attempt, error) {
 	rep, err := e.call(ctx, proxy.Request{Op: "attempts", JobID: jobID})

@@ -72,6 +72,8 @@ type Pipeline struct {
 	Limits runner.Limits
 	// Workflows keeps orchestrators' workflows with their runs (nil: not kept).
 	Workflows runner.WorkflowStore
+	// Ledger makes a run's ledger for daily budgets (nil, or a nil ledger: none applies).
+	Ledger func(repo string, run *plan.Run) runner.SpendLedger
 	// Logger receives what happened and why nothing happened; nil discards.
 	Logger *slog.Logger
 	// NewRunID names a run; nil derives it from the delivery id and the routine, so a retried
@@ -352,7 +354,11 @@ func (p *Pipeline) runPlanned(ctx context.Context, ev *event.Event, run *plan.Ru
 		Workflows:  p.Workflows,
 	}
 	log.Info("run starting")
-	res, err := eng.Run(ctx, info, runner.RunOptions{Dir: dir, Secrets: secrets})
+	opts := runner.RunOptions{Dir: dir, Secrets: secrets}
+	if p.Ledger != nil {
+		opts.Ledger = p.Ledger(ev.Repo.FullName(), run)
+	}
+	res, err := eng.Run(ctx, info, opts)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: run %s of %s: %w", run.Routine, ev.Repo.FullName(), err)
 	}

@@ -63,16 +63,24 @@ func (s *Server) charge(jobID string, u Usage) {
 // overBudget says why the next call is refused ("" while the budget lasts), and counts the
 // refusal against job.
 func (s *Server) overBudget(jobID string) string {
-	if s.cfg.Budget <= 0 {
-		return ""
-	}
 	s.spendMu.Lock()
 	defer s.spendMu.Unlock()
-	if s.spent < s.cfg.Budget {
+	if !s.capped || s.spent < s.budget {
 		return ""
 	}
 	s.jobSpend(jobID).Refused++
-	return fmt.Sprintf("the run's budget of $%.2f for model calls is spent ($%.4f)", s.cfg.Budget, s.spent)
+	if s.cfg.Budget > 0 && s.budget == s.cfg.Budget {
+		return fmt.Sprintf("the run's budget of $%.2f for model calls is spent ($%.4f)", s.cfg.Budget, s.spent)
+	}
+	return fmt.Sprintf("a daily budget for model calls is spent (this run may spend $%.4f, and has spent $%.4f)", s.budget, s.spent)
+}
+
+// SetBudget caps the run's spend at usd (capped), or lifts the cap: the runner moves it as
+// daily budgets, shared with other runs, are spent.
+func (s *Server) SetBudget(usd float64, capped bool) {
+	s.spendMu.Lock()
+	defer s.spendMu.Unlock()
+	s.capped, s.budget = capped, usd
 }
 
 // refuseBudget answers a model call as the APIs answer an error, so the agent's CLI shows why

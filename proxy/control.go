@@ -43,10 +43,14 @@ var ErrTestOnly = errors.New("this runner build does not accept test-only addres
 
 // Request is one control-channel command, a JSON object per line.
 type Request struct {
-	// Op is "register" (Job), "blocked", "attempts" or "spend" (JobID).
+	// Op is "register" (Job), "blocked", "attempts" or "spend" (JobID), or "budget".
 	Op    string `json:"op"`
 	Job   *Job   `json:"job,omitempty"`
 	JobID string `json:"job_id,omitempty"`
+	// Budget is op budget's new cap on the run's spend in US dollars; a cap at or below what
+	// is spent refuses every further call. Uncapped lifts the cap.
+	Budget   float64 `json:"budget,omitempty"`
+	Uncapped bool    `json:"uncapped,omitempty"`
 }
 
 // Reply answers one Request, in order, a JSON object per line. The first line the proxy
@@ -107,6 +111,9 @@ func (s *Server) answer(req Request) Reply {
 	case "spend":
 		sp, run := s.Spend(req.JobID)
 		return Reply{OK: true, Spend: &sp, RunUSD: run}
+	case "budget":
+		s.SetBudget(req.Budget, !req.Uncapped)
+		return Reply{OK: true}
 	default:
 		return Reply{Error: fmt.Sprintf("unknown op %q", req.Op)}
 	}

@@ -98,6 +98,9 @@ type Server struct {
 	spendMu sync.Mutex
 	spent   float64
 	spends  map[string]*Spend // by job id
+	// capped says budget holds: Config.Budget at first, then what SetBudget says.
+	capped bool
+	budget float64
 
 	forward *httputil.ReverseProxy
 }
@@ -125,6 +128,7 @@ func New(cfg Config) (*Server, error) {
 	if s.cfg.Prices == nil {
 		s.cfg.Prices = DefaultPrices
 	}
+	s.capped, s.budget = cfg.Budget > 0, cfg.Budget
 	if s.resolver == nil {
 		s.resolver = net.DefaultResolver
 	}

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"math"
 	"strings"
 	"testing"
 
@@ -70,6 +71,26 @@ agents:
 	for _, want := range []string{"### Spend", "| work | $0.0512 | 4 |", "| other | $0.0010 | 1 |", "of a $0.05 budget", "work stopped with budget_exceeded"} {
 		if !strings.Contains(res.Report, want) {
 			t.Errorf("report lacks %q:\n%s", want, res.Report)
+		}
+	}
+}
+
+func TestSpendCap(t *testing.T) {
+	inf := math.Inf(1)
+	for _, tc := range []struct {
+		budget, spent, left, limit float64
+		capped                     bool
+	}{
+		{0, 1, inf, 0, false},    // no budget at all
+		{5, 1, inf, 5, true},     // the run's own
+		{5, 1, 2, 3, true},       // the day leaves less than the run's budget
+		{5, 1, 10, 5, true},      // the run's budget is the lower
+		{0, 1.5, 0, 1.5, true},   // the day is spent: nothing more
+		{0, 1, 0.25, 1.25, true}, // only a daily budget
+	} {
+		limit, capped := spendCap(tc.budget, tc.spent, tc.left)
+		if limit != tc.limit || capped != tc.capped {
+			t.Errorf("spendCap(%v, %v, %v) = %v, %v; want %v, %v", tc.budget, tc.spent, tc.left, limit, capped, tc.limit, tc.capped)
 		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/agentrunner/agentrunner/config"
 	"github.com/agentrunner/agentrunner/preset"
-	"github.com/agentrunner/agentrunner/runner/plan"
 	"github.com/agentrunner/agentrunner/runner/result"
 	"github.com/agentrunner/agentrunner/sandbox"
 )
@@ -22,11 +21,11 @@ type Containers struct {
 }
 
 // BeginRun implements RunScoped.
-func (c *Containers) BeginRun(ctx context.Context, runID string, p *plan.Run, secrets map[string]string) error {
+func (c *Containers) BeginRun(ctx context.Context, runID string, s RunScope) error {
 	if c.Egress == nil {
 		return nil
 	}
-	return c.Egress.BeginRun(ctx, runID, p, secrets)
+	return c.Egress.BeginRun(ctx, runID, s)
 }
 
 // EndRun implements RunScoped.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -23,8 +24,24 @@ import (
 // proxy and its networks). The engine calls BeginRun before the first job and EndRun after
 // the last container is gone, also when the run fails or is cancelled.
 type RunScoped interface {
-	BeginRun(ctx context.Context, runID string, p *plan.Run, secrets map[string]string) error
+	BeginRun(ctx context.Context, runID string, s RunScope) error
 	EndRun(ctx context.Context, runID string)
+}
+
+// RunScope is what a run-scoped sandbox is given at the run's start.
+type RunScope struct {
+	Plan    *plan.Run
+	Secrets map[string]string // the values the runner holds, by name
+	// Ledger, when set, carries the run's model spend past the run: daily budgets, held
+	// across a fleet.
+	Ledger SpendLedger
+}
+
+// SpendLedger keeps model spend beyond one run (the daemon's store).
+type SpendLedger interface {
+	// Record adds usd, what the run spent since the last call, and returns how much more it
+	// may spend before a daily budget is spent (math.Inf(1) when none applies).
+	Record(ctx context.Context, usd float64) (left float64, err error)
 }
 
 // Egress starts, per run that has allow-listed agents, the runner's egress proxy: agents sit
@@ -50,7 +67,18 @@ type egressRun struct {
 	eg     *egress.Egress
 	served map[string]bool // secret names the proxy adds, never handed to containers
 	budget float64
+
+	// With a ledger, the run's spend is carried to it every ledgerSync and the proxy's cap
+	// follows what the daily budgets leave.
+	ledger   SpendLedger
+	recorded float64 // the run's spend the ledger has
+	stop     chan struct{}
+	synced   chan struct{}
 }
+
+// ledgerSync is how often a run's model spend is carried to the ledger: how far past a daily
+// budget the runs of a fleet can go together.
+const ledgerSync = 2 * time.Second
 
 // needsEgress reports whether any agent of the run is allow-listed. The network mode is a
 // property of the agent, so a dynamic node's preview tells the truth.
@@ -99,7 +127,8 @@ func instanceAPIs(in *plan.Instance) []preset.API {
 }
 
 // BeginRun starts the run's proxy when an agent needs one, with the keys the run holds.
-func (e *Egress) BeginRun(ctx context.Context, runID string, p *plan.Run, secrets map[string]string) error {
+func (e *Egress) BeginRun(ctx context.Context, runID string, scope RunScope) error {
+	p, secrets := scope.Plan, scope.Secrets
 	if !needsEgress(p) {
 		return nil
 	}
@@ -128,9 +157,56 @@ func (e *Egress) BeginRun(ctx context.Context, runID string, p *plan.Run, secret
 	if e.runs == nil {
 		e.runs = map[string]*egressRun{}
 	}
-	e.runs[runID] = &egressRun{eg: eg, served: served, budget: p.Budget}
+	r := &egressRun{eg: eg, served: served, budget: p.Budget, ledger: scope.Ledger}
+	e.runs[runID] = r
 	e.mu.Unlock()
+	if r.ledger != nil {
+		// Before the first agent: a daily budget already spent refuses its first call.
+		e.syncLedger(ctx, runID, r)
+		r.stop, r.synced = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(r.synced)
+			t := time.NewTicker(ledgerSync)
+			defer t.Stop()
+			for {
+				select {
+				case <-r.stop:
+					return
+				case <-t.C:
+					e.syncLedger(context.WithoutCancel(ctx), runID, r)
+				}
+			}
+		}()
+	}
 	return nil
+}
+
+// spendCap is the proxy's cap on a run: its own budget (0: none), or what it has spent plus
+// what the daily budgets leave, whichever is lower; capped false lifts the cap.
+func spendCap(runBudget, spent, left float64) (limit float64, capped bool) {
+	limit, capped = runBudget, runBudget > 0
+	if !math.IsInf(left, 1) && (!capped || spent+left < limit) {
+		limit, capped = spent+max(left, 0), true
+	}
+	return limit, capped
+}
+
+// syncLedger carries the run's new spend to the ledger and sets the proxy's cap to what the
+// run's own budget and the daily budgets leave.
+func (e *Egress) syncLedger(ctx context.Context, runID string, r *egressRun) {
+	_, run, err := r.eg.Spend(ctx, "")
+	if err == nil {
+		var left float64
+		left, err = r.ledger.Record(ctx, run-r.recorded)
+		if err == nil {
+			r.recorded = run
+			limit, capped := spendCap(r.budget, run, left)
+			err = r.eg.SetBudget(ctx, limit, capped)
+		}
+	}
+	if err != nil && e.Logger != nil {
+		e.Logger.Warn("carry the run's model spend to the daily budgets", "run_id", runID, "err", err)
+	}
 }
 
 // EndRun removes the run's proxy and networks.
@@ -144,6 +220,11 @@ func (e *Egress) EndRun(ctx context.Context, runID string) {
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
+	if r.stop != nil {
+		close(r.stop)
+		<-r.synced
+		e.syncLedger(cctx, runID, r) // the last calls count too
+	}
 	if err := r.eg.Close(cctx); err != nil && e.Logger != nil {
 		e.Logger.Warn("remove egress proxy", "run_id", runID, "err", err)
 	}

@@ -157,6 +157,8 @@ type RunOptions struct {
 	Dir string
 	// Secrets are the values the runner holds, by name; the plan decides who gets which.
 	Secrets map[string]string
+	// Ledger, when set, keeps the run's model spend beyond the run, for daily budgets.
+	Ledger SpendLedger
 }
 
 func (e *Engine) slots() chan struct{} {
@@ -219,7 +221,7 @@ func (e *Engine) Run(ctx context.Context, info *reporters.RunInfo, opts RunOptio
 	// Run-wide resources (the egress proxy) exist before the first job and go after the last.
 	scoped, _ := e.Sandbox.(RunScoped)
 	if scoped != nil {
-		if err := scoped.BeginRun(ctx, info.ID, info.Plan, opts.Secrets); err != nil {
+		if err := scoped.BeginRun(ctx, info.ID, RunScope{Plan: info.Plan, Secrets: opts.Secrets, Ledger: opts.Ledger}); err != nil {
 			r.res.Error = err.Error()
 			scoped = nil
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/agentrunner/agentrunner/internal/safefile"
 	"github.com/agentrunner/agentrunner/overview"
 	"github.com/agentrunner/agentrunner/runner"
+	"github.com/agentrunner/agentrunner/runner/result"
 	"github.com/agentrunner/agentrunner/store"
 )
 
@@ -270,6 +271,8 @@ type JobView struct {
 	// State is pending, running or finished while the run goes on (Outcome is set once it
 	// has ended).
 	State string `json:"state,omitempty"`
+	// Metered is what the job's model calls cost, as the egress proxy metered them.
+	Metered *result.Metered `json:"metered,omitempty"`
 }
 
 func (a *API) listRuns(w http.ResponseWriter, r *http.Request) {

@@ -1020,6 +1020,30 @@ func (s *sqlStore) DaemonAddr(ctx context.Context, owner string) (string, error)
 	return u, nil
 }
 
+// ---- model spend ----
+
+func (s *sqlStore) AddSpend(ctx context.Context, day, repo, routine string, usd float64) error {
+	if usd == 0 {
+		return nil
+	}
+	_, err := s.w.ExecContext(ctx, `INSERT INTO model_spend (day, repo, routine, usd) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (day, repo, routine) DO UPDATE SET usd = model_spend.usd + excluded.usd`, day, repo, routine, usd)
+	if err != nil {
+		return fmt.Errorf("record $%.4f of model spend of %s %s on %s: %w", usd, repo, routine, day, err)
+	}
+	return nil
+}
+
+func (s *sqlStore) DaySpend(ctx context.Context, day, repo, routine string) (float64, error) {
+	var usd float64
+	err := s.r.QueryRowContext(ctx, `SELECT COALESCE(SUM(usd), 0) FROM model_spend
+		WHERE day = $1 AND repo = $2 AND ($3 = '' OR routine = $3)`, day, repo, routine).Scan(&usd)
+	if err != nil {
+		return 0, fmt.Errorf("read the model spend of %s on %s: %w", repo, day, err)
+	}
+	return usd, nil
+}
+
 // ---- close ----
 
 func (s *sqlStore) Close() error {

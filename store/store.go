@@ -269,6 +269,11 @@ type Store interface {
 	// DaemonAddr returns the internal address owner recorded; ErrNotFound when none.
 	DaemonAddr(ctx context.Context, owner string) (string, error)
 
+	// AddSpend adds usd of metered model spend to day (UTC, 2006-01-02), repo and routine.
+	AddSpend(ctx context.Context, day, repo, routine string, usd float64) error
+	// DaySpend is the spend of day and repo: of routine, or of all its routines when "".
+	DaySpend(ctx context.Context, day, repo, routine string) (float64, error)
+
 	// Close stops background work and closes the database.
 	Close() error
 }

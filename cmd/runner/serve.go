@@ -94,6 +94,10 @@ type serveConfig struct {
 	// Prices add to and override the egress proxy's price table for budgets (USD per million
 	// tokens, by model name prefix).
 	Prices map[string]proxy.Price `yaml:"prices"`
+	// Budget holds the runner-wide model budgets.
+	Budget struct {
+		RepoDay float64 `yaml:"repo-day"`
+	} `yaml:"budget"`
 }
 
 // prices is the price table budgets are metered with: the defaults, with runner.yaml's prices
@@ -539,6 +543,7 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		Limits:     c.jobLimits(),
 		Live:       live,
 		Workflows:  daemon.StoreWorkflows{Files: st},
+		Budgets:    &daemon.DailyBudgets{Store: st, RepoDay: c.Budget.RepoDay},
 	}
 	if gh != nil {
 		pipe.Auth = func(ctx context.Context, repo event.Repo) (workspace.Auth, error) {

@@ -166,7 +166,7 @@ func buildRun(r *config.Routine, ev *event.Event, payload map[string]any, opts O
 		Inputs:      in,
 	}
 	if r.Budget != nil {
-		run.Budget = r.Budget.Run
+		run.Budget, run.DayBudget = r.Budget.Run, r.Budget.Day
 	}
 	fork := ev.PullRequest != nil && ev.PullRequest.Fork
 	if !fork || (r.On.PullRequest != nil && r.On.PullRequest.ForkSecrets) {

@@ -45,6 +45,8 @@ type Run struct {
 	// Budget caps what the run's model calls through the egress proxy cost, in US dollars
 	// (0: no cap).
 	Budget float64 `json:"budget,omitempty"`
+	// DayBudget caps what the routine's runs spend in one UTC day, across the fleet.
+	DayBudget float64 `json:"day_budget,omitempty"`
 	// Inputs are the dispatch inputs with defaults applied.
 	Inputs map[string]string `json:"inputs,omitempty"`
 }

@@ -47,6 +47,7 @@ func Run(t *testing.T, newDB NewDB) {
 		{"runs are listed by trigger and finish time, page after page by cursor", testRunListing},
 		{"a re-run records the run it re-runs", testRerunOf},
 		{"a job's cancel request is recorded once, never for a finished job, and seen by every store", testRunJobCancel},
+		{"model spend adds up per day, repository and routine, whichever store records it", testModelSpend},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
