@@ -176,6 +176,10 @@ func (s *jobSandbox) Run(ctx context.Context, t *runner.Task, logs io.Writer) (*
 		// cancelled: <reason>").
 		return &runner.Exit{Outcome: result.Cancelled, ExitCode: -1, Started: start, Finished: time.Now(), Error: jc.reason}, nil
 	}
+	if exit == nil && err == nil {
+		// Never started: the run was cancelled before the job's turn came.
+		return &runner.Exit{Outcome: result.Cancelled, ExitCode: -1, Started: start, Finished: time.Now()}, nil
+	}
 	return exit, err
 }
 

@@ -656,6 +656,10 @@ func (r *runState) execute(ctx context.Context, inst *plan.Instance, j *result.J
 		fail("%v", err)
 		return
 	}
+	if exit == nil {
+		fail("the sandbox reported no exit for the job (a bug in the sandbox)")
+		return
+	}
 	j.Outcome, j.ExitCode, j.Blocked, j.Metered = exit.Outcome, exit.ExitCode, exit.Blocked, exit.Metered
 	if exit.Error != "" {
 		j.Error = exit.Error
