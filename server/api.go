@@ -72,6 +72,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/runs/{id}/rerun", a.auth(store.ScopeDispatch, a.rerun))
 	mux.HandleFunc("POST /api/v1/runs/{id}/jobs/{job}/cancel", a.auth(store.ScopeDispatch, a.cancelJob))
 	mux.HandleFunc("GET /api/v1/review", a.auth(store.ScopeRead, a.review))
+	mux.HandleFunc("GET /api/v1/spend", a.auth(store.ScopeRead, a.spend))
 	mux.HandleFunc("GET /api/v1/repos", a.auth(store.ScopeRead, a.repos))
 	mux.HandleFunc("GET /api/v1/repos/{owner}/{repo}/routines", a.auth(store.ScopeRead, a.routines))
 	mux.HandleFunc("POST "+HookPath, a.hook)
@@ -247,6 +248,8 @@ type RunView struct {
 	FinishedAt time.Time       `json:"finished_at,omitzero"`
 	Plan       json.RawMessage `json:"plan,omitempty"`
 	Jobs       []JobView       `json:"jobs,omitempty"`
+	// SpendUSD is what the run's model calls cost, as the egress proxy metered them.
+	SpendUSD float64 `json:"spend_usd,omitempty"`
 }
 
 // NewRunView is the API's view of a stored run (with its plan when the run has one).
@@ -326,6 +329,11 @@ func (a *API) getRun(w http.ResponseWriter, r *http.Request) {
 		}
 		if json.Unmarshal(b, &res) == nil {
 			v.Jobs = res.Jobs
+			for _, j := range v.Jobs {
+				if j.Metered != nil {
+					v.SpendUSD += j.Metered.USD
+				}
+			}
 		}
 	}
 	writeJSON(w, http.StatusOK, v)

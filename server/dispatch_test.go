@@ -106,3 +106,38 @@ func TestRunUnderWayListsItsJobs(t *testing.T) {
 		t.Errorf("orchestrator job: %+v", j)
 	}
 }
+
+// GET /api/v1/spend lists a day's metered spend by repository and routine; a bad day is a 400.
+func TestSpendPerRoutinePerDay(t *testing.T) {
+	st := storetest.SQLite(t).Open(t)
+	ctx := t.Context()
+	for _, sp := range []store.Spend{{Day: "2026-12-06", Repo: "acme/app", Routine: "migrate", USD: 1.5}, {Day: "2026-12-06", Repo: "acme/app", Routine: "audit", USD: 0.25}, {Day: "2026-12-05", Repo: "acme/app", Routine: "audit", USD: 9}} {
+		if err := st.AddSpend(ctx, sp.Day, sp.Repo, sp.Routine, sp.USD); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok, _ := st.CreateToken(ctx, store.Token{Name: "r", Scope: store.ScopeRead})
+	mux := http.NewServeMux()
+	(&server.API{Store: st, Dispatcher: &inputsDispatcher{}}).Register(mux)
+	hs := httptest.NewServer(mux)
+	defer hs.Close()
+	get := func(q string) (int, server.SpendView) {
+		req, _ := http.NewRequest(http.MethodGet, hs.URL+"/api/v1/spend"+q, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var v server.SpendView
+		_ = json.NewDecoder(resp.Body).Decode(&v)
+		return resp.StatusCode, v
+	}
+	code, v := get("?day=2026-12-06")
+	if code != 200 || v.TotalUSD != 1.75 || len(v.Routines) != 2 || v.Routines[0].Routine != "audit" || v.Routines[1].USD != 1.5 {
+		t.Errorf("spend: %d %+v", code, v)
+	}
+	if code, _ := get("?day=yesterday"); code != http.StatusBadRequest {
+		t.Errorf("a bad day: %d", code)
+	}
+}

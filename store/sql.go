@@ -1044,6 +1044,23 @@ func (s *sqlStore) DaySpend(ctx context.Context, day, repo, routine string) (flo
 	return usd, nil
 }
 
+func (s *sqlStore) DaySpends(ctx context.Context, day string) ([]Spend, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT day, repo, routine, usd FROM model_spend WHERE day = $1 ORDER BY repo, routine`, day)
+	if err != nil {
+		return nil, fmt.Errorf("list the model spend of %s: %w", day, err)
+	}
+	defer rows.Close()
+	var out []Spend
+	for rows.Next() {
+		var sp Spend
+		if err := rows.Scan(&sp.Day, &sp.Repo, &sp.Routine, &sp.USD); err != nil {
+			return nil, fmt.Errorf("list the model spend of %s: %w", day, err)
+		}
+		out = append(out, sp)
+	}
+	return out, rows.Err()
+}
+
 // ---- close ----
 
 func (s *sqlStore) Close() error {

@@ -66,6 +66,14 @@ type Delivery struct {
 	UpdatedAt  time.Time
 }
 
+// Spend is the metered model spend of one repository's routine on one UTC day.
+type Spend struct {
+	Day     string  `json:"day"`
+	Repo    string  `json:"repo"`
+	Routine string  `json:"routine"`
+	USD     float64 `json:"usd"`
+}
+
 // Run is one routine run planned from one event.
 type Run struct {
 	ID string // made by the store when empty
@@ -273,6 +281,8 @@ type Store interface {
 	AddSpend(ctx context.Context, day, repo, routine string, usd float64) error
 	// DaySpend is the spend of day and repo: of routine, or of all its routines when "".
 	DaySpend(ctx context.Context, day, repo, routine string) (float64, error)
+	// DaySpends lists the spend of day by repository and routine, in that order.
+	DaySpends(ctx context.Context, day string) ([]Spend, error)
 
 	// Close stops background work and closes the database.
 	Close() error

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	neturl "net/url"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -342,5 +343,20 @@ func TestFollowFallsBackToPollingTheLog(t *testing.T) {
 	}
 	if len(asked) != 2 || !strings.HasSuffix(asked[0], "?follow=sse") {
 		t.Errorf("requests %q, want the stream first, then the log", asked)
+	}
+}
+
+// `runner spend` shows a day's metered spend by repository and routine.
+func TestSpendFromTheCLI(t *testing.T) {
+	st, _, url, tok := testDaemon(t, map[string]string{".agents/long.yaml": "name: long\non: {dispatch: {}}\nagents:\n  a: {image: x, command: [x]}\n"})
+	if err := st.AddSpend(t.Context(), "2026-12-06", "acme/app", "migrate", 1.5); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "spend", "--day", "2026-12-06", "--server", url, "--token", tok)
+	if code != 0 || !regexp.MustCompile(`acme/app\s+migrate\s+\$1\.5000`).MatchString(out) || !strings.Contains(out, "2026-12-06 in all") {
+		t.Errorf("exit %d, stdout:\n%s\nstderr: %s", code, out, errOut)
+	}
+	if code, _, errOut := runCLI(t, "spend", "--day", "soon", "--server", url, "--token", tok); code == 0 || !strings.Contains(errOut, "want a date") {
+		t.Errorf("a bad day: exit %d %s", code, errOut)
 	}
 }

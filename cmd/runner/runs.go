@@ -51,13 +51,23 @@ func newRunsCmd(s *streams) *cobra.Command {
 				if !v.StartedAt.IsZero() && !v.FinishedAt.IsZero() {
 					fmt.Fprintf(tw, "took\t%s\n", v.FinishedAt.Sub(v.StartedAt).Round(time.Millisecond))
 				}
+				if v.SpendUSD > 0 {
+					fmt.Fprintf(tw, "spend\t$%.4f (metered model calls)\n", v.SpendUSD)
+				}
 				_ = tw.Flush()
 				if len(v.Jobs) > 0 {
 					fmt.Fprintln(s.Out)
 					tw = tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "JOB\tAGENT\tOUTCOME")
+					fmt.Fprintln(tw, "JOB\tAGENT\tOUTCOME\tSPEND")
 					for _, j := range v.Jobs {
-						fmt.Fprintf(tw, "%s\t%s\t%s\n", termsafe.Line(j.ID), termsafe.Line(j.Agent), j.Outcome)
+						outcome, spend := j.Outcome, "-"
+						if outcome == "" {
+							outcome = j.State // a run under way
+						}
+						if j.Metered != nil {
+							spend = fmt.Sprintf("$%.4f", j.Metered.USD)
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", termsafe.Line(j.ID), termsafe.Line(j.Agent), outcome, spend)
 					}
 					_ = tw.Flush()
 				}

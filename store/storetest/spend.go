@@ -1,7 +1,9 @@
 package storetest
 
 import (
+	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -27,6 +29,15 @@ func testModelSpend(t *testing.T, db DB) {
 	check(t, a.AddSpend(ctx, "2026-12-06", "o/r", "audit", 1))
 	check(t, a.AddSpend(ctx, "2026-12-05", "o/r", "migrate", 7))
 	check(t, a.AddSpend(ctx, "2026-12-06", "o/other", "migrate", 3))
+	list, err := b.DaySpends(ctx, "2026-12-06")
+	check(t, err)
+	var got []string
+	for _, sp := range list {
+		got = append(got, fmt.Sprintf("%s %s %.2f", sp.Repo, sp.Routine, sp.USD))
+	}
+	if strings.Join(got, "; ") != "o/other migrate 3.00; o/r audit 1.00; o/r migrate 5.00" {
+		t.Errorf("DaySpends = %q", got)
+	}
 	for _, tc := range []struct {
 		routine string
 		want    float64
