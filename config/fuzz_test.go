@@ -23,6 +23,8 @@ func FuzzLoad(f *testing.F) {
 	for _, s := range []string{
 		"", "on:\n\tpush: {}\n", "a: &a [*a]\n", "<<: {on: push}\n", "agents: {a: {needs: [a]}}\n",
 		"on: push\nagents: {a: {matrix: {include: [1]}}}\n", "---\n---\n", "on: {schedule: [{cron: '@every 1h'}]}\n",
+		"on: push\nsecrets: [T]\nconnectors: {r: {url: 'https://m.example/mcp', secret: T, tools: [a]}, l: {image: m, command: [m], secrets: [T], network: {allow: ['a.b:443']}}}\n" +
+			"agents: {a: {uses: aider, prompt: p, image: i, network: open, connectors: {r: {image: x}, o: {url: x}}}}\n",
 	} {
 		f.Add([]byte(s))
 	}

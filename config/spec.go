@@ -472,34 +472,14 @@ var agentObj = newObject("agent", "agent",
 				t.With, _ = m.(map[string]any)
 			}
 		}},
-	field[Agent]{key: "command", doc: "Argv to run instead of a preset, like [make, test]. Never a shell string.",
-		schema: func(*schemaGen) map[string]any {
-			return map[string]any{"type": "array", "minItems": 1, "items": map[string]any{"type": []any{"string", "number", "boolean"}}}
-		},
-		decode: func(d *decoder, _, v *yaml.Node, t *Agent) {
-			r := d.resolve(v)
-			if r != nil && r.Kind == yaml.ScalarNode && r.Tag == "!!str" {
-				d.errorf(v, "command must be an argv list, not a shell string: write command: [%s]; to use shell syntax, write command: [sh, -c, \"...\"]", strings.Join(strings.Fields(r.Value), ", "))
-				return
-			}
-			items, ok := d.seq(v, "command", false)
-			if !ok {
-				return
-			}
-			if len(items) == 0 {
-				d.errorf(v, "command is empty; give the program and its arguments, like [make, test]")
-			}
-			for i, it := range items {
-				if s, ok := d.textItem(it, "command", i); ok {
-					t.Command = append(t.Command, s)
-				}
-			}
-		}},
+	argvField("command", "Argv to run instead of a preset, like [make, test]. Never a shell string.", func(t *Agent) *[]string { return &t.Command }),
 	strField("prompt", "The task; may hold ${{ }} expressions. In $AGENT_PROMPT and $AGENT_OUTPUT_DIR/prompt.md.", func(t *Agent) *string { return &t.Prompt }),
 	strField("image", "Container image (default: defaults.image).", func(t *Agent) *string { return &t.Image }),
 	enumField("pull-policy", "When to pull the image: never, if-missing (default), always.", pullPolicies, func(t *Agent) *string { return &t.PullPolicy }),
 	envField("env", "Environment variables.", func(t *Agent) *map[string]string { return &t.Env }),
 	listField("secrets", "Routine secrets this agent receives as environment variables.", false, func(t *Agent) *[]string { return &t.Secrets }, checkEnvItem("secrets")),
+	connectorsField("MCP servers this agent may use besides the routine's connectors, by name: {url: ...} for a remote one, {image: ...} for a local stdio one run beside the run. An agent with connectors is on the run's internal network: network none becomes an allow list with nothing outside, and open is refused.",
+		func(t *Agent) *[]*Connector { return &t.Connectors }),
 	listField("needs", "Agents that must finish first.", true, func(t *Agent) *[]string { return &t.Needs }, nil),
 	textField("if", "Run only when this expression is true; default success().", func(t *Agent) *string { return &t.If }),
 	field[Agent]{key: "matrix", doc: "Fan out: axis: [values] or axis: ${{ expr }}, plus include/exclude; or one ${{ expr }} yielding a list of objects.",
@@ -522,7 +502,7 @@ var agentObj = newObject("agent", "agent",
 	durationField("timeout", "Time limit of one instance, like 30m or 1h30m.", func(t *Agent) *time.Duration { return &t.Timeout }),
 	objField("resources", resourcesObj, func(t *Agent) *Resources { return &t.Resources }),
 	objField("limits", limitsObj, func(t *Agent) *Limits { return &t.Limits }),
-	field[Agent]{key: "network", doc: "Egress: none (default), open, or {allow: [host:port]}.",
+	field[Agent]{key: "network", doc: "Egress: none (default), open, or {allow: [host:port]}. With connectors: not open, and none means the run's internal network (the connectors) with nothing outside.",
 		schema: networkSchema,
 		decode: func(d *decoder, k, v *yaml.Node, t *Agent) {
 			if n := decodeNetwork(d, k, v); n != nil {
@@ -668,6 +648,8 @@ var routineObj = newObject("routine", "routine",
 	concurrencyField(),
 	envField("env", "Environment variables of every agent.", func(t *Routine) *map[string]string { return &t.Env }),
 	listField("secrets", "Names of the runner secrets this routine may use; values never live in the repository.", false, func(t *Routine) *[]string { return &t.Secrets }, checkEnvItem("secrets")),
+	connectorsField("MCP servers every agent of the routine may use, by name: {url: ...} for a remote one, {image: ...} for a local stdio one run beside the run. Agents' own connectors add to these.",
+		func(t *Routine) *[]*Connector { return &t.Connectors }),
 	objField("defaults", defaultsObj, func(t *Routine) *AgentDefaults { return &t.Defaults }),
 	field[Routine]{key: "agents", required: true, doc: "The agents by name, in file order.",
 		schema: agentsSchema,

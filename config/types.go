@@ -3,7 +3,10 @@
 // events, Docker or GitHub; the loaded value is plain data that the planner turns into a plan.
 package config
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Pos is a position in a config file. Line and Col are 1-based; zero means unknown.
 type Pos struct {
@@ -28,8 +31,10 @@ type Routine struct {
 	Env         map[string]string `json:"env,omitempty"`
 	// Secrets names the secrets the runner may hand to this routine's agents. Values never
 	// live in the repository and are never interpolated into text.
-	Secrets  []string      `json:"secrets,omitempty"`
-	Defaults AgentDefaults `json:"defaults"`
+	Secrets []string `json:"secrets,omitempty"`
+	// Connectors are the MCP servers every agent of the routine may use, in file order.
+	Connectors []*Connector  `json:"connectors,omitempty"`
+	Defaults   AgentDefaults `json:"defaults"`
 	// Agents keeps file order; the planner sorts them topologically.
 	Agents  []*Agent `json:"agents"`
 	Publish Publish  `json:"publish"`
@@ -193,7 +198,10 @@ type Agent struct {
 	Env        map[string]string `json:"env,omitempty"`
 	// Secrets are the routine secrets this agent receives as environment variables.
 	// Empty means the preset's API key only.
-	Secrets         []string      `json:"secrets,omitempty"`
+	Secrets []string `json:"secrets,omitempty"`
+	// Connectors are MCP servers this agent may use besides the routine's, in file order;
+	// Routine.AgentConnectors gives both.
+	Connectors      []*Connector  `json:"connectors,omitempty"`
 	Needs           []string      `json:"needs,omitempty"`
 	If              string        `json:"if,omitempty"`
 	Matrix          *Matrix       `json:"matrix,omitempty"`
@@ -209,12 +217,42 @@ type Agent struct {
 	Timeout         time.Duration `json:"timeout"`
 	Resources       Resources     `json:"resources"`
 	Limits          Limits        `json:"limits"`
-	Network         Network       `json:"network"`
-	User            string        `json:"user,omitempty"`
+	// Network is never open for an agent with connectors (routine-level or its own), and its
+	// none becomes allow with an empty Allow list: on the run's internal network, where the
+	// connectors are, with nothing outside.
+	Network Network `json:"network"`
+	User    string  `json:"user,omitempty"`
 	// Orchestrate makes the agent write a workflow that the runner then runs as a sub-graph of
 	// the run, within the envelope it sets (nil: an ordinary agent).
 	Orchestrate *Orchestrate `json:"orchestrate,omitempty"`
 }
+
+// Connector is one MCP server agents may use: a remote one (URL) reached through the run's
+// egress proxy, which adds the credential, or a local one (Image) the runner starts as a
+// sidecar container per run and bridges to streamable HTTP.
+type Connector struct {
+	Pos  Pos    `json:"pos"`
+	Name string `json:"name"`
+	// Remote: URL of a streamable-HTTP MCP endpoint; Secret names the routine secret sent as
+	// its bearer token (by the proxy, never seen by the agent).
+	URL    string `json:"url,omitempty"`
+	Secret string `json:"secret,omitempty"`
+	// Local: Image and Command of a stdio MCP server (Command empty: the image's own
+	// entrypoint and command); Env plain variables and Secrets routine secrets handed to the
+	// sidecar only, as environment variables; Network its egress (none or an allow list).
+	// After loading, a local connector's Network is never nil (none when unset); a remote
+	// one's always is.
+	Image   string            `json:"image,omitempty"`
+	Command []string          `json:"command,omitempty"`
+	Env     map[string]string `json:"env,omitempty"`
+	Secrets []string          `json:"secrets,omitempty"`
+	Network *Network          `json:"network,omitempty"`
+	// Tools, when set, are the only tools agents may list and call.
+	Tools []string `json:"tools,omitempty"`
+}
+
+// Remote reports whether c is a remote server (URL) rather than a local one (Image).
+func (c *Connector) Remote() bool { return c.URL != "" }
 
 // Orchestrate is an orchestrating agent's envelope: what the workflow it writes may ask for.
 // The generated workflow cannot widen any of it.
@@ -306,6 +344,12 @@ func (r *Routine) Agent(name string) *Agent {
 		}
 	}
 	return nil
+}
+
+// AgentConnectors returns the connectors agent a may use: the routine's, then a's own, each in
+// file order (nil when there are none). The slice is new; the connectors are shared.
+func (r *Routine) AgentConnectors(a *Agent) []*Connector {
+	return slices.Concat(r.Connectors, a.Connectors)
 }
 
 // Routine returns the routine with the given name, or nil.

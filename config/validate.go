@@ -22,6 +22,7 @@ func (d *decoder) validate(r *Routine) {
 	}
 	d.checkFilters(r)
 	d.checkInputs(r)
+	d.checkConnectors(r)
 
 	names := make([]string, 0, len(r.Agents))
 	for _, a := range r.Agents {
@@ -132,19 +133,8 @@ func (d *decoder) checkAgent(r *Routine, a *Agent, names []string) {
 		}
 	}
 
-	if len(a.Secrets) > 0 {
-		ks, _ := keys.get("secrets")
-		items := d.resolveSeq(ks.v)
-		for i, s := range a.Secrets {
-			if !slices.Contains(r.Secrets, s) {
-				at := ks.v
-				if i < len(items) {
-					at = items[i]
-				}
-				d.errorf(at, "%s asks for secret %q, which the routine does not list; add it to the top-level secrets: list%s", where, s, suggestOnly(s, r.Secrets))
-			}
-		}
-	}
+	d.checkListedSecrets(r, where, a, "secrets", a.Secrets)
+	d.checkAgentConnectors(r, a, keys)
 
 	kq, hasQuorum := keys.get("quorum")
 	kv, hasVote := keys.get("vote")
@@ -319,6 +309,7 @@ func (d *decoder) applyDefaults(r *Routine) {
 			}
 		}
 	}
+	applyConnectorDefaults(r)
 }
 
 // firstNonEmpty returns the first non-empty string.

@@ -25,7 +25,15 @@ var workflowOnlyKeys = map[string]string{
 	"concurrency": "it runs inside the orchestrating run, which has the routine's concurrency",
 	"publish":     "its changes join the orchestrating run's, which the routine publishes",
 	"budget":      "its agents spend from the orchestrating run's budget",
+	"connectors":  noWorkflowConnectors,
 }
+
+// workflowAgentKeys are the agent keys a written workflow's agents may not set, and why.
+var workflowAgentKeys = map[string]string{
+	"connectors": noWorkflowConnectors,
+}
+
+const noWorkflowConnectors = "connectors come from the routine that orchestrates, not from a generated workflow"
 
 // ParseWorkflow decodes and validates a workflow an orchestrating agent wrote: the format of a
 // routine file without on:, secrets:, concurrency: and publish:. Errors carry file:line:col, to
@@ -39,24 +47,38 @@ func ParseWorkflow(file string, data []byte, w WorkflowRules) (*Routine, Errors)
 // workflowRules refuses the routine keys a workflow may not set and gives it what the
 // orchestrating routine provides, before validation reads them.
 func (d *decoder) workflowRules(r *Routine) {
-	keys := make([]string, 0, len(workflowOnlyKeys))
-	for k := range workflowOnlyKeys {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	for _, k := range sortedKeys(workflowOnlyKeys) {
 		if e, ok := d.key(r, k); ok {
 			d.errorf(e.k, "a workflow an agent writes has no %s: %s; remove it", k, workflowOnlyKeys[k])
 		}
 	}
+	for _, a := range r.Agents {
+		for _, k := range sortedKeys(workflowAgentKeys) {
+			if e, ok := d.key(a, k); ok {
+				d.errorf(e.k, "agent %q: agents of a workflow an agent writes have no %s: %s; remove it", a.Name, k, workflowAgentKeys[k])
+			}
+		}
+		a.Connectors = nil // refused above; not checked again
+	}
 	if _, ok := d.key(r, "name"); !ok {
 		r.Name = "workflow"
 	}
+	r.Connectors = nil // refused above; not checked again
 	r.On = Triggers{}
 	r.Secrets = slices.Clone(d.workflow.Secrets)
 	if r.Defaults.Image == "" {
 		r.Defaults.Image = d.workflow.Image
 	}
+}
+
+// sortedKeys returns m's keys in order, so messages come in the same order every time.
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 // DescribeWorkflowFormat is the workflow format in brief, for an orchestrating agent's prompt: every agent key
@@ -69,6 +91,9 @@ func DescribeWorkflowFormat() string {
 	for _, f := range agentObj.fields {
 		if f.key == "orchestrate" {
 			continue // described with the envelope, where it is allowed
+		}
+		if _, refused := workflowAgentKeys[f.key]; refused {
+			continue
 		}
 		fmt.Fprintf(&b, "- %s: %s\n", f.key, f.doc)
 	}

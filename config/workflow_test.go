@@ -85,6 +85,12 @@ agents:
 func TestDescribeWorkflowFormatFollowsTheKeyTables(t *testing.T) {
 	d := DescribeWorkflowFormat()
 	for _, f := range agentObj.fields {
+		if _, refused := workflowAgentKeys[f.key]; refused {
+			if strings.Contains(d, "- "+f.key+": ") {
+				t.Errorf("the description offers agent key %q, which workflows may not set", f.key)
+			}
+			continue
+		}
 		if f.key != "orchestrate" && !strings.Contains(d, "- "+f.key+": ") {
 			t.Errorf("the description lacks agent key %q", f.key)
 		}

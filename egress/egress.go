@@ -65,6 +65,19 @@ type Key struct {
 	Value string
 }
 
+// Connector is one remote MCP connector the proxy stands in for.
+type Connector struct {
+	Name string
+	// URL is the streamable-HTTP MCP endpoint; Secret, when set, is sent to it as a bearer
+	// token. Tools, when set, are the only tools agents may call through it.
+	URL    string
+	Secret string
+	Tools  []string
+}
+
+// ConnectorProvider is the key endpoint path segment of connector name.
+func ConnectorProvider(name string) string { return "mcp-" + name }
+
 // RunSpec describes one run's egress.
 type RunSpec struct {
 	RunID string
@@ -80,6 +93,9 @@ type RunSpec struct {
 	Logger *slog.Logger
 	// StartTimeout bounds waiting for the proxy to be ready (default 30s).
 	StartTimeout time.Duration
+	// Connectors are the run's remote MCP connectors: the proxy serves each at a key endpoint
+	// of its own and adds its credential there.
+	Connectors []Connector
 	// Budget caps what the run's model calls through the proxy cost, in US dollars (0: none);
 	// Prices price them (the proxy's defaults when empty).
 	Budget float64
@@ -102,6 +118,7 @@ type Egress struct {
 	container string // proxy container id
 	proxyIP   string // on the internal network
 	keys      map[preset.Provider]bool
+	remote    map[string]bool // remote connectors by name
 
 	hijack  types.HijackedResponse
 	replies chan proxy.Reply
@@ -124,6 +141,8 @@ type AgentConfig struct {
 	Env map[string]string
 	// BaseURL maps each served provider to its key endpoint, for preset.Options.BaseURL.
 	BaseURL map[preset.Provider]string
+	// MCP maps each of the agent's remote connectors to the proxy's endpoint for it.
+	MCP map[string]string
 }
 
 // Agent is one job asking for egress.
@@ -134,6 +153,11 @@ type Agent struct {
 	// APIs are the model APIs the agent's preset calls; those with a Key in the RunSpec are
 	// served by the key endpoints.
 	APIs []preset.API
+	// Connectors are the remote connectors (RunSpec.Connectors) the agent may use.
+	Connectors []string
+	// Direct are addresses on the run's internal network the agent reaches without the proxy
+	// (its local connectors' sidecars), added to NO_PROXY.
+	Direct []string
 }
 
 var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
@@ -159,6 +183,15 @@ func Start(ctx context.Context, cli client.APIClient, spec RunSpec) (_ *Egress, 
 		keys[k.API.Provider] = true
 		fc.Keys = append(fc.Keys, proxy.KeyEndpoint{Provider: string(k.API.Provider), Upstream: k.API.Upstream, Header: k.API.KeyHeader, Key: k.Value})
 	}
+	remote := map[string]bool{}
+	for _, c := range spec.Connectors {
+		if remote[c.Name] {
+			return nil, fmt.Errorf("start egress proxy for run %s: two connectors named %s", spec.RunID, c.Name)
+		}
+		remote[c.Name] = true
+		fc.Keys = append(fc.Keys, proxy.KeyEndpoint{Provider: ConnectorProvider(c.Name), Upstream: c.URL, Header: "authorization",
+			Key: c.Secret, Connector: true, Tools: c.Tools})
+	}
 	img := spec.Image
 	if img == "" {
 		if img, err = Image(ctx, cli, spec.Executable); err != nil {
@@ -167,7 +200,7 @@ func Start(ctx context.Context, cli client.APIClient, spec RunSpec) (_ *Egress, 
 	}
 	base := "agentrunner-" + unsafeName.ReplaceAllString(spec.RunID, "_")
 	e := &Egress{
-		cli: cli, runID: spec.RunID, keys: keys,
+		cli: cli, runID: spec.RunID, keys: keys, remote: remote,
 		log:     spec.Logger.With("run_id", spec.RunID, "component", "egress"),
 		replies: make(chan proxy.Reply, 1), dead: make(chan struct{}), logsDone: make(chan struct{}),
 	}
@@ -431,11 +464,17 @@ func (e *Egress) AgentConfig(ctx context.Context, a Agent) (*AgentConfig, error)
 			provs = append(provs, string(api.Provider))
 		}
 	}
+	for _, c := range a.Connectors {
+		if !e.remote[c] {
+			return nil, fmt.Errorf("egress for job %q: the run has no remote connector %s", a.JobID, c)
+		}
+		provs = append(provs, ConnectorProvider(c))
+	}
 	if _, err := e.call(ctx, proxy.Request{Op: "register", Job: &proxy.Job{ID: a.JobID, Token: tok, Allow: a.Allow, Providers: provs}}); err != nil {
 		return nil, fmt.Errorf("egress for job %q: %w", a.JobID, err)
 	}
 	proxyURL := fmt.Sprintf("http://%s:x@%s:%d", tok, e.proxyIP, ProxyPort)
-	noProxy := strings.Join([]string{e.proxyIP, "localhost", "127.0.0.1", "::1"}, ",")
+	noProxy := strings.Join(append([]string{e.proxyIP, "localhost", "127.0.0.1", "::1"}, a.Direct...), ",")
 	cfg := &AgentConfig{
 		Network: e.internal,
 		Env: map[string]string{
@@ -444,6 +483,12 @@ func (e *Egress) AgentConfig(ctx context.Context, a Agent) (*AgentConfig, error)
 			"NO_PROXY": noProxy, "no_proxy": noProxy,
 		},
 		BaseURL: map[preset.Provider]string{},
+	}
+	for _, c := range a.Connectors {
+		if cfg.MCP == nil {
+			cfg.MCP = map[string]string{}
+		}
+		cfg.MCP[c] = fmt.Sprintf("http://%s:%d/%s/%s", e.proxyIP, KeysPort, tok, ConnectorProvider(c))
 	}
 	for _, api := range a.APIs {
 		if !served[api.Provider] {

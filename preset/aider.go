@@ -25,6 +25,8 @@ import (
 //   - Usage line after each model call (aider/coders/base_coder.py): "Tokens: 12k sent, 1.2k
 //     cache write, 3.4k cache hit, 345 received. Cost: $0.05 message, $0.12 session."; counts
 //     are rounded ("1.2k", "12k").
+//   - MCP: none of the options above configures an MCP client, and the docs name none, so
+//     SupportsMCP is false and WithConnectors refuses connectors for aider.
 //
 // Aider has no structured output. Its Result comes from the exit code (Evaluate) and the last
 // lines of output: the usage lines give tokens, cost and turns, and a litellm error after the

@@ -20,6 +20,13 @@ import (
 //   - Root guard: bypass mode exits with "--dangerously-skip-permissions cannot be used with
 //     root/sudo privileges" unless IS_SANDBOX=1 (anthropics/claude-code#3490).
 //   - ANTHROPIC_BASE_URL / ANTHROPIC_API_KEY: Claude Code settings, environment variables.
+//   - MCP: CLI reference, --mcp-config "Load MCP servers from JSON files or strings (space-
+//     separated)"; https://code.claude.com/docs/en/mcp, a streamable-HTTP server is
+//     {"mcpServers": {"<name>": {"type": "http", "url": "..."}}}, the format of MCPConfig.
+//
+// Connectors: --mcp-config MCPConfigFile, the file the runner writes for every agent with
+// connectors, so claude-code needs no file of its own. --strict-mcp-config is left off: it
+// would hide the MCP servers the user or the repository (.mcp.json) configured.
 //
 // Default permission mode: bypassPermissions. Headless -p denies every tool call that would
 // prompt (file edits, Bash), and the run still exits 0 with the refusals listed in
@@ -46,6 +53,7 @@ func init() {
 		build:    buildClaude,
 		parse:    parseClaude,
 		exitText: map[int]string{1: "claude reported an error"},
+		mcp:      claudeMCP,
 	})
 }
 
@@ -181,4 +189,11 @@ func parseClaude(out []byte) (*Result, error) {
 		r.Error = "claude reported an error without a message"
 	}
 	return r, nil
+}
+
+// claudeMCP points claude at MCPConfigFile. --mcp-config takes several values, but
+// WithConnectors puts it right before "--", which ends the list, so it cannot swallow the
+// prompt.
+func claudeMCP([]MCPServer) Wiring {
+	return Wiring{Args: []string{"--mcp-config", MCPConfigFile}}
 }

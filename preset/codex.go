@@ -21,6 +21,15 @@ import (
 //   - Base URL: the OPENAI_BASE_URL variable was deprecated for the `openai_base_url` config
 //     key (openai/codex#12031) and then removed (openai/codex#16720, April 2026), so the
 //     base URL goes in as `-c openai_base_url=...`; the variable is set too for older CLIs.
+//   - MCP: docs/config.md and https://developers.openai.com/codex/mcp, a streamable-HTTP
+//     server is `[mcp_servers.<name>] url = "..."`; without auth it needs no
+//     experimental_use_rmcp_client since openai/codex#4689 (October 2025). `-c key=value`
+//     splits the key on "." and parses the value as TOML, taking the raw text with its quotes
+//     trimmed when that fails (codex-rs config_override.rs); it overrides config.toml for
+//     that run.
+//
+// Connectors: one `-c mcp_servers.<name>.url="<url>"` per server, because codex exec has no
+// flag that reads an MCP config file and -c leaves the user's config.toml untouched.
 //
 // Default sandbox: danger-full-access. Codex's own sandbox (bubblewrap or Landlock) needs user
 // namespaces or Landlock, which a hardened container (no capabilities, default seccomp,
@@ -48,6 +57,7 @@ func init() {
 		baseURLArgs: codexBaseURLArgs,
 		parse:       parseCodex,
 		exitText:    map[int]string{1: "codex reported an error"},
+		mcp:         codexMCP,
 	})
 }
 
@@ -159,4 +169,15 @@ func codexBaseURLArgs(urls map[Provider]string) []string {
 	}
 	// A TOML basic string; strconv.Quote's escapes are valid TOML for the URLs we pass.
 	return []string{"-c", "openai_base_url=" + strconv.Quote(u)}
+}
+
+// codexMCP sets each server's url in codex's config. A URL with a quote or backslash only
+// wrapped in quotes would not parse as TOML, and codex's fallback would then mangle it, so it
+// is escaped.
+func codexMCP(servers []MCPServer) Wiring {
+	args := make([]string, 0, 2*len(servers))
+	for _, s := range servers {
+		args = append(args, "-c", "mcp_servers."+s.Name+".url="+tomlString(s.URL))
+	}
+	return Wiring{Args: args}
 }

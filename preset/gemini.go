@@ -22,6 +22,18 @@ import (
 //   - GOOGLE_GEMINI_BASE_URL is read by the @google/genai SDK the CLI uses (root URL; the SDK
 //     appends /v1beta); google-gemini/gemini-cli#6746, #2899. A cached Google login can take
 //     precedence over it, so run with GEMINI_API_KEY only.
+//   - MCP: docs/tools/mcp-server.md, servers come from `mcpServers` in the settings files;
+//     `httpUrl` is the streamable-HTTP transport (`url` is SSE). docs/get-started/
+//     configuration.md: the system settings file overrides the user and project files, and
+//     GEMINI_CLI_SYSTEM_SETTINGS_PATH moves it.
+//
+// Connectors: the CLI has no flag that defines MCP servers, so the Wiring has a settings file
+// (OutputDir/gemini-settings.json) with them and points GEMINI_CLI_SYSTEM_SETTINGS_PATH at it.
+// The system file is used because the user file lives in the image's home and the project
+// file in the workspace, where it would show up in the agent's patch. It replaces a system
+// settings file the image may have at /etc/gemini-cli/settings.json. "trust" is not set, so
+// the routine's approval-mode decides on MCP tool calls as on built-in ones (the default,
+// yolo, approves them).
 //
 // The prompt is passed as --prompt=<text> so a prompt starting with "-" stays a value.
 // Default approval mode: yolo, because headless runs cannot answer approval prompts (tools
@@ -44,6 +56,7 @@ func init() {
 			52: "configuration error", 53: "turn limit exceeded", 54: "fatal tool execution error",
 			130: "cancelled",
 		},
+		mcp: geminiMCP,
 	})
 }
 
@@ -131,4 +144,21 @@ func geminiError(res jobj) string {
 		msg += fmt.Sprintf(" (code %v)", c)
 	}
 	return msg
+}
+
+// geminiSettingsFile is the settings file of geminiMCP, relative to OutputDir.
+const geminiSettingsFile = "gemini-settings.json"
+
+func geminiMCP(servers []MCPServer) Wiring {
+	type server struct {
+		HTTPURL string `json:"httpUrl"`
+	}
+	m := make(map[string]server, len(servers))
+	for _, s := range servers {
+		m[s.Name] = server{HTTPURL: s.URL}
+	}
+	return Wiring{
+		Env:   map[string]string{"GEMINI_CLI_SYSTEM_SETTINGS_PATH": OutputDir + "/" + geminiSettingsFile},
+		Files: map[string][]byte{geminiSettingsFile: indentJSON(map[string]any{"mcpServers": m})},
+	}
 }

@@ -94,6 +94,9 @@ type Preset struct {
 	parse       func(stdout []byte) (*Result, error)
 	// exitText explains the CLI's documented exit codes.
 	exitText map[int]string
+	// mcp wires connectors (servers sorted by name, already checked) into the CLI; nil when
+	// the CLI has no MCP support.
+	mcp func(servers []MCPServer) Wiring
 }
 
 // Argv returns the command that runs the preset with prompt and the routine's `with:` options.

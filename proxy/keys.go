@@ -33,7 +33,7 @@ func (s *Server) newKeyRoute(k KeyEndpoint) (*keyRoute, error) {
 	if k.Header == "" || strings.ContainsAny(k.Header, ": \r\n") {
 		return nil, fmt.Errorf("key endpoint %s: bad key header %q", k.Provider, k.Header)
 	}
-	if k.Key == "" || strings.ContainsAny(k.Key, "\r\n") {
+	if (k.Key == "" && !k.Connector) || strings.ContainsAny(k.Key, "\r\n") {
 		return nil, fmt.Errorf("key endpoint %s: empty key or a key with a line break", k.Provider)
 	}
 	kr := &keyRoute{ep: k, upstream: u}
@@ -45,21 +45,30 @@ func (s *Server) newKeyRoute(k KeyEndpoint) (*keyRoute, error) {
 	kr.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			rest, _ := pr.In.Context().Value(restKey{}).(string)
+			path := strings.TrimSuffix(u.Path, "/") + rest
+			if k.Connector && (rest == "" || rest == "/") {
+				path = u.Path // an MCP endpoint is one URL, served exactly as configured
+			}
 			pr.Out.URL = &url.URL{
 				Scheme:   u.Scheme,
 				Host:     u.Host,
-				Path:     strings.TrimSuffix(u.Path, "/") + rest,
+				Path:     path,
 				RawQuery: stripKeyQuery(pr.In.URL.Query()),
+			}
+			if k.Connector && u.RawQuery != "" && pr.Out.URL.RawQuery == "" {
+				pr.Out.URL.RawQuery = u.RawQuery
 			}
 			pr.Out.Host = u.Host
 			for _, h := range keyHeaders {
 				pr.Out.Header.Del(h)
 			}
-			pr.Out.Header.Set(hdr, val)
+			if k.Key != "" { // a connector may need no credential
+				pr.Out.Header.Set(hdr, val)
+			}
 		},
 		// Every successful answer is metered as it passes: its usage is the call's cost.
 		ModifyResponse: func(resp *http.Response) error {
-			if resp.StatusCode/100 != 2 || s.cfg.noMeter {
+			if resp.StatusCode/100 != 2 || s.cfg.noMeter || k.Connector {
 				return nil
 			}
 			jobID, _ := resp.Request.Context().Value(jobIDKey{}).(string)
@@ -131,6 +140,10 @@ func (s *Server) serveKeys(w http.ResponseWriter, r *http.Request) {
 	if kr == nil || !j.providers[prov] {
 		s.rec.add(s.log, Attempt{Job: j.id, Kind: "KEY", Dest: dest, Reason: "no key endpoint for this agent", Client: r.RemoteAddr})
 		http.Error(w, "agentrunner proxy: no key endpoint "+strconv.Quote(prov)+" for this agent", http.StatusNotFound)
+		return
+	}
+	if kr.ep.Connector {
+		s.serveConnector(w, r, j, kr, rest)
 		return
 	}
 	if reason := s.overBudget(j.id); reason != "" {

@@ -62,6 +62,11 @@ type KeyEndpoint struct {
 	Header string `json:"header"`
 	// Key is the real key. It never leaves the proxy except towards Upstream.
 	Key string `json:"key"`
+	// Connector marks a remote MCP connector's endpoint rather than a model API's: its calls
+	// are neither metered nor refused for the budget, and Upstream is the endpoint's whole
+	// URL. Tools, when set, are the only tools an agent may call through it (see mcpGuard).
+	Connector bool     `json:"connector,omitempty"`
+	Tools     []string `json:"tools,omitempty"`
 }
 
 // Job is one agent the proxy serves.

@@ -4,6 +4,8 @@
 //
 //	/hello            "hello from upstream"
 //	/bytes?n=N        N bytes
+//	/mcp              a streamable-HTTP MCP server (tools echo and wipe) that answers only
+//	                  `Authorization: Bearer trk-secret`: a remote connector's endpoint
 //	/v1/usage-json    an Anthropic message with usage (1000 input, 500 output tokens)
 //	/v1/usage-stream  the same as server-sent events
 //	anything else     "ok"
@@ -30,10 +32,17 @@ import (
 )
 
 func main() {
+	mcpHandler := newMCP()
 	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Printf("SEEN %s x-api-key=%s authorization=%s x-goog-api-key=%s\n", r.URL.Path,
 			r.Header.Get("X-Api-Key"), r.Header.Get("Authorization"), r.Header.Get("X-Goog-Api-Key"))
 		switch r.URL.Path {
+		case "/mcp":
+			if r.Header.Get("Authorization") != "Bearer trk-secret" {
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+			mcpHandler.ServeHTTP(w, r)
 		case "/hello":
 			fmt.Fprintln(w, "hello from upstream")
 		case "/v1/usage-json":
