@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"time"
 
 	"github.com/agentrunner/agentrunner/config"
@@ -60,15 +61,30 @@ func (c *Containers) Run(ctx context.Context, t *Task, logs io.Writer) (*Exit, e
 		spec.WorkspaceDir, spec.WorkspaceLayers = "", &sandbox.Layers{Lower: l.Lower, Upper: l.Upper, Work: l.Work, FSMonitor: l.FSMonitor}
 	}
 	allow := in.Network.Mode == sandbox.NetworkAllow && c.Egress != nil
+	var err error
 	if allow {
-		j, err := c.Egress.join(ctx, t)
+		var j joined
+		j, err = c.Egress.join(ctx, t)
 		if err != nil {
 			return nil, err
 		}
 		spec.Network = j.network
 		spec.Secrets = withoutServed(t.Secrets, in.KeySecrets, j.served)
-		if ps, ok := preset.Get(in.Preset); ok {
+		ps, _ := preset.Get(in.Preset)
+		if ps != nil {
 			spec.Argv = ps.WithBaseURLs(spec.Argv, j.baseURL)
+		}
+		for _, u := range j.unavailable {
+			fmt.Fprintf(logs, "agentrunner: connector %s; the agent runs without it\n", u)
+		}
+		if len(j.mcp) > 0 {
+			spec.Env = maps.Clone(spec.Env)
+			if spec.Env == nil {
+				spec.Env = map[string]string{}
+			}
+			if spec.Argv, err = wireConnectors(t.OutputDir, ps, spec.Argv, spec.Env, j.mcp); err != nil {
+				return nil, fmt.Errorf("job %s: %w", in.ID, err)
+			}
 		}
 	}
 	h, err := c.Sandbox.Prepare(ctx, spec)

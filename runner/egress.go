@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/agentrunner/agentrunner/config"
+	"github.com/agentrunner/agentrunner/connectors"
 	"github.com/agentrunner/agentrunner/egress"
 	"github.com/agentrunner/agentrunner/preset"
 	"github.com/agentrunner/agentrunner/proxy"
@@ -64,9 +65,14 @@ type Egress struct {
 }
 
 type egressRun struct {
-	eg     *egress.Egress
-	served map[string]bool // secret names the proxy adds, never handed to containers
-	budget float64
+	eg *egress.Egress
+	// conns are the run's local connectors' sidecars (nil without any); remote names the
+	// connectors the proxy serves; unavailable says why a connector of the run is not.
+	conns       *connectors.Set
+	remote      map[string]bool
+	unavailable map[string]string
+	served      map[string]bool // secret names the proxy adds, never handed to containers
+	budget      float64
 
 	// With a ledger, the run's spend is carried to it every ledgerSync and the proxy's cap
 	// follows what the daily budgets leave.
@@ -148,16 +154,31 @@ func (e *Egress) BeginRun(ctx context.Context, runID string, scope RunScope) err
 			}
 		}
 	}
+	r := &egressRun{served: served, budget: p.Budget, ledger: scope.Ledger, remote: map[string]bool{}, unavailable: map[string]string{}}
+	remote, locals := r.splitConnectors(p, secrets)
 	eg, err := egress.Start(ctx, e.Client, egress.RunSpec{RunID: runID, Keys: keys, Executable: e.Executable, Owner: e.Owner, Logger: e.Logger,
-		Budget: p.Budget, Prices: e.Prices})
+		Budget: p.Budget, Prices: e.Prices, Connectors: remote})
 	if err != nil {
 		return fmt.Errorf("start the egress proxy for allow-listed agents: %w", err)
+	}
+	r.eg = eg
+	if len(locals) > 0 {
+		if r.conns, err = e.startConnectors(ctx, runID, eg, locals, secrets); err != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			_ = eg.Close(cctx)
+			return err
+		}
+	}
+	for name, why := range r.unavailable {
+		if e.Logger != nil {
+			e.Logger.Warn("connector not available to the run", "run_id", runID, "connector", name, "why", why)
+		}
 	}
 	e.mu.Lock()
 	if e.runs == nil {
 		e.runs = map[string]*egressRun{}
 	}
-	r := &egressRun{eg: eg, served: served, budget: p.Budget, ledger: scope.Ledger}
 	e.runs[runID] = r
 	e.mu.Unlock()
 	if r.ledger != nil {
@@ -225,6 +246,11 @@ func (e *Egress) EndRun(ctx context.Context, runID string) {
 		<-r.synced
 		e.syncLedger(cctx, runID, r) // the last calls count too
 	}
+	if r.conns != nil {
+		if err := r.conns.Close(cctx); err != nil && e.Logger != nil {
+			e.Logger.Warn("remove connector sidecars", "run_id", runID, "err", err)
+		}
+	}
 	if err := r.eg.Close(cctx); err != nil && e.Logger != nil {
 		e.Logger.Warn("remove egress proxy", "run_id", runID, "err", err)
 	}
@@ -241,6 +267,9 @@ type joined struct {
 	network sandbox.Network
 	served  map[string]bool            // secrets the proxy adds, so the container must not get them
 	baseURL map[preset.Provider]string // the proxy's key endpoints, for CLIs that take them as flags
+	mcp     []preset.MCPServer         // the job's connectors as it reaches them
+	// unavailable are the job's connectors the run could not offer, with why.
+	unavailable []string
 }
 
 // join registers a job with its run's proxy: the network it joins, the env that routes it
@@ -250,16 +279,41 @@ func (e *Egress) join(ctx context.Context, t *Task) (joined, error) {
 	if r == nil {
 		return joined{}, fmt.Errorf("job %s: allow-listed network but the run has no egress proxy", t.Instance.ID)
 	}
-	cfg, err := r.eg.AgentConfig(ctx, egress.Agent{JobID: t.Instance.ID, Allow: t.Instance.Network.Allow, APIs: instanceAPIs(t.Instance)})
+	var remote, direct, unavailable []string
+	for _, name := range t.Instance.Connectors {
+		switch {
+		case r.unavailable[name] != "":
+			unavailable = append(unavailable, name+": "+r.unavailable[name])
+		case r.remote[name]:
+			remote = append(remote, name)
+		case r.conns != nil && r.conns.IP(name) != "":
+			direct = append(direct, r.conns.IP(name))
+		default:
+			unavailable = append(unavailable, name+": the run did not start it")
+		}
+	}
+	cfg, err := r.eg.AgentConfig(ctx, egress.Agent{JobID: t.Instance.ID, Allow: t.Instance.Network.Allow, APIs: instanceAPIs(t.Instance),
+		Connectors: remote, Direct: direct})
 	if err != nil {
 		return joined{}, err
 	}
-	return joined{
+	j := joined{
 		network: sandbox.Network{Mode: sandbox.NetworkAllow, Allow: t.Instance.Network.Allow,
 			DockerNetwork: cfg.Network, ProxyEnv: cfg.Env, Proxy: r.eg.ProxyIP()},
-		served:  r.served,
-		baseURL: cfg.BaseURL,
-	}, nil
+		served:      r.served,
+		baseURL:     cfg.BaseURL,
+		unavailable: unavailable,
+	}
+	for _, name := range t.Instance.Connectors {
+		u := cfg.MCP[name]
+		if u == "" && r.conns != nil {
+			u = r.conns.URL(name)
+		}
+		if u != "" {
+			j.mcp = append(j.mcp, preset.MCPServer{Name: name, URL: u})
+		}
+	}
+	return j, nil
 }
 
 func (e *Egress) blocked(ctx context.Context, runID, jobID string) []string {

@@ -77,6 +77,8 @@ var steps = map[string]step{
 	// prompt after it) does nothing.
 	"-c": {1, func(a []string) error { fmt.Println("FLAG -c " + a[0]); return nil }},
 	"--": {1, func([]string) error { return nil }},
+	// claude's connector flag: `--mcp-config FILE` prints `FLAG --mcp-config FILE`.
+	"--mcp-config": {1, func(a []string) error { fmt.Println("FLAG --mcp-config " + a[0]); return nil }},
 }
 
 func main() {

@@ -56,6 +56,7 @@ type compiledAgent struct {
 	secrets        []string // agent secrets ∩ routine secrets, plus the preset's key if declared
 	keySecrets     []string // the preset's keys the agent did not ask for by name
 	apis           []string // providers of the model APIs the preset calls with these with: options
+	connectors     []string // the connectors the agent may use: the routine's, then its own
 	staticCombos   []combo  // expanded static matrix (nil without matrix)
 	staticComboErr error
 }
@@ -341,6 +342,9 @@ func (c *compiler) agent(r *config.Routine, a *config.Agent, maxFanOut int) *com
 		}
 	}
 	sort.Strings(ca.secrets)
+	for _, cn := range r.AgentConnectors(a) {
+		ca.connectors = append(ca.connectors, cn.Name)
+	}
 	return ca
 }
 

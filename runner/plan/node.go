@@ -218,6 +218,7 @@ func (cn *compiledNode) expand(needs map[string]expr.Need, preview bool) ([]*Ins
 				Resources:  a.Resources,
 				Limits:     a.Limits,
 				Network:    network,
+				Connectors: cn.ca.connectors,
 			}
 			if reps > 1 {
 				inst.ID += "#" + strconv.Itoa(r)

@@ -168,6 +168,10 @@ func buildRun(r *config.Routine, ev *event.Event, payload map[string]any, opts O
 	if r.Budget != nil {
 		run.Budget, run.DayBudget = r.Budget.Run, r.Budget.Day
 	}
+	run.Connectors = slices.Clone(r.Connectors)
+	for _, a := range r.Agents {
+		run.Connectors = append(run.Connectors, a.Connectors...)
+	}
 	fork := ev.PullRequest != nil && ev.PullRequest.Fork
 	if !fork || (r.On.PullRequest != nil && r.On.PullRequest.ForkSecrets) {
 		run.Secrets = slices.Clone(r.Secrets)

@@ -47,6 +47,9 @@ type Run struct {
 	Budget float64 `json:"budget,omitempty"`
 	// DayBudget caps what the routine's runs spend in one UTC day, across the fleet.
 	DayBudget float64 `json:"day_budget,omitempty"`
+	// Connectors are the MCP servers the run's agents may use (the routine's and every
+	// agent's own), started or served by the runner for the run.
+	Connectors []*config.Connector `json:"connectors,omitempty"`
 	// Inputs are the dispatch inputs with defaults applied.
 	Inputs map[string]string `json:"inputs,omitempty"`
 }
@@ -127,6 +130,8 @@ type Instance struct {
 	Resources config.Resources `json:"resources"`
 	Limits    config.Limits    `json:"limits,omitzero"`
 	Network   config.Network   `json:"network"`
+	// Connectors name the run's connectors (Run.Connectors) the instance may use.
+	Connectors []string `json:"connectors,omitempty"`
 }
 
 // Result values of an agent, as `needs.<agent>.result` shows them.
