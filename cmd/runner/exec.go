@@ -334,6 +334,9 @@ func printPlan(w io.Writer, cfg *config.Config, ev *event.Event, p *plan.Plan, o
 		if len(r.Secrets) > 0 {
 			fmt.Fprintf(bw, "  secrets: %s\n", strings.Join(r.Secrets, ", "))
 		}
+		for _, c := range r.Connectors {
+			fmt.Fprintf(bw, "  connector %s: %s\n", c.Name, termsafe.Line(describeConnector(c)))
+		}
 		for i, n := range r.Nodes {
 			fmt.Fprintf(bw, "  %d. %s", i+1, n.Agent)
 			if len(n.Needs) > 0 {
@@ -357,6 +360,9 @@ func printPlan(w io.Writer, cfg *config.Config, ev *event.Event, p *plan.Plan, o
 				fmt.Fprintf(bw, "     - %-22s %s  timeout %s  network %s\n", termsafe.Line(in.ID), termsafe.Line(in.Image), in.Timeout, describeNetwork(in))
 				if j == 0 {
 					fmt.Fprintf(bw, "       argv: %s\n", quoteArgv(in.Argv, 100))
+					if len(in.Connectors) > 0 {
+						fmt.Fprintf(bw, "       connectors: %s ($AGENT_MCP_CONFIG)\n", strings.Join(in.Connectors, ", "))
+					}
 					if in.Prompt != "" {
 						fmt.Fprintf(bw, "       prompt: %s\n", oneLine(in.Prompt, 100))
 					}
@@ -368,6 +374,33 @@ func printPlan(w io.Writer, cfg *config.Config, ev *event.Event, p *plan.Plan, o
 	if len(p.Runs) == 0 {
 		fmt.Fprintln(bw, "\nnothing runs for this event")
 	}
+}
+
+// describeConnector says in one line what the runner does for connector c.
+func describeConnector(c *config.Connector) string {
+	var b strings.Builder
+	if c.URL != "" {
+		fmt.Fprintf(&b, "remote %s through the egress proxy", c.URL)
+		if c.Secret != "" {
+			fmt.Fprintf(&b, ", which adds secret %s", c.Secret)
+		}
+	} else {
+		fmt.Fprintf(&b, "sidecar from %s", c.Image)
+		if len(c.Command) > 0 {
+			fmt.Fprintf(&b, " running %s", quoteArgv(c.Command, 60))
+		}
+		fmt.Fprint(&b, " behind the runner's MCP bridge")
+		if len(c.Secrets) > 0 {
+			fmt.Fprintf(&b, ", secrets %s", strings.Join(c.Secrets, ", "))
+		}
+		if c.Network != nil && c.Network.Mode == config.NetworkAllow {
+			fmt.Fprintf(&b, ", egress to %s", strings.Join(c.Network.Allow, ", "))
+		}
+	}
+	if len(c.Tools) > 0 {
+		fmt.Fprintf(&b, "; tools %s only", strings.Join(c.Tools, ", "))
+	}
+	return b.String()
 }
 
 func describeNode(n *plan.Node) string {
