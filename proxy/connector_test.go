@@ -98,3 +98,36 @@ func TestConnectorEndpointAddsTheCredentialAndGuardsTools(t *testing.T) {
 		t.Errorf("connector calls were metered: %+v", sp)
 	}
 }
+
+// The guard reads what an agent sends: whatever the bytes, it never panics, and what it lets
+// through holds no tools/call of a tool outside the list as a case-sensitive reader sees it.
+func FuzzMCPGuard(f *testing.F) {
+	f.Add([]byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_issue"}}`))
+	f.Add([]byte(`[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"method":"tools/call","params":{"name":"wipe"}}]`))
+	f.Add([]byte(`{"method":"tools/call","params":{"name":"wipe","Name":"get_issue"}}`))
+	f.Add([]byte(`{"method":"tools/call","params":null}`))
+	f.Add([]byte(` [ ] `))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		_, _, refused := mcpGuard(body, []string{"get_issue"})
+		if refused {
+			return
+		}
+		var msgs []map[string]any
+		if err := json.Unmarshal(body, &msgs); err != nil {
+			var m map[string]any
+			if json.Unmarshal(body, &m) != nil {
+				t.Fatalf("let through a body that is not JSON-RPC: %q", body)
+			}
+			msgs = []map[string]any{m}
+		}
+		for _, m := range msgs {
+			if m["method"] != "tools/call" {
+				continue
+			}
+			p, _ := m["params"].(map[string]any)
+			if p["name"] != "get_issue" {
+				t.Fatalf("let through a call of %v: %q", p["name"], body)
+			}
+		}
+	})
+}
