@@ -15,7 +15,6 @@
 package connectors
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -215,7 +214,10 @@ func (s *Set) start(ctx context.Context, spec Spec, l Local) (*sidecar, error) {
 		outW.CloseWithError(err)
 		errW.CloseWithError(err)
 	}()
-	go s.relayLogs(l.Name, errR, sc.logsDone)
+	go func() {
+		defer close(sc.logsDone)
+		egress.RelayLogs(s.log.With("connector", l.Name), "connector: ", errR)
+	}()
 	ready := make(chan mcpbridge.Ready, 1)
 	go func() {
 		var r mcpbridge.Ready
@@ -261,26 +263,6 @@ func (s *Set) start(ctx context.Context, spec Spec, l Local) (*sidecar, error) {
 	}
 	s.log.Info("connector started", "connector", l.Name, "container", name, "ip", sc.ip, "tools", sc.tools)
 	return sc, nil
-}
-
-// relayLogs copies the bridge's JSON log lines (its stderr) into the runner's logger.
-func (s *Set) relayLogs(name string, r io.Reader, done chan struct{}) {
-	defer close(done)
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			s.log.Info("connector: "+sc.Text(), "connector", name)
-			continue
-		}
-		level := slog.LevelInfo
-		if l, _ := m["level"].(string); l != "" {
-			_ = level.UnmarshalText([]byte(l))
-		}
-		msg, _ := m["msg"].(string)
-		s.log.Log(context.Background(), level, "connector: "+msg, "connector", name)
-	}
 }
 
 // URL is where an agent reaches connector name, "" when the set has no such connector.

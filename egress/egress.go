@@ -372,12 +372,19 @@ func (e *Egress) readReplies(r io.Reader) {
 // relayLogs copies the proxy's JSON log lines (its stderr) into the runner's logger.
 func (e *Egress) relayLogs(r io.Reader) {
 	defer close(e.logsDone)
+	RelayLogs(e.log, "proxy: ", r)
+}
+
+// RelayLogs copies the JSON log lines a runner process in a container writes (its stderr,
+// slog's JSON handler) into log, each message prefixed, until r ends. Lines that are not
+// JSON are logged as they are.
+func RelayLogs(log *slog.Logger, prefix string, r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		var m map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			e.log.Info("proxy: " + sc.Text())
+			log.Info(prefix + sc.Text())
 			continue
 		}
 		level := slog.LevelInfo
@@ -397,7 +404,7 @@ func (e *Egress) relayLogs(r io.Reader) {
 		for _, k := range keys {
 			attrs = append(attrs, slog.Any(k, m[k]))
 		}
-		e.log.LogAttrs(context.Background(), level, "proxy: "+msg, attrs...)
+		log.LogAttrs(context.Background(), level, prefix+msg, attrs...)
 	}
 }
 
