@@ -23,7 +23,7 @@ func TestTheProxyStopsModelCallsPastTheRunsBudget(t *testing.T) {
 	anthropic := preset.API{Provider: preset.Anthropic, Upstream: "http://" + upName + ":80", KeyHeader: "x-api-key",
 		KeyEnv: []string{"ANTHROPIC_API_KEY"}, BaseURLEnv: []string{"ANTHROPIC_BASE_URL"}}
 	eg, err := Start(ctx, cli, RunSpec{RunID: runID, Executable: exe, Keys: []Key{{API: anthropic, Value: "sk-ant-test"}},
-		Budget: 0.02, testAllowOutside: true})
+		Budget: 0.02, TestAllowOutside: true})
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}

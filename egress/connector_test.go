@@ -21,7 +21,7 @@ func TestARemoteConnectorIsReachedThroughTheProxyWithItsCredentialAddedOutside(t
 	ctx := t.Context()
 	upName := "agentrunner-" + runID + "-upstream"
 	const secret = "trk-secret"
-	eg, err := Start(ctx, cli, RunSpec{RunID: runID, Executable: exe, testAllowOutside: true,
+	eg, err := Start(ctx, cli, RunSpec{RunID: runID, Executable: exe, TestAllowOutside: true,
 		Connectors: []Connector{{Name: "tracker", URL: "http://" + upName + ":80/mcp", Secret: secret, Tools: []string{"echo"}}}})
 	if err != nil {
 		t.Fatalf("Start: %v", err)

@@ -101,11 +101,12 @@ type RunSpec struct {
 	Budget float64
 	Prices proxy.Prices
 
-	// testOnly widens the proxy's address filter; testAllowOutside adds the outside
-	// network's subnet to it. Only this package's tests set them, and only a runner built
-	// with the agentrunner_testonly tag accepts them.
+	// TestAllowOutside adds the outside network's subnet to the proxy's address filter, so
+	// tests can stand a fake API up there; testOnly widens the filter further (this
+	// package's tests). Only a runner built with the agentrunner_testonly tag accepts either:
+	// a production proxy refuses to start with them.
+	TestAllowOutside bool
 	testOnly         *proxy.TestOnly
-	testAllowOutside bool
 }
 
 // Egress is one run's running proxy and networks. Its methods are safe for concurrent use.
@@ -225,12 +226,12 @@ func Start(ctx context.Context, cli client.APIClient, spec RunSpec) (_ *Egress, 
 	if ctx.Err() != nil {
 		return nil, context.Cause(ctx)
 	}
-	if spec.testOnly != nil || spec.testAllowOutside {
+	if spec.testOnly != nil || spec.TestAllowOutside {
 		t := proxy.TestOnly{}
 		if spec.testOnly != nil {
 			t = *spec.testOnly
 		}
-		if spec.testAllowOutside {
+		if spec.TestAllowOutside {
 			n, err := cli.NetworkInspect(ctx, e.outside, network.InspectOptions{})
 			if err != nil {
 				return nil, fmt.Errorf("inspect network %s: %s", e.outside, cleanErr(err))

@@ -180,7 +180,7 @@ func TestEgressEnforcesAllowListAndInjectsKeys(t *testing.T) {
 		Keys: []Key{{API: anthropic, Value: key}},
 		// The upstream lives on the outside network, a private range; the name below is allowed
 		// but resolves to a private address the override does not cover.
-		testAllowOutside: true,
+		TestAllowOutside: true,
 		testOnly:         &proxy.TestOnly{Hosts: map[string][]string{"private-name.test": {"10.9.8.7"}}},
 	}
 	eg, err := Start(ctx, cli, spec)
@@ -382,7 +382,7 @@ func TestProductionBuildRefusesTestOverrides(t *testing.T) {
 		t.Fatal(err)
 	}
 	runID := dockertest.RunID(t)
-	_, err := Start(t.Context(), cli, RunSpec{RunID: runID, Executable: exe, testAllowOutside: true, StartTimeout: 20 * time.Second})
+	_, err := Start(t.Context(), cli, RunSpec{RunID: runID, Executable: exe, TestAllowOutside: true, StartTimeout: 20 * time.Second})
 	if err == nil || !strings.Contains(err.Error(), "does not accept test-only") {
 		t.Fatalf("Start with a test override on a production build = %v, want a refusal", err)
 	}

@@ -61,6 +61,11 @@ type Egress struct {
 	mu   sync.Mutex
 	runs map[string]*egressRun
 
+	// testUpstream moves a model API to a fake on the run's outside network, which
+	// testAllowOutside lets the proxy reach (a runner built with agentrunner_testonly only).
+	testUpstream     map[preset.Provider]string
+	testAllowOutside bool
+
 	engineChecked sync.Once
 }
 
@@ -147,6 +152,9 @@ func (e *Egress) BeginRun(ctx context.Context, runID string, scope RunScope) err
 	served := map[string]bool{}
 	for _, api := range apisOf(p) {
 		if v, ok := secrets[api.Secret]; ok && api.Secret != "" && len(api.BaseURLEnv) > 0 {
+			if u := e.testUpstream[api.Provider]; u != "" {
+				api.Upstream = u
+			}
 			keys = append(keys, egress.Key{API: api, Value: v})
 			served[api.Secret] = true
 			for _, k := range api.KeyEnv {
@@ -157,7 +165,7 @@ func (e *Egress) BeginRun(ctx context.Context, runID string, scope RunScope) err
 	r := &egressRun{served: served, budget: p.Budget, ledger: scope.Ledger, remote: map[string]bool{}, unavailable: map[string]string{}}
 	remote, locals := r.splitConnectors(p, secrets)
 	eg, err := egress.Start(ctx, e.Client, egress.RunSpec{RunID: runID, Keys: keys, Executable: e.Executable, Owner: e.Owner, Logger: e.Logger,
-		Budget: p.Budget, Prices: e.Prices, Connectors: remote})
+		Budget: p.Budget, Prices: e.Prices, Connectors: remote, TestAllowOutside: e.testAllowOutside})
 	if err != nil {
 		return fmt.Errorf("start the egress proxy for allow-listed agents: %w", err)
 	}

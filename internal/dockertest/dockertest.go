@@ -286,11 +286,13 @@ func WorkspaceMode(t testing.TB) string {
 
 // BuildRunner builds the runner's static Linux executable into a temporary directory: what
 // runs inside containers as the agents' supervisor, the overlay probe and the egress proxy,
-// and what crash tests start and kill.
-func BuildRunner(t testing.TB) string {
+// and what crash tests start and kill. flags go to go build (-tags=agentrunner_testonly for a
+// proxy that accepts the test-only address filter).
+func BuildRunner(t testing.TB, flags ...string) string {
 	t.Helper()
 	exe := filepath.Join(t.TempDir(), "runner")
-	build := exec.Command("go", "build", "-trimpath", "-o", exe, "github.com/agentrunner/agentrunner/cmd/runner")
+	args := append(append([]string{"build", "-trimpath", "-o", exe}, flags...), "github.com/agentrunner/agentrunner/cmd/runner")
+	build := exec.Command("go", args...)
 	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the runner: %v\n%s", err, out)
