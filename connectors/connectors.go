@@ -24,7 +24,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"regexp"
 	"sync"
 	"time"
 
@@ -33,7 +32,6 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/agentrunner/agentrunner/egress"
 	"github.com/agentrunner/agentrunner/mcpbridge"
@@ -96,8 +94,6 @@ type sidecar struct {
 	hijack    types.HijackedResponse
 	logsDone  chan struct{}
 }
-
-var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
 
 // Start starts a sidecar per connector and waits until each serves. On error every sidecar
 // it started is removed.
@@ -190,7 +186,7 @@ func (s *Set) start(ctx context.Context, spec Spec, l Local) (*sidecar, error) {
 		Tmpfs:          map[string]string{"/tmp": "rw,nosuid,nodev,size=256m"},
 		Resources:      container.Resources{Memory: 1 << 30, PidsLimit: &pids},
 	}
-	name := "agentrunner-" + unsafeName.ReplaceAllString(spec.RunID, "_") + "-mcp-" + unsafeName.ReplaceAllString(l.Name, "_")
+	name := egress.RunBase(spec.RunID) + "-mcp-" + l.Name // connector names are letters, digits, _ and -
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	created, err := s.cli.ContainerCreate(cctx, cfg, hc, &network.NetworkingConfig{
 		EndpointsConfig: map[string]*network.EndpointSettings{spec.Network: {}},
@@ -203,17 +199,11 @@ func (s *Set) start(ctx context.Context, spec Spec, l Local) (*sidecar, error) {
 	if ctx.Err() != nil {
 		return sc, context.Cause(ctx)
 	}
-	sc.hijack, err = s.cli.ContainerAttach(ctx, sc.container, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
+	var outR, errR io.Reader
+	sc.hijack, outR, errR, err = egress.Attach(ctx, s.cli, sc.container)
 	if err != nil {
 		return sc, fmt.Errorf("attach to sidecar %s: %s", name, sandbox.CleanDockerError(err))
 	}
-	outR, outW := io.Pipe()
-	errR, errW := io.Pipe()
-	go func() {
-		_, err := stdcopy.StdCopy(outW, errW, sc.hijack.Reader)
-		outW.CloseWithError(err)
-		errW.CloseWithError(err)
-	}()
 	go func() {
 		defer close(sc.logsDone)
 		egress.RelayLogs(s.log.With("connector", l.Name), "connector: ", errR)

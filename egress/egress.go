@@ -199,7 +199,7 @@ func Start(ctx context.Context, cli client.APIClient, spec RunSpec) (_ *Egress, 
 			return nil, err
 		}
 	}
-	base := "agentrunner-" + unsafeName.ReplaceAllString(spec.RunID, "_")
+	base := RunBase(spec.RunID)
 	e := &Egress{
 		cli: cli, runID: spec.RunID, keys: keys, remote: remote,
 		log:     spec.Logger.With("run_id", spec.RunID, "component", "egress"),
@@ -314,17 +314,11 @@ func (e *Egress) startProxy(ctx context.Context, img, name string, labels map[st
 	if err := e.cli.NetworkConnect(ctx, e.outside, e.container, nil); err != nil {
 		return fmt.Errorf("connect proxy container %s to network %s: %s", name, e.outside, cleanErr(err))
 	}
-	e.hijack, err = e.cli.ContainerAttach(ctx, e.container, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
+	var outR, errR io.Reader
+	e.hijack, outR, errR, err = Attach(ctx, e.cli, e.container)
 	if err != nil {
 		return fmt.Errorf("attach to proxy container %s: %s", name, cleanErr(err))
 	}
-	outR, outW := io.Pipe()
-	errR, errW := io.Pipe()
-	go func() {
-		_, err := stdcopy.StdCopy(outW, errW, e.hijack.Reader)
-		outW.CloseWithError(err)
-		errW.CloseWithError(err)
-	}()
 	go e.relayLogs(errR)
 	go e.readReplies(outR)
 	if err := e.cli.ContainerStart(ctx, e.container, container.StartOptions{}); err != nil {
@@ -356,6 +350,27 @@ func (e *Egress) startProxy(ctx context.Context, img, name string, labels map[st
 	}
 	return nil
 }
+
+// Attach attaches to a created container running one of the runner's own programs (the
+// proxy, a connector's bridge): its standard input is the returned connection's writer, its
+// standard output and error the two readers, which end when the container's output does.
+func Attach(ctx context.Context, cli client.APIClient, id string) (types.HijackedResponse, io.Reader, io.Reader, error) {
+	hj, err := cli.ContainerAttach(ctx, id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
+	if err != nil {
+		return hj, nil, nil, err
+	}
+	outR, outW := io.Pipe()
+	errR, errW := io.Pipe()
+	go func() {
+		_, err := stdcopy.StdCopy(outW, errW, hj.Reader)
+		outW.CloseWithError(err)
+		errW.CloseWithError(err)
+	}()
+	return hj, outR, errR, nil
+}
+
+// RunBase is the name prefix of the Docker objects made for run runID.
+func RunBase(runID string) string { return "agentrunner-" + unsafeName.ReplaceAllString(runID, "_") }
 
 // readReplies feeds the control replies (the proxy's stdout, one JSON object per line).
 func (e *Egress) readReplies(r io.Reader) {

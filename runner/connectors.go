@@ -27,6 +27,9 @@ func (r *egressRun) splitConnectors(p *plan.Run, secrets map[string]string) ([]e
 		v, ok := secrets[name]
 		return v, ok
 	}
+	noSecret := func(name string) string {
+		return fmt.Sprintf("the run does not hold its secret %s (runs of pull requests from forks get no secrets)", name)
+	}
 	var remote []egress.Connector
 	var locals []*config.Connector
 	for _, c := range p.Connectors {
@@ -35,7 +38,7 @@ func (r *egressRun) splitConnectors(p *plan.Run, secrets map[string]string) ([]e
 			if c.Secret != "" {
 				v, ok := held(c.Secret)
 				if !ok {
-					r.unavailable[c.Name] = fmt.Sprintf("the run does not hold its secret %s (runs of pull requests from forks get no secrets)", c.Secret)
+					r.unavailable[c.Name] = noSecret(c.Secret)
 					continue
 				}
 				val = v
@@ -47,7 +50,7 @@ func (r *egressRun) splitConnectors(p *plan.Run, secrets map[string]string) ([]e
 		ok := true
 		for _, s := range c.Secrets {
 			if _, has := held(s); !has {
-				r.unavailable[c.Name] = fmt.Sprintf("the run does not hold its secret %s (runs of pull requests from forks get no secrets)", s)
+				r.unavailable[c.Name] = noSecret(s)
 				ok = false
 				break
 			}

@@ -295,7 +295,7 @@ func (e *Egress) join(ctx context.Context, t *Task) (joined, error) {
 		case r.remote[name]:
 			remote = append(remote, name)
 		case r.conns != nil && r.conns.IP(name) != "":
-			direct = append(direct, r.conns.IP(name))
+			direct = append(direct, r.conns.IP(name)) // a map lookup under a lock, not Docker
 		default:
 			unavailable = append(unavailable, name+": the run did not start it")
 		}
