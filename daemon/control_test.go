@@ -102,15 +102,8 @@ agents:
 		Reporters: func(*reporters.RunInfo, string) reporters.Reporter { return seen }}
 	// A lease of 30s is heartbeated every 10s: a cancel that waited for the heartbeat would
 	// take that long. One worker: a second run stays queued while the first runs.
-	d, err := daemon.New(daemon.Options{Store: st, Pipeline: pipe, Repos: repos, Poll: 20 * time.Millisecond,
+	d := runDaemon(t, daemon.Options{Store: st, Pipeline: pipe, Repos: repos, Poll: 20 * time.Millisecond,
 		LeaseTTL: 30 * time.Second, Workers: 1, NoSchedules: true, ShutdownGrace: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = d.Run(ctx) }()
-	t.Cleanup(func() { stop(); <-done })
 	tok, err := st.CreateToken(t.Context(), store.Token{Name: "ops", Scope: store.ScopeDispatch})
 	if err != nil {
 		t.Fatal(err)

@@ -57,14 +57,7 @@ agents:
 	pipe := &fetchCounter{GitPipeline: &daemon.GitPipeline{Workspaces: wsm, Sandbox: daemon.FakeSandbox{}, Repos: repos, RunsDir: t.TempDir()}}
 	st := storetest.SQLite(t).Open(t)
 	// Schedules on: the daemon reads the configured repository's routines at start.
-	d, err := daemon.New(daemon.Options{Store: st, Pipeline: pipe, Repos: repos, Poll: 20 * time.Millisecond, ScheduleTick: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = d.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	d := runDaemon(t, daemon.Options{Store: st, Pipeline: pipe, Repos: repos, Poll: 20 * time.Millisecond, ScheduleTick: 50 * time.Millisecond})
 	mux := http.NewServeMux()
 	(&server.API{Store: st, Dispatcher: d}).Register(mux)
 	srv := httptest.NewServer(mux)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -17,7 +16,6 @@ import (
 	"github.com/agentrunner/agentrunner/sandbox"
 	"github.com/agentrunner/agentrunner/store"
 	"github.com/agentrunner/agentrunner/store/storetest"
-	"github.com/agentrunner/agentrunner/workspace"
 )
 
 // Cancelling one job asked of another daemon removes that job's container (per the Docker
@@ -37,25 +35,8 @@ agents:
 	}
 	db := storetest.SQLite(t)
 	start := func(owner string) *daemon.Daemon {
-		st := db.Open(t)
-		wsm, err := workspace.NewManager(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { wsm.Close() })
 		sb := &runner.Containers{Sandbox: sandbox.NewDocker(cli, sandbox.Options{}), Egress: &runner.Egress{Client: cli}}
-		pipe := &daemon.GitPipeline{Workspaces: wsm, Sandbox: daemon.NewSlotSandbox(sb, 4), Repos: repos, RunsDir: t.TempDir(),
-			Files: st, Jobs: st, JobPoll: 100 * time.Millisecond}
-		d, err := daemon.New(daemon.Options{Store: st, Pipeline: pipe, Repos: repos, Owner: owner, Poll: 20 * time.Millisecond,
-			LeaseTTL: 30 * time.Second, NoSchedules: true, ShutdownGrace: 5 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, stop := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); _ = d.Run(ctx) }()
-		t.Cleanup(func() { stop(); <-done })
-		return d
+		return fleetMember(t, db.Open(t), owner, daemon.NewSlotSandbox(sb, 4), repos, nil)
 	}
 	st := db.Open(t)
 	a := start("docker-a")

@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	"github.com/agentrunner/agentrunner/runner/result"
 	"github.com/agentrunner/agentrunner/store"
 	"github.com/agentrunner/agentrunner/store/storetest"
-	"github.com/agentrunner/agentrunner/workspace"
 )
 
 // Cancelling one job on another daemon of the fleet stops it through the store while the
@@ -36,24 +34,7 @@ agents:
 	}
 	db := storetest.SQLite(t)
 	start := func(owner string) *daemon.Daemon {
-		st := db.Open(t)
-		wsm, err := workspace.NewManager(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { wsm.Close() })
-		pipe := &daemon.GitPipeline{Workspaces: wsm, Sandbox: daemon.FakeSandbox{}, Repos: repos, RunsDir: t.TempDir(), Files: st,
-			Jobs: st, JobPoll: 50 * time.Millisecond}
-		d, err := daemon.New(daemon.Options{Store: st, Pipeline: pipe, Repos: repos, Owner: owner, Poll: 20 * time.Millisecond,
-			LeaseTTL: 30 * time.Second, NoSchedules: true, ShutdownGrace: 5 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, stop := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); _ = d.Run(ctx) }()
-		t.Cleanup(func() { stop(); <-done })
-		return d
+		return fleetMember(t, db.Open(t), owner, daemon.FakeSandbox{}, repos, nil)
 	}
 	st := db.Open(t)
 	a := start("daemon-a")

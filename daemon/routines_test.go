@@ -124,21 +124,14 @@ agents:
 	}
 	t.Cleanup(func() { wsm.Close() })
 	st := storetest.SQLite(t).Open(t)
-	d, err := daemon.New(daemon.Options{Store: st, Repos: repos, Poll: 20 * time.Millisecond,
+	d := runDaemon(t, daemon.Options{Store: st, Repos: repos, Poll: 20 * time.Millisecond,
 		Pipeline: &daemon.GitPipeline{Workspaces: wsm, Sandbox: daemon.FakeSandbox{}, Repos: repos, RunsDir: t.TempDir()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = d.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
 	mux := http.NewServeMux()
 	(&web.UI{Store: st, Routines: d, Dispatcher: uiDispatch{d}}).Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 
-	plain, err := st.CreateToken(ctx, store.Token{Name: "ops", Scope: store.ScopeDispatch})
+	plain, err := st.CreateToken(t.Context(), store.Token{Name: "ops", Scope: store.ScopeDispatch})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,11 +163,11 @@ agents:
 	if res.StatusCode != http.StatusSeeOther || !ok {
 		t.Fatalf("Run form: %s to %q\n%s", res.Status, res.Header.Get("Location"), body)
 	}
-	run, err := st.GetRun(ctx, id)
+	run, err := st.GetRun(t.Context(), id)
 	if err != nil || run.Repo != "acme/app" || run.Routine != "ask" || run.SHA != head || run.EventKind != "dispatch" {
 		t.Fatalf("the run the form led to: %+v, %v (want it recorded before the redirect)", run, err)
 	}
-	del, err := st.GetDelivery(ctx, run.DeliveryID)
+	del, err := st.GetDelivery(t.Context(), run.DeliveryID)
 	if err != nil || !strings.Contains(string(del.Body), `"inputs":{"area":"web","prompt":"Fix it.\nThanks"}`) {
 		t.Errorf("the dispatch's delivery: %s, %v", del.Body, err)
 	}

@@ -30,46 +30,26 @@ import (
 var (
 	buildOnce sync.Once
 	runnerExe string
-	upstream  string
 	buildErr  error
 	buildDir  string
 )
 
-const upstreamTag = "agentrunner/egress-upstream:dev"
-
 // testBinaries builds the runner (with the agentrunner_testonly tag, so the proxy accepts the
-// test-only filter override) and the upstream test server image, once per test binary.
+// test-only filter override) once per test binary, and the fake model API's image.
 func testBinaries(t *testing.T) (exe, upstreamImage string) {
 	t.Helper()
-	cli := dockertest.Client(t)
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "egress-test-")
 		if buildErr != nil {
 			return
 		}
 		runnerExe = filepath.Join(buildDir, "runner")
-		if buildErr = goBuild(runnerExe, "github.com/agentrunner/agentrunner/cmd/runner", "-tags=agentrunner_testonly"); buildErr != nil {
-			return
-		}
-		up := filepath.Join(buildDir, "upstream")
-		if buildErr = goBuild(up, "github.com/agentrunner/agentrunner/egress/internal/upstream"); buildErr != nil {
-			return
-		}
-		data, err := os.ReadFile(up)
-		if err != nil {
-			buildErr = err
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		buildErr = dockertest.BuildImage(ctx, cli, upstreamTag, map[string]string{dockertest.LabelRun: "dockertest"},
-			map[string][]byte{"Dockerfile": []byte("FROM scratch\nCOPY upstream /upstream\nENTRYPOINT [\"/upstream\"]\n"), "upstream": data})
-		upstream = upstreamTag
+		buildErr = goBuild(runnerExe, "github.com/agentrunner/agentrunner/cmd/runner", "-tags=agentrunner_testonly")
 	})
 	if buildErr != nil {
 		t.Fatalf("build test binaries: %v", buildErr)
 	}
-	return runnerExe, upstream
+	return runnerExe, dockertest.ModelAPIImage(t)
 }
 
 func TestMain(m *testing.M) {

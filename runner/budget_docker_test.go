@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,28 +15,6 @@ import (
 	"github.com/agentrunner/agentrunner/reporters"
 	"github.com/agentrunner/agentrunner/runner/result"
 )
-
-// upstreamImage builds the egress tests' stand-in for the internet (a fake model API that
-// answers with usage) as a FROM-scratch image.
-func upstreamImage(t *testing.T) string {
-	t.Helper()
-	const tag = "agentrunner/egress-upstream:dev"
-	bin := filepath.Join(t.TempDir(), "upstream")
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, "github.com/agentrunner/agentrunner/egress/internal/upstream")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the fake model API: %v\n%s", err, out)
-	}
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := dockertest.BuildImage(t.Context(), dockertest.Client(t), tag, map[string]string{dockertest.LabelRun: "dockertest"},
-		map[string][]byte{"Dockerfile": []byte("FROM scratch\nCOPY upstream /upstream\nENTRYPOINT [\"/upstream\"]\n"), "upstream": data}); err != nil {
-		t.Fatal(err)
-	}
-	return tag
-}
 
 // withUpstream starts the fake model API on the run's outside network before the first job:
 // the network exists only once the run has begun.
@@ -70,10 +45,10 @@ func TestARunsBudgetStopsItsAgentThroughTheEngine(t *testing.T) {
 	r := newDockerRig(t)
 	cli := dockertest.Client(t)
 	exe := dockertest.BuildRunner(t, "-tags=agentrunner_testonly")
-	img := upstreamImage(t)
+	img := dockertest.ModelAPIImage(t)
 	upName := "agentrunner-" + r.runID + "-upstream"
-	eg := &Egress{Client: cli, Executable: exe, testAllowOutside: true,
-		testUpstream: map[preset.Provider]string{preset.Anthropic: "http://" + upName + ":80"}}
+	eg := &Egress{Client: cli, Executable: exe, TestAllowOutside: true,
+		Upstreams: map[preset.Provider]string{preset.Anthropic: "http://" + upName + ":80"}}
 	w := &withUpstream{scopedOverride: scopedOverride{
 		Containers: &Containers{Sandbox: r.sb, Egress: eg},
 		argv: map[string][]string{

@@ -58,13 +58,16 @@ type Egress struct {
 	// Prices price model calls for budgets (the proxy's defaults when nil).
 	Prices proxy.Prices
 
+	// Upstreams moves a model API to another base URL (a company's model gateway, or a test's
+	// fake): the proxy forwards the provider's calls there, still through its address filter.
+	Upstreams map[preset.Provider]string
+	// TestAllowOutside lets the proxy reach the run's outside network, where a test stands its
+	// fake model API up. Only an Executable built with the agentrunner_testonly tag accepts it:
+	// a production proxy refuses to start.
+	TestAllowOutside bool
+
 	mu   sync.Mutex
 	runs map[string]*egressRun
-
-	// testUpstream moves a model API to a fake on the run's outside network, which
-	// testAllowOutside lets the proxy reach (a runner built with agentrunner_testonly only).
-	testUpstream     map[preset.Provider]string
-	testAllowOutside bool
 
 	engineChecked sync.Once
 }
@@ -152,7 +155,7 @@ func (e *Egress) BeginRun(ctx context.Context, runID string, scope RunScope) err
 	served := map[string]bool{}
 	for _, api := range apisOf(p) {
 		if v, ok := secrets[api.Secret]; ok && api.Secret != "" && len(api.BaseURLEnv) > 0 {
-			if u := e.testUpstream[api.Provider]; u != "" {
+			if u := e.Upstreams[api.Provider]; u != "" {
 				api.Upstream = u
 			}
 			keys = append(keys, egress.Key{API: api, Value: v})
@@ -165,7 +168,7 @@ func (e *Egress) BeginRun(ctx context.Context, runID string, scope RunScope) err
 	r := &egressRun{served: served, budget: p.Budget, ledger: scope.Ledger, remote: map[string]bool{}, unavailable: map[string]string{}}
 	remote, locals := r.splitConnectors(p, secrets)
 	eg, err := egress.Start(ctx, e.Client, egress.RunSpec{RunID: runID, Keys: keys, Executable: e.Executable, Owner: e.Owner, Logger: e.Logger,
-		Budget: p.Budget, Prices: e.Prices, Connectors: remote, TestAllowOutside: e.testAllowOutside})
+		Budget: p.Budget, Prices: e.Prices, Connectors: remote, TestAllowOutside: e.TestAllowOutside})
 	if err != nil {
 		return fmt.Errorf("start the egress proxy for allow-listed agents: %w", err)
 	}

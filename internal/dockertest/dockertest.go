@@ -42,6 +42,10 @@ import (
 // TestAgentTag is the tag of the test agent image.
 const TestAgentTag = "agentrunner/testagent:dev"
 
+// ModelAPITag is the tag of the fake model API image (egress/internal/upstream): the tests'
+// stand-in for the internet, which answers model calls with usage.
+const ModelAPITag = "agentrunner/egress-upstream:dev"
+
 // LabelRun is the label every agentrunner Docker object carries; it mirrors sandbox.LabelRun
 // (this package must not import sandbox, whose tests import it).
 const LabelRun = "agentrunner.run"
@@ -53,6 +57,9 @@ var (
 
 	imageOnce sync.Once
 	imageErr  error
+
+	modelAPIOnce sync.Once
+	modelAPIErr  error
 )
 
 // Client returns a Docker client shared by the test binary. It fails the test, with a message
@@ -91,27 +98,45 @@ func Client(t testing.TB) *client.Client {
 func TestAgentImage(t testing.TB) string {
 	t.Helper()
 	cli := Client(t)
-	imageOnce.Do(func() { imageErr = buildTestAgent(cli) })
+	imageOnce.Do(func() {
+		imageErr = buildStaticImage(cli, "github.com/agentrunner/agentrunner/internal/testagent", TestAgentTag, "testagent")
+	})
 	if imageErr != nil {
 		t.Fatalf("build the test agent image %s: %v", TestAgentTag, imageErr)
 	}
 	return TestAgentTag
 }
 
-func buildTestAgent(cli *client.Client) error {
+// ModelAPIImage builds the fake model API (egress/internal/upstream) into a `FROM scratch`
+// image tagged ModelAPITag, once per test binary like TestAgentImage, and returns the tag.
+func ModelAPIImage(t testing.TB) string {
+	t.Helper()
+	cli := Client(t)
+	modelAPIOnce.Do(func() {
+		modelAPIErr = buildStaticImage(cli, "github.com/agentrunner/agentrunner/egress/internal/upstream", ModelAPITag, "upstream")
+	})
+	if modelAPIErr != nil {
+		t.Fatalf("build the fake model API image %s: %v", ModelAPITag, modelAPIErr)
+	}
+	return ModelAPITag
+}
+
+// buildStaticImage builds pkg statically into /name of a `FROM scratch` image tagged tag, with
+// /name as its entrypoint; an image already tagged with the same executable (a label holds its
+// hash) is kept, so parallel test binaries do not rebuild it.
+func buildStaticImage(cli *client.Client, pkg, tag, name string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	dir, err := os.MkdirTemp("", "testagent-build-")
+	dir, err := os.MkdirTemp("", name+"-build-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "testagent")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin,
-		"github.com/agentrunner/agentrunner/internal/testagent")
+	bin := filepath.Join(dir, name)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build internal/testagent: %w\n%s", err, out)
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
 	}
 	exe, err := os.ReadFile(bin)
 	if err != nil {
@@ -119,15 +144,15 @@ func buildTestAgent(cli *client.Client) error {
 	}
 	sum := sha256.Sum256(exe)
 	hash := hex.EncodeToString(sum[:])
-	if img, err := cli.ImageInspect(ctx, TestAgentTag); err == nil && img.Config != nil &&
-		img.Config.Labels["agentrunner.testagent.sha256"] == hash {
+	if img, err := cli.ImageInspect(ctx, tag); err == nil && img.Config != nil &&
+		img.Config.Labels["agentrunner.testimage.sha256"] == hash {
 		return nil
 	}
-	dockerfile := "FROM scratch\nCOPY testagent /testagent\nENTRYPOINT [\"/testagent\"]\n"
-	return BuildImage(ctx, cli, TestAgentTag, map[string]string{
+	dockerfile := fmt.Sprintf("FROM scratch\nCOPY %s /%s\nENTRYPOINT [\"/%s\"]\n", name, name, name)
+	return BuildImage(ctx, cli, tag, map[string]string{
 		LabelRun:                       "dockertest",
-		"agentrunner.testagent.sha256": hash,
-	}, map[string][]byte{"Dockerfile": []byte(dockerfile), "testagent": exe})
+		"agentrunner.testimage.sha256": hash,
+	}, map[string][]byte{"Dockerfile": []byte(dockerfile), name: exe})
 }
 
 // BuildImage builds an image tagged tag from files (which must include a Dockerfile), sent as

@@ -22,7 +22,7 @@ func TestTestAgentImageIsAStaticScratchImage(t *testing.T) {
 	if n := len(img.RootFS.Layers); n != 1 {
 		t.Errorf("%d layers, want 1", n)
 	}
-	if img.Config.Labels["agentrunner.testagent.sha256"] == "" || img.Config.Labels[LabelRun] == "" {
+	if img.Config.Labels["agentrunner.testimage.sha256"] == "" || img.Config.Labels[LabelRun] == "" {
 		t.Errorf("labels = %v", img.Config.Labels)
 	}
 }
