@@ -92,18 +92,7 @@ func NewDocker(cli client.APIClient, opts Options) *Docker {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Resources.CPUs == 0 {
-		opts.Resources.CPUs = DefaultResources.CPUs
-	}
-	if opts.Resources.Memory == 0 {
-		opts.Resources.Memory = DefaultResources.Memory
-	}
-	if opts.Resources.Pids == 0 {
-		opts.Resources.Pids = DefaultResources.Pids
-	}
-	if opts.Resources.Disk == 0 {
-		opts.Resources.Disk = DefaultResources.Disk
-	}
+	opts.Resources = opts.Resources.Or(DefaultResources)
 	if opts.Timeout <= 0 {
 		opts.Timeout = defaultTimeout
 	}
@@ -563,16 +552,7 @@ func (d *Docker) containerConfig(spec *Spec, name string) (*container.Config, *c
 		}
 	}
 
-	r := spec.Resources
-	if r.CPUs == 0 {
-		r.CPUs = d.opts.Resources.CPUs
-	}
-	if r.Memory == 0 {
-		r.Memory = d.opts.Resources.Memory
-	}
-	if r.Pids == 0 {
-		r.Pids = d.opts.Resources.Pids
-	}
+	r := spec.Resources.Or(d.opts.Resources)
 	pids := r.Pids
 	initProc := !d.opts.NoInit
 	hc := &container.HostConfig{
@@ -643,21 +623,11 @@ func validate(spec *Spec) error {
 	if spec == nil {
 		return errors.New("sandbox: nil Spec")
 	}
+	if err := spec.CheckCommon(); err != nil {
+		return err
+	}
 	bad := func(field, format string, args ...any) error {
 		return &SpecError{JobID: spec.JobID, Field: field, Msg: fmt.Sprintf(format, args...)}
-	}
-	switch {
-	case spec.RunID == "":
-		return bad("RunID", "empty")
-	case spec.JobID == "":
-		return bad("JobID", "empty")
-	case spec.Image == "":
-		return bad("Image", "empty")
-	}
-	switch spec.PullPolicy {
-	case "", PullNever, PullIfMissing, PullAlways:
-	default:
-		return bad("PullPolicy", "%q is not never, if-missing or always", spec.PullPolicy)
 	}
 	switch spec.Network.Mode {
 	case "", NetworkNone, NetworkOpen:

@@ -10,6 +10,7 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -143,6 +144,23 @@ type Resources struct {
 	Disk int64
 }
 
+// Or is r with its zero fields taken from def.
+func (r Resources) Or(def Resources) Resources {
+	if r.CPUs == 0 {
+		r.CPUs = def.CPUs
+	}
+	if r.Memory == 0 {
+		r.Memory = def.Memory
+	}
+	if r.Pids == 0 {
+		r.Pids = def.Pids
+	}
+	if r.Disk == 0 {
+		r.Disk = def.Disk
+	}
+	return r
+}
+
 // Network is the egress policy.
 type Network struct {
 	// Mode is none (empty means none), open or allow.
@@ -218,6 +236,30 @@ func CleanDockerError(err error) string {
 		msg = strings.TrimSuffix(msg, ": unknown")
 	}
 	return strings.TrimSpace(msg)
+}
+
+// CheckCommon refuses a Spec that no sandbox can run: without its ids or image, or with a pull
+// policy it does not know. Each sandbox checks what is particular to it after.
+func (spec *Spec) CheckCommon() error {
+	if spec == nil {
+		return errors.New("sandbox: nil Spec")
+	}
+	bad := func(field, format string, args ...any) error {
+		return &SpecError{JobID: spec.JobID, Field: field, Msg: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case spec.RunID == "":
+		return bad("RunID", "empty")
+	case spec.JobID == "":
+		return bad("JobID", "empty")
+	case spec.Image == "":
+		return bad("Image", "empty")
+	}
+	switch spec.PullPolicy {
+	case "", PullNever, PullIfMissing, PullAlways:
+		return nil
+	}
+	return bad("PullPolicy", "%q is not never, if-missing or always", spec.PullPolicy)
 }
 
 // SpecError is a Spec the sandbox refuses before touching Docker.

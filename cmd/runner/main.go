@@ -12,6 +12,7 @@ import (
 
 	"github.com/agentrunner/agentrunner/egress"
 	"github.com/agentrunner/agentrunner/sandbox"
+	"github.com/agentrunner/agentrunner/sandbox/kube/carry"
 )
 
 func main() {
@@ -27,6 +28,14 @@ func main() {
 	// Inside the container of the overlay probe (sandbox.ProbeOverlay).
 	if len(os.Args) > 1 && os.Args[1] == sandbox.ProbeCommand {
 		os.Exit(sandbox.ProbeMain(os.Args[2:]))
+	}
+	// Inside an agent's pod on Kubernetes: filling the workspace, then running the agent and
+	// handing its workspace back (package sandbox/kube/carry).
+	if len(os.Args) > 1 && os.Args[1] == carry.FetchCommand {
+		os.Exit(carry.FetchMain(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == carry.AgentCommand {
+		os.Exit(carry.AgentMain(os.Args[2:]))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)

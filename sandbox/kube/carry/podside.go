@@ -1,0 +1,174 @@
+package carry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/agentrunner/agentrunner/sandbox"
+)
+
+// Package carry moves a job's workspace between the daemon and the agent's pod on Kubernetes,
+// which share no disk: the trees as a tar stream both ends treat as hostile (archive.go), and
+// the pod's side, run by the runner's hidden subcommands (FetchCommand in the init container,
+// AgentCommand in the agent's container, from the copy the first leaves there). The daemon's
+// side is kube.Exchange.
+
+// The commands, the routes of the exchange (the token in the Authorization header, never in a
+// URL that logs could keep), the environment that names them, and where the runner's copy goes.
+const (
+	FetchCommand   = "kube-fetch"
+	AgentCommand   = "kube-agent"
+	WorkspaceRoute = "/kube/v1/workspace" // GET: the trees
+	ChangesRoute   = "/kube/v1/changes"   // PUT: the trees as the agent left them
+	EnvURL         = "AGENTRUNNER_EXCHANGE_URL"
+	EnvToken       = "AGENTRUNNER_EXCHANGE_TOKEN"
+	RunnerDir      = "/.agentrunner"
+	RunnerPath     = RunnerDir + "/runner"
+)
+
+// podTrees are the trees as the pod mounts them.
+var podTrees = map[string]string{"workspace": sandbox.WorkspacePath, "out": sandbox.OutputPath}
+
+// podLimits bound what a pod accepts and sends (the emptyDirs' sizeLimits bound it too).
+var podLimits = Limits{Bytes: 64 << 30, Entries: 2_000_000}
+
+// FetchMain fills the workspace and the output directory from the exchange and copies the
+// runner's executable where the agent's container runs it from; it returns the exit code.
+func FetchMain(args []string) int {
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer cancel()
+	err := Fetch(ctx, os.Getenv(EnvURL), os.Getenv(EnvToken), podTrees)
+	if err == nil {
+		err = copySelf(RunnerPath)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "agentrunner: fill the workspace:", err)
+		return 1
+	}
+	return 0
+}
+
+// Fetch fills trees (prefix → directory) from the exchange at base.
+func Fetch(ctx context.Context, base, token string, trees map[string]string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+WorkspaceRoute, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(res.Body, 4<<10))
+		return fmt.Errorf("%s: %s", res.Status, msg)
+	}
+	return ReadTrees(res.Body, trees, podLimits)
+}
+
+func copySelf(dst string) error {
+	src, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, src); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// AgentMain runs the agent (args after "--"), passes SIGTERM on, and once it ended hands the
+// trees back to the exchange; it exits with the agent's code (128+signal when killed).
+func AgentMain(args []string) int {
+	if len(args) > 0 && args[0] == "--" {
+		args = args[1:]
+	}
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "agentrunner: no agent command")
+		return 2
+	}
+	code := runAgent(args)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := HandBack(ctx, os.Getenv(EnvURL), os.Getenv(EnvToken), podTrees); err != nil {
+		fmt.Fprintln(os.Stderr, "agentrunner: hand the workspace back:", err)
+	}
+	return code
+}
+
+func runAgent(argv []string) int {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "agentrunner: start the agent:", err)
+		return 127
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				_ = cmd.Process.Signal(s)
+			case <-done:
+				return
+			}
+		}
+	}()
+	err := cmd.Wait()
+	close(done)
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	return 1
+}
+
+// HandBack sends trees to the exchange at base.
+func HandBack(ctx context.Context, base, token string, trees map[string]string) error {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(WriteTrees(pw, trees, podLimits)) }()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, base+ChangesRoute, pr)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/x-tar")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusNoContent {
+		msg, _ := io.ReadAll(io.LimitReader(res.Body, 4<<10))
+		return fmt.Errorf("%s: %s", res.Status, msg)
+	}
+	return nil
+}

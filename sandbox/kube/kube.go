@@ -1,0 +1,437 @@
+// Package kube is the sandbox on Kubernetes: each agent runs as a bare pod in one namespace,
+// hardened to pass Pod Security "restricted", with its secrets in a Secret of its own, a
+// NetworkPolicy that confines it, and its workspace carried to and from the daemon by the
+// Exchange (a pod has no disk in common with the daemon). Pods are named from the run and job
+// ids, so that a job claimed again, by a restarted daemon or another one, finds its pod
+// instead of starting a second; their deadline is the API server's to enforce, so it holds
+// when every daemon is gone.
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	networkingv1client "k8s.io/client-go/kubernetes/typed/networking/v1"
+
+	"github.com/agentrunner/agentrunner/sandbox"
+	"github.com/agentrunner/agentrunner/sandbox/kube/carry"
+)
+
+// Options configure the Kubernetes sandbox. Zero values mean the defaults.
+type Options struct {
+	// Namespace holds the agents' pods; it should enforce Pod Security "restricted".
+	Namespace string
+	// Owner annotates every object with who made it (sandbox.OwnerLabels), for Sweep.
+	Owner map[string]string
+	// RunnerImage holds the static runner at /runner: the pods' init container fills the
+	// workspace with it and leaves a copy for the agent's container.
+	RunnerImage string
+	// Exchange serves the workspaces; ExchangeURL is how pods reach it (http://host:port).
+	Exchange    *Exchange
+	ExchangeURL string
+	// Resources fill the zero fields of a Spec's (sandbox.DefaultResources otherwise).
+	Resources sandbox.Resources
+	// Timeout is used when a Spec has none (1h); StopGrace is the pod's termination grace
+	// period (10s); DeadlineMargin is added to the timeout for the pod's activeDeadlineSeconds,
+	// so that the daemon stops an agent on time itself and the API server only when no daemon
+	// is left to (2m: the workspace's fetch is inside the deadline).
+	Timeout, StopGrace, DeadlineMargin time.Duration
+	// TmpSize bounds the memory-backed /tmp (256 MiB).
+	TmpSize int64
+	// HandBackWait bounds the wait for a finished pod's changes (30s).
+	HandBackWait time.Duration
+	Logger       *slog.Logger
+
+	exchangeCIDRs []string
+	exchangePort  int32
+}
+
+// Client is the part of the API the sandbox uses: a clientset (kubernetes.Interface, or its
+// fake) is one; Connect makes a lighter one, without the other API groups' clients.
+type Client interface {
+	CoreV1() corev1client.CoreV1Interface
+	NetworkingV1() networkingv1client.NetworkingV1Interface
+}
+
+// Sandbox runs agents as pods. It is safe for concurrent use.
+type Sandbox struct {
+	cli  Client
+	opts Options
+	log  *slog.Logger
+
+	mu   sync.Mutex
+	pods map[*sandbox.Handle]*podJob
+}
+
+var _ sandbox.Sandbox = (*Sandbox)(nil)
+
+// podJob is what Prepare made for one handle.
+type podJob struct {
+	job   *job
+	token string
+	x     *exchangeJob
+	// attached: the pod was there already (a job claimed again); it is followed, not made.
+	attached bool
+}
+
+// New returns the sandbox on cli. The exchange's address must resolve: the pods'
+// NetworkPolicies allow exactly it.
+func New(cli Client, opts Options) (*Sandbox, error) {
+	if opts.Namespace == "" {
+		return nil, errors.New("kubernetes sandbox: no namespace")
+	}
+	if opts.RunnerImage == "" || opts.Exchange == nil || opts.ExchangeURL == "" {
+		return nil, errors.New("kubernetes sandbox: the runner image and the exchange (its handler and the URL pods reach it at) are required")
+	}
+	u, err := url.Parse(opts.ExchangeURL)
+	if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Hostname() == "" {
+		return nil, fmt.Errorf("kubernetes sandbox: exchange URL %q: want http://host:port", opts.ExchangeURL)
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	p, err := strconv.ParseInt(port, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes sandbox: exchange URL %q: bad port", opts.ExchangeURL)
+	}
+	opts.exchangePort = int32(p)
+	ips, err := net.LookupIP(u.Hostname())
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes sandbox: resolve the exchange's host %q (the pods' network policies allow its addresses): %w", u.Hostname(), err)
+	}
+	for _, ip := range ips {
+		if ip.To4() != nil {
+			opts.exchangeCIDRs = append(opts.exchangeCIDRs, ip.String()+"/32")
+		} else {
+			opts.exchangeCIDRs = append(opts.exchangeCIDRs, ip.String()+"/128")
+		}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	opts.Resources = opts.Resources.Or(sandbox.DefaultResources)
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&opts.Timeout, time.Hour}, {&opts.StopGrace, 10 * time.Second}, {&opts.DeadlineMargin, 2 * time.Minute}, {&opts.HandBackWait, 30 * time.Second}} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
+	if opts.TmpSize <= 0 {
+		opts.TmpSize = 256 << 20
+	}
+	return &Sandbox{cli: cli, opts: opts, log: opts.Logger, pods: map[*sandbox.Handle]*podJob{}}, nil
+}
+
+func (s *Sandbox) validate(spec *sandbox.Spec) error {
+	if err := spec.CheckCommon(); err != nil {
+		return err
+	}
+	bad := func(field, format string, args ...any) error {
+		return &sandbox.SpecError{JobID: spec.JobID, Field: field, Msg: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case len(spec.Argv) == 0:
+		return bad("Argv", "empty: on Kubernetes an agent needs its command (a preset's, or command:), the image's own entrypoint cannot be wrapped")
+	case spec.WorkspaceLayers != nil:
+		return bad("WorkspaceLayers", "overlay workspaces are a Docker host's; on Kubernetes the workspace is a full checkout (workspace: checkout)")
+	case spec.WorkspaceDir == "" || spec.OutputDir == "":
+		return bad("WorkspaceDir", "the workspace and the output directory are required")
+	}
+	switch spec.Network.Mode {
+	case "", sandbox.NetworkNone, sandbox.NetworkOpen:
+	case sandbox.NetworkAllow:
+		return bad("Network", "allow-listed agents need the runner's egress proxy in the cluster, which the Kubernetes sandbox does not run yet; use network: none or open")
+	default:
+		return bad("Network.Mode", "%q is not none, open or allow", spec.Network.Mode)
+	}
+	return nil
+}
+
+// Prepare makes the agent's NetworkPolicy, Secret and pod, in that order (the pod must never
+// run before its policy exists), then hands the first two to the pod as owner: deleting the
+// pod deletes them. A pod already there for the same run and job is attached to instead.
+// The pod starts at once; its init container waits for the workspace until Run says it is
+// ready.
+func (s *Sandbox) Prepare(ctx context.Context, spec *sandbox.Spec) (*sandbox.Handle, error) {
+	if err := s.validate(spec); err != nil {
+		return nil, err
+	}
+	user := spec.User
+	if user == "" {
+		user = sandbox.DefaultUser
+	}
+	uid, gid, err := parseUser(user)
+	if err != nil {
+		return nil, &sandbox.SpecError{JobID: spec.JobID, Field: "User", Msg: err.Error()}
+	}
+	res := spec.Resources.Or(s.opts.Resources)
+	sp := *spec
+	if sp.Timeout <= 0 {
+		sp.Timeout = s.opts.Timeout
+	}
+	j := &job{spec: &sp, name: PodName(spec.RunID, spec.JobID), res: res, uid: uid, gid: gid, owner: s.opts.Owner, opts: &s.opts}
+	if err := os.WriteFile(filepath.Join(spec.OutputDir, sandbox.PromptFile), []byte(spec.Prompt), 0o644); err != nil {
+		return nil, &sandbox.InfraError{Op: "write the prompt", Object: fmt.Sprintf("for job %q", spec.JobID), Err: err}
+	}
+	pj := &podJob{job: j}
+	fail := func(op string, err error) (*sandbox.Handle, error) {
+		s.deleteAll(context.WithoutCancel(ctx), j.name)
+		return nil, &sandbox.InfraError{Op: op, Object: fmt.Sprintf("for job %q", spec.JobID), Err: err}
+	}
+	ns := s.opts.Namespace
+	if sp.Network.Mode != sandbox.NetworkOpen {
+		if _, err := s.cli.NetworkingV1().NetworkPolicies(ns).Create(ctx, j.networkPolicy(), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fail("create network policy", err)
+		}
+	}
+	pj.token = NewToken()
+	if _, err := s.cli.CoreV1().Secrets(ns).Create(ctx, j.secret(pj.token), metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+		old, gerr := s.cli.CoreV1().Secrets(ns).Get(ctx, j.name, metav1.GetOptions{})
+		if gerr != nil || old.Annotations[AnnotationJob] != spec.JobID || old.Labels[LabelRun] != LabelValue(spec.RunID) {
+			return nil, &sandbox.InfraError{Op: "create secret", Object: fmt.Sprintf("for job %q", spec.JobID),
+				Err: fmt.Errorf("secret %s exists and is not this job's", j.name)}
+		}
+		pj.token = string(old.Data[secretTokenKey]) // the pod, if any, holds this one
+	} else if err != nil {
+		return fail("create secret", err)
+	}
+	pod, err := s.cli.CoreV1().Pods(ns).Create(ctx, j.pod(), metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		pod, err = s.cli.CoreV1().Pods(ns).Get(ctx, j.name, metav1.GetOptions{})
+		if err == nil && (pod.Annotations[AnnotationJob] != spec.JobID || pod.Labels[LabelRun] != LabelValue(spec.RunID)) {
+			err = fmt.Errorf("pod %s exists and is not this job's", j.name)
+		}
+		if err != nil {
+			return nil, &sandbox.InfraError{Op: "attach to pod", Object: fmt.Sprintf("for job %q", spec.JobID), Err: err}
+		}
+		pj.attached = true
+	} else if err != nil {
+		return fail("create pod", err)
+	}
+	owner := fmt.Sprintf(`{"metadata":{"ownerReferences":[{"apiVersion":"v1","kind":"Pod","name":%q,"uid":%q}]}}`, pod.Name, pod.UID)
+	if _, err := s.cli.CoreV1().Secrets(ns).Patch(ctx, j.name, types.MergePatchType, []byte(owner), metav1.PatchOptions{}); err != nil {
+		return fail("hand the secret to its pod", err)
+	}
+	if sp.Network.Mode != sandbox.NetworkOpen {
+		if _, err := s.cli.NetworkingV1().NetworkPolicies(ns).Patch(ctx, j.name, types.MergePatchType, []byte(owner), metav1.PatchOptions{}); err != nil {
+			return fail("hand the network policy to its pod", err)
+		}
+	}
+	limits := carry.Limits{Bytes: res.Disk + outputSizeLimit, Entries: 2_000_000}
+	pj.x = s.opts.Exchange.register(pj.token, spec.WorkspaceDir, spec.OutputDir, limits)
+	h := &sandbox.Handle{ID: string(pod.UID), Name: j.name, Spec: spec}
+	s.mu.Lock()
+	s.pods[h] = pj
+	s.mu.Unlock()
+	return h, nil
+}
+
+// Destroy deletes the pod, its Secret and its NetworkPolicy if still there (their owner
+// reference deletes them too, where a garbage collector runs).
+func (s *Sandbox) Destroy(ctx context.Context, h *sandbox.Handle) error {
+	if h == nil {
+		return nil
+	}
+	s.mu.Lock()
+	pj := s.pods[h]
+	delete(s.pods, h)
+	s.mu.Unlock()
+	if pj != nil {
+		s.opts.Exchange.unregister(pj.token)
+	}
+	return s.deleteAll(ctx, h.Name)
+}
+
+func (s *Sandbox) deleteAll(ctx context.Context, name string) error {
+	ns := s.opts.Namespace
+	bg := metav1.DeletePropagationBackground
+	opts := metav1.DeleteOptions{PropagationPolicy: &bg}
+	var errs []error
+	keep := func(err error) {
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	keep(s.cli.CoreV1().Pods(ns).Delete(ctx, name, opts))
+	keep(s.cli.CoreV1().Secrets(ns).Delete(ctx, name, opts))
+	keep(s.cli.NetworkingV1().NetworkPolicies(ns).Delete(ctx, name, opts))
+	return errors.Join(errs...)
+}
+
+func (s *Sandbox) podJob(h *sandbox.Handle) *podJob {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pods[h]
+}
+
+// Run lets the pod fetch its workspace once it is ready, follows the agent's log and the pod's
+// status until the agent ends, takes the changes the pod handed back, and deletes the pod.
+func (s *Sandbox) Run(ctx context.Context, h *sandbox.Handle, logs io.Writer) (*sandbox.Result, error) {
+	pj := s.podJob(h)
+	if pj == nil {
+		return nil, errors.New("kubernetes sandbox: Run on a handle Prepare did not return, or after Destroy")
+	}
+	spec := pj.job.spec
+	infra := func(op string, err error) error {
+		return &sandbox.InfraError{Op: op, Object: fmt.Sprintf("for job %q", spec.JobID), Err: err}
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = s.deleteAll(dctx, h.Name)
+	}()
+	if spec.WorkspaceReady != nil {
+		if err := spec.WorkspaceReady(ctx); err != nil {
+			pj.x.markReady(err)
+			return nil, infra("make the workspace", err)
+		}
+	}
+	pj.x.markReady(nil)
+	mask := sandbox.NewMaskingWriter(logs, secretValues(spec.Secrets))
+	defer mask.Flush()
+
+	runCtx, cancel := context.WithTimeout(ctx, spec.Timeout)
+	defer cancel()
+	f := &follower{cli: s.cli, ns: s.opts.Namespace, name: h.Name, w: mask}
+	st, err := s.watch(runCtx, h.Name, f)
+	switch {
+	case err != nil && ctx.Err() == nil && runCtx.Err() != nil:
+		st = state{done: true, outcome: sandbox.TimedOut}
+	case err != nil && ctx.Err() != nil:
+		st = state{done: true, outcome: sandbox.Cancelled}
+	case err != nil:
+		f.stop()
+		return nil, infra("follow pod", err)
+	}
+	if st.outcome == sandbox.TimedOut || st.outcome == sandbox.Cancelled {
+		// Stop the agent within its grace period; what it wrote is not taken.
+		grace := int64(s.opts.StopGrace.Seconds())
+		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		_ = s.cli.CoreV1().Pods(s.opts.Namespace).Delete(dctx, h.Name, metav1.DeleteOptions{GracePeriodSeconds: &grace})
+		dcancel()
+	}
+	f.finish(s.opts.StopGrace)
+	if st.infra != "" {
+		return nil, infra("run pod", errors.New(st.infra))
+	}
+	if st.outcome == sandbox.Success || st.outcome == sandbox.Failed {
+		wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.HandBackWait)
+		err := pj.x.waitHanded(wctx)
+		wcancel()
+		if err != nil {
+			return nil, infra("take the pod's changes", err)
+		}
+	}
+	now := time.Now()
+	if st.finished.IsZero() {
+		st.finished = now
+	}
+	if st.started.IsZero() {
+		st.started = st.finished
+	}
+	r := &sandbox.Result{Outcome: st.outcome, ExitCode: st.exitCode, Started: st.started, Finished: st.finished,
+		Duration: st.finished.Sub(st.started)}
+	if st.diskFull {
+		r.DiskLimit = pj.job.res.Disk
+	}
+	if r.Outcome == sandbox.TimedOut || r.Outcome == sandbox.Cancelled {
+		r.ExitCode = -1
+	}
+	return r, nil
+}
+
+func secretValues(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// watch follows the pod's status until its agent is done, starting f once the agent runs.
+// The watch is opened again when the API server closes it; a pod that disappears is an
+// infrastructure failure.
+func (s *Sandbox) watch(ctx context.Context, name string, f *follower) (state, error) {
+	pods := s.cli.CoreV1().Pods(s.opts.Namespace)
+	for {
+		pod, err := pods.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return state{done: true, infra: "the pod was deleted before its agent ended"}, nil
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return state{}, ctx.Err()
+			}
+			return state{}, err
+		}
+		if st := s.observe(pod, f); st.done {
+			return st, nil
+		}
+		w, err := pods.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name, ResourceVersion: pod.ResourceVersion})
+		if err != nil {
+			if ctx.Err() != nil {
+				return state{}, ctx.Err()
+			}
+			time.Sleep(time.Second)
+			continue
+		}
+		st, err := s.drain(ctx, w.ResultChan(), name, f)
+		w.Stop()
+		if err != nil || st.done {
+			return st, err
+		}
+	}
+}
+
+func (s *Sandbox) drain(ctx context.Context, events <-chan watch.Event, name string, f *follower) (state, error) {
+	for {
+		select {
+		case <-ctx.Done():
+			return state{}, ctx.Err()
+		case ev, ok := <-events:
+			if !ok {
+				return state{}, nil // closed by the server: open another
+			}
+			pod, isPod := ev.Object.(*corev1.Pod)
+			if !isPod || pod.Name != name {
+				continue
+			}
+			if ev.Type == watch.Deleted {
+				if st := stateOf(pod); st.done {
+					return st, nil
+				}
+				return state{done: true, infra: "the pod was deleted before its agent ended"}, nil
+			}
+			if st := s.observe(pod, f); st.done {
+				return st, nil
+			}
+		}
+	}
+}
+
+func (s *Sandbox) observe(pod *corev1.Pod, f *follower) state {
+	st := stateOf(pod)
+	if st.running {
+		f.start()
+	}
+	return st
+}

@@ -1,0 +1,443 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/agentrunner/agentrunner/sandbox"
+	"github.com/agentrunner/agentrunner/sandbox/kube/carry"
+)
+
+const ns = "agents"
+
+// rig is a sandbox on client-go's fake clientset with a real exchange on loopback, and a
+// stand-in for the kubelet: the test plays the pod's part (fetch, hand back, status).
+type rig struct {
+	cli *fake.Clientset
+	sb  *Sandbox
+	x   *Exchange
+	url string
+}
+
+func newRig(t *testing.T, owner string) *rig {
+	t.Helper()
+	return newRigOn(t, fake.NewClientset(), owner)
+}
+
+func newRigOn(t *testing.T, cli *fake.Clientset, owner string) *rig {
+	t.Helper()
+	x := &Exchange{}
+	srv := httptest.NewServer(x)
+	t.Cleanup(srv.Close)
+	sb, err := New(cli, Options{Namespace: ns, RunnerImage: "localhost/agentrunner/runner:test", Exchange: x, ExchangeURL: srv.URL,
+		Owner: sandbox.OwnerLabels(sandbox.DaemonOwner(owner), "store-1"), StopGrace: time.Second, HandBackWait: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rig{cli: cli, sb: sb, x: x, url: srv.URL}
+}
+
+func testSpec(t *testing.T) *sandbox.Spec {
+	t.Helper()
+	ws, out := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(ws, "README.md"), []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &sandbox.Spec{RunID: "r1", JobID: "audit[3]", Image: "localhost/agent:1", Argv: []string{"claude", "-p", "fix"},
+		Env: map[string]string{"MODE": "fast"}, Secrets: map[string]string{"ANTHROPIC_API_KEY": "sk-ant-secret-value"},
+		Prompt: "fix the bug", WorkspaceDir: ws, OutputDir: out, Timeout: time.Minute}
+}
+
+func (r *rig) pod(t *testing.T, name string) *corev1.Pod {
+	t.Helper()
+	p, err := r.cli.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// setStatus stands in for the kubelet.
+func (r *rig) setStatus(t *testing.T, name string, status corev1.PodStatus) {
+	t.Helper()
+	p := r.pod(t, name)
+	p.Status = status
+	if _, err := r.cli.CoreV1().Pods(ns).UpdateStatus(context.Background(), p, metav1.UpdateOptions{}); err != nil {
+		t.Error(err)
+	}
+}
+
+func running() corev1.PodStatus {
+	return corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{Name: agentContainer,
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}}}
+}
+
+func terminated(code int32, reason string) corev1.PodStatus {
+	phase := corev1.PodSucceeded
+	if code != 0 {
+		phase = corev1.PodFailed
+	}
+	return corev1.PodStatus{Phase: phase, ContainerStatuses: []corev1.ContainerStatus{{Name: agentContainer,
+		State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, Reason: reason,
+			StartedAt: metav1.Now(), FinishedAt: metav1.Now()}}}}}
+}
+
+// podToken is what the pod's containers read from the job's Secret.
+func (r *rig) podToken(t *testing.T, name string) string {
+	t.Helper()
+	s, err := r.cli.CoreV1().Secrets(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(s.Data[secretTokenKey])
+}
+
+// A job's whole life on the fake API: Prepare makes the policy, the Secret and the pod (which
+// owns the other two); the pod fetches the workspace once Run says it is ready, the agent
+// changes it, hands it back, and ends; Run reports the outcome, the change is in the daemon's
+// workspace, and nothing of the job is left.
+func TestAJobRunsAsAPodAndItsChangesComeBack(t *testing.T) {
+	r := newRig(t, "d1")
+	spec := testSpec(t)
+	ready := make(chan struct{})
+	spec.WorkspaceReady = func(context.Context) error { close(ready); return nil }
+	h, err := r.sb.Prepare(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := PodName("r1", "audit[3]")
+	if h.Name != name {
+		t.Fatalf("handle name %q, want %q", h.Name, name)
+	}
+	pod := r.pod(t, name)
+	for _, kind := range []string{"secret", "networkpolicy"} {
+		var refs []metav1.OwnerReference
+		if kind == "secret" {
+			s, _ := r.cli.CoreV1().Secrets(ns).Get(t.Context(), name, metav1.GetOptions{})
+			refs = s.OwnerReferences
+		} else {
+			p, _ := r.cli.NetworkingV1().NetworkPolicies(ns).Get(t.Context(), name, metav1.GetOptions{})
+			refs = p.OwnerReferences
+		}
+		if len(refs) != 1 || refs[0].Kind != "Pod" || refs[0].Name != name || refs[0].UID != pod.UID {
+			t.Errorf("the %s's owner references %+v, want the pod", kind, refs)
+		}
+	}
+	token := r.podToken(t, name)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // the pod
+		defer wg.Done()
+		podWS, podOut := t.TempDir(), t.TempDir()
+		trees := map[string]string{"workspace": podWS, "out": podOut}
+		fetched := make(chan error, 1)
+		go func() { fetched <- carry.Fetch(context.Background(), r.url, token, trees) }()
+		select {
+		case err := <-fetched:
+			t.Errorf("the pod fetched before the workspace was ready: %v", err)
+			return
+		case <-ready:
+		}
+		if err := <-fetched; err != nil {
+			t.Error(err)
+			return
+		}
+		if got, _ := os.ReadFile(filepath.Join(podOut, sandbox.PromptFile)); string(got) != "fix the bug" {
+			t.Errorf("the pod's prompt.md = %q", got)
+		}
+		r.setStatus(t, name, running())
+		_ = os.WriteFile(filepath.Join(podWS, "README.md"), []byte("hello, fixed\n"), 0o644)
+		_ = os.WriteFile(filepath.Join(podOut, "report.md"), []byte("# Fixed\n"), 0o644)
+		if err := carry.HandBack(context.Background(), r.url, token, trees); err != nil {
+			t.Error(err)
+		}
+		r.setStatus(t, name, terminated(0, "Completed"))
+	}()
+	var logs strings.Builder
+	res, err := r.sb.Run(t.Context(), h, &logs)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != sandbox.Success || res.ExitCode != 0 {
+		t.Errorf("outcome %s %d, want success 0", res.Outcome, res.ExitCode)
+	}
+	if !strings.Contains(logs.String(), "fake logs") { // what the fake API's log endpoint says
+		t.Errorf("the agent's log was not followed: %q", logs.String())
+	}
+	if got, _ := os.ReadFile(filepath.Join(spec.WorkspaceDir, "README.md")); string(got) != "hello, fixed\n" {
+		t.Errorf("the daemon's workspace has %q, want the agent's change", got)
+	}
+	if got, _ := os.ReadFile(filepath.Join(spec.OutputDir, "report.md")); string(got) != "# Fixed\n" {
+		t.Errorf("the daemon's output directory has report.md %q", got)
+	}
+	if err := r.sb.Destroy(t.Context(), h); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, r, name)
+	if err := carry.Fetch(t.Context(), r.url, token, map[string]string{"workspace": t.TempDir(), "out": t.TempDir()}); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("fetch with the job's token after Destroy: %v, want 401", err)
+	}
+}
+
+func assertGone(t *testing.T, r *rig, name string) {
+	t.Helper()
+	if _, err := r.cli.CoreV1().Pods(ns).Get(t.Context(), name, metav1.GetOptions{}); err == nil {
+		t.Error("the pod is left")
+	}
+	if _, err := r.cli.CoreV1().Secrets(ns).Get(t.Context(), name, metav1.GetOptions{}); err == nil {
+		t.Error("the secret is left")
+	}
+	if _, err := r.cli.NetworkingV1().NetworkPolicies(ns).Get(t.Context(), name, metav1.GetOptions{}); err == nil {
+		t.Error("the network policy is left")
+	}
+}
+
+// The pod passes what Pod Security "restricted" requires, and more: no token, read-only root,
+// the workspace bounded by the disk limit, /tmp in memory, a deadline past the timeout; the
+// secret's value is nowhere in the pod's spec, only a reference to the job's Secret.
+func TestThePodIsHardenedAndHoldsNoSecretValue(t *testing.T) {
+	r := newRig(t, "d1")
+	spec := testSpec(t)
+	spec.Resources = sandbox.Resources{CPUs: 2, Memory: 1 << 30, Disk: 5 << 30}
+	h, err := r.sb.Prepare(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.sb.Destroy(t.Context(), h)
+	pod := r.pod(t, h.Name)
+	raw, _ := json.Marshal(pod)
+	if strings.Contains(string(raw), "sk-ant-secret-value") {
+		t.Fatal("the secret's value is in the pod's spec")
+	}
+	ps := pod.Spec
+	if ps.AutomountServiceAccountToken == nil || *ps.AutomountServiceAccountToken {
+		t.Error("the service account token is mounted")
+	}
+	if ps.RestartPolicy != corev1.RestartPolicyNever || ps.ActiveDeadlineSeconds == nil || *ps.ActiveDeadlineSeconds != int64((time.Minute+2*time.Minute).Seconds()) {
+		t.Errorf("restart %s, deadline %v: want Never and the timeout plus the margin", ps.RestartPolicy, ps.ActiveDeadlineSeconds)
+	}
+	for _, c := range append(ps.InitContainers, ps.Containers...) {
+		sc := c.SecurityContext
+		if sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || *sc.RunAsUser != 10001 || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+			sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" ||
+			sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+			t.Errorf("container %s is not hardened: %+v", c.Name, sc)
+		}
+	}
+	agent := ps.Containers[0]
+	if got := strings.Join(agent.Command, " "); got != carry.RunnerPath+" "+carry.AgentCommand+" -- claude -p fix" {
+		t.Errorf("agent command %q", got)
+	}
+	if agent.Resources.Limits.Cpu().MilliValue() != 2000 || agent.Resources.Limits.Memory().Value() != 1<<30 {
+		t.Errorf("limits %v", agent.Resources.Limits)
+	}
+	env := map[string]corev1.EnvVar{}
+	for _, e := range agent.Env {
+		env[e.Name] = e
+	}
+	if e := env["ANTHROPIC_API_KEY"]; e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef.Name != h.Name {
+		t.Errorf("the secret's env var %+v, want a reference to the job's Secret", e)
+	}
+	if env["MODE"].Value != "fast" || env["HOME"].Value != "/tmp" || env[sandbox.EnvPrompt].Value != "fix the bug" {
+		t.Errorf("env %+v", env)
+	}
+	vols := map[string]corev1.Volume{}
+	for _, v := range ps.Volumes {
+		vols[v.Name] = v
+	}
+	if v := vols[volWorkspace].EmptyDir; v == nil || v.SizeLimit.Value() != 5<<30 {
+		t.Errorf("workspace volume %+v, want an emptyDir of the disk limit", vols[volWorkspace])
+	}
+	if v := vols[volTmp].EmptyDir; v == nil || v.Medium != corev1.StorageMediumMemory {
+		t.Errorf("/tmp volume %+v, want memory-backed", vols[volTmp])
+	}
+	np, err := r.cli.NetworkingV1().NetworkPolicies(ns).Get(t.Context(), h.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(np.Spec.Ingress) != 0 || len(np.Spec.Egress) != 1 || np.Spec.Egress[0].To[0].IPBlock.CIDR != "127.0.0.1/32" ||
+		np.Spec.PodSelector.MatchLabels[LabelPod] != h.Name {
+		t.Errorf("network policy %+v: want no ingress and egress only to the exchange", np.Spec)
+	}
+}
+
+// A job claimed again (its daemon restarted, or another took over its lease) finds its pod and
+// follows it instead of starting a second; the pod keeps the token it was started with.
+func TestAJobClaimedAgainAttachesToItsPod(t *testing.T) {
+	cli := fake.NewClientset()
+	first := newRigOn(t, cli, "d1")
+	spec := testSpec(t)
+	if _, err := first.sb.Prepare(t.Context(), spec); err != nil {
+		t.Fatal(err)
+	}
+	name := PodName("r1", "audit[3]")
+	token := first.podToken(t, name)
+	uid := first.pod(t, name).UID
+	second := newRigOn(t, cli, "d2")
+	h, err := second.sb.Prepare(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pods, _ := cli.CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{}); len(pods.Items) != 1 || pods.Items[0].UID != uid {
+		t.Fatalf("pods after the second claim: %d, want the first one only", len(pods.Items))
+	}
+	go func() {
+		trees := map[string]string{"workspace": t.TempDir(), "out": t.TempDir()}
+		if err := carry.Fetch(context.Background(), second.url, token, trees); err != nil {
+			t.Errorf("the pod's token does not open the second daemon's exchange: %v", err)
+		}
+		_ = carry.HandBack(context.Background(), second.url, token, trees)
+		second.setStatus(t, name, terminated(3, "Error"))
+	}()
+	res, err := second.sb.Run(t.Context(), h, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != sandbox.Failed || res.ExitCode != 3 {
+		t.Errorf("outcome %s %d, want failed 3", res.Outcome, res.ExitCode)
+	}
+	_ = second.sb.Destroy(t.Context(), h)
+}
+
+// An agent past its timeout is stopped: its pod deleted, the outcome timed_out; a cancelled
+// one likewise ends cancelled.
+func TestTimeoutAndCancelDeleteThePod(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		cancel bool
+		want   sandbox.Outcome
+	}{{"timeout", false, sandbox.TimedOut}, {"cancel", true, sandbox.Cancelled}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, "d1")
+			spec := testSpec(t)
+			spec.Timeout = 300 * time.Millisecond
+			if tc.cancel {
+				spec.Timeout = time.Minute
+			}
+			h, err := r.sb.Prepare(t.Context(), spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.setStatus(t, h.Name, running())
+			ctx, cancel := context.WithCancel(t.Context())
+			if tc.cancel {
+				time.AfterFunc(200*time.Millisecond, cancel)
+			}
+			defer cancel()
+			res, err := r.sb.Run(ctx, h, &strings.Builder{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Outcome != tc.want {
+				t.Errorf("outcome %s, want %s", res.Outcome, tc.want)
+			}
+			if _, err := r.cli.CoreV1().Pods(ns).Get(t.Context(), h.Name, metav1.GetOptions{}); err == nil {
+				t.Error("the pod is still there")
+			}
+			_ = r.sb.Destroy(t.Context(), h)
+		})
+	}
+}
+
+// The infrastructure's failures are errors, not the agent's outcomes: an image the node
+// cannot have, an eviction, a pod deleted under the run.
+func TestInfrastructureFailuresAreErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status corev1.PodStatus
+		delete bool
+		want   string
+	}{
+		{"image", corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{{Name: agentContainer,
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull", Message: "image not present"}}}}}, false, "ErrImageNeverPull"},
+		{"evicted", corev1.PodStatus{Phase: corev1.PodFailed, Reason: "Evicted", Message: "The node was low on resource: memory."}, false, "Evicted"},
+		{"deleted", corev1.PodStatus{}, true, "deleted before its agent ended"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, "d1")
+			h, err := r.sb.Prepare(t.Context(), testSpec(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				time.Sleep(100 * time.Millisecond)
+				if tc.delete {
+					_ = r.cli.CoreV1().Pods(ns).Delete(context.Background(), h.Name, metav1.DeleteOptions{})
+					return
+				}
+				r.setStatus(t, h.Name, tc.status)
+			}()
+			_, err = r.sb.Run(t.Context(), h, &strings.Builder{})
+			var ie *sandbox.InfraError
+			if !errors.As(err, &ie) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Run = %v, want an infrastructure error about %q", err, tc.want)
+			}
+			_ = r.sb.Destroy(t.Context(), h)
+		})
+	}
+}
+
+// Sweep removes what the policy calls removable — here, another daemon's whose lease expired
+// — and keeps a live daemon's pods.
+func TestSweepRemovesOnlyWhatThePolicyAllows(t *testing.T) {
+	cli := fake.NewClientset()
+	live, dead := newRigOn(t, cli, "live"), newRigOn(t, cli, "dead")
+	a := testSpec(t)
+	b := testSpec(t)
+	b.JobID = "other"
+	if _, err := live.sb.Prepare(t.Context(), a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dead.sb.Prepare(t.Context(), b); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := live.sb.Sweep(t.Context(), func(l sandbox.Leftover) bool {
+		id, _ := sandbox.DaemonOf(l.Owner)
+		return id == "dead" && l.Store == "store-1" && l.RunID == "r1"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := PodName("r1", "other")
+	want := "pod " + name + ",secret " + name + ",networkpolicy " + name
+	if strings.Join(removed, ",") != want {
+		t.Errorf("removed %v, want %s", removed, want)
+	}
+	assertGone(t, live, name)
+	if _, err := cli.CoreV1().Pods(ns).Get(t.Context(), PodName("r1", "audit[3]"), metav1.GetOptions{}); err != nil {
+		t.Errorf("the live daemon's pod was swept: %v", err)
+	}
+}
+
+func TestPodNamesAreValidStableAndDistinct(t *testing.T) {
+	seen := map[string]string{}
+	for _, job := range []string{"audit[3]", "audit[30]", "lead/plan", "lead~2", "UPPER_case", strings.Repeat("x", 200), "a", "-"} {
+		name := PodName("r0123456789abcdef0123", job)
+		if len(name) > 63 || strings.Trim(name, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" || name[0] == '-' || name[len(name)-1] == '-' {
+			t.Errorf("PodName(%q) = %q: not a DNS label", job, name)
+		}
+		if other, ok := seen[name]; ok {
+			t.Errorf("jobs %q and %q share pod name %s", job, other, name)
+		}
+		seen[name] = job
+		if PodName("r0123456789abcdef0123", job) != name {
+			t.Errorf("PodName(%q) is not stable", job)
+		}
+		if v := LabelValue(job); !isLabelValue(v) {
+			t.Errorf("LabelValue(%q) = %q: not a label value", job, v)
+		}
+	}
+}

@@ -1,0 +1,108 @@
+package kube
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/agentrunner/agentrunner/sandbox"
+)
+
+// state is what a pod's status says of its agent.
+type state struct {
+	// running: the agent's container has started (its log can be followed).
+	running bool
+	// done: the agent ended, with outcome and exitCode, or the pod cannot go on (infra).
+	done     bool
+	outcome  sandbox.Outcome
+	exitCode int
+	started  time.Time
+	finished time.Time
+	// infra is why the infrastructure, not the agent, ended it: an eviction, a lost node, an
+	// image the node cannot have, a workspace that could not be filled. The engine may retry.
+	infra string
+	// diskFull: evicted for writing past an emptyDir's sizeLimit — the agent's doing.
+	diskFull bool
+}
+
+// Waiting reasons that never clear by themselves: the pod is given up at once.
+var hopeless = map[string]bool{
+	"ErrImageNeverPull":          true,
+	"InvalidImageName":           true,
+	"ImagePullBackOff":           true,
+	"ErrImagePull":               true,
+	"CreateContainerConfigError": true,
+	"CreateContainerError":       true,
+	"RunContainerError":          true,
+}
+
+// stateOf reads a pod's status: the state machine of one agent's pod.
+func stateOf(p *corev1.Pod) state {
+	var st state
+	for _, c := range p.Status.InitContainerStatuses {
+		if t := c.State.Terminated; t != nil && t.ExitCode != 0 {
+			st.done = true
+			st.infra = fmt.Sprintf("filling the workspace failed (init container exit %d, %s): %s", t.ExitCode, t.Reason, strings.TrimSpace(t.Message))
+			return st
+		}
+		if w := c.State.Waiting; w != nil && hopeless[w.Reason] {
+			st.done = true
+			st.infra = fmt.Sprintf("the runner's image cannot start (%s): %s", w.Reason, w.Message)
+			return st
+		}
+	}
+	for _, c := range p.Status.ContainerStatuses {
+		if c.Name != agentContainer {
+			continue
+		}
+		if r := c.State.Running; r != nil {
+			st.running, st.started = true, r.StartedAt.Time
+		}
+		if w := c.State.Waiting; w != nil && hopeless[w.Reason] {
+			st.done = true
+			st.infra = fmt.Sprintf("the agent's container cannot start (%s): %s", w.Reason, w.Message)
+			return st
+		}
+		if t := c.State.Terminated; t != nil {
+			st.running, st.done = true, true
+			st.started, st.finished, st.exitCode = t.StartedAt.Time, t.FinishedAt.Time, int(t.ExitCode)
+			switch {
+			case t.Reason == "OOMKilled":
+				st.outcome = sandbox.OOM
+			case t.ExitCode == 0:
+				st.outcome = sandbox.Success
+			default:
+				st.outcome = sandbox.Failed
+			}
+		}
+	}
+	switch p.Status.Phase {
+	case corev1.PodFailed:
+		st.done = true
+		switch {
+		case p.Status.Reason == "DeadlineExceeded":
+			st.outcome, st.infra = sandbox.TimedOut, ""
+		case p.Status.Reason == "Evicted" && strings.Contains(p.Status.Message, "emptyDir"):
+			st.outcome, st.diskFull, st.infra = sandbox.DiskLimit, true, ""
+		case p.Status.Reason != "" && st.outcome == "":
+			st.infra = fmt.Sprintf("the pod failed (%s): %s", p.Status.Reason, p.Status.Message)
+		case st.outcome == "":
+			st.infra = "the pod failed before its agent ended"
+		}
+	case corev1.PodSucceeded:
+		st.done = true
+		if st.outcome == "" {
+			st.outcome = sandbox.Success
+		}
+	case corev1.PodUnknown:
+		st.done, st.infra = true, "the pod's node stopped reporting (node lost)"
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue && !st.done {
+			st.done, st.infra = true, fmt.Sprintf("the pod is being disrupted (%s): %s", c.Reason, c.Message)
+		}
+	}
+	return st
+}
