@@ -4,7 +4,7 @@ BIN     := bin/runner
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build install images test bench bench-100k lint demo fuzz clean testagent-image
+.PHONY: build install images runner-image test bench bench-100k lint demo fuzz clean testagent-image
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/runner
@@ -13,6 +13,13 @@ build:
 PREFIX ?= /usr/local
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/runner
+
+# The runner's own image for `sandbox: kubernetes`: the static runner at /runner, which each
+# agent's pod runs to fill its workspace (kubernetes.runner-image in runner.yaml).
+runner-image: build
+	@mkdir -p bin/runner-image && cp $(BIN) bin/runner-image/runner && \
+	printf 'FROM scratch\nCOPY runner /runner\nUSER 10001:10001\nENTRYPOINT ["/runner"]\n' > bin/runner-image/Dockerfile && \
+	docker build -t localhost/agentrunner/runner:$(VERSION) bin/runner-image
 
 # The presets' agent images from images/<preset>/Dockerfile, tagged
 # localhost/agentrunner/<preset>:<CLI version> (the Dockerfile's ARG CLI_VERSION). The localhost
@@ -31,10 +38,14 @@ images:
 # workspaces; that pass builds without cgo, so the test binary is static and can serve as the
 # supervisor and overlay probe inside containers. The browser tests (web/e2e) need Chromium
 # (`apt-get install chromium`; .ci/run installs it) and keep screenshots in artifacts/screenshots.
+# The Kubernetes sandbox's tests run against a real kube-apiserver and etcd: the API server is
+# built once from k8s.io/kubernetes into a cache directory (scripts/k8s-binaries.sh; minutes the
+# first time), etcd is Debian's etcd-server (`apt-get install etcd-server`; .ci/run installs it).
 OVERLAY_PKGS ?= ./runner/... ./pipeline/... ./cmd/runner/...
 test:
 	$(GO) vet ./...
-	./scripts/with-postgres.sh $(GO) test -count=1 -timeout 25m ./...
+	K8S_BIN=$$(./scripts/k8s-binaries.sh) && \
+	AGENTRUNNER_K8S_BIN=$$K8S_BIN ./scripts/with-postgres.sh $(GO) test -count=1 -timeout 25m ./...
 	CGO_ENABLED=0 AGENTRUNNER_TEST_WORKSPACE=overlay $(GO) test -count=1 -timeout 25m $(OVERLAY_PKGS)
 
 bench:

@@ -30,6 +30,7 @@ import (
 	"github.com/agentrunner/agentrunner/runner"
 	"github.com/agentrunner/agentrunner/runner/event"
 	"github.com/agentrunner/agentrunner/sandbox"
+	"github.com/agentrunner/agentrunner/sandbox/kube"
 	"github.com/agentrunner/agentrunner/server"
 	"github.com/agentrunner/agentrunner/store"
 	"github.com/agentrunner/agentrunner/web"
@@ -98,6 +99,8 @@ type serveConfig struct {
 	Budget struct {
 		RepoDay float64 `yaml:"repo-day"`
 	} `yaml:"budget"`
+	// Kubernetes configures `sandbox: kubernetes` (serve_kube.go).
+	Kubernetes kubeConfig `yaml:"kubernetes"`
 }
 
 // prices is the price table budgets are metered with: the defaults, with runner.yaml's prices
@@ -293,7 +296,7 @@ App's installation and cached for a minute.`,
 	f.String("secrets-dir", "", "directory of per-repository secrets, <owner>/<repo>.env (default <data-dir>/secrets) (env AGENTRUNNER_SECRETS_DIR)")
 	f.StringSlice("secret-env", nil, "environment variable handed to every repository as a secret of the same name (repeatable) (env AGENTRUNNER_SECRET_ENV, comma-separated)")
 	f.String("workspace-mode", d.Workspace.Mode, "how jobs' workspaces are made: overlay (a copy-on-write layer over one shared checkout per commit), checkout (a full checkout each), auto (overlay where the Docker engine can mount it) (env AGENTRUNNER_WORKSPACE_MODE)")
-	f.String("sandbox", d.Sandbox, "docker; test builds also offer fake (no containers, for the daemon's own crash and load tests)")
+	f.String("sandbox", d.Sandbox, "docker or kubernetes (runner.yaml's kubernetes: block); test builds also offer fake (no containers, for the daemon's own crash and load tests)")
 	_ = f.MarkHidden("sandbox")
 	return cmd
 }
@@ -393,8 +396,12 @@ func (o *serveOptions) settings(fs *pflag.FlagSet) (serveConfig, error) {
 		return c, usageError{fmt.Errorf("log format %q: want text or json", c.LogFormat)}
 	case c.Sandbox == "fake" && !testOnlyBuild:
 		return c, usageError{errors.New(`sandbox "fake" exists only in test builds of the runner (-tags agentrunner_testonly); use docker`)}
-	case c.Sandbox != "docker" && c.Sandbox != "fake":
-		return c, usageError{fmt.Errorf("sandbox %q: want docker", c.Sandbox)}
+	case c.Sandbox != "docker" && c.Sandbox != "kubernetes" && c.Sandbox != "fake":
+		return c, usageError{fmt.Errorf("sandbox %q: want docker or kubernetes", c.Sandbox)}
+	case c.Sandbox == "kubernetes":
+		if err := c.Kubernetes.check(); err != nil {
+			return c, usageError{err}
+		}
 	case c.MaxAgents <= 0 || c.MaxRuns <= 0 || c.RunAttempts <= 0:
 		return c, usageError{errors.New("max-agents, max-runs and run-attempts must be at least 1")}
 	}
@@ -478,11 +485,23 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 
 	var sb runner.Sandbox
 	var docker *sandbox.Docker
+	var pods *kube.Sandbox
 	var initExe string
 	switch c.Sandbox {
 	case "fake":
 		sb = daemon.FakeSandbox{}
 		logger.Warn("sandbox fake: agents are not run (test mode)")
+	case "kubernetes":
+		storeID, err := st.Identity(ctx)
+		if err != nil {
+			return err
+		}
+		var stop func()
+		if pods, stop, err = c.Kubernetes.start(ctx, sandbox.OwnerLabels(sandbox.DaemonOwner(c.ID), storeID), int64(c.Limits.Disk), logger); err != nil {
+			return err
+		}
+		defer stop()
+		sb = &runner.Containers{Sandbox: pods}
 	default:
 		storeID, err := st.Identity(ctx)
 		if err != nil {
@@ -506,6 +525,8 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		}
 	} else if mode == workspaceAuto {
 		mode = workspace.ModeCheckout // no engine to mount overlays
+	} else if pods != nil && mode == workspace.ModeOverlay {
+		return usageError{errors.New("workspace mode overlay needs the Docker sandbox; with sandbox kubernetes the pods get full checkouts (workspace: {mode: checkout})")}
 	}
 	logger.Info("workspaces", "mode", mode)
 	// git's fsmonitor hook in overlay workspaces is the same static executable as the init.
@@ -571,6 +592,11 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 			var errs []error
 			if docker != nil {
 				if _, err := docker.Reap(ctx, p.Remove); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			if pods != nil {
+				if _, err := pods.Sweep(ctx, p.Remove); err != nil {
 					errs = append(errs, err)
 				}
 			}

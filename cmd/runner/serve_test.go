@@ -85,6 +85,19 @@ func TestServeSettings(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "the kubernetes sandbox reads its block",
+			args: []string{"--config", writeFile(t, "sandbox: kubernetes\nkubernetes:\n  namespace: agents\n  runner-image: localhost/agentrunner/runner:1\n"+
+				"  exchange-listen: 0.0.0.0:8091\n  exchange-url: http://10.0.0.5:8091\n")},
+			check: func(t *testing.T, c serveConfig) {
+				want := kubeConfig{Namespace: "agents", RunnerImage: "localhost/agentrunner/runner:1", ExchangeListen: "0.0.0.0:8091", ExchangeURL: "http://10.0.0.5:8091"}
+				if c.Sandbox != "kubernetes" || c.Kubernetes != want {
+					t.Errorf("sandbox %s, kubernetes %+v", c.Sandbox, c.Kubernetes)
+				}
+			},
+		},
+		{name: "the kubernetes sandbox without its block is refused", args: []string{"--sandbox", "kubernetes"}, fails: true},
+		{name: "an unknown sandbox is refused", args: []string{"--sandbox", "podman"}, fails: true},
 		{name: "a bad workspace mode is refused", env: map[string]string{"AGENTRUNNER_WORKSPACE_MODE": "cow"}, fails: true},
 		{name: "a bad log format is refused", args: []string{"--log-format", "xml"}, fails: true},
 		{name: "a bad size in the file is refused", args: []string{"--config", writeFile(t, "limits:\n  patch: 50 megs\n")}, fails: true},

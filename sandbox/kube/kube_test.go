@@ -237,6 +237,13 @@ func TestThePodIsHardenedAndHoldsNoSecretValue(t *testing.T) {
 			t.Errorf("container %s is not hardened: %+v", c.Name, sc)
 		}
 	}
+	gated := false
+	for _, e := range ps.InitContainers[0].Env {
+		gated = gated || e.Name == carry.EnvGate
+	}
+	if !gated {
+		t.Error("the init container does not wait for the network policy before the agent starts")
+	}
 	agent := ps.Containers[0]
 	if got := strings.Join(agent.Command, " "); got != carry.RunnerPath+" "+carry.AgentCommand+" -- claude -p fix" {
 		t.Errorf("agent command %q", got)

@@ -137,6 +137,10 @@ func (j *job) pod() *corev1.Pod {
 		{Name: carry.EnvURL, Value: j.opts.ExchangeURL},
 		{Name: carry.EnvToken, ValueFrom: tokenRef},
 	}
+	fetchEnv := exchangeEnv
+	if s.Network.Mode != sandbox.NetworkOpen {
+		fetchEnv = append(fetchEnv[:len(fetchEnv):len(fetchEnv)], corev1.EnvVar{Name: carry.EnvGate, Value: "1"})
+	}
 	deadline := int64((s.Timeout + j.opts.DeadlineMargin).Seconds())
 	grace := int64(j.opts.StopGrace.Seconds())
 	return &corev1.Pod{
@@ -159,7 +163,7 @@ func (j *job) pod() *corev1.Pod {
 				Image:           j.opts.RunnerImage,
 				ImagePullPolicy: corev1.PullIfNotPresent,
 				Command:         []string{"/runner", carry.FetchCommand},
-				Env:             exchangeEnv,
+				Env:             fetchEnv,
 				VolumeMounts:    mounts,
 				SecurityContext: sec,
 				Resources:       corev1.ResourceRequirements{Limits: smallLimits(), Requests: smallLimits()},

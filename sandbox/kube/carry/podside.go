@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -31,6 +32,9 @@ const (
 	ChangesRoute   = "/kube/v1/changes"   // PUT: the trees as the agent left them
 	EnvURL         = "AGENTRUNNER_EXCHANGE_URL"
 	EnvToken       = "AGENTRUNNER_EXCHANGE_TOKEN"
+	// EnvGate, when set, makes the init container wait until the pod's NetworkPolicy is in
+	// force — enforcement can lag a pod's start by seconds — before the agent may start.
+	EnvGate = "AGENTRUNNER_POLICY_GATE"
 	RunnerDir      = "/.agentrunner"
 	RunnerPath     = RunnerDir + "/runner"
 )
@@ -46,7 +50,13 @@ var podLimits = Limits{Bytes: 64 << 30, Entries: 2_000_000}
 func FetchMain(args []string) int {
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer cancel()
-	err := Fetch(ctx, os.Getenv(EnvURL), os.Getenv(EnvToken), podTrees)
+	var err error
+	if os.Getenv(EnvGate) != "" {
+		err = waitConfined(ctx, canary(), time.Second, 2*time.Minute)
+	}
+	if err == nil {
+		err = Fetch(ctx, os.Getenv(EnvURL), os.Getenv(EnvToken), podTrees)
+	}
 	if err == nil {
 		err = copySelf(RunnerPath)
 	}
@@ -94,6 +104,43 @@ func copySelf(dst string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// canary is an address every pod reaches unless a policy denies it: the cluster's API server,
+// whose service address the kubelet puts in every container's environment.
+func canary() string {
+	host, port := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")
+	if host == "" || port == "" {
+		return ""
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// waitConfined waits until addr can no longer be reached, the sign that the pod's network
+// policy is enforced, trying every interval for at most limit. No canary: nothing to wait for.
+func waitConfined(ctx context.Context, addr string, interval, limit time.Duration) error {
+	if addr == "" {
+		return nil
+	}
+	deadline := time.Now().Add(limit)
+	for {
+		conn, err := (&net.Dialer{Timeout: interval}).DialContext(ctx, "tcp", addr)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return nil
+		}
+		conn.Close()
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the pod still reaches %s after %s: its NetworkPolicy is not enforced (does the cluster run a network policy controller?); the agent does not start unconfined", addr, limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(interval):
+		}
+	}
 }
 
 // AgentMain runs the agent (args after "--"), passes SIGTERM on, and once it ended hands the

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/agentrunner/agentrunner/sandbox"
+	"github.com/agentrunner/agentrunner/sandbox/kube"
+)
+
+// kubeConfig is runner.yaml's `kubernetes:` block, for `sandbox: kubernetes`.
+type kubeConfig struct {
+	// Kubeconfig is a kubeconfig file; empty: the service account of the pod the daemon runs in.
+	Kubeconfig string `yaml:"kubeconfig"`
+	// Namespace holds the agents' pods (it should enforce Pod Security "restricted").
+	Namespace string `yaml:"namespace"`
+	// RunnerImage is an image with the static runner at /runner (`make runner-image`),
+	// present on the nodes or pullable by them.
+	RunnerImage string `yaml:"runner-image"`
+	// ExchangeListen is where the daemon serves the pods their workspaces and takes their
+	// changes back; ExchangeURL is how pods reach that address.
+	ExchangeListen string `yaml:"exchange-listen"`
+	ExchangeURL    string `yaml:"exchange-url"`
+}
+
+func (k kubeConfig) check() error {
+	var missing []string
+	for _, f := range []struct{ key, v string }{
+		{"namespace", k.Namespace}, {"runner-image", k.RunnerImage}, {"exchange-listen", k.ExchangeListen}, {"exchange-url", k.ExchangeURL},
+	} {
+		if f.v == "" {
+			missing = append(missing, "kubernetes."+f.key)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("sandbox kubernetes needs %v in runner.yaml (see the README, \"Running on Kubernetes\")", missing)
+	}
+	return nil
+}
+
+// start connects to the cluster, serves the exchange and returns the sandbox; stop ends the
+// exchange's server.
+func (k kubeConfig) start(ctx context.Context, owner map[string]string, disk int64, logger *slog.Logger) (*kube.Sandbox, func(), error) {
+	cli, _, err := kube.Connect(k.Kubeconfig)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := cli.CoreV1().Pods(k.Namespace).List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
+		return nil, nil, fmt.Errorf("runner serve runs agents in namespace %s: list its pods: %w (is the daemon's RBAC applied?)", k.Namespace, err)
+	}
+	x := &kube.Exchange{}
+	ln, err := net.Listen("tcp", k.ExchangeListen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes.exchange-listen: %w", err)
+	}
+	srv := &http.Server{Handler: x, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("workspace exchange", "err", err)
+		}
+	}()
+	stop := func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}
+	sb, err := kube.New(cli, kube.Options{Namespace: k.Namespace, Owner: owner, RunnerImage: k.RunnerImage, Exchange: x,
+		ExchangeURL: k.ExchangeURL, Resources: sandbox.Resources{Disk: disk}, Logger: logger})
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	logger.Info("agents run as pods", "namespace", k.Namespace, "exchange", ln.Addr().String(), "exchange_url", k.ExchangeURL)
+	return sb, stop, nil
+}

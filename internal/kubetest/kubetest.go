@@ -1,0 +1,293 @@
+// Package kubetest runs a real Kubernetes control plane for tests: etcd (Debian's etcd-server)
+// and kube-apiserver (built by scripts/k8s-binaries.sh from k8s.io/kubernetes at the version
+// tools/k8s pins), with RBAC and the default admission plugins, Pod Security among them. There
+// is no scheduler and no kubelet: pods are admitted and stored, never run. Tests that need it
+// fail with what to do when a binary is missing; they never skip.
+//
+// Typical use:
+//
+//	c := kubetest.Start(t)          // one per test binary (TestMain), shared
+//	admin := c.Admin()              // a system:masters rest.Config
+//	daemon := c.As(admin, "system:serviceaccount:agentrunner:agentrunner")
+package kubetest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/rest"
+)
+
+// EnvBin names the directory holding kube-apiserver (make test sets it from
+// scripts/k8s-binaries.sh).
+const EnvBin = "AGENTRUNNER_K8S_BIN"
+
+const adminToken = "agentrunner-test-admin"
+
+// Cluster is a running control plane.
+type Cluster struct {
+	URL   string
+	dir   string
+	procs []*exec.Cmd
+	logs  []*os.File
+}
+
+var (
+	once    sync.Once
+	shared  *Cluster
+	initErr error
+)
+
+// Start returns the control plane shared by the test binary, starting it on first use; Stop
+// (from TestMain) ends it.
+func Start(t testing.TB) *Cluster {
+	t.Helper()
+	once.Do(func() { shared, initErr = start() })
+	if initErr != nil {
+		t.Fatalf("start the Kubernetes control plane: %v", initErr)
+	}
+	return shared
+}
+
+// Stop ends the shared control plane, if it started, and removes its files.
+func Stop() {
+	if shared != nil {
+		shared.stop()
+	}
+}
+
+func binary(name string) (string, error) {
+	if dir := os.Getenv(EnvBin); dir != "" {
+		if p := filepath.Join(dir, name); isExec(p) {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	switch name {
+	case "etcd":
+		return "", errors.New("etcd not found: install Debian's etcd-server (apt-get install etcd-server; .ci/run does)")
+	default:
+		return "", fmt.Errorf("%s not found: build it with scripts/k8s-binaries.sh and set %s to the directory it prints (make test does)", name, EnvBin)
+	}
+}
+
+func isExec(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func start() (*Cluster, error) {
+	etcd, err := binary("etcd")
+	if err != nil {
+		return nil, err
+	}
+	apiserver, err := binary("kube-apiserver")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "kubetest-")
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{dir: dir}
+	ok := false
+	defer func() {
+		if !ok {
+			c.stop()
+		}
+	}()
+	ports := make([]int, 3)
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	client, peer, secure := fmt.Sprintf("http://127.0.0.1:%d", ports[0]), fmt.Sprintf("http://127.0.0.1:%d", ports[1]), ports[2]
+	if err := c.run("etcd", etcd, "--name=default", "--data-dir="+filepath.Join(dir, "etcd"),
+		"--listen-client-urls="+client, "--advertise-client-urls="+client,
+		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer, "--initial-cluster=default="+peer,
+		"--unsafe-no-fsync"); err != nil {
+		return nil, err
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	files := map[string][]byte{
+		"sa.key":     pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}),
+		"sa.pub":     pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}),
+		"tokens.csv": []byte(adminToken + `,admin,admin,"system:masters"` + "\n"),
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.run("kube-apiserver", apiserver,
+		"--etcd-servers="+client,
+		fmt.Sprintf("--secure-port=%d", secure), "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		"--cert-dir="+filepath.Join(dir, "certs"),
+		"--service-account-issuer=https://kubernetes.default.svc",
+		"--service-account-key-file="+filepath.Join(dir, "sa.pub"),
+		"--service-account-signing-key-file="+filepath.Join(dir, "sa.key"),
+		"--service-cluster-ip-range=10.0.0.0/24",
+		"--authorization-mode=RBAC",
+		"--token-auth-file="+filepath.Join(dir, "tokens.csv"),
+		"--enable-priority-and-fairness=false",
+	); err != nil {
+		return nil, err
+	}
+	c.URL = fmt.Sprintf("https://127.0.0.1:%d", secure)
+	if err := c.waitReady(3 * time.Minute); err != nil {
+		return nil, err
+	}
+	ok = true
+	return c, nil
+}
+
+// run starts a process of the control plane with its output in a log file of the cluster's
+// directory (printed when it fails to come up).
+func (c *Cluster) run(name, path string, args ...string) error {
+	log, err := os.Create(filepath.Join(c.dir, name+".log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	// Its own process group, and killed with the test binary.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	c.procs, c.logs = append(c.procs, cmd), append(c.logs, log)
+	return nil
+}
+
+func (c *Cluster) waitReady(limit time.Duration) error {
+	cfg := c.Admin()
+	tr, err := rest.TransportFor(cfg)
+	if err != nil {
+		return err
+	}
+	hc := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	deadline := time.Now().Add(limit)
+	var last string
+	for time.Now().Before(deadline) {
+		for _, p := range c.procs {
+			if p.ProcessState != nil {
+				return fmt.Errorf("%s exited\n%s", p.Path, c.tail())
+			}
+		}
+		res, err := hc.Get(c.URL + "/readyz")
+		if err == nil {
+			body := make([]byte, 4096)
+			n, _ := res.Body.Read(body)
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Sprintf("%s: %s", res.Status, body[:n])
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("the API server was not ready within %s (%s)\n%s", limit, last, c.tail())
+}
+
+// tail is the end of each process's log, for an error message.
+func (c *Cluster) tail() string {
+	var b strings.Builder
+	for _, l := range c.logs {
+		data, _ := os.ReadFile(l.Name())
+		if len(data) > 3000 {
+			data = data[len(data)-3000:]
+		}
+		fmt.Fprintf(&b, "--- %s\n%s\n", filepath.Base(l.Name()), data)
+	}
+	return b.String()
+}
+
+func (c *Cluster) stop() {
+	for i := len(c.procs) - 1; i >= 0; i-- {
+		p := c.procs[i]
+		_ = p.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = p.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = p.Process.Kill()
+			<-done
+		}
+	}
+	for _, l := range c.logs {
+		l.Close()
+	}
+	os.RemoveAll(c.dir)
+}
+
+// Admin is a rest.Config of a member of system:masters (RBAC does not apply to it).
+func (c *Cluster) Admin() *rest.Config {
+	return &rest.Config{Host: c.URL, BearerToken: adminToken, TLSClientConfig: rest.TLSClientConfig{Insecure: true}, QPS: 200, Burst: 400}
+}
+
+// As is cfg impersonating a service account ("system:serviceaccount:<ns>:<name>") or a user,
+// with the groups the API server would give it.
+func (c *Cluster) As(cfg *rest.Config, user string) *rest.Config {
+	out := rest.CopyConfig(cfg)
+	groups := []string{"system:authenticated"}
+	if rest, ok := strings.CutPrefix(user, "system:serviceaccount:"); ok {
+		ns, _, _ := strings.Cut(rest, ":")
+		groups = append(groups, "system:serviceaccounts", "system:serviceaccounts:"+ns)
+	}
+	out.Impersonate = restImpersonation(user, groups)
+	return out
+}
+
+func restImpersonation(user string, groups []string) rest.ImpersonationConfig {
+	return rest.ImpersonationConfig{UserName: user, Groups: groups}
+}
+
+// WaitFor polls cond every 100ms until it holds or limit passes.
+func WaitFor(ctx context.Context, limit time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if cond() {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return cond()
+}

@@ -1,0 +1,259 @@
+package kube
+
+import (
+	"bytes"
+	"context"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/agentrunner/agentrunner/internal/kubetest"
+	"github.com/agentrunner/agentrunner/sandbox"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	kubetest.Stop()
+	os.Exit(code)
+}
+
+// The names the manifests in deploy/kubernetes give.
+const (
+	agentsNamespace = "agentrunner-agents"
+	daemonAccount   = "system:serviceaccount:agentrunner:agentrunner"
+)
+
+var (
+	applyOnce sync.Once
+	applyErr  error
+)
+
+// liveCluster is the real API server with the README's manifests applied (deploy/kubernetes),
+// and clients as its admin and as the daemon's service account.
+func liveCluster(t *testing.T) (admin, daemon kubernetes.Interface) {
+	t.Helper()
+	c := kubetest.Start(t)
+	var err error
+	if admin, err = kubernetes.NewForConfig(c.Admin()); err != nil {
+		t.Fatal(err)
+	}
+	if daemon, err = kubernetes.NewForConfig(c.As(c.Admin(), daemonAccount)); err != nil {
+		t.Fatal(err)
+	}
+	applyOnce.Do(func() { applyErr = applyManifests(admin) })
+	if applyErr != nil {
+		t.Fatalf("apply deploy/kubernetes: %v", applyErr)
+	}
+	return admin, daemon
+}
+
+// applyManifests creates every object of deploy/kubernetes/*.yaml, and the namespace's default
+// service account (a controller-manager would; this control plane has none).
+func applyManifests(cli kubernetes.Interface) error {
+	ctx := context.Background()
+	files, _ := filepath.Glob("../../deploy/kubernetes/*.yaml")
+	if len(files) == 0 {
+		return os.ErrNotExist
+	}
+	var objs []runtime.Object
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		for _, doc := range bytes.Split(data, []byte("\n---\n")) {
+			if len(bytes.TrimSpace(doc)) == 0 {
+				continue
+			}
+			obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
+			if err != nil {
+				return err
+			}
+			objs = append(objs, obj)
+		}
+	}
+	// Namespaces first, whatever the files' order.
+	for pass := 0; pass < 2; pass++ {
+		for _, o := range objs {
+			_, isNS := o.(*corev1.Namespace)
+			if isNS != (pass == 0) {
+				continue
+			}
+			var err error
+			switch x := o.(type) {
+			case *corev1.Namespace:
+				_, err = cli.CoreV1().Namespaces().Create(ctx, x, metav1.CreateOptions{})
+			case *corev1.ServiceAccount:
+				_, err = cli.CoreV1().ServiceAccounts(x.Namespace).Create(ctx, x, metav1.CreateOptions{})
+			case *rbacv1.Role:
+				_, err = cli.RbacV1().Roles(x.Namespace).Create(ctx, x, metav1.CreateOptions{})
+			case *rbacv1.RoleBinding:
+				_, err = cli.RbacV1().RoleBindings(x.Namespace).Create(ctx, x, metav1.CreateOptions{})
+			default:
+				err = &unknownKind{o}
+			}
+			if err != nil && !apierrors.IsAlreadyExists(err) {
+				return err
+			}
+		}
+	}
+	_, err := cli.CoreV1().ServiceAccounts(agentsNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		err = nil
+	}
+	return err
+}
+
+type unknownKind struct{ o runtime.Object }
+
+func (u *unknownKind) Error() string {
+	return "deploy/kubernetes has a " + u.o.GetObjectKind().GroupVersionKind().Kind + " the test does not apply"
+}
+
+func liveSandbox(t *testing.T, cli Client, owner string) *Sandbox {
+	t.Helper()
+	x := &Exchange{}
+	srv := httptest.NewServer(x)
+	t.Cleanup(srv.Close)
+	sb, err := New(cli, Options{Namespace: agentsNamespace, RunnerImage: "localhost/agentrunner/runner:test", Exchange: x, ExchangeURL: srv.URL,
+		Owner: sandbox.OwnerLabels(sandbox.DaemonOwner(owner), "store-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sb
+}
+
+func liveSpec(t *testing.T, job, network string) *sandbox.Spec {
+	s := testSpec(t)
+	s.RunID, s.JobID, s.Network = "r"+strings.ReplaceAll(strings.ToLower(t.Name()), "/", "-")[:20], job, sandbox.Network{Mode: network}
+	return s
+}
+
+// On a real API server, as the daemon's service account with the README's RBAC: the pods the
+// sandbox makes pass validation and Pod Security "restricted" admission, with every network
+// mode; the Secret and the NetworkPolicy are owned by the pod; Destroy leaves nothing.
+func TestOnARealAPIServerTheSandboxsPodsAreAdmitted(t *testing.T) {
+	admin, daemon := liveCluster(t)
+	sb := liveSandbox(t, daemon, "d1")
+	for _, network := range []string{sandbox.NetworkNone, sandbox.NetworkOpen} {
+		h, err := sb.Prepare(t.Context(), liveSpec(t, "audit["+network+"]", network))
+		if err != nil {
+			t.Fatalf("network %s: Prepare as the daemon's service account: %v", network, err)
+		}
+		pod, err := admin.CoreV1().Pods(agentsNamespace).Get(t.Context(), h.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		secret, err := admin.CoreV1().Secrets(agentsNamespace).Get(t.Context(), h.Name, metav1.GetOptions{})
+		if err != nil || len(secret.OwnerReferences) != 1 || secret.OwnerReferences[0].UID != pod.UID {
+			t.Errorf("network %s: the Secret is not owned by the pod: %v %+v", network, err, secret)
+		}
+		np, err := admin.NetworkingV1().NetworkPolicies(agentsNamespace).Get(t.Context(), h.Name, metav1.GetOptions{})
+		switch {
+		case network == sandbox.NetworkOpen && !apierrors.IsNotFound(err):
+			t.Errorf("an open agent got a network policy: %v", err)
+		case network == sandbox.NetworkNone && (err != nil || len(np.OwnerReferences) != 1 || np.OwnerReferences[0].UID != pod.UID):
+			t.Errorf("the network policy is missing or not owned by the pod: %v", err)
+		}
+		if err := sb.Destroy(t.Context(), h); err != nil {
+			t.Fatal(err)
+		}
+		for _, get := range []func() error{
+			func() error { _, err := admin.CoreV1().Secrets(agentsNamespace).Get(t.Context(), h.Name, metav1.GetOptions{}); return err },
+			func() error {
+				_, err := admin.NetworkingV1().NetworkPolicies(agentsNamespace).Get(t.Context(), h.Name, metav1.GetOptions{})
+				return err
+			},
+		} {
+			if err := get(); !apierrors.IsNotFound(err) {
+				t.Errorf("network %s: left after Destroy: %v", network, err)
+			}
+		}
+	}
+}
+
+// The namespace refuses a pod that is not hardened, whoever creates it — even the cluster's
+// admin: Pod Security is the API server's, not the runner's goodwill.
+func TestOnARealAPIServerAnUnhardenedPodIsRefused(t *testing.T) {
+	admin, _ := liveCluster(t)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "plain"}, Spec: corev1.PodSpec{
+		Containers: []corev1.Container{{Name: "agent", Image: "localhost/agent:1"}}}}
+	_, err := admin.CoreV1().Pods(agentsNamespace).Create(t.Context(), pod, metav1.CreateOptions{})
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), `violates PodSecurity "restricted`) {
+		t.Fatalf("an unhardened pod: %v, want it refused by Pod Security restricted", err)
+	}
+}
+
+// The daemon's role is the least it needs: what the sandbox does in the agents' namespace, and
+// nothing elsewhere or beyond.
+func TestTheDaemonsRoleIsTheLeastItNeeds(t *testing.T) {
+	_, daemon := liveCluster(t)
+	for _, tc := range []struct {
+		verb, group, resource, sub, ns string
+		allowed                        bool
+	}{
+		{"create", "", "pods", "", agentsNamespace, true},
+		{"watch", "", "pods", "", agentsNamespace, true},
+		{"get", "", "pods", "log", agentsNamespace, true},
+		{"patch", "", "secrets", "", agentsNamespace, true},
+		{"create", "networking.k8s.io", "networkpolicies", "", agentsNamespace, true},
+		{"update", "", "pods", "", agentsNamespace, false},
+		{"create", "", "pods", "exec", agentsNamespace, false},
+		{"create", "", "serviceaccounts", "token", agentsNamespace, false},
+		{"create", "apps", "deployments", "", agentsNamespace, false},
+		{"list", "", "secrets", "", "agentrunner", false},
+		{"list", "", "secrets", "", "kube-system", false},
+		{"create", "", "pods", "", "default", false},
+		{"get", "", "nodes", "", "", false},
+		{"create", "rbac.authorization.k8s.io", "roles", "", agentsNamespace, false},
+	} {
+		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: tc.ns, Verb: tc.verb, Group: tc.group, Resource: tc.resource, Subresource: tc.sub}}}
+		got, err := daemon.AuthorizationV1().SelfSubjectAccessReviews().Create(t.Context(), review, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status.Allowed != tc.allowed {
+			t.Errorf("%s %s/%s %s in %q: allowed %v, want %v", tc.verb, tc.resource, tc.sub, tc.group, tc.ns, got.Status.Allowed, tc.allowed)
+		}
+	}
+}
+
+// Sweep on the real API: the label selector finds the sandbox's objects, the policy keeps a
+// live daemon's and removes a gone one's.
+func TestOnARealAPIServerSweepKeepsTheLiveAndRemovesTheGone(t *testing.T) {
+	admin, daemon := liveCluster(t)
+	live, gone := liveSandbox(t, daemon, "live"), liveSandbox(t, daemon, "gone")
+	keep, err := live.Prepare(t.Context(), liveSpec(t, "keep", sandbox.NetworkNone))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Destroy(context.Background(), keep)
+	drop, err := gone.Prepare(t.Context(), liveSpec(t, "drop", sandbox.NetworkNone))
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed, err := live.Sweep(t.Context(), func(l sandbox.Leftover) bool { return l.Owner == sandbox.DaemonOwner("gone") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "pod " + drop.Name + ",secret " + drop.Name + ",networkpolicy " + drop.Name; strings.Join(removed, ",") != want {
+		t.Errorf("swept %v, want %s", removed, want)
+	}
+	pods, err := admin.CoreV1().Pods(agentsNamespace).List(t.Context(), metav1.ListOptions{LabelSelector: LabelDaemon + "=live"})
+	if err != nil || len(pods.Items) != 1 || pods.Items[0].Name != keep.Name {
+		t.Errorf("the live daemon's pods after the sweep: %v %v", pods, err)
+	}
+}
