@@ -171,7 +171,10 @@ func TestOnARealAPIServerTheSandboxsPodsAreAdmitted(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, get := range []func() error{
-			func() error { _, err := admin.CoreV1().Secrets(agentsNamespace).Get(t.Context(), h.Name, metav1.GetOptions{}); return err },
+			func() error {
+				_, err := admin.CoreV1().Secrets(agentsNamespace).Get(t.Context(), h.Name, metav1.GetOptions{})
+				return err
+			},
 			func() error {
 				_, err := admin.NetworkingV1().NetworkPolicies(agentsNamespace).Get(t.Context(), h.Name, metav1.GetOptions{})
 				return err

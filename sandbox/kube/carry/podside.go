@@ -34,9 +34,9 @@ const (
 	EnvToken       = "AGENTRUNNER_EXCHANGE_TOKEN"
 	// EnvGate, when set, makes the init container wait until the pod's NetworkPolicy is in
 	// force — enforcement can lag a pod's start by seconds — before the agent may start.
-	EnvGate = "AGENTRUNNER_POLICY_GATE"
-	RunnerDir      = "/.agentrunner"
-	RunnerPath     = RunnerDir + "/runner"
+	EnvGate    = "AGENTRUNNER_POLICY_GATE"
+	RunnerDir  = "/.agentrunner"
+	RunnerPath = RunnerDir + "/runner"
 )
 
 // podTrees are the trees as the pod mounts them.
