@@ -1,7 +1,8 @@
-// Package kubetest runs a real Kubernetes control plane for tests: etcd (Debian's etcd-server)
-// and kube-apiserver (built by scripts/k8s-binaries.sh from k8s.io/kubernetes at the version
-// tools/k8s pins), with RBAC and the default admission plugins, Pod Security among them. There
-// is no scheduler and no kubelet: pods are admitted and stored, never run. Tests that need it
+// Package kubetest runs a real Kubernetes control plane for tests: etcd (Debian's etcd-server),
+// kube-apiserver with RBAC and the default admission plugins (Pod Security among them), and
+// kube-controller-manager's garbage collector and service account controllers (both built by
+// scripts/k8s-binaries.sh from k8s.io/kubernetes at the version tools/k8s pins). There is no
+// scheduler and no kubelet: pods are admitted and stored, never run. Tests that need it
 // fail with what to do when a binary is missing; they never skip.
 //
 // Typical use:
@@ -12,7 +13,6 @@
 package kubetest
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -111,6 +111,10 @@ func start() (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	controllers, err := binary("kube-controller-manager")
+	if err != nil {
+		return nil, err
+	}
 	dir, err := os.MkdirTemp("", "kubetest-")
 	if err != nil {
 		return nil, err
@@ -169,6 +173,23 @@ func start() (*Cluster, error) {
 	}
 	c.URL = fmt.Sprintf("https://127.0.0.1:%d", secure)
 	if err := c.waitReady(3 * time.Minute); err != nil {
+		return nil, err
+	}
+	// The garbage collector deletes what a deleted pod owns; the service account controller
+	// makes each namespace's default account, which admission wants for every pod.
+	kubeconfig := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: test, cluster: {server: %q, insecure-skip-tls-verify: true}}]
+users: [{name: admin, user: {token: %q}}]
+contexts: [{name: test, context: {cluster: test, user: admin}}]
+current-context: test
+`, c.URL, adminToken)
+	if err := os.WriteFile(filepath.Join(dir, "kubeconfig"), []byte(kubeconfig), 0o600); err != nil {
+		return nil, err
+	}
+	if err := c.run("kube-controller-manager", controllers, "--kubeconfig="+filepath.Join(dir, "kubeconfig"),
+		"--controllers=garbagecollector,serviceaccount", "--leader-elect=false", "--secure-port=0",
+		"--use-service-account-credentials=false"); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -268,26 +289,10 @@ func (c *Cluster) Admin() *rest.Config {
 func (c *Cluster) As(cfg *rest.Config, user string) *rest.Config {
 	out := rest.CopyConfig(cfg)
 	groups := []string{"system:authenticated"}
-	if rest, ok := strings.CutPrefix(user, "system:serviceaccount:"); ok {
-		ns, _, _ := strings.Cut(rest, ":")
+	if sa, ok := strings.CutPrefix(user, "system:serviceaccount:"); ok {
+		ns, _, _ := strings.Cut(sa, ":")
 		groups = append(groups, "system:serviceaccounts", "system:serviceaccounts:"+ns)
 	}
-	out.Impersonate = restImpersonation(user, groups)
+	out.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
 	return out
-}
-
-func restImpersonation(user string, groups []string) rest.ImpersonationConfig {
-	return rest.ImpersonationConfig{UserName: user, Groups: groups}
-}
-
-// WaitFor polls cond every 100ms until it holds or limit passes.
-func WaitFor(ctx context.Context, limit time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if cond() {
-			return true
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return cond()
 }

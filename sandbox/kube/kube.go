@@ -56,6 +56,9 @@ type Options struct {
 	TmpSize int64
 	// HandBackWait bounds the wait for a finished pod's changes (30s).
 	HandBackWait time.Duration
+	// InfraRetries is how many times a pod the infrastructure lost (an eviction, a lost node,
+	// a pod deleted under the run) is started again before the job fails (2; -1: never).
+	InfraRetries int
 	Logger       *slog.Logger
 
 	exchangeCIDRs []string
@@ -138,6 +141,12 @@ func New(cli Client, opts Options) (*Sandbox, error) {
 	if opts.TmpSize <= 0 {
 		opts.TmpSize = 256 << 20
 	}
+	switch {
+	case opts.InfraRetries == 0:
+		opts.InfraRetries = 2
+	case opts.InfraRetries < 0:
+		opts.InfraRetries = 0
+	}
 	return &Sandbox{cli: cli, opts: opts, log: opts.Logger, pods: map[*sandbox.Handle]*podJob{}}, nil
 }
 
@@ -193,12 +202,28 @@ func (s *Sandbox) Prepare(ctx context.Context, spec *sandbox.Spec) (*sandbox.Han
 		return nil, &sandbox.InfraError{Op: "write the prompt", Object: fmt.Sprintf("for job %q", spec.JobID), Err: err}
 	}
 	pj := &podJob{job: j}
-	fail := func(op string, err error) (*sandbox.Handle, error) {
+	pod, err := s.create(ctx, pj)
+	if err != nil {
+		return nil, err
+	}
+	limits := carry.Limits{Bytes: res.Disk + outputSizeLimit, Entries: 2_000_000}
+	pj.x = s.opts.Exchange.register(pj.token, spec.WorkspaceDir, spec.OutputDir, limits)
+	h := &sandbox.Handle{ID: string(pod.UID), Name: j.name, Spec: spec}
+	s.mu.Lock()
+	s.pods[h] = pj
+	s.mu.Unlock()
+	return h, nil
+}
+
+// create makes the job's NetworkPolicy, Secret (with a new token, kept in pj) and pod, or
+// attaches to the pod already there, and hands the first two to the pod.
+func (s *Sandbox) create(ctx context.Context, pj *podJob) (*corev1.Pod, error) {
+	j, spec, ns := pj.job, pj.job.spec, s.opts.Namespace
+	fail := func(op string, err error) (*corev1.Pod, error) {
 		s.deleteAll(context.WithoutCancel(ctx), j.name)
 		return nil, &sandbox.InfraError{Op: op, Object: fmt.Sprintf("for job %q", spec.JobID), Err: err}
 	}
-	ns := s.opts.Namespace
-	if sp.Network.Mode != sandbox.NetworkOpen {
+	if spec.Network.Mode != sandbox.NetworkOpen {
 		if _, err := s.cli.NetworkingV1().NetworkPolicies(ns).Create(ctx, j.networkPolicy(), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fail("create network policy", err)
 		}
@@ -231,18 +256,42 @@ func (s *Sandbox) Prepare(ctx context.Context, spec *sandbox.Spec) (*sandbox.Han
 	if _, err := s.cli.CoreV1().Secrets(ns).Patch(ctx, j.name, types.MergePatchType, []byte(owner), metav1.PatchOptions{}); err != nil {
 		return fail("hand the secret to its pod", err)
 	}
-	if sp.Network.Mode != sandbox.NetworkOpen {
+	if spec.Network.Mode != sandbox.NetworkOpen {
 		if _, err := s.cli.NetworkingV1().NetworkPolicies(ns).Patch(ctx, j.name, types.MergePatchType, []byte(owner), metav1.PatchOptions{}); err != nil {
 			return fail("hand the network policy to its pod", err)
 		}
 	}
-	limits := carry.Limits{Bytes: res.Disk + outputSizeLimit, Entries: 2_000_000}
-	pj.x = s.opts.Exchange.register(pj.token, spec.WorkspaceDir, spec.OutputDir, limits)
-	h := &sandbox.Handle{ID: string(pod.UID), Name: j.name, Spec: spec}
-	s.mu.Lock()
-	s.pods[h] = pj
-	s.mu.Unlock()
-	return h, nil
+	return pod, nil
+}
+
+// again replaces a pod the infrastructure lost (evicted, its node gone, deleted under the run)
+// with a new one on the same, untouched workspace: the old pod never handed anything back.
+func (s *Sandbox) again(ctx context.Context, pj *podJob) error {
+	s.opts.Exchange.unregister(pj.token)
+	if err := s.deleteAll(ctx, pj.job.name); err != nil {
+		return err
+	}
+	// The name is free only once the old objects are gone.
+	for {
+		_, perr := s.cli.CoreV1().Pods(s.opts.Namespace).Get(ctx, pj.job.name, metav1.GetOptions{})
+		_, serr := s.cli.CoreV1().Secrets(s.opts.Namespace).Get(ctx, pj.job.name, metav1.GetOptions{})
+		if apierrors.IsNotFound(perr) && apierrors.IsNotFound(serr) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	pj.attached = false
+	if _, err := s.create(ctx, pj); err != nil {
+		return err
+	}
+	old := pj.x
+	pj.x = s.opts.Exchange.register(pj.token, old.workspace, old.output, old.limits)
+	pj.x.markReady(nil)
+	return nil
 }
 
 // Destroy deletes the pod, its Secret and its NetworkPolicy if still there (their owner
@@ -311,8 +360,25 @@ func (s *Sandbox) Run(ctx context.Context, h *sandbox.Handle, logs io.Writer) (*
 
 	runCtx, cancel := context.WithTimeout(ctx, spec.Timeout)
 	defer cancel()
-	f := &follower{cli: s.cli, ns: s.opts.Namespace, name: h.Name, w: mask}
-	st, err := s.watch(runCtx, h.Name, f)
+	var st state
+	var f *follower
+	for attempt := 1; ; attempt++ {
+		f = &follower{cli: s.cli, ns: s.opts.Namespace, name: h.Name, w: mask}
+		var err error
+		st, err = s.watch(runCtx, h.Name, f)
+		if err != nil || !st.retry || attempt > s.opts.InfraRetries {
+			st.err = err
+			break
+		}
+		f.stop()
+		fmt.Fprintf(mask, "agentrunner: %s; the agent starts again in a new pod (attempt %d of %d)\n", st.infra, attempt+1, s.opts.InfraRetries+1)
+		s.log.Warn("pod lost, starting it again", "pod", h.Name, "why", st.infra, "attempt", attempt+1)
+		if err := s.again(runCtx, pj); err != nil {
+			st = state{err: err}
+			break
+		}
+	}
+	err := st.err
 	switch {
 	case err != nil && ctx.Err() == nil && runCtx.Err() != nil:
 		st = state{done: true, outcome: sandbox.TimedOut}
@@ -375,7 +441,7 @@ func (s *Sandbox) watch(ctx context.Context, name string, f *follower) (state, e
 	for {
 		pod, err := pods.Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return state{done: true, infra: "the pod was deleted before its agent ended"}, nil
+			return state{done: true, infra: "the pod was deleted before its agent ended", retry: true}, nil
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -419,7 +485,7 @@ func (s *Sandbox) drain(ctx context.Context, events <-chan watch.Event, name str
 				if st := stateOf(pod); st.done {
 					return st, nil
 				}
-				return state{done: true, infra: "the pod was deleted before its agent ended"}, nil
+				return state{done: true, infra: "the pod was deleted before its agent ended", retry: true}, nil
 			}
 			if st := s.observe(pod, f); st.done {
 				return st, nil

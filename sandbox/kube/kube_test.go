@@ -31,18 +31,22 @@ type rig struct {
 	url string
 }
 
-func newRig(t *testing.T, owner string) *rig {
+func newRig(t *testing.T, owner string, tune ...func(*Options)) *rig {
 	t.Helper()
-	return newRigOn(t, fake.NewClientset(), owner)
+	return newRigOn(t, fake.NewClientset(), owner, tune...)
 }
 
-func newRigOn(t *testing.T, cli *fake.Clientset, owner string) *rig {
+func newRigOn(t *testing.T, cli *fake.Clientset, owner string, tune ...func(*Options)) *rig {
 	t.Helper()
 	x := &Exchange{}
 	srv := httptest.NewServer(x)
 	t.Cleanup(srv.Close)
-	sb, err := New(cli, Options{Namespace: ns, RunnerImage: "localhost/agentrunner/runner:test", Exchange: x, ExchangeURL: srv.URL,
-		Owner: sandbox.OwnerLabels(sandbox.DaemonOwner(owner), "store-1"), StopGrace: time.Second, HandBackWait: 2 * time.Second})
+	opts := Options{Namespace: ns, RunnerImage: "localhost/agentrunner/runner:test", Exchange: x, ExchangeURL: srv.URL,
+		Owner: sandbox.OwnerLabels(sandbox.DaemonOwner(owner), "store-1"), StopGrace: time.Second, HandBackWait: 2 * time.Second}
+	for _, f := range tune {
+		f(&opts)
+	}
+	sb, err := New(cli, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +378,7 @@ func TestInfrastructureFailuresAreErrors(t *testing.T) {
 		{"deleted", corev1.PodStatus{}, true, "deleted before its agent ended"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newRig(t, "d1")
+			r := newRig(t, "d1", func(o *Options) { o.InfraRetries = -1 })
 			h, err := r.sb.Prepare(t.Context(), testSpec(t))
 			if err != nil {
 				t.Fatal(err)
@@ -395,6 +399,82 @@ func TestInfrastructureFailuresAreErrors(t *testing.T) {
 			_ = r.sb.Destroy(t.Context(), h)
 		})
 	}
+}
+
+// A pod the infrastructure lost — evicted for the node's memory, then deleted under the run —
+// is started again on the same workspace, with a new token; the third pod's agent succeeds and
+// its changes are taken. The agent's log says what happened.
+func TestALostPodIsStartedAgain(t *testing.T) {
+	r := newRig(t, "d1")
+	spec := testSpec(t)
+	h, err := r.sb.Prepare(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tokens []string
+	go func() {
+		for attempt := 1; attempt <= 3; attempt++ {
+			if !waitFor(func() bool {
+				p, err := r.cli.CoreV1().Pods(ns).Get(context.Background(), h.Name, metav1.GetOptions{})
+				if err != nil || p.Status.Phase != "" {
+					return false
+				}
+				_, serr := r.cli.CoreV1().Secrets(ns).Get(context.Background(), h.Name, metav1.GetOptions{})
+				return serr == nil
+			}) {
+				t.Errorf("attempt %d: no new pod", attempt)
+				return
+			}
+			token := r.podToken(t, h.Name)
+			tokens = append(tokens, token)
+			switch attempt {
+			case 1:
+				r.setStatus(t, h.Name, corev1.PodStatus{Phase: corev1.PodFailed, Reason: "Evicted", Message: "The node was low on resource: memory."})
+			case 2:
+				_ = r.cli.CoreV1().Pods(ns).Delete(context.Background(), h.Name, metav1.DeleteOptions{})
+			case 3:
+				trees := map[string]string{"workspace": t.TempDir(), "out": t.TempDir()}
+				if err := carry.Fetch(context.Background(), r.url, token, trees); err != nil {
+					t.Error(err)
+				}
+				_ = os.WriteFile(filepath.Join(trees["workspace"], "NEW"), []byte("third time\n"), 0o644)
+				if err := carry.HandBack(context.Background(), r.url, token, trees); err != nil {
+					t.Error(err)
+				}
+				r.setStatus(t, h.Name, terminated(0, "Completed"))
+			}
+		}
+	}()
+	var logs strings.Builder
+	res, err := r.sb.Run(t.Context(), h, &logs)
+	if err != nil {
+		t.Fatalf("Run = %v, want the third pod's success", err)
+	}
+	if res.Outcome != sandbox.Success {
+		t.Errorf("outcome %s", res.Outcome)
+	}
+	if got, _ := os.ReadFile(filepath.Join(spec.WorkspaceDir, "NEW")); string(got) != "third time\n" {
+		t.Errorf("the third pod's change did not come back: %q", got)
+	}
+	if len(tokens) != 3 || tokens[0] == tokens[1] || tokens[1] == tokens[2] {
+		t.Errorf("tokens %d, want a new one per pod", len(tokens))
+	}
+	for _, want := range []string{"Evicted", "attempt 2 of 3", "deleted before its agent ended", "attempt 3 of 3"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the log does not say %q:\n%s", want, logs.String())
+		}
+	}
+	_ = r.sb.Destroy(t.Context(), h)
+}
+
+func waitFor(cond func() bool) bool {
+	for i := 0; i < 100; i++ {
+		if cond() {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
 }
 
 // Sweep removes what the policy calls removable — here, another daemon's whose lease expired

@@ -25,6 +25,11 @@ type state struct {
 	infra string
 	// diskFull: evicted for writing past an emptyDir's sizeLimit — the agent's doing.
 	diskFull bool
+	// retry: the infrastructure lost the pod (not the agent, not a setting that fails again):
+	// a new pod may succeed.
+	retry bool
+	// err: following the pod failed (the API, or the run's context).
+	err error
 }
 
 // Waiting reasons that never clear by themselves: the pod is given up at once.
@@ -88,6 +93,7 @@ func stateOf(p *corev1.Pod) state {
 			st.outcome, st.diskFull, st.infra = sandbox.DiskLimit, true, ""
 		case p.Status.Reason != "" && st.outcome == "":
 			st.infra = fmt.Sprintf("the pod failed (%s): %s", p.Status.Reason, p.Status.Message)
+			st.retry = p.Status.Reason == "Evicted" || p.Status.Reason == "NodeLost" || p.Status.Reason == "Shutdown" || p.Status.Reason == "Terminated"
 		case st.outcome == "":
 			st.infra = "the pod failed before its agent ended"
 		}
@@ -97,11 +103,11 @@ func stateOf(p *corev1.Pod) state {
 			st.outcome = sandbox.Success
 		}
 	case corev1.PodUnknown:
-		st.done, st.infra = true, "the pod's node stopped reporting (node lost)"
+		st.done, st.infra, st.retry = true, "the pod's node stopped reporting (node lost)", true
 	}
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue && !st.done {
-			st.done, st.infra = true, fmt.Sprintf("the pod is being disrupted (%s): %s", c.Reason, c.Message)
+			st.done, st.infra, st.retry = true, fmt.Sprintf("the pod is being disrupted (%s): %s", c.Reason, c.Message), true
 		}
 	}
 	return st
