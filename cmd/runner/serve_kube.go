@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/agentrunner/agentrunner/sandbox"
@@ -28,6 +29,25 @@ type kubeConfig struct {
 	// changes back; ExchangeURL is how pods reach that address.
 	ExchangeListen string `yaml:"exchange-listen"`
 	ExchangeURL    string `yaml:"exchange-url"`
+	// NodeSelector and Tolerations place the agents' pods, e.g. on nodes set aside for them.
+	NodeSelector map[string]string `yaml:"node-selector"`
+	Tolerations  []toleration      `yaml:"tolerations"`
+}
+
+// toleration is a pod's toleration as Kubernetes spells it in YAML.
+type toleration struct {
+	Key      string `yaml:"key"`
+	Operator string `yaml:"operator"`
+	Value    string `yaml:"value"`
+	Effect   string `yaml:"effect"`
+}
+
+func (k kubeConfig) tolerations() []corev1.Toleration {
+	var out []corev1.Toleration
+	for _, t := range k.Tolerations {
+		out = append(out, corev1.Toleration{Key: t.Key, Operator: corev1.TolerationOperator(t.Operator), Value: t.Value, Effect: corev1.TaintEffect(t.Effect)})
+	}
+	return out
 }
 
 func (k kubeConfig) check() error {
@@ -72,7 +92,8 @@ func (k kubeConfig) start(ctx context.Context, owner map[string]string, disk int
 		_ = srv.Shutdown(sctx)
 	}
 	sb, err := kube.New(cli, kube.Options{Namespace: k.Namespace, Owner: owner, RunnerImage: k.RunnerImage, Exchange: x,
-		ExchangeURL: k.ExchangeURL, Resources: sandbox.Resources{Disk: disk}, Logger: logger})
+		ExchangeURL: k.ExchangeURL, Resources: sandbox.Resources{Disk: disk}, Logger: logger,
+		NodeSelector: k.NodeSelector, Tolerations: k.tolerations()})
 	if err != nil {
 		stop()
 		return nil, nil, err

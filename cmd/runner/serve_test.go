@@ -88,11 +88,16 @@ func TestServeSettings(t *testing.T) {
 		{
 			name: "the kubernetes sandbox reads its block",
 			args: []string{"--config", writeFile(t, "sandbox: kubernetes\nkubernetes:\n  namespace: agents\n  runner-image: localhost/agentrunner/runner:1\n"+
-				"  exchange-listen: 0.0.0.0:8091\n  exchange-url: http://10.0.0.5:8091\n")},
+				"  exchange-listen: 0.0.0.0:8091\n  exchange-url: http://10.0.0.5:8091\n  node-selector: {pool: agents}\n"+
+				"  tolerations: [{key: dedicated, operator: Equal, value: agents, effect: NoSchedule}]\n")},
 			check: func(t *testing.T, c serveConfig) {
-				want := kubeConfig{Namespace: "agents", RunnerImage: "localhost/agentrunner/runner:1", ExchangeListen: "0.0.0.0:8091", ExchangeURL: "http://10.0.0.5:8091"}
-				if c.Sandbox != "kubernetes" || c.Kubernetes != want {
-					t.Errorf("sandbox %s, kubernetes %+v", c.Sandbox, c.Kubernetes)
+				want := kubeConfig{Namespace: "agents", RunnerImage: "localhost/agentrunner/runner:1", ExchangeListen: "0.0.0.0:8091", ExchangeURL: "http://10.0.0.5:8091",
+					NodeSelector: map[string]string{"pool": "agents"}, Tolerations: []toleration{{Key: "dedicated", Operator: "Equal", Value: "agents", Effect: "NoSchedule"}}}
+				if d := cmp.Diff(want, c.Kubernetes); c.Sandbox != "kubernetes" || d != "" {
+					t.Errorf("sandbox %s, kubernetes (-want +got):\n%s", c.Sandbox, d)
+				}
+				if tl := c.Kubernetes.tolerations(); len(tl) != 1 || tl[0].Effect != "NoSchedule" || tl[0].Operator != "Equal" {
+					t.Errorf("tolerations %+v", tl)
 				}
 			},
 		},

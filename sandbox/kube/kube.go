@@ -56,6 +56,9 @@ type Options struct {
 	TmpSize int64
 	// HandBackWait bounds the wait for a finished pod's changes (30s).
 	HandBackWait time.Duration
+	// NodeSelector and Tolerations place the agents' pods (nodes set aside for agents).
+	NodeSelector map[string]string
+	Tolerations  []corev1.Toleration
 	// InfraRetries is how many times a pod the infrastructure lost (an eviction, a lost node,
 	// a pod deleted under the run) is started again before the job fails (2; -1: never).
 	InfraRetries int

@@ -147,6 +147,8 @@ func (j *job) pod() *corev1.Pod {
 		ObjectMeta: j.meta(),
 		Spec: corev1.PodSpec{
 			RestartPolicy:                 corev1.RestartPolicyNever,
+			NodeSelector:                  j.opts.NodeSelector,
+			Tolerations:                   j.opts.Tolerations,
 			AutomountServiceAccountToken:  &no,
 			EnableServiceLinks:            &no,
 			ActiveDeadlineSeconds:         &deadline,
