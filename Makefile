@@ -38,9 +38,9 @@ images:
 # workspaces; that pass builds without cgo, so the test binary is static and can serve as the
 # supervisor and overlay probe inside containers. The browser tests (web/e2e) need Chromium
 # (`apt-get install chromium`; .ci/run installs it) and keep screenshots in artifacts/screenshots.
-# The Kubernetes sandbox's tests run against a real kube-apiserver and etcd: the API server is
-# built once from k8s.io/kubernetes into a cache directory (scripts/k8s-binaries.sh; minutes the
-# first time), etcd is Debian's etcd-server (`apt-get install etcd-server`; .ci/run installs it).
+# The Kubernetes sandbox's tests run against a real control plane (etcd, kube-apiserver,
+# controller manager, scheduler) and kwok, built once from the Go module proxy into a cache
+# directory by scripts/k8s-binaries.sh (minutes the first time).
 OVERLAY_PKGS ?= ./runner/... ./pipeline/... ./cmd/runner/...
 test:
 	$(GO) vet ./...

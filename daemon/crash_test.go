@@ -19,6 +19,7 @@ import (
 	"github.com/agentrunner/agentrunner/github"
 	"github.com/agentrunner/agentrunner/internal/githubfake"
 	"github.com/agentrunner/agentrunner/internal/gittest"
+	"github.com/agentrunner/agentrunner/internal/kubetest"
 	"github.com/agentrunner/agentrunner/store"
 	"github.com/agentrunner/agentrunner/store/storetest"
 )
@@ -47,9 +48,11 @@ func runnerBinary(t *testing.T) string {
 	return bin
 }
 
-// TestMain removes the runner binary the tests built.
+// TestMain removes the runner binary the tests built, and stops the Kubernetes control plane
+// if a test started it.
 func TestMain(m *testing.M) {
 	code := m.Run()
+	kubetest.Stop()
 	if bin, err := buildRunner(); err == nil {
 		_ = os.RemoveAll(filepath.Dir(bin))
 	}

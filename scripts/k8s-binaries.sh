@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the Kubernetes control plane the kube tests run against — kube-apiserver,
-# kube-controller-manager and kube-scheduler at the version tools/k8s/go.mod pins — from k8s.io/kubernetes as the Go
-# module proxy serves it (no source is vendored or committed), once, into a cache directory, and
-# prints that directory. Cold: about 10 minutes and 3-5 GB of disk on 2 cores; then instant.
+# Builds what the Kubernetes tests run: kube-apiserver, kube-controller-manager, kube-scheduler
+# and etcd at the versions tools/k8s/go.mod pins, from k8s.io/kubernetes as the Go module
+# proxy serves it (no source is vendored or committed), and kwok (sigs.k8s.io/kwok), which
+# plays the kubelet of fake nodes in the scale tests; once, into a cache directory, whose path
+# it prints. Cold: about 10 minutes and 3-5 GB of disk on 2 cores; then instant.
 #   K8S_CACHE   where the binaries go (default: ~/.cache/agentrunner/k8s)
 set -euo pipefail
 cd "$(dirname "$0")/../tools/k8s"
@@ -21,4 +22,19 @@ for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
 		mv "$dir/$cmd.tmp" "$dir/$cmd"
 	fi
 done
+# etcd at the version this Kubernetes release requires (Debian's 3.4 predates the watch
+# progress requests the API server wants before it serves streamed lists).
+if [ ! -x "$dir/etcd" ]; then
+	echo "k8s-binaries: building etcd into $dir (once)" >&2
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/etcd.tmp" go.etcd.io/etcd/server/v3
+	mv "$dir/etcd.tmp" "$dir/etcd"
+fi
+# kwok plays the kubelet of fake nodes in the scale tests; a program of its own, at its own
+# k8s.io release, so it is installed apart from tools/k8s.
+kwok_version=v0.7.0
+if [ ! -x "$dir/kwok" ]; then
+	echo "k8s-binaries: building kwok $kwok_version into $dir (once)" >&2
+	GOBIN="$dir/.kwok" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$kwok_version"
+	mv "$dir/.kwok/kwok" "$dir/kwok" && rmdir "$dir/.kwok"
+fi
 echo "$dir"

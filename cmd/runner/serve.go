@@ -596,7 +596,16 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 				}
 			}
 			if pods != nil {
-				if _, err := pods.Sweep(ctx, p.Remove); err != nil {
+				// A pod of a run not yet completed stays: the run will be taken up again
+				// (here or by another daemon) and its jobs attach to their pods.
+				remove := func(l sandbox.Leftover) bool {
+					if !p.Remove(l) {
+						return false
+					}
+					r, err := st.GetRun(ctx, l.RunID)
+					return errors.Is(err, store.ErrNotFound) || err == nil && r.Status == store.RunCompleted
+				}
+				if _, err := pods.Sweep(ctx, remove); err != nil {
 					errs = append(errs, err)
 				}
 			}

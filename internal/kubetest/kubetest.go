@@ -1,8 +1,10 @@
-// Package kubetest runs a real Kubernetes control plane for tests: etcd (Debian's etcd-server),
+// Package kubetest runs a real Kubernetes control plane for tests: etcd,
 // kube-apiserver with RBAC and the default admission plugins (Pod Security among them), and
-// kube-controller-manager's garbage collector and service account controllers (both built by
-// scripts/k8s-binaries.sh from k8s.io/kubernetes at the version tools/k8s pins). There is no
-// scheduler and no kubelet: pods are admitted and stored, never run. Tests that need it
+// kube-controller-manager's garbage collector and service account controllers, and
+// kube-scheduler (all built by scripts/k8s-binaries.sh at the versions tools/k8s pins; etcd
+// at the release this Kubernetes wants: Debian's 3.4 lacks the watch progress requests that
+// streamed lists need, and clients such as kwok's stall without them). There is no kubelet: pods are admitted, stored and scheduled, never run —
+// unless a test starts kwok (Kwok), which plays the kubelet of fake nodes. Tests that need it
 // fail with what to do when a binary is missing; they never skip.
 //
 // Typical use:
@@ -17,7 +19,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -33,11 +34,18 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// EnvBin names the directory holding kube-apiserver (make test sets it from
+// EnvBin names the directory holding the binaries (make test sets it from
 // scripts/k8s-binaries.sh).
 const EnvBin = "AGENTRUNNER_K8S_BIN"
 
 const adminToken = "agentrunner-test-admin"
+
+// DaemonAccount is the daemon's service account in deploy/kubernetes; the API server also
+// takes a static token for it, so a `runner serve` of a test can authenticate as it
+// (Kubeconfig).
+const DaemonAccount = "system:serviceaccount:agentrunner:agentrunner"
+
+const daemonToken = "agentrunner-test-daemon"
 
 // Cluster is a running control plane.
 type Cluster struct {
@@ -81,8 +89,6 @@ func binary(name string) (string, error) {
 		return p, nil
 	}
 	switch name {
-	case "etcd":
-		return "", errors.New("etcd not found: install Debian's etcd-server (apt-get install etcd-server; .ci/run does)")
 	default:
 		return "", fmt.Errorf("%s not found: build it with scripts/k8s-binaries.sh and set %s to the directory it prints (make test does)", name, EnvBin)
 	}
@@ -112,6 +118,10 @@ func start() (*Cluster, error) {
 		return nil, err
 	}
 	controllers, err := binary("kube-controller-manager")
+	if err != nil {
+		return nil, err
+	}
+	scheduler, err := binary("kube-scheduler")
 	if err != nil {
 		return nil, err
 	}
@@ -148,9 +158,10 @@ func start() (*Cluster, error) {
 		return nil, err
 	}
 	files := map[string][]byte{
-		"sa.key":     pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}),
-		"sa.pub":     pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}),
-		"tokens.csv": []byte(adminToken + `,admin,admin,"system:masters"` + "\n"),
+		"sa.key": pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}),
+		"sa.pub": pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}),
+		"tokens.csv": []byte(adminToken + `,admin,admin,"system:masters"` + "\n" +
+			daemonToken + "," + DaemonAccount + `,daemon,"system:serviceaccounts,system:serviceaccounts:agentrunner"` + "\n"),
 	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
@@ -177,19 +188,17 @@ func start() (*Cluster, error) {
 	}
 	// The garbage collector deletes what a deleted pod owns; the service account controller
 	// makes each namespace's default account, which admission wants for every pod.
-	kubeconfig := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters: [{name: test, cluster: {server: %q, insecure-skip-tls-verify: true}}]
-users: [{name: admin, user: {token: %q}}]
-contexts: [{name: test, context: {cluster: test, user: admin}}]
-current-context: test
-`, c.URL, adminToken)
-	if err := os.WriteFile(filepath.Join(dir, "kubeconfig"), []byte(kubeconfig), 0o600); err != nil {
-		return nil, err
+	for name, token := range map[string]string{"kubeconfig": adminToken, "daemon.kubeconfig": daemonToken} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(kubeconfigFor(c.URL, token)), 0o600); err != nil {
+			return nil, err
+		}
 	}
 	if err := c.run("kube-controller-manager", controllers, "--kubeconfig="+filepath.Join(dir, "kubeconfig"),
 		"--controllers=garbagecollector,serviceaccount", "--leader-elect=false", "--secure-port=0",
 		"--use-service-account-credentials=false"); err != nil {
+		return nil, err
+	}
+	if err := c.run("kube-scheduler", scheduler, "--kubeconfig="+filepath.Join(dir, "kubeconfig"), "--leader-elect=false", "--secure-port=0"); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -278,6 +287,19 @@ func (c *Cluster) stop() {
 	}
 	os.RemoveAll(c.dir)
 }
+
+func kubeconfigFor(server, token string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: test, cluster: {server: %q, insecure-skip-tls-verify: true}}]
+users: [{name: user, user: {token: %q}}]
+contexts: [{name: test, context: {cluster: test, user: user}}]
+current-context: test
+`, server, token)
+}
+
+// DaemonKubeconfig is a kubeconfig file that authenticates as DaemonAccount.
+func (c *Cluster) DaemonKubeconfig() string { return filepath.Join(c.dir, "daemon.kubeconfig") }
 
 // Admin is a rest.Config of a member of system:masters (RBAC does not apply to it).
 func (c *Cluster) Admin() *rest.Config {

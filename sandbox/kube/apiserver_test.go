@@ -1,11 +1,9 @@
 package kube
 
 import (
-	"bytes"
 	"context"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,12 +11,9 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/agentrunner/agentrunner/internal/kubetest"
 	"github.com/agentrunner/agentrunner/sandbox"
@@ -30,11 +25,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// The names the manifests in deploy/kubernetes give.
-const (
-	agentsNamespace = "agentrunner-agents"
-	daemonAccount   = "system:serviceaccount:agentrunner:agentrunner"
-)
+// The agents' namespace deploy/kubernetes makes.
+const agentsNamespace = "agentrunner-agents"
 
 var (
 	applyOnce sync.Once
@@ -50,77 +42,14 @@ func liveCluster(t *testing.T) (admin, daemon kubernetes.Interface) {
 	if admin, err = kubernetes.NewForConfig(c.Admin()); err != nil {
 		t.Fatal(err)
 	}
-	if daemon, err = kubernetes.NewForConfig(c.As(c.Admin(), daemonAccount)); err != nil {
+	if daemon, err = kubernetes.NewForConfig(c.As(c.Admin(), kubetest.DaemonAccount)); err != nil {
 		t.Fatal(err)
 	}
-	applyOnce.Do(func() { applyErr = applyManifests(admin) })
+	applyOnce.Do(func() { applyErr = c.Apply("../../deploy/kubernetes/*.yaml") })
 	if applyErr != nil {
 		t.Fatalf("apply deploy/kubernetes: %v", applyErr)
 	}
 	return admin, daemon
-}
-
-// applyManifests creates every object of deploy/kubernetes/*.yaml, and the namespace's default
-// service account (a controller-manager would; this control plane has none).
-func applyManifests(cli kubernetes.Interface) error {
-	ctx := context.Background()
-	files, _ := filepath.Glob("../../deploy/kubernetes/*.yaml")
-	if len(files) == 0 {
-		return os.ErrNotExist
-	}
-	var objs []runtime.Object
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return err
-		}
-		for _, doc := range bytes.Split(data, []byte("\n---\n")) {
-			if len(bytes.TrimSpace(doc)) == 0 {
-				continue
-			}
-			obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
-			if err != nil {
-				return err
-			}
-			objs = append(objs, obj)
-		}
-	}
-	// Namespaces first, whatever the files' order.
-	for pass := 0; pass < 2; pass++ {
-		for _, o := range objs {
-			_, isNS := o.(*corev1.Namespace)
-			if isNS != (pass == 0) {
-				continue
-			}
-			var err error
-			switch x := o.(type) {
-			case *corev1.Namespace:
-				_, err = cli.CoreV1().Namespaces().Create(ctx, x, metav1.CreateOptions{})
-			case *corev1.ServiceAccount:
-				_, err = cli.CoreV1().ServiceAccounts(x.Namespace).Create(ctx, x, metav1.CreateOptions{})
-			case *rbacv1.Role:
-				_, err = cli.RbacV1().Roles(x.Namespace).Create(ctx, x, metav1.CreateOptions{})
-			case *rbacv1.RoleBinding:
-				_, err = cli.RbacV1().RoleBindings(x.Namespace).Create(ctx, x, metav1.CreateOptions{})
-			default:
-				err = &unknownKind{o}
-			}
-			if err != nil && !apierrors.IsAlreadyExists(err) {
-				return err
-			}
-		}
-	}
-	_, err := cli.CoreV1().ServiceAccounts(agentsNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		err = nil
-	}
-	return err
-}
-
-type unknownKind struct{ o runtime.Object }
-
-func (u *unknownKind) Error() string {
-	return "deploy/kubernetes has a " + u.o.GetObjectKind().GroupVersionKind().Kind + " the test does not apply"
 }
 
 func liveSandbox(t *testing.T, cli Client, owner string) *Sandbox {

@@ -89,9 +89,10 @@ var _ sandbox.Sandbox = (*Sandbox)(nil)
 
 // podJob is what Prepare made for one handle.
 type podJob struct {
-	job   *job
-	token string
-	x     *exchangeJob
+	job    *job
+	limits carry.Limits // of what travels through the exchange
+	token  string
+	x      *exchangeJob
 	// attached: the pod was there already (a job claimed again); it is followed, not made.
 	attached bool
 }
@@ -204,13 +205,11 @@ func (s *Sandbox) Prepare(ctx context.Context, spec *sandbox.Spec) (*sandbox.Han
 	if err := os.WriteFile(filepath.Join(spec.OutputDir, sandbox.PromptFile), []byte(spec.Prompt), 0o644); err != nil {
 		return nil, &sandbox.InfraError{Op: "write the prompt", Object: fmt.Sprintf("for job %q", spec.JobID), Err: err}
 	}
-	pj := &podJob{job: j}
+	pj := &podJob{job: j, limits: carry.Limits{Bytes: res.Disk + outputSizeLimit, Entries: 2_000_000}}
 	pod, err := s.create(ctx, pj)
 	if err != nil {
 		return nil, err
 	}
-	limits := carry.Limits{Bytes: res.Disk + outputSizeLimit, Entries: 2_000_000}
-	pj.x = s.opts.Exchange.register(pj.token, spec.WorkspaceDir, spec.OutputDir, limits)
 	h := &sandbox.Handle{ID: string(pod.UID), Name: j.name, Spec: spec}
 	s.mu.Lock()
 	s.pods[h] = pj
@@ -223,22 +222,37 @@ func (s *Sandbox) Prepare(ctx context.Context, spec *sandbox.Spec) (*sandbox.Han
 func (s *Sandbox) create(ctx context.Context, pj *podJob) (*corev1.Pod, error) {
 	j, spec, ns := pj.job, pj.job.spec, s.opts.Namespace
 	fail := func(op string, err error) (*corev1.Pod, error) {
+		s.opts.Exchange.unregister(pj.token)
 		s.deleteAll(context.WithoutCancel(ctx), j.name)
 		return nil, &sandbox.InfraError{Op: op, Object: fmt.Sprintf("for job %q", spec.JobID), Err: err}
+	}
+	// A pod of this job that is being deleted (swept, or an earlier attempt's) is not one to
+	// attach to, and its Secret goes with it: both must be gone before the name is free.
+	if old, err := s.cli.CoreV1().Pods(ns).Get(ctx, j.name, metav1.GetOptions{}); err == nil && old.DeletionTimestamp != nil &&
+		old.Annotations[AnnotationJob] == spec.JobID && old.Labels[LabelRun] == LabelValue(spec.RunID) {
+		if err := s.deleteAll(ctx, j.name); err != nil {
+			return fail("delete the pod being deleted and its objects", err)
+		}
+		if err := s.waitGone(ctx, j.name, true); err != nil {
+			return fail("wait for the pod being deleted", err)
+		}
 	}
 	if spec.Network.Mode != sandbox.NetworkOpen {
 		if _, err := s.cli.NetworkingV1().NetworkPolicies(ns).Create(ctx, j.networkPolicy(), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fail("create network policy", err)
 		}
 	}
-	pj.token = NewToken()
+	// The exchange knows the token before any pod can hold it: a pod's first fetch may come
+	// the moment it exists.
+	s.serve(pj, NewToken())
 	if _, err := s.cli.CoreV1().Secrets(ns).Create(ctx, j.secret(pj.token), metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
 		old, gerr := s.cli.CoreV1().Secrets(ns).Get(ctx, j.name, metav1.GetOptions{})
 		if gerr != nil || old.Annotations[AnnotationJob] != spec.JobID || old.Labels[LabelRun] != LabelValue(spec.RunID) {
+			s.opts.Exchange.unregister(pj.token)
 			return nil, &sandbox.InfraError{Op: "create secret", Object: fmt.Sprintf("for job %q", spec.JobID),
 				Err: fmt.Errorf("secret %s exists and is not this job's", j.name)}
 		}
-		pj.token = string(old.Data[secretTokenKey]) // the pod, if any, holds this one
+		s.serve(pj, string(old.Data[secretTokenKey])) // the pod, if any, holds this one
 	} else if err != nil {
 		return fail("create secret", err)
 	}
@@ -250,6 +264,10 @@ func (s *Sandbox) create(ctx context.Context, pj *podJob) (*corev1.Pod, error) {
 		}
 		if err != nil {
 			return nil, &sandbox.InfraError{Op: "attach to pod", Object: fmt.Sprintf("for job %q", spec.JobID), Err: err}
+		}
+		if pod.DeletionTimestamp != nil {
+			return nil, &sandbox.InfraError{Op: "attach to pod", Object: fmt.Sprintf("for job %q", spec.JobID),
+				Err: fmt.Errorf("pod %s began to be deleted meanwhile", j.name)}
 		}
 		pj.attached = true
 	} else if err != nil {
@@ -274,12 +292,28 @@ func (s *Sandbox) again(ctx context.Context, pj *podJob) error {
 	if err := s.deleteAll(ctx, pj.job.name); err != nil {
 		return err
 	}
-	// The name is free only once the old objects are gone.
+	if err := s.waitGone(ctx, pj.job.name, true); err != nil {
+		return err
+	}
+	pj.attached = false
+	if _, err := s.create(ctx, pj); err != nil {
+		return err
+	}
+	pj.x.markReady(nil)
+	return nil
+}
+
+// waitGone waits until the pod called name (and, with secret, its Secret) no longer exists:
+// only then is the name free again.
+func (s *Sandbox) waitGone(ctx context.Context, name string, secret bool) error {
 	for {
-		_, perr := s.cli.CoreV1().Pods(s.opts.Namespace).Get(ctx, pj.job.name, metav1.GetOptions{})
-		_, serr := s.cli.CoreV1().Secrets(s.opts.Namespace).Get(ctx, pj.job.name, metav1.GetOptions{})
+		_, perr := s.cli.CoreV1().Pods(s.opts.Namespace).Get(ctx, name, metav1.GetOptions{})
+		serr := perr
+		if secret {
+			_, serr = s.cli.CoreV1().Secrets(s.opts.Namespace).Get(ctx, name, metav1.GetOptions{})
+		}
 		if apierrors.IsNotFound(perr) && apierrors.IsNotFound(serr) {
-			break
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -287,14 +321,15 @@ func (s *Sandbox) again(ctx context.Context, pj *podJob) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	pj.attached = false
-	if _, err := s.create(ctx, pj); err != nil {
-		return err
+}
+
+// serve makes token the job's, known to the exchange (the previous one, if any, no longer).
+func (s *Sandbox) serve(pj *podJob, token string) {
+	if pj.token != "" {
+		s.opts.Exchange.unregister(pj.token)
 	}
-	old := pj.x
-	pj.x = s.opts.Exchange.register(pj.token, old.workspace, old.output, old.limits)
-	pj.x.markReady(nil)
-	return nil
+	pj.token = token
+	pj.x = s.opts.Exchange.register(token, pj.job.spec.WorkspaceDir, pj.job.spec.OutputDir, pj.limits)
 }
 
 // Destroy deletes the pod, its Secret and its NetworkPolicy if still there (their owner

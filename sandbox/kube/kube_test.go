@@ -191,7 +191,11 @@ func TestAJobRunsAsAPodAndItsChangesComeBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertGone(t, r, name)
-	if err := carry.Fetch(t.Context(), r.url, token, map[string]string{"workspace": t.TempDir(), "out": t.TempDir()}); err == nil || !strings.Contains(err.Error(), "401") {
+	// The pod's side keeps trying a token the exchange does not know (its daemon may be
+	// starting again); a second is enough to see the refusal.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	if err := carry.Fetch(ctx, r.url, token, map[string]string{"workspace": t.TempDir(), "out": t.TempDir()}); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("fetch with the job's token after Destroy: %v, want 401", err)
 	}
 }
@@ -321,6 +325,31 @@ func TestAJobClaimedAgainAttachesToItsPod(t *testing.T) {
 		t.Errorf("outcome %s %d, want failed 3", res.Outcome, res.ExitCode)
 	}
 	_ = second.sb.Destroy(t.Context(), h)
+}
+
+// A pod of the same name that is being deleted (swept, or an earlier attempt's) is not one to
+// attach to: Prepare waits until it is gone and starts a new one.
+func TestAPodBeingDeletedIsNotAttachedTo(t *testing.T) {
+	r := newRig(t, "d1")
+	spec := testSpec(t)
+	name := PodName(spec.RunID, spec.JobID)
+	now := metav1.Now()
+	old := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, UID: "old", DeletionTimestamp: &now,
+		Labels: map[string]string{LabelRun: spec.RunID}, Annotations: map[string]string{AnnotationJob: spec.JobID}}}
+	if _, err := r.cli.CoreV1().Pods(ns).Create(t.Context(), old, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := r.sb.Prepare(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.sb.Destroy(t.Context(), h)
+	if pod := r.pod(t, name); pod.UID == "old" || pod.DeletionTimestamp != nil {
+		t.Fatalf("attached to the pod being deleted: %+v", pod.ObjectMeta)
+	}
+	if r.sb.podJob(h).attached {
+		t.Error("the new pod counts as attached")
+	}
 }
 
 // An agent past its timeout is stopped: its pod deleted, the outcome timed_out; a cancelled

@@ -69,7 +69,12 @@ func (f *follower) stop() {
 func (f *follower) loop() {
 	defer close(f.done)
 	defer f.cancel()
+	// Retries back off: a node whose kubelet does not answer must not turn every agent's
+	// follower into a stream of failing requests at the API server.
+	backoff := 500 * time.Millisecond
 	for {
+		// Once the agent ended, one more read takes what is left; then the log is complete.
+		last := isClosed(f.ended)
 		opts := &corev1.PodLogOptions{Container: agentContainer, Follow: true, Timestamps: true}
 		if !f.last.IsZero() {
 			opts.SinceTime = &metav1.Time{Time: f.last}
@@ -78,21 +83,28 @@ func (f *follower) loop() {
 		if err == nil {
 			f.copy(stream)
 			stream.Close()
+			backoff = 500 * time.Millisecond
+		} else {
+			backoff = min(2*backoff, 10*time.Second)
+		}
+		if last {
+			return
 		}
 		select {
+		case <-f.ctx.Done():
+			return
 		case <-f.ended:
-			if err == nil {
-				return // read to its end after the agent ended
-			}
-		case <-f.ctx.Done():
-			return
-		default:
+		case <-time.After(backoff): // dropped: resume
 		}
-		select {
-		case <-f.ctx.Done():
-			return
-		case <-time.After(500 * time.Millisecond): // dropped: resume
-		}
+	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 

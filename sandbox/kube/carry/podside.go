@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -69,21 +70,54 @@ func FetchMain(args []string) int {
 
 // Fetch fills trees (prefix → directory) from the exchange at base.
 func Fetch(ctx context.Context, base, token string, trees map[string]string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+WorkspaceRoute, nil)
-	if err != nil {
-		return err
+	return retrying(ctx, "fetch the workspace", func() (bool, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+WorkspaceRoute, nil)
+		if err != nil {
+			return false, err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return true, err
+		}
+		defer res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			msg, _ := io.ReadAll(io.LimitReader(res.Body, 4<<10))
+			return retryable(res.StatusCode), fmt.Errorf("%s: %s", res.Status, strings.TrimSpace(string(msg)))
+		}
+		return false, ReadTrees(res.Body, trees, podLimits)
+	})
+}
+
+// retryWindow is how long the pod's side keeps trying the exchange: long enough for a daemon
+// to restart and take its job back, which makes its token known again.
+var retryWindow = 2 * time.Minute
+
+// retrying calls try until it succeeds, fails for good, or retryWindow passes.
+func retrying(ctx context.Context, what string, try func() (again bool, err error)) error {
+	deadline := time.Now().Add(retryWindow)
+	wait := 200 * time.Millisecond
+	for {
+		again, err := try()
+		if err == nil || !again {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: gave up after %s: %w", what, retryWindow, err)
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(res.Body, 4<<10))
-		return fmt.Errorf("%s: %s", res.Status, msg)
-	}
-	return ReadTrees(res.Body, trees, podLimits)
+}
+
+// retryable: the exchange does not know the token yet (its daemon is starting again) or is
+// busy; anything else will not change.
+func retryable(status int) bool {
+	return status == http.StatusUnauthorized || status == http.StatusServiceUnavailable || status == http.StatusBadGateway || status == http.StatusTooManyRequests
 }
 
 func copySelf(dst string) error {
@@ -198,24 +232,27 @@ func runAgent(argv []string) int {
 	return 1
 }
 
-// HandBack sends trees to the exchange at base.
+// HandBack sends trees to the exchange at base. The trees are read again for each attempt.
 func HandBack(ctx context.Context, base, token string, trees map[string]string) error {
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(WriteTrees(pw, trees, podLimits)) }()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, base+ChangesRoute, pr)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/x-tar")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusNoContent {
-		msg, _ := io.ReadAll(io.LimitReader(res.Body, 4<<10))
-		return fmt.Errorf("%s: %s", res.Status, msg)
-	}
-	return nil
+	return retrying(ctx, "hand the workspace back", func() (bool, error) {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(WriteTrees(pw, trees, podLimits)) }()
+		defer pr.Close()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, base+ChangesRoute, pr)
+		if err != nil {
+			return false, err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/x-tar")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return true, err
+		}
+		defer res.Body.Close()
+		if res.StatusCode != http.StatusNoContent {
+			msg, _ := io.ReadAll(io.LimitReader(res.Body, 4<<10))
+			return retryable(res.StatusCode), fmt.Errorf("%s: %s", res.Status, strings.TrimSpace(string(msg)))
+		}
+		return false, nil
+	})
 }
