@@ -49,7 +49,8 @@ test:
 	CGO_ENABLED=0 AGENTRUNNER_TEST_WORKSPACE=overlay $(GO) test -count=1 -timeout 25m $(OVERLAY_PKGS)
 
 bench:
-	./scripts/with-postgres.sh $(GO) test -run '^$$' -bench . -benchmem -benchtime=1x -timeout 60m ./... | tee bench.txt
+	K8S_BIN=$$(./scripts/k8s-binaries.sh) && \
+	AGENTRUNNER_K8S_BIN=$$K8S_BIN ./scripts/with-postgres.sh $(GO) test -run '^$$' -bench . -benchmem -benchtime=1x -timeout 60m ./... | tee bench.txt
 
 # Issue 13's 100,000-file benchmarks (overlay workspaces vs full checkouts: creating them, the
 # first agent's container, git status inside it); the repositories are generated once into the

@@ -39,7 +39,7 @@ var buildRunner = sync.OnceValues(func() (string, error) {
 	return bin, nil
 })
 
-func runnerBinary(t *testing.T) string {
+func runnerBinary(t testing.TB) string {
 	t.Helper()
 	bin, err := buildRunner()
 	if err != nil {
@@ -59,7 +59,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -71,7 +71,7 @@ func freePort(t *testing.T) string {
 
 // daemonProc is `runner serve` as a child process.
 type daemonProc struct {
-	t    *testing.T
+	t    testing.TB
 	bin  string
 	cfg  string
 	addr string
@@ -132,7 +132,7 @@ func (p *daemonProc) signal(sig syscall.Signal) {
 	}
 }
 
-func newDaemonProc(t *testing.T, config string) *daemonProc {
+func newDaemonProc(t testing.TB, config string) *daemonProc {
 	dir := t.TempDir()
 	addr := freePort(t)
 	cfg := filepath.Join(dir, "runner.yaml")

@@ -32,7 +32,7 @@ import (
 const agentsNamespace = "agentrunner-agents"
 
 // kwokCluster is the test's control plane with kwok's fake node and the README's manifests.
-func kwokCluster(t *testing.T) (*kubetest.Cluster, kubernetes.Interface) {
+func kwokCluster(t testing.TB) (*kubetest.Cluster, kubernetes.Interface) {
 	t.Helper()
 	c := kubetest.Start(t)
 	c.Kwok(t)
@@ -48,7 +48,7 @@ func kwokCluster(t *testing.T) (*kubetest.Cluster, kubernetes.Interface) {
 
 // kubeDaemon is `runner serve` with `sandbox: kubernetes` on the test's cluster, as the
 // daemon's service account, its pods placed on kwok's node.
-func kubeDaemon(t *testing.T, c *kubetest.Cluster, id, repoDir string, maxAgents int) (*daemonProc, store.Store) {
+func kubeDaemon(t testing.TB, c *kubetest.Cluster, id, repoDir string, maxAgents int) (*daemonProc, store.Store) {
 	t.Helper()
 	db := storetest.SQLite(t)
 	exchange := freePort(t)
@@ -59,7 +59,6 @@ id: %s
 sandbox: kubernetes
 reporters: none
 schedules: false
-lease-ttl: 3s
 max-agents: %d
 max-runs: 4
 log-level: info
@@ -78,7 +77,7 @@ repos:
 	return proc, db.Open(t)
 }
 
-func dispatch(t *testing.T, st store.Store, addr, routine string) string {
+func dispatch(t testing.TB, st store.Store, addr, routine string) string {
 	t.Helper()
 	tok, err := st.CreateToken(context.Background(), store.Token{Name: "t", Scope: store.ScopeDispatch})
 	if err != nil {
@@ -108,7 +107,7 @@ func dispatch(t *testing.T, st store.Store, addr, routine string) string {
 // file the "agent" wrote, and ends the agent's container with exit 0. Until release is
 // closed, it only fetches.
 type podPlayer struct {
-	t       *testing.T
+	t       testing.TB
 	cli     kubernetes.Interface
 	release chan struct{}
 
@@ -119,7 +118,7 @@ type podPlayer struct {
 	ended   int
 }
 
-func playPods(t *testing.T, cli kubernetes.Interface, hold bool) *podPlayer {
+func playPods(t testing.TB, cli kubernetes.Interface, hold bool) *podPlayer {
 	p := &podPlayer{t: t, cli: cli, release: make(chan struct{}), started: map[string]bool{}, created: map[string]int{}}
 	if !hold {
 		close(p.release)
@@ -268,7 +267,7 @@ agents:
 `, n, strings.Join(shards, ", "), n)
 }
 
-func runResult(t *testing.T, proc *daemonProc, runID string) *result.Run {
+func runResult(t testing.TB, proc *daemonProc, runID string) *result.Run {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(filepath.Dir(proc.cfg), "data", "runs", runID, "result.json"))
 	if err != nil {
@@ -293,7 +292,7 @@ func peakRSS(pid int) int64 {
 	return 0
 }
 
-func assertNoPodsLeft(t *testing.T, admin kubernetes.Interface, runID string) {
+func assertNoPodsLeft(t testing.TB, admin kubernetes.Interface, runID string) {
 	t.Helper()
 	sel := metav1.ListOptions{LabelSelector: kube.LabelRun + "=" + kube.LabelValue(runID)}
 	deadline := time.Now().Add(time.Minute)
@@ -322,6 +321,22 @@ func TestKubernetesFanOutOnKwok(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("AGENTRUNNER_KWOK_AGENTS")); err == nil && v > 0 {
 		n = v
 	}
+	elapsed, rss := kwokFanOut(t, n)
+	t.Logf("%d agents as pods on kwok: %s (%.1f agents/s), daemon peak RSS %d MiB", n+1, elapsed.Round(time.Millisecond),
+		float64(n+1)/elapsed.Seconds(), rss>>20)
+}
+
+// BenchmarkKwokFanOut2000 is the scale tier as a figure: agents concluded a second and the
+// daemon's peak memory, for 2,000 agents and their consolidating step.
+func BenchmarkKwokFanOut2000(b *testing.B) {
+	for range b.N {
+		elapsed, rss := kwokFanOut(b, 2000)
+		b.ReportMetric(2001/elapsed.Seconds(), "agents/s")
+		b.ReportMetric(float64(rss>>20), "daemon-peak-MiB")
+	}
+}
+
+func kwokFanOut(t testing.TB, n int) (elapsed time.Duration, rss int64) {
 	c, admin := kwokCluster(t)
 	repoDir, _ := gittest.Repo(t, map[string]string{".agents/fanout.yaml": fanOutRoutine(n)})
 	proc, st := kubeDaemon(t, c, "kube-scale", repoDir, n)
@@ -330,8 +345,8 @@ func TestKubernetesFanOutOnKwok(t *testing.T) {
 	start := time.Now()
 	runID := dispatch(t, st, proc.addr, "fanout")
 	waitForRun(t, st, runID, kwokRunLimit(n), player, admin)
-	elapsed := time.Since(start)
-	rss := peakRSS(proc.cmd.Process.Pid)
+	elapsed = time.Since(start)
+	rss = peakRSS(proc.cmd.Process.Pid)
 	res := runResult(t, proc, runID)
 	if res.Conclusion != result.ConclusionSuccess || len(res.Jobs) != n+1 {
 		var failed []string
@@ -347,14 +362,12 @@ func TestKubernetesFanOutOnKwok(t *testing.T) {
 			t.Fatalf("job %s: %s %q %s", j.ID, j.Outcome, j.Report, j.Error)
 		}
 	}
-	started, _, _ := player.counts()
-	if started != n+1 {
+	if started, _, _ := player.counts(); started != n+1 {
 		t.Errorf("%d pods ran, want %d", started, n+1)
 	}
-	t.Logf("%d agents as pods on kwok: %s (%.1f agents/s), daemon peak RSS %d MiB", n+1, elapsed.Round(time.Millisecond),
-		float64(n+1)/elapsed.Seconds(), rss>>20)
 	proc.signal(syscall.SIGTERM)
 	assertNoPodsLeft(t, admin, runID)
+	return elapsed, rss
 }
 
 // kwokRunLimit bounds the fan-out's run: about 1.5 agents a second at least, 2 minutes at
@@ -363,7 +376,7 @@ func kwokRunLimit(n int) time.Duration {
 	return max(2*time.Minute, time.Duration(n)*700*time.Millisecond)
 }
 
-func waitForRun(t *testing.T, st store.Store, runID string, limit time.Duration, player *podPlayer, admin kubernetes.Interface) {
+func waitForRun(t testing.TB, st store.Store, runID string, limit time.Duration, player *podPlayer, admin kubernetes.Interface) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	next := time.Now().Add(10 * time.Second)

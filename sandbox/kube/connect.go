@@ -30,7 +30,11 @@ func Connect(kubeconfig string) (Client, *rest.Config, error) {
 	} else if cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig); err != nil {
 		return nil, nil, fmt.Errorf("kubernetes: read kubeconfig %s: %w", kubeconfig, err)
 	}
-	cfg.QPS, cfg.Burst = 50, 100 // thousands of agents: client-go's default 5 QPS would queue them
+	// Each agent costs the API about eight requests (its policy, Secret and pod, two owner
+	// patches, the watch, the log, the deletes): client-go's default of 5 a second would hold
+	// thousands of agents back for minutes. The API server's priority and fairness, not this
+	// client, is what protects the cluster.
+	cfg.QPS, cfg.Burst = 300, 600
 	core, err := corev1client.NewForConfig(cfg)
 	if err != nil {
 		return nil, nil, err
