@@ -226,35 +226,40 @@ func (s *Sandbox) create(ctx context.Context, pj *podJob) (*corev1.Pod, error) {
 		s.deleteAll(context.WithoutCancel(ctx), j.name)
 		return nil, &sandbox.InfraError{Op: op, Object: fmt.Sprintf("for job %q", spec.JobID), Err: err}
 	}
-	// A pod of this job that is being deleted (swept, or an earlier attempt's) is not one to
-	// attach to, and its Secret goes with it: both must be gone before the name is free.
-	if old, err := s.cli.CoreV1().Pods(ns).Get(ctx, j.name, metav1.GetOptions{}); err == nil && old.DeletionTimestamp != nil &&
-		old.Annotations[AnnotationJob] == spec.JobID && old.Labels[LabelRun] == LabelValue(spec.RunID) {
-		if err := s.deleteAll(ctx, j.name); err != nil {
-			return fail("delete the pod being deleted and its objects", err)
-		}
-		if err := s.waitGone(ctx, j.name, true); err != nil {
-			return fail("wait for the pod being deleted", err)
-		}
-	}
-	if spec.Network.Mode != sandbox.NetworkOpen {
-		if _, err := s.cli.NetworkingV1().NetworkPolicies(ns).Create(ctx, j.networkPolicy(), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fail("create network policy", err)
-		}
-	}
-	// The exchange knows the token before any pod can hold it: a pod's first fetch may come
-	// the moment it exists.
+	// The policy and the Secret at once: both must exist before the pod, and each request is a
+	// round trip an agent's start waits for. The exchange knows the token before any pod can
+	// hold it: a pod's first fetch may come the moment it exists.
 	s.serve(pj, NewToken())
-	if _, err := s.cli.CoreV1().Secrets(ns).Create(ctx, j.secret(pj.token), metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
-		old, gerr := s.cli.CoreV1().Secrets(ns).Get(ctx, j.name, metav1.GetOptions{})
-		if gerr != nil || old.Annotations[AnnotationJob] != spec.JobID || old.Labels[LabelRun] != LabelValue(spec.RunID) {
+	var polErr, secErr error
+	var oldSecret *corev1.Secret
+	var wg sync.WaitGroup
+	if spec.Network.Mode != sandbox.NetworkOpen {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, polErr = s.cli.NetworkingV1().NetworkPolicies(ns).Create(ctx, j.networkPolicy(), metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(polErr) {
+				polErr = nil
+			}
+		}()
+	}
+	_, secErr = s.cli.CoreV1().Secrets(ns).Create(ctx, j.secret(pj.token), metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(secErr) {
+		oldSecret, secErr = s.cli.CoreV1().Secrets(ns).Get(ctx, j.name, metav1.GetOptions{})
+	}
+	wg.Wait()
+	switch {
+	case polErr != nil:
+		return fail("create network policy", polErr)
+	case secErr != nil:
+		return fail("create secret", secErr)
+	case oldSecret != nil:
+		if oldSecret.Annotations[AnnotationJob] != spec.JobID || oldSecret.Labels[LabelRun] != LabelValue(spec.RunID) {
 			s.opts.Exchange.unregister(pj.token)
 			return nil, &sandbox.InfraError{Op: "create secret", Object: fmt.Sprintf("for job %q", spec.JobID),
 				Err: fmt.Errorf("secret %s exists and is not this job's", j.name)}
 		}
-		s.serve(pj, string(old.Data[secretTokenKey])) // the pod, if any, holds this one
-	} else if err != nil {
-		return fail("create secret", err)
+		s.serve(pj, string(oldSecret.Data[secretTokenKey])) // the pod, if any, holds this one
 	}
 	pod, err := s.cli.CoreV1().Pods(ns).Create(ctx, j.pod(), metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
@@ -263,24 +268,39 @@ func (s *Sandbox) create(ctx context.Context, pj *podJob) (*corev1.Pod, error) {
 			err = fmt.Errorf("pod %s exists and is not this job's", j.name)
 		}
 		if err != nil {
+			s.opts.Exchange.unregister(pj.token)
 			return nil, &sandbox.InfraError{Op: "attach to pod", Object: fmt.Sprintf("for job %q", spec.JobID), Err: err}
 		}
 		if pod.DeletionTimestamp != nil {
-			return nil, &sandbox.InfraError{Op: "attach to pod", Object: fmt.Sprintf("for job %q", spec.JobID),
-				Err: fmt.Errorf("pod %s began to be deleted meanwhile", j.name)}
+			// Going (swept, or an earlier attempt's): not one to attach to, and its Secret and
+			// policy go with it. Once all are gone the name is free for a new pod.
+			if err := s.deleteAll(ctx, j.name); err != nil {
+				return fail("delete the pod being deleted and its objects", err)
+			}
+			if err := s.waitGone(ctx, j.name, true); err != nil {
+				return fail("wait for the pod being deleted", err)
+			}
+			return s.create(ctx, pj)
 		}
 		pj.attached = true
 	} else if err != nil {
 		return fail("create pod", err)
 	}
 	owner := fmt.Sprintf(`{"metadata":{"ownerReferences":[{"apiVersion":"v1","kind":"Pod","name":%q,"uid":%q}]}}`, pod.Name, pod.UID)
-	if _, err := s.cli.CoreV1().Secrets(ns).Patch(ctx, j.name, types.MergePatchType, []byte(owner), metav1.PatchOptions{}); err != nil {
-		return fail("hand the secret to its pod", err)
-	}
 	if spec.Network.Mode != sandbox.NetworkOpen {
-		if _, err := s.cli.NetworkingV1().NetworkPolicies(ns).Patch(ctx, j.name, types.MergePatchType, []byte(owner), metav1.PatchOptions{}); err != nil {
-			return fail("hand the network policy to its pod", err)
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, polErr = s.cli.NetworkingV1().NetworkPolicies(ns).Patch(ctx, j.name, types.MergePatchType, []byte(owner), metav1.PatchOptions{})
+		}()
+	}
+	_, secErr = s.cli.CoreV1().Secrets(ns).Patch(ctx, j.name, types.MergePatchType, []byte(owner), metav1.PatchOptions{})
+	wg.Wait()
+	switch {
+	case secErr != nil:
+		return fail("hand the secret to its pod", secErr)
+	case polErr != nil:
+		return fail("hand the network policy to its pod", polErr)
 	}
 	return pod, nil
 }

@@ -51,6 +51,11 @@ var podLimits = Limits{Bytes: 64 << 30, Entries: 2_000_000}
 func FetchMain(args []string) int {
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer cancel()
+	if os.Getenv(EnvURL) == "" || os.Getenv(EnvToken) == "" {
+		fmt.Fprintf(os.Stderr, "agentrunner: %s runs inside an agent's pod on Kubernetes, where %s and %s are set; it is not meant to be run by hand\n",
+			FetchCommand, EnvURL, EnvToken)
+		return 2
+	}
 	var err error
 	if os.Getenv(EnvGate) != "" {
 		err = waitConfined(ctx, canary(), time.Second, 2*time.Minute)
@@ -185,6 +190,11 @@ func AgentMain(args []string) int {
 	}
 	if len(args) == 0 {
 		fmt.Fprintln(os.Stderr, "agentrunner: no agent command")
+		return 2
+	}
+	if os.Getenv(EnvURL) == "" || os.Getenv(EnvToken) == "" {
+		fmt.Fprintf(os.Stderr, "agentrunner: %s runs inside an agent's pod on Kubernetes, where %s and %s are set; it is not meant to be run by hand\n",
+			AgentCommand, EnvURL, EnvToken)
 		return 2
 	}
 	code := runAgent(args)

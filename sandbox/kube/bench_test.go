@@ -1,0 +1,111 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"sort"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/agentrunner/agentrunner/internal/kubetest"
+	"github.com/agentrunner/agentrunner/sandbox"
+)
+
+// BenchmarkPodStartOnKwok measures, on the real API server with kwok playing the node's
+// kubelet, the time from asking for an agent to its container reported running: through the
+// sandbox (its NetworkPolicy, Secret, pod and owner patches) against a bare pod created with
+// the one call kubectl makes, in the same run. kwok starts containers in name only, so this is
+// the control plane's share of a pod's start, not a container runtime's.
+func BenchmarkPodStartOnKwok(b *testing.B) {
+	c := kubetest.Start(b)
+	c.Kwok(b)
+	if err := c.Apply("../../deploy/kubernetes/*.yaml"); err != nil {
+		b.Fatal(err)
+	}
+	admin, err := kubernetes.NewForConfig(c.Admin())
+	if err != nil {
+		b.Fatal(err)
+	}
+	daemon, err := kubernetes.NewForConfig(c.As(c.Admin(), kubetest.DaemonAccount))
+	if err != nil {
+		b.Fatal(err)
+	}
+	x := &Exchange{}
+	srv := httptest.NewServer(x)
+	defer srv.Close()
+	sb, err := New(daemon, Options{Namespace: agentsNamespace, RunnerImage: "localhost/agentrunner/runner:test", Exchange: x, ExchangeURL: srv.URL,
+		Owner: sandbox.OwnerLabels(sandbox.DaemonOwner("bench"), "store-1"), NodeSelector: map[string]string{"type": "kwok"},
+		Tolerations: []corev1.Toleration{kubetest.FakeNodeToleration}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	var viaSandbox, bare []time.Duration
+	for i := range b.N * 20 {
+		spec := &sandbox.Spec{RunID: "rbench", JobID: fmt.Sprintf("agent[%d]", i), Image: "localhost/agent:1", Argv: []string{"/agent"},
+			WorkspaceDir: b.TempDir(), OutputDir: b.TempDir(), Timeout: time.Minute, Secrets: map[string]string{"KEY": "v"}}
+		start := time.Now()
+		h, err := sb.Prepare(ctx, spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		waitRunning(b, admin, h.Name)
+		viaSandbox = append(viaSandbox, time.Since(start))
+		_ = sb.Destroy(ctx, h)
+
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bare-%d", i)}, Spec: bareSpec(sb, spec)}
+		start = time.Now()
+		if _, err := daemon.CoreV1().Pods(agentsNamespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		waitRunning(b, admin, pod.Name)
+		bare = append(bare, time.Since(start))
+		_ = daemon.CoreV1().Pods(agentsNamespace).Delete(ctx, pod.Name, metav1.DeleteOptions{})
+	}
+	p50 := func(d []time.Duration) time.Duration {
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+		return d[len(d)/2]
+	}
+	b.ReportMetric(float64(p50(viaSandbox).Microseconds())/1000, "sandbox-p50-ms")
+	b.ReportMetric(float64(p50(bare).Microseconds())/1000, "bare-pod-p50-ms")
+	b.ReportMetric(float64(p50(viaSandbox))/float64(p50(bare)), "ratio")
+}
+
+// waitRunning waits until the pod's first container is reported running.
+func waitRunning(b *testing.B, cli kubernetes.Interface, name string) {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		p, err := cli.CoreV1().Pods(agentsNamespace).Get(context.Background(), name, metav1.GetOptions{})
+		if err == nil && len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].State.Running != nil {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.Fatalf("pod %s did not run within a minute", name)
+}
+
+// bareSpec is the agent's pod spec as the sandbox makes it (so it passes the namespace's Pod
+// Security), without what needs the sandbox's other objects (the Secret's references).
+func bareSpec(sb *Sandbox, spec *sandbox.Spec) corev1.PodSpec {
+	j := &job{spec: spec, name: "bare", res: spec.Resources.Or(sb.opts.Resources), uid: 10001, gid: 10001, opts: &sb.opts}
+	ps := j.pod().Spec
+	strip := func(cs []corev1.Container) {
+		for i := range cs {
+			var env []corev1.EnvVar
+			for _, e := range cs[i].Env {
+				if e.ValueFrom == nil {
+					env = append(env, e)
+				}
+			}
+			cs[i].Env = env
+		}
+	}
+	strip(ps.InitContainers)
+	strip(ps.Containers)
+	return ps
+}
