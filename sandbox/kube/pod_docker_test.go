@@ -112,7 +112,9 @@ func runHardened(t *testing.T, cli client.APIClient, runID, image string, argv, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cli.ContainerRemove(context.WithoutCancel(ctx), c.ID, container.RemoveOptions{Force: true}) }()
+	defer func() {
+		_ = cli.ContainerRemove(context.WithoutCancel(ctx), c.ID, container.RemoveOptions{Force: true})
+	}()
 	if err := cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
 		t.Fatal(err)
 	}
