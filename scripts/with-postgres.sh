@@ -15,12 +15,19 @@ if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
 fi
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 PGDATA=$(mktemp -d /tmp/agentrunner-pg.XXXXXX)
-port=55432
-while (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; do port=$((port + 1)); done
 as_pg() { if [ "$(id -u)" = 0 ]; then chown -R postgres "$PGDATA"; su postgres -c "$*"; else sh -c "$*"; fi; }
 as_pg "$PGBIN/initdb -D $PGDATA -A trust -U postgres" >/dev/null
-as_pg "$PGBIN/pg_ctl -D $PGDATA -o '-p $port -k $PGDATA -c listen_addresses=127.0.0.1 -c max_connections=200' -l $PGDATA/log -w start" >/dev/null \
-  || { cat "$PGDATA/log" >&2; die "Postgres did not start"; }
+# A free port can be taken between the check and the start (it may be in the ephemeral
+# range other programs' connections use): try the next one then.
+port=55432
+for attempt in 1 2 3 4 5 6 7 8 9 10; do
+  while (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; do port=$((port + 1)); done
+  if as_pg "$PGBIN/pg_ctl -D $PGDATA -o '-p $port -k $PGDATA -c listen_addresses=127.0.0.1 -c max_connections=200' -l $PGDATA/log -w start" >/dev/null; then
+    break
+  fi
+  grep -q "Address already in use" "$PGDATA/log" && [ "$attempt" -lt 10 ] || { cat "$PGDATA/log" >&2; die "Postgres did not start"; }
+  port=$((port + 1))
+done
 cleanup() { as_pg "$PGBIN/pg_ctl -D $PGDATA -m fast stop" >/dev/null 2>&1 || true; rm -rf "$PGDATA"; }
 trap cleanup EXIT
 export AGENTRUNNER_TEST_POSTGRES="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
