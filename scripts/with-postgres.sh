@@ -16,6 +16,8 @@ fi
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 PGDATA=$(mktemp -d /tmp/agentrunner-pg.XXXXXX)
 as_pg() { if [ "$(id -u)" = 0 ]; then chown -R postgres "$PGDATA"; su postgres -c "$*"; else sh -c "$*"; fi; }
+cleanup() { as_pg "$PGBIN/pg_ctl -D $PGDATA -m fast stop" >/dev/null 2>&1 || true; rm -rf "$PGDATA"; }
+trap cleanup EXIT
 as_pg "$PGBIN/initdb -D $PGDATA -A trust -U postgres" >/dev/null
 # A free port can be taken between the check and the start (it may be in the ephemeral
 # range other programs' connections use): try the next one then.
@@ -28,7 +30,5 @@ for attempt in 1 2 3 4 5 6 7 8 9 10; do
   grep -q "Address already in use" "$PGDATA/log" && [ "$attempt" -lt 10 ] || { cat "$PGDATA/log" >&2; die "Postgres did not start"; }
   port=$((port + 1))
 done
-cleanup() { as_pg "$PGBIN/pg_ctl -D $PGDATA -m fast stop" >/dev/null 2>&1 || true; rm -rf "$PGDATA"; }
-trap cleanup EXIT
 export AGENTRUNNER_TEST_POSTGRES="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
 "$@"
