@@ -24,7 +24,6 @@ import (
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/stdcopy"
 )
 
 // Defaults of the Docker sandbox, used when Options and Spec leave a value zero.
@@ -377,28 +376,6 @@ func (d *Docker) stop(ctx context.Context, h *Handle, stopGrace time.Duration, s
 		return container.WaitResponse{}, &InfraError{Op: "wait for container", Object: job, Err: err}
 	case <-ctx.Done():
 		return container.WaitResponse{}, &InfraError{Op: "wait for container", Object: job, Err: fmt.Errorf("still running after stop: %w", ctx.Err())}
-	}
-}
-
-// copyLogs follows the container's output, demultiplexed, with secrets masked per stream.
-func (d *Docker) copyLogs(ctx context.Context, h *Handle, logs io.Writer) {
-	rc, err := d.cli.ContainerLogs(ctx, h.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: true})
-	if err != nil {
-		d.log.WarnContext(ctx, "follow container logs", "run_id", h.Spec.RunID, "job", h.Spec.JobID, "err", CleanDockerError(err))
-		return
-	}
-	defer rc.Close()
-	var out, errw io.Writer = logs, logs
-	var flush []*MaskingWriter
-	if len(h.secrets) > 0 {
-		mo, me := NewMaskingWriter(logs, h.secrets), NewMaskingWriter(logs, h.secrets)
-		out, errw, flush = mo, me, []*MaskingWriter{mo, me}
-	}
-	if _, err := stdcopy.StdCopy(out, errw, rc); err != nil && ctx.Err() == nil {
-		d.log.WarnContext(ctx, "copy container logs", "run_id", h.Spec.RunID, "job", h.Spec.JobID, "err", err)
-	}
-	for _, m := range flush {
-		_ = m.Flush()
 	}
 }
 
