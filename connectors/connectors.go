@@ -23,14 +23,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 
 	"github.com/agentrunner/agentrunner/egress"
@@ -164,38 +162,13 @@ func (s *Set) start(ctx context.Context, spec Spec, l Local) (*sidecar, error) {
 	for k, v := range l.ProxyEnv {
 		env = append(env, k+"="+v)
 	}
-	pids := int64(256)
-	cfg := &container.Config{
-		Image:        img,
-		Entrypoint:   []string{egress.BridgePath, "mcp-bridge"},
-		Cmd:          []string{},
-		Env:          env,
-		User:         sandbox.DefaultUser,
-		Labels:       labels,
-		OpenStdin:    true,
-		StdinOnce:    true,
-		AttachStdin:  true,
-		AttachStdout: true,
-		AttachStderr: true,
-	}
-	hc := &container.HostConfig{
-		NetworkMode:    container.NetworkMode(spec.Network),
-		CapDrop:        []string{"ALL"},
-		SecurityOpt:    []string{"no-new-privileges"},
-		ReadonlyRootfs: true,
-		Tmpfs:          map[string]string{"/tmp": "rw,nosuid,nodev,size=256m"},
-		Resources:      container.Resources{Memory: 1 << 30, PidsLimit: &pids},
-	}
 	name := egress.RunBase(spec.RunID) + "-mcp-" + l.Name // connector names are letters, digits, _ and -
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	created, err := s.cli.ContainerCreate(cctx, cfg, hc, &network.NetworkingConfig{
-		EndpointsConfig: map[string]*network.EndpointSettings{spec.Network: {}},
-	}, nil, name)
-	cancel()
+	id, err := egress.CreateService(ctx, s.cli, name, egress.Service{Image: img, Entrypoint: []string{egress.BridgePath, "mcp-bridge"},
+		User: sandbox.DefaultUser, Env: env, Labels: labels, Network: spec.Network, Memory: 1 << 30, Tmp: true})
 	if err != nil {
 		return nil, fmt.Errorf("create sidecar %s: %s", name, sandbox.CleanDockerError(err))
 	}
-	sc.container = created.ID
+	sc.container = id
 	if ctx.Err() != nil {
 		return sc, context.Cause(ctx)
 	}
@@ -239,17 +212,8 @@ func (s *Set) start(ctx context.Context, spec Spec, l Local) (*sidecar, error) {
 	case <-wctx.Done():
 		return sc, fmt.Errorf("sidecar %s: not ready within %s", name, spec.StartTimeout)
 	}
-	info, err := s.cli.ContainerInspect(ctx, sc.container)
-	if err != nil {
-		return sc, fmt.Errorf("inspect sidecar %s: %s", name, sandbox.CleanDockerError(err))
-	}
-	if info.NetworkSettings != nil {
-		if ep := info.NetworkSettings.Networks[spec.Network]; ep != nil {
-			sc.ip = ep.IPAddress
-		}
-	}
-	if _, err := netip.ParseAddr(sc.ip); err != nil {
-		return sc, fmt.Errorf("sidecar %s has no address on network %s", name, spec.Network)
+	if sc.ip, err = egress.ServiceIP(ctx, s.cli, sc.container, spec.Network); err != nil {
+		return sc, fmt.Errorf("sidecar %s: %w", name, err)
 	}
 	s.log.Info("connector started", "connector", l.Name, "container", name, "ip", sc.ip, "tools", sc.tools)
 	return sc, nil

@@ -1,7 +1,6 @@
 package egress
 
 import (
-	"context"
 	"math"
 	"strings"
 	"testing"
@@ -22,16 +21,8 @@ func TestTheProxyStopsModelCallsPastTheRunsBudget(t *testing.T) {
 	upName := "agentrunner-" + runID + "-upstream"
 	anthropic := preset.API{Provider: preset.Anthropic, Upstream: "http://" + upName + ":80", KeyHeader: "x-api-key",
 		KeyEnv: []string{"ANTHROPIC_API_KEY"}, BaseURLEnv: []string{"ANTHROPIC_BASE_URL"}}
-	eg, err := Start(ctx, cli, RunSpec{RunID: runID, Executable: exe, Keys: []Key{{API: anthropic, Value: "sk-ant-test"}},
+	eg := startEgress(t, cli, RunSpec{RunID: runID, Executable: exe, Keys: []Key{{API: anthropic, Value: "sk-ant-test"}},
 		Budget: 0.02, TestAllowOutside: true})
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := eg.Close(context.Background()); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
 	_, outside := eg.Networks()
 	startUpstream(t, cli, upImg, runID, upName, outside)
 	cfg, err := eg.AgentConfig(ctx, Agent{JobID: "spender", Allow: []string{upName + ":80"}, APIs: []preset.API{anthropic}})

@@ -1,7 +1,6 @@
 package egress
 
 import (
-	"context"
 	"encoding/hex"
 	"strings"
 	"testing"
@@ -21,16 +20,8 @@ func TestARemoteConnectorIsReachedThroughTheProxyWithItsCredentialAddedOutside(t
 	ctx := t.Context()
 	upName := "agentrunner-" + runID + "-upstream"
 	const secret = "trk-secret"
-	eg, err := Start(ctx, cli, RunSpec{RunID: runID, Executable: exe, TestAllowOutside: true,
+	eg := startEgress(t, cli, RunSpec{RunID: runID, Executable: exe, TestAllowOutside: true,
 		Connectors: []Connector{{Name: "tracker", URL: "http://" + upName + ":80/mcp", Secret: secret, Tools: []string{"echo"}}}})
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := eg.Close(context.Background()); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
 	_, outside := eg.Networks()
 	startUpstream(t, cli, upImg, runID, upName, outside)
 	if _, err := eg.AgentConfig(ctx, Agent{JobID: "x", Connectors: []string{"nope"}}); err == nil || !strings.Contains(err.Error(), "no remote connector nope") {

@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"regexp"
 	"sort"
 	"strings"
@@ -40,6 +39,7 @@ import (
 
 	"github.com/agentrunner/agentrunner/preset"
 	"github.com/agentrunner/agentrunner/proxy"
+	"github.com/agentrunner/agentrunner/sandbox"
 )
 
 // Labels and ports.
@@ -234,7 +234,7 @@ func Start(ctx context.Context, cli client.APIClient, spec RunSpec) (_ *Egress, 
 		if spec.TestAllowOutside {
 			n, err := cli.NetworkInspect(ctx, e.outside, network.InspectOptions{})
 			if err != nil {
-				return nil, fmt.Errorf("inspect network %s: %s", e.outside, cleanErr(err))
+				return nil, fmt.Errorf("inspect network %s: %s", e.outside, sandbox.CleanDockerError(err))
 			}
 			for _, c := range n.IPAM.Config {
 				t.AllowPrefixes = append(t.AllowPrefixes, c.Subnet)
@@ -263,7 +263,7 @@ func (e *Egress) createNetwork(ctx context.Context, name string, internal bool, 
 	}
 	_, err := e.cli.NetworkCreate(cctx, name, opts)
 	if err != nil {
-		return "", fmt.Errorf("create network %s for run %s: %s", name, e.runID, cleanErr(err))
+		return "", fmt.Errorf("create network %s for run %s: %s", name, e.runID, sandbox.CleanDockerError(err))
 	}
 	return name, nil
 }
@@ -280,49 +280,26 @@ func (e *Egress) startProxy(ctx context.Context, img, name string, labels map[st
 	for k, v := range labels {
 		lbl[k] = v
 	}
-	pids := int64(256)
-	cfg := &container.Config{
-		Image:        img,
-		Cmd:          []string{}, // the image's entrypoint is `/runner proxy`; config on stdin
-		User:         "65534:65534",
-		Labels:       lbl,
-		OpenStdin:    true,
-		StdinOnce:    true,
-		AttachStdin:  true,
-		AttachStdout: true,
-		AttachStderr: true,
-	}
-	hc := &container.HostConfig{
-		NetworkMode:    container.NetworkMode(e.internal),
-		CapDrop:        []string{"ALL"},
-		SecurityOpt:    []string{"no-new-privileges"},
-		ReadonlyRootfs: true,
-		Resources:      container.Resources{Memory: 512 << 20, PidsLimit: &pids},
-	}
-	cctx, cancel := uncancelled(ctx)
-	created, err := e.cli.ContainerCreate(cctx, cfg, hc, &network.NetworkingConfig{
-		EndpointsConfig: map[string]*network.EndpointSettings{e.internal: {}},
-	}, nil, name)
-	cancel()
+	id, err := CreateService(ctx, e.cli, name, Service{Image: img, User: "65534:65534", Labels: lbl, Network: e.internal, Memory: 512 << 20})
 	if err != nil {
-		return fmt.Errorf("create proxy container %s: %s", name, cleanErr(err))
+		return fmt.Errorf("create proxy container %s: %s", name, sandbox.CleanDockerError(err))
 	}
-	e.container = created.ID
+	e.container = id
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
 	if err := e.cli.NetworkConnect(ctx, e.outside, e.container, nil); err != nil {
-		return fmt.Errorf("connect proxy container %s to network %s: %s", name, e.outside, cleanErr(err))
+		return fmt.Errorf("connect proxy container %s to network %s: %s", name, e.outside, sandbox.CleanDockerError(err))
 	}
 	var outR, errR io.Reader
 	e.hijack, outR, errR, err = Attach(ctx, e.cli, e.container)
 	if err != nil {
-		return fmt.Errorf("attach to proxy container %s: %s", name, cleanErr(err))
+		return fmt.Errorf("attach to proxy container %s: %s", name, sandbox.CleanDockerError(err))
 	}
 	go e.relayLogs(errR)
 	go e.readReplies(outR)
 	if err := e.cli.ContainerStart(ctx, e.container, container.StartOptions{}); err != nil {
-		return fmt.Errorf("start proxy container %s: %s", name, cleanErr(err))
+		return fmt.Errorf("start proxy container %s: %s", name, sandbox.CleanDockerError(err))
 	}
 	if err := json.NewEncoder(e.hijack.Conn).Encode(fc); err != nil {
 		return fmt.Errorf("send configuration to proxy container %s: %w", name, err)
@@ -336,17 +313,8 @@ func (e *Egress) startProxy(ctx context.Context, img, name string, labels map[st
 	if !rep.OK || !rep.Ready {
 		return fmt.Errorf("proxy container %s refused its configuration: %s", name, rep.Error)
 	}
-	info, err := e.cli.ContainerInspect(ctx, e.container)
-	if err != nil {
-		return fmt.Errorf("inspect proxy container %s: %s", name, cleanErr(err))
-	}
-	if info.NetworkSettings != nil {
-		if ep := info.NetworkSettings.Networks[e.internal]; ep != nil {
-			e.proxyIP = ep.IPAddress
-		}
-	}
-	if _, err := netip.ParseAddr(e.proxyIP); err != nil {
-		return fmt.Errorf("proxy container %s has no address on network %s", name, e.internal)
+	if e.proxyIP, err = ServiceIP(ctx, e.cli, e.container, e.internal); err != nil {
+		return fmt.Errorf("proxy container %s: %w", name, err)
 	}
 	return nil
 }
@@ -580,7 +548,7 @@ func (e *Egress) close(ctx context.Context) error {
 	if e.container != "" {
 		err := e.cli.ContainerRemove(ctx, e.container, container.RemoveOptions{Force: true, RemoveVolumes: true})
 		if err != nil && !cerrdefs.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("remove proxy container of run %s: %s", e.runID, cleanErr(err)))
+			errs = append(errs, fmt.Errorf("remove proxy container of run %s: %s", e.runID, sandbox.CleanDockerError(err)))
 		}
 	}
 	if e.hijack.Conn != nil {
@@ -595,7 +563,7 @@ func (e *Egress) close(ctx context.Context) error {
 			continue
 		}
 		if err := e.cli.NetworkRemove(ctx, n); err != nil && !cerrdefs.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("remove network %s of run %s: %s", n, e.runID, cleanErr(err)))
+			errs = append(errs, fmt.Errorf("remove network %s of run %s: %s", n, e.runID, sandbox.CleanDockerError(err)))
 		}
 	}
 	if len(errs) == 0 {

@@ -163,15 +163,7 @@ func TestEgressEnforcesAllowListAndInjectsKeys(t *testing.T) {
 		TestAllowOutside: true,
 		testOnly:         &proxy.TestOnly{Hosts: map[string][]string{"private-name.test": {"10.9.8.7"}}},
 	}
-	eg, err := Start(ctx, cli, spec)
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := eg.Close(context.Background()); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
+	eg := startEgress(t, cli, spec)
 	_, outside := eg.Networks()
 	upIP := startUpstream(t, cli, upImg, runID, upName, outside)
 
@@ -422,4 +414,19 @@ func hostAddrs(t *testing.T) []string {
 		t.Fatal("the host has no IPv4 address besides loopback")
 	}
 	return out
+}
+
+// startEgress starts a run's proxy for a test and closes it when the test ends.
+func startEgress(t *testing.T, cli client.APIClient, spec RunSpec) *Egress {
+	t.Helper()
+	eg, err := Start(t.Context(), cli, spec)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := eg.Close(context.Background()); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return eg
 }

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/agentrunner/agentrunner/sandbox"
 	"github.com/docker/docker/client"
 )
 
@@ -60,7 +61,7 @@ func engineFixesDNSLeak(version string) (bool, error) {
 func CheckEngineDNS(ctx context.Context, cli client.APIClient) error {
 	v, err := cli.ServerVersion(ctx)
 	if err != nil {
-		return fmt.Errorf("read the docker engine version to check for the fix of %s: %s", DNSLeakCVE, cleanErr(err))
+		return fmt.Errorf("read the docker engine version to check for the fix of %s: %s", DNSLeakCVE, sandbox.CleanDockerError(err))
 	}
 	fixed, err := engineFixesDNSLeak(v.Version)
 	if err != nil {

@@ -12,10 +12,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/agentrunner/agentrunner/sandbox"
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/client"
 )
@@ -96,7 +96,7 @@ const (
 func ConnectorImage(ctx context.Context, cli client.APIClient, exe, base string) (string, error) {
 	info, err := cli.ImageInspect(ctx, base)
 	if err != nil {
-		return "", fmt.Errorf("connector image %s: %s", base, cleanErr(err))
+		return "", fmt.Errorf("connector image %s: %s", base, sandbox.CleanDockerError(err))
 	}
 	data, hash, err := readExecutable(exe)
 	if err != nil {
@@ -183,7 +183,7 @@ func buildImage(ctx context.Context, cli client.APIClient, tag string, labels ma
 		Dockerfile:  "Dockerfile",
 	})
 	if err != nil {
-		return fmt.Errorf("build image %s: %s", tag, cleanErr(err))
+		return fmt.Errorf("build image %s: %s", tag, sandbox.CleanDockerError(err))
 	}
 	defer resp.Body.Close()
 	// The outcome is in the JSON message stream, not in the HTTP status.
@@ -201,10 +201,4 @@ func buildImage(ctx context.Context, cli client.APIClient, tag string, labels ma
 			return fmt.Errorf("build image %s: %s", tag, msg.Error)
 		}
 	}
-}
-
-// cleanErr drops the noise Docker adds to its errors.
-func cleanErr(err error) string {
-	msg := strings.ReplaceAll(err.Error(), "Error response from daemon: ", "")
-	return strings.TrimSuffix(msg, ": unknown")
 }

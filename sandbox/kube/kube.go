@@ -210,6 +210,9 @@ func (s *Sandbox) Prepare(ctx context.Context, spec *sandbox.Spec) (*sandbox.Han
 	if err != nil {
 		return nil, err
 	}
+	if pj.attached {
+		s.log.Info("attached to the job's pod, started before (a job claimed again)", "pod", j.name, "run_id", spec.RunID, "job", spec.JobID)
+	}
 	h := &sandbox.Handle{ID: string(pod.UID), Name: j.name, Spec: spec}
 	s.mu.Lock()
 	s.pods[h] = pj
