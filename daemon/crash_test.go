@@ -132,6 +132,15 @@ func (p *daemonProc) signal(sig syscall.Signal) {
 	}
 }
 
+// logs is the end of the daemon's log, for a failing test's message.
+func (p *daemonProc) logs() string {
+	b, _ := os.ReadFile(p.log.Name())
+	if len(b) > 8000 {
+		b = b[len(b)-8000:]
+	}
+	return string(b)
+}
+
 func newDaemonProc(t testing.TB, config string) *daemonProc {
 	dir := t.TempDir()
 	addr := freePort(t)

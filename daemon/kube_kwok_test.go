@@ -50,8 +50,20 @@ func kwokCluster(t testing.TB) (*kubetest.Cluster, kubernetes.Interface) {
 // daemon's service account, its pods placed on kwok's node.
 func kubeDaemon(t testing.TB, c *kubetest.Cluster, id, repoDir string, maxAgents int) (*daemonProc, store.Store) {
 	t.Helper()
-	db := storetest.SQLite(t)
 	exchange := freePort(t)
+	return kubeDaemonWith(t, c, id, repoDir, maxAgents, fmt.Sprintf(`  runner-image: localhost/agentrunner/runner:test
+  exchange-listen: %q
+  exchange-url: "http://%s"
+  node-selector: {type: kwok}
+  tolerations: [{key: %q, operator: Equal, value: %q, effect: NoSchedule}]
+`, exchange, exchange, kubetest.FakeNodeKey, kubetest.FakeNodeValue))
+}
+
+// kubeDaemonWith is kubeDaemon with the rest of the kubernetes block (placement, images, the
+// exchange's address) as given.
+func kubeDaemonWith(t testing.TB, c *kubetest.Cluster, id, repoDir string, maxAgents int, kubernetesBlock string) (*daemonProc, store.Store) {
+	t.Helper()
+	db := storetest.SQLite(t)
 	proc := newDaemonProc(t, fmt.Sprintf(`listen: "@LISTEN@"
 data-dir: "@DATA@"
 database: %q
@@ -63,17 +75,12 @@ max-agents: %d
 max-runs: 4
 log-level: info
 workspace: {mode: checkout}
+repos:
+  - {name: acme/app, url: %q, default-branch: main}
 kubernetes:
   kubeconfig: %q
   namespace: %s
-  runner-image: localhost/agentrunner/runner:test
-  exchange-listen: %q
-  exchange-url: "http://%s"
-  node-selector: {type: kwok}
-  tolerations: [{key: %q, operator: Equal, value: %q, effect: NoSchedule}]
-repos:
-  - {name: acme/app, url: %q, default-branch: main}
-`, db.DSN, id, maxAgents, c.DaemonKubeconfig(), agentsNamespace, exchange, exchange, kubetest.FakeNodeKey, kubetest.FakeNodeValue, repoDir))
+%s`, db.DSN, id, maxAgents, repoDir, c.DaemonKubeconfig(), agentsNamespace, kubernetesBlock))
 	return proc, db.Open(t)
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds what the Kubernetes tests run: kube-apiserver, kube-controller-manager, kube-scheduler
-# and etcd at the versions tools/k8s/go.mod pins, from k8s.io/kubernetes as the Go module
+# Builds what the Kubernetes tests run: kube-apiserver, kube-controller-manager, kube-scheduler,
+# kubelet and etcd at the versions tools/k8s/go.mod pins, from k8s.io/kubernetes as the Go module
 # proxy serves it (no source is vendored or committed), and kwok (sigs.k8s.io/kwok), which
 # plays the kubelet of fake nodes in the scale tests; once, into a cache directory, whose path
 # it prints. Cold: about 10 minutes and 3-5 GB of disk on 2 cores; then instant.
@@ -15,7 +15,7 @@ mkdir -p "$dir"
 # Binaries that report their real version (the API server's discovery and skew checks read it).
 ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$version -X k8s.io/component-base/version.gitMajor=1 \
 -X k8s.io/component-base/version.gitMinor=$(echo "$version" | cut -d. -f2) -X k8s.io/component-base/version.gitTreeState=clean"
-for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
+for cmd in kube-apiserver kube-controller-manager kube-scheduler kubelet; do
 	if [ ! -x "$dir/$cmd" ]; then
 		echo "k8s-binaries: building $cmd $version into $dir (once; minutes)" >&2
 		CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$dir/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd"
@@ -36,5 +36,14 @@ if [ ! -x "$dir/kwok" ]; then
 	echo "k8s-binaries: building kwok $kwok_version into $dir (once)" >&2
 	GOBIN="$dir/.kwok" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$kwok_version"
 	mv "$dir/.kwok/kwok" "$dir/kwok" && rmdir "$dir/.kwok"
+fi
+# kube-router's firewall enforces NetworkPolicy on the real test node: it works with iptables
+# and ipset, which this kernel has (controllers built on nftables queues or IPVS do not run).
+# Only in the tests' own network namespace; v2.1.0 is the release the module proxy serves.
+router_version=v2.1.0
+if [ ! -x "$dir/kube-router" ]; then
+	echo "k8s-binaries: building kube-router $router_version into $dir (once)" >&2
+	GOBIN="$dir/.kube-router" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$router_version"
+	mv "$dir/.kube-router/kube-router" "$dir/kube-router" && rmdir "$dir/.kube-router"
 fi
 echo "$dir"

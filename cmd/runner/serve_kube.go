@@ -29,6 +29,9 @@ type kubeConfig struct {
 	// changes back; ExchangeURL is how pods reach that address.
 	ExchangeListen string `yaml:"exchange-listen"`
 	ExchangeURL    string `yaml:"exchange-url"`
+	// PolicyCanary is an address (host:port) pods reach unless their NetworkPolicy is in force;
+	// an agent starts once its pod cannot (default: the API server's Service).
+	PolicyCanary string `yaml:"policy-canary"`
 	// NodeSelector and Tolerations place the agents' pods, e.g. on nodes set aside for them.
 	NodeSelector map[string]string `yaml:"node-selector"`
 	Tolerations  []toleration      `yaml:"tolerations"`
@@ -93,7 +96,7 @@ func (k kubeConfig) start(ctx context.Context, owner map[string]string, disk int
 	}
 	sb, err := kube.New(cli, kube.Options{Namespace: k.Namespace, Owner: owner, RunnerImage: k.RunnerImage, Exchange: x,
 		ExchangeURL: k.ExchangeURL, Resources: sandbox.Resources{Disk: disk}, Logger: logger,
-		NodeSelector: k.NodeSelector, Tolerations: k.tolerations()})
+		NodeSelector: k.NodeSelector, Tolerations: k.tolerations(), PolicyCanary: k.PolicyCanary})
 	if err != nil {
 		stop()
 		return nil, nil, err

@@ -55,11 +55,8 @@ var (
 	clientVal  *client.Client
 	clientErr  error
 
-	imageOnce sync.Once
-	imageErr  error
-
-	modelAPIOnce sync.Once
-	modelAPIErr  error
+	staticMu     sync.Mutex
+	staticImages = map[string]func() error{}
 )
 
 // Client returns a Docker client shared by the test binary. It fails the test, with a message
@@ -97,28 +94,32 @@ func Client(t testing.TB) *client.Client {
 // when the tagged image already holds the same executable (checked by a label with its hash).
 func TestAgentImage(t testing.TB) string {
 	t.Helper()
-	cli := Client(t)
-	imageOnce.Do(func() {
-		imageErr = buildStaticImage(cli, "github.com/agentrunner/agentrunner/internal/testagent", TestAgentTag, "testagent")
-	})
-	if imageErr != nil {
-		t.Fatalf("build the test agent image %s: %v", TestAgentTag, imageErr)
-	}
-	return TestAgentTag
+	return StaticImage(t, "github.com/agentrunner/agentrunner/internal/testagent", TestAgentTag, "testagent")
 }
 
 // ModelAPIImage builds the fake model API (egress/internal/upstream) into a `FROM scratch`
 // image tagged ModelAPITag, once per test binary like TestAgentImage, and returns the tag.
 func ModelAPIImage(t testing.TB) string {
 	t.Helper()
+	return StaticImage(t, "github.com/agentrunner/agentrunner/egress/internal/upstream", ModelAPITag, "upstream")
+}
+
+// StaticImage builds the Go package pkg statically into /name of a `FROM scratch` image
+// tagged tag (its entrypoint), once per test binary and tag, and returns the tag.
+func StaticImage(t testing.TB, pkg, tag, name string) string {
+	t.Helper()
 	cli := Client(t)
-	modelAPIOnce.Do(func() {
-		modelAPIErr = buildStaticImage(cli, "github.com/agentrunner/agentrunner/egress/internal/upstream", ModelAPITag, "upstream")
-	})
-	if modelAPIErr != nil {
-		t.Fatalf("build the fake model API image %s: %v", ModelAPITag, modelAPIErr)
+	staticMu.Lock()
+	build, ok := staticImages[tag]
+	if !ok {
+		build = sync.OnceValue(func() error { return buildStaticImage(cli, pkg, tag, name) })
+		staticImages[tag] = build
 	}
-	return ModelAPITag
+	staticMu.Unlock()
+	if err := build(); err != nil {
+		t.Fatalf("build the image %s of %s: %v", tag, pkg, err)
+	}
+	return tag
 }
 
 // buildStaticImage builds pkg statically into /name of a `FROM scratch` image tagged tag, with

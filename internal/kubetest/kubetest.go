@@ -27,7 +27,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -51,8 +50,7 @@ const daemonToken = "agentrunner-test-daemon"
 type Cluster struct {
 	URL   string
 	dir   string
-	procs []*exec.Cmd
-	logs  []*os.File
+	procs procs
 }
 
 var (
@@ -72,8 +70,12 @@ func Start(t testing.TB) *Cluster {
 	return shared
 }
 
-// Stop ends the shared control plane, if it started, and removes its files.
+// Stop ends the shared control plane and the real node, if they started, and removes their
+// files.
 func Stop() {
+	if node != nil {
+		node.stop()
+	}
 	if shared != nil {
 		shared.stop()
 	}
@@ -129,7 +131,7 @@ func start() (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{dir: dir}
+	c := &Cluster{dir: dir, procs: procs{dir: dir}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -179,6 +181,8 @@ func start() (*Cluster, error) {
 		"--authorization-mode=RBAC",
 		"--token-auth-file="+filepath.Join(dir, "tokens.csv"),
 		"--enable-priority-and-fairness=false",
+		// The real node's name resolves nowhere: logs are fetched from its address.
+		"--kubelet-preferred-address-types=InternalIP",
 	); err != nil {
 		return nil, err
 	}
@@ -205,23 +209,10 @@ func start() (*Cluster, error) {
 	return c, nil
 }
 
-// run starts a process of the control plane with its output in a log file of the cluster's
-// directory (printed when it fails to come up).
+// run starts a process of the control plane.
 func (c *Cluster) run(name, path string, args ...string) error {
-	log, err := os.Create(filepath.Join(c.dir, name+".log"))
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(path, args...)
-	cmd.Stdout, cmd.Stderr = log, log
-	// Its own process group, and killed with the test binary.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		log.Close()
-		return fmt.Errorf("start %s: %w", name, err)
-	}
-	c.procs, c.logs = append(c.procs, cmd), append(c.logs, log)
-	return nil
+	_, err := c.procs.run(name, path, args...)
+	return err
 }
 
 func (c *Cluster) waitReady(limit time.Duration) error {
@@ -234,10 +225,8 @@ func (c *Cluster) waitReady(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	var last string
 	for time.Now().Before(deadline) {
-		for _, p := range c.procs {
-			if p.ProcessState != nil {
-				return fmt.Errorf("%s exited\n%s", p.Path, c.tail())
-			}
+		if name := c.procs.exited(); name != "" {
+			return fmt.Errorf("%s exited\n%s", name, c.tail())
 		}
 		res, err := hc.Get(c.URL + "/readyz")
 		if err == nil {
@@ -257,34 +246,10 @@ func (c *Cluster) waitReady(limit time.Duration) error {
 }
 
 // tail is the end of each process's log, for an error message.
-func (c *Cluster) tail() string {
-	var b strings.Builder
-	for _, l := range c.logs {
-		data, _ := os.ReadFile(l.Name())
-		if len(data) > 3000 {
-			data = data[len(data)-3000:]
-		}
-		fmt.Fprintf(&b, "--- %s\n%s\n", filepath.Base(l.Name()), data)
-	}
-	return b.String()
-}
+func (c *Cluster) tail() string { return c.procs.tail() }
 
 func (c *Cluster) stop() {
-	for i := len(c.procs) - 1; i >= 0; i-- {
-		p := c.procs[i]
-		_ = p.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = p.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = p.Process.Kill()
-			<-done
-		}
-	}
-	for _, l := range c.logs {
-		l.Close()
-	}
+	c.procs.stop(10 * time.Second)
 	os.RemoveAll(c.dir)
 }
 

@@ -458,7 +458,9 @@ func escape() error {
 			os.Remove(path)
 		}
 	}
-	rep["cap_eff"] = capEff()
+	rep["cap_eff"] = statusField("CapEff")
+	rep["no_new_privs"] = statusField("NoNewPrivs")
+	rep["seccomp"] = statusField("Seccomp")
 	rep["net_ip"] = canDial("1.1.1.1:53")
 	rep["net_dns"] = canResolve("example.com")
 	_, err := os.Stat("/var/run/docker.sock")
@@ -471,13 +473,14 @@ func escape() error {
 	return nil
 }
 
-func capEff() string {
+// statusField is a field of /proc/self/status: CapEff, NoNewPrivs, Seccomp (2: a filter).
+func statusField(name string) string {
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return "unreadable: " + err.Error()
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
 			return strings.TrimSpace(v)
 		}
 	}

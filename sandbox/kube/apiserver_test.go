@@ -35,7 +35,7 @@ var (
 
 // liveCluster is the real API server with the README's manifests applied (deploy/kubernetes),
 // and clients as its admin and as the daemon's service account.
-func liveCluster(t *testing.T) (admin, daemon kubernetes.Interface) {
+func liveCluster(t testing.TB) (admin, daemon kubernetes.Interface) {
 	t.Helper()
 	c := kubetest.Start(t)
 	var err error
@@ -65,7 +65,7 @@ func liveSandbox(t *testing.T, cli Client, owner string) *Sandbox {
 	return sb
 }
 
-func liveSpec(t *testing.T, job, network string) *sandbox.Spec {
+func liveSpec(t testing.TB, job, network string) *sandbox.Spec {
 	s := testSpec(t)
 	s.RunID, s.JobID, s.Network = "r"+strings.ReplaceAll(strings.ToLower(t.Name()), "/", "-")[:20], job, sandbox.Network{Mode: network}
 	return s

@@ -3,12 +3,14 @@ package kube
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http/httptest"
 	"sort"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -108,4 +110,88 @@ func bareSpec(sb *Sandbox, spec *sandbox.Spec) corev1.PodSpec {
 	strip(ps.InitContainers)
 	strip(ps.Containers)
 	return ps
+}
+
+// BenchmarkPodStartOnARealNode measures, on the real node (kubelet, containerd, runc), the
+// time from asking for an agent to its container running: through the sandbox (its
+// NetworkPolicy, Secret, pod, the init container that waits for the policy and fills the
+// workspace from the exchange) against a bare pod of the same image and hardening created with
+// the one call kubectl makes, in the same run, alternating.
+func BenchmarkPodStartOnARealNode(b *testing.B) {
+	r := newNodeRig(b)
+	admin := r.admin
+	ctx := context.Background()
+	var viaSandbox, bare []time.Duration
+	for i := range b.N * 10 {
+		spec := r.spec(b, fmt.Sprintf("start[%d]", i), sandbox.NetworkNone, "sleep", "5m")
+		start := time.Now()
+		h, err := r.sb.Prepare(ctx, spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		ran := make(chan struct{})
+		go func() { defer close(ran); _, _ = r.sb.Run(rctx, h, io.Discard) }()
+		waitAgentRunning(b, admin, h.Name, 2*time.Minute)
+		viaSandbox = append(viaSandbox, time.Since(start))
+		cancel()
+		<-ran
+		_ = r.sb.Destroy(ctx, h)
+		waitPodGone(b, admin, h.Name)
+
+		pod := barePod(r, fmt.Sprintf("bare-%d", i), spec)
+		start = time.Now()
+		if _, err := admin.CoreV1().Pods(agentsNamespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		waitAgentRunning(b, admin, pod.Name, 2*time.Minute)
+		bare = append(bare, time.Since(start))
+		zero := int64(0)
+		_ = admin.CoreV1().Pods(agentsNamespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+		waitPodGone(b, admin, pod.Name)
+	}
+	p50 := func(d []time.Duration) time.Duration {
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+		return d[len(d)/2]
+	}
+	b.ReportMetric(float64(p50(viaSandbox).Microseconds())/1000, "sandbox-p50-ms")
+	b.ReportMetric(float64(p50(bare).Microseconds())/1000, "bare-pod-p50-ms")
+	b.ReportMetric(float64(p50(viaSandbox))/float64(p50(bare)), "ratio")
+}
+
+// barePod runs spec's image and command as the agent's container would, hardened alike (so it
+// passes the namespace's Pod Security), on the real node, with nothing of the sandbox's.
+func barePod(r *nodeRig, name string, spec *sandbox.Spec) *corev1.Pod {
+	j := &job{spec: spec, name: name, res: spec.Resources.Or(r.sb.opts.Resources), uid: 10001, gid: 10001, opts: &r.sb.opts}
+	ps := j.pod().Spec
+	agent := ps.Containers[0]
+	agent.Command, agent.Env = spec.Argv, nil
+	agent.VolumeMounts = []corev1.VolumeMount{{Name: volTmp, MountPath: "/tmp"}}
+	ps.InitContainers, ps.Containers = nil, []corev1.Container{agent}
+	ps.Volumes = []corev1.Volume{ps.Volumes[2]}
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: ps}
+}
+
+// waitAgentRunning waits until the pod's agent container (its first) is running.
+func waitAgentRunning(b testing.TB, cli kubernetes.Interface, name string, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		p, err := cli.CoreV1().Pods(agentsNamespace).Get(context.Background(), name, metav1.GetOptions{})
+		if err == nil && len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].State.Running != nil {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.Fatalf("pod %s's agent did not run within %s", name, limit)
+}
+
+func waitPodGone(b testing.TB, cli kubernetes.Interface, name string) {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if _, err := cli.CoreV1().Pods(agentsNamespace).Get(context.Background(), name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.Fatalf("pod %s still there a minute after its deletion", name)
 }

@@ -59,6 +59,11 @@ type Options struct {
 	// NodeSelector and Tolerations place the agents' pods (nodes set aside for agents).
 	NodeSelector map[string]string
 	Tolerations  []corev1.Toleration
+	// PolicyCanary is an address (host:port) a pod reaches unless its NetworkPolicy is in
+	// force: the init container waits until it cannot, so an agent never starts before its
+	// confinement does (enforcement can lag a pod's start by seconds). Empty: the API server's
+	// Service (KUBERNETES_SERVICE_HOST), which pods reach through kube-proxy.
+	PolicyCanary string
 	// InfraRetries is how many times a pod the infrastructure lost (an eviction, a lost node,
 	// a pod deleted under the run) is started again before the job fails (2; -1: never).
 	InfraRetries int

@@ -53,7 +53,7 @@ func newRigOn(t *testing.T, cli *fake.Clientset, owner string, tune ...func(*Opt
 	return &rig{cli: cli, sb: sb, x: x, url: srv.URL}
 }
 
-func testSpec(t *testing.T) *sandbox.Spec {
+func testSpec(t testing.TB) *sandbox.Spec {
 	t.Helper()
 	ws, out := t.TempDir(), t.TempDir()
 	if err := os.WriteFile(filepath.Join(ws, "README.md"), []byte("hello\n"), 0o644); err != nil {

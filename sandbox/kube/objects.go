@@ -139,7 +139,11 @@ func (j *job) pod() *corev1.Pod {
 	}
 	fetchEnv := exchangeEnv
 	if s.Network.Mode != sandbox.NetworkOpen {
-		fetchEnv = append(fetchEnv[:len(fetchEnv):len(fetchEnv)], corev1.EnvVar{Name: carry.EnvGate, Value: "1"})
+		gate := j.opts.PolicyCanary
+		if gate == "" {
+			gate = carry.GateService
+		}
+		fetchEnv = append(fetchEnv[:len(fetchEnv):len(fetchEnv)], corev1.EnvVar{Name: carry.EnvGate, Value: gate})
 	}
 	deadline := int64((s.Timeout + j.opts.DeadlineMargin).Seconds())
 	grace := int64(j.opts.StopGrace.Seconds())

@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/agentrunner/agentrunner/internal/dockertest"
+	"github.com/agentrunner/agentrunner/internal/kubetest"
 	"github.com/agentrunner/agentrunner/sandbox"
 	"github.com/agentrunner/agentrunner/sandbox/kube/carry"
 )
@@ -31,16 +32,7 @@ func TestThePodsContainersFillAndHandBackTheWorkspace(t *testing.T) {
 	cli := dockertest.Client(t)
 	agentImage := dockertest.TestAgentImage(t)
 	runID := dockertest.RunID(t)
-	exe := dockertest.BuildRunner(t)
-	data, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runnerImage := "agentrunner/kube-runner:test"
-	if err := dockertest.BuildImage(t.Context(), cli, runnerImage, map[string]string{dockertest.LabelRun: "dockertest"}, map[string][]byte{
-		"Dockerfile": []byte("FROM scratch\nCOPY runner /runner\nENTRYPOINT [\"/runner\"]\n"), "runner": data}); err != nil {
-		t.Fatal(err)
-	}
+	runnerImage := kubetest.RunnerImage(t)
 
 	// The daemon's side: a job's workspace and output directory, served by the exchange.
 	ws, out := t.TempDir(), t.TempDir()

@@ -34,10 +34,13 @@ const (
 	EnvURL         = "AGENTRUNNER_EXCHANGE_URL"
 	EnvToken       = "AGENTRUNNER_EXCHANGE_TOKEN"
 	// EnvGate, when set, makes the init container wait until the pod's NetworkPolicy is in
-	// force — enforcement can lag a pod's start by seconds — before the agent may start.
-	EnvGate    = "AGENTRUNNER_POLICY_GATE"
-	RunnerDir  = "/.agentrunner"
-	RunnerPath = RunnerDir + "/runner"
+	// force — enforcement can lag a pod's start by seconds — before the agent may start: it
+	// holds the canary, an address (host:port) the policy cuts off, or GateService.
+	EnvGate = "AGENTRUNNER_POLICY_GATE"
+	// GateService: the canary is the API server's Service (KUBERNETES_SERVICE_HOST and _PORT).
+	GateService = "kubernetes-service"
+	RunnerDir   = "/.agentrunner"
+	RunnerPath  = RunnerDir + "/runner"
 )
 
 // podTrees are the trees as the pod mounts them.
@@ -58,7 +61,7 @@ func FetchMain(args []string) int {
 	}
 	var err error
 	if os.Getenv(EnvGate) != "" {
-		err = waitConfined(ctx, canary(), time.Second, 2*time.Minute)
+		err = waitConfined(ctx, canary(os.Getenv(EnvGate)), time.Second, 2*time.Minute)
 	}
 	if err == nil {
 		err = Fetch(ctx, os.Getenv(EnvURL), os.Getenv(EnvToken), podTrees)
@@ -145,9 +148,12 @@ func copySelf(dst string) error {
 	return out.Close()
 }
 
-// canary is an address every pod reaches unless a policy denies it: the cluster's API server,
-// whose service address the kubelet puts in every container's environment.
-func canary() string {
+// canary is the address the gate names: its own, or the cluster's API server, whose service
+// address the kubelet puts in every container's environment.
+func canary(gate string) string {
+	if gate != GateService && gate != "1" {
+		return gate
+	}
 	host, port := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")
 	if host == "" || port == "" {
 		return ""

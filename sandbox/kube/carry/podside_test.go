@@ -54,3 +54,19 @@ func TestTheAgentWaitsForItsNetworkPolicy(t *testing.T) {
 		t.Fatalf("no canary: %v", err)
 	}
 }
+
+// The gate's canary is the address the daemon names, or the API server's Service from the
+// environment the kubelet gives every container.
+func TestTheGateNamesItsCanary(t *testing.T) {
+	t.Setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+	t.Setenv("KUBERNETES_SERVICE_PORT", "443")
+	for gate, want := range map[string]string{GateService: "10.0.0.1:443", "1": "10.0.0.1:443", "10.231.1.1:9": "10.231.1.1:9"} {
+		if got := canary(gate); got != want {
+			t.Errorf("canary(%q) = %q, want %q", gate, got, want)
+		}
+	}
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	if got := canary(GateService); got != "" {
+		t.Errorf("no service in the environment: canary %q, want none", got)
+	}
+}

@@ -1,0 +1,206 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/agentrunner/agentrunner/internal/dockertest"
+	"github.com/agentrunner/agentrunner/internal/gittest"
+	"github.com/agentrunner/agentrunner/internal/kubetest"
+	"github.com/agentrunner/agentrunner/runner/result"
+	"github.com/agentrunner/agentrunner/sandbox/kube"
+	"github.com/agentrunner/agentrunner/store"
+)
+
+// nodeDaemon is `runner serve` with `sandbox: kubernetes` whose agents run as real pods on the
+// test's node (kubelet, containerd): the runner and test agent images imported into the node,
+// the exchange on the node's link to the host, and a canary there that the pods' network
+// policy must cut off before an agent starts.
+func nodeDaemon(t *testing.T, id, repoDir string, maxAgents int) (*daemonProc, store.Store, kubernetes.Interface) {
+	t.Helper()
+	c, admin := kwokCluster(t)
+	node := c.Node(t)
+	node.Import(t, kubetest.RunnerImage(t), dockertest.TestAgentImage(t))
+	exchange := hostPort(t, node.HostIP)
+	canary, err := net.Listen("tcp", net.JoinHostPort(node.HostIP, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { canary.Close() })
+	go func() {
+		for {
+			c, err := canary.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	proc, st := kubeDaemonWith(t, c, id, repoDir, maxAgents, fmt.Sprintf(`  runner-image: %s
+  exchange-listen: %q
+  exchange-url: "http://%s"
+  policy-canary: %q
+  node-selector: {%s: "true"}
+`, kubetest.RunnerImageTag, exchange, exchange, canary.Addr().String(), kubetest.RealNodeLabel))
+	return proc, st, admin
+}
+
+// hostPort is a free port on host.
+func hostPort(t *testing.T, host string) string {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// realFanOut is n agents of one matrix, each a real container writing its report, and a
+// consolidating step after them; the agents first sleep for hold.
+func realFanOut(n int, hold time.Duration) string {
+	shards := make([]string, n)
+	for i := range shards {
+		shards[i] = strconv.Itoa(i)
+	}
+	return fmt.Sprintf(`name: fanout
+on: {dispatch: {}}
+defaults: {image: %s, pull-policy: never, timeout: 5m, network: none}
+agents:
+  audit:
+    command: [/testagent, sleep, %s, write, audited.txt=yes, report, audited]
+    matrix: {shard: [%s]}
+    max-parallel: %d
+  consolidate:
+    needs: [audit]
+    command: [/testagent, report, consolidated]
+`, dockertest.TestAgentTag, hold, strings.Join(shards, ", "), n)
+}
+
+// creations counts the pods created in the agents' namespace, by name, from a watch.
+type creations struct {
+	mu    sync.Mutex
+	count map[string]int
+}
+
+func watchCreations(t *testing.T, admin kubernetes.Interface) *creations {
+	c := &creations{count: map[string]int{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := admin.CoreV1().Pods(agentsNamespace).Watch(ctx, metav1.ListOptions{LabelSelector: kube.LabelRun})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			if p, ok := ev.Object.(*corev1.Pod); ok && ev.Type == watch.Added {
+				c.mu.Lock()
+				c.count[p.Name]++
+				c.mu.Unlock()
+			}
+		}
+	}()
+	return c
+}
+
+func (c *creations) of(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.count[name]
+}
+
+// A fan-out workflow with its consolidating step, every agent a real container in a real pod
+// (kubelet, containerd, runc) confined by its NetworkPolicy: all succeed with their reports,
+// and nothing of the run is left in the cluster.
+func TestKubernetesFanOutOnARealNode(t *testing.T) {
+	const n = 6
+	repoDir, _ := gittest.Repo(t, map[string]string{".agents/fanout.yaml": realFanOut(n, 0)})
+	proc, st, admin := nodeDaemon(t, "node-fanout", repoDir, n)
+	proc.start()
+	start := time.Now()
+	runID := dispatch(t, st, proc.addr, "fanout")
+	waitRunCompleted(t, st, runID, 4*time.Minute)
+	res := runResult(t, proc, runID)
+	if res.Conclusion != result.ConclusionSuccess || len(res.Jobs) != n+1 {
+		t.Fatalf("run %s with %d jobs, want success with %d:\n%s\n%s", res.Conclusion, len(res.Jobs), n+1, res.Report, proc.logs())
+	}
+	for _, j := range res.Jobs {
+		want := "audited"
+		if strings.HasPrefix(j.ID, "consolidate") {
+			want = "consolidated"
+		}
+		if j.Outcome != result.Success || strings.TrimSpace(j.Report) != want {
+			t.Errorf("job %s: %s, report %q, want success with %q (%s)", j.ID, j.Outcome, j.Report, want, j.Error)
+		}
+	}
+	t.Logf("%d agents as real pods: %s", n+1, time.Since(start).Round(time.Millisecond))
+	proc.signal(syscall.SIGTERM)
+	assertNoPodsLeft(t, admin, runID)
+}
+
+// kill -9 of the daemon while its agents run in real pods: the daemon started again attaches to
+// the running pods (each created once), takes their changes when the agents end, and the run
+// succeeds.
+func TestKillNineWhileAgentsRunInRealPods(t *testing.T) {
+	const n = 3
+	repoDir, _ := gittest.Repo(t, map[string]string{".agents/fanout.yaml": realFanOut(n, 20*time.Second)})
+	proc, st, admin := nodeDaemon(t, "node-kill", repoDir, n)
+	created := watchCreations(t, admin)
+	proc.start()
+	runID := dispatch(t, st, proc.addr, "fanout")
+	sel := metav1.ListOptions{LabelSelector: kube.LabelRun + "=" + kube.LabelValue(runID)}
+	waitFor(t, "every agent's container to run", 2*time.Minute, func() bool {
+		pods, err := admin.CoreV1().Pods(agentsNamespace).List(context.Background(), sel)
+		if err != nil || len(pods.Items) != n {
+			return false
+		}
+		for _, p := range pods.Items {
+			if len(p.Status.ContainerStatuses) == 0 || p.Status.ContainerStatuses[0].State.Running == nil {
+				return false
+			}
+		}
+		return true
+	})
+	proc.signal(syscall.SIGKILL)
+	proc.start()
+	waitRunCompleted(t, st, runID, 3*time.Minute)
+	res := runResult(t, proc, runID)
+	if res.Conclusion != result.ConclusionSuccess {
+		t.Fatalf("run %s after the restart:\n%s\n%s", res.Conclusion, res.Report, proc.logs())
+	}
+	for _, j := range res.Jobs {
+		if !strings.HasPrefix(j.ID, "audit") {
+			continue
+		}
+		if got := created.of(kube.PodName(runID, j.ID)); got != 1 {
+			t.Errorf("job %s's pod was created %d times, want once: the restarted daemon did not attach", j.ID, got)
+		}
+		if j.Outcome != result.Success || strings.TrimSpace(j.Report) != "audited" {
+			t.Errorf("job %s: %s, report %q (%s)", j.ID, j.Outcome, j.Report, j.Error)
+		}
+	}
+	proc.signal(syscall.SIGTERM)
+	assertNoPodsLeft(t, admin, runID)
+}
+
+func waitRunCompleted(t *testing.T, st store.Store, runID string, limit time.Duration) {
+	t.Helper()
+	waitFor(t, "run "+runID+" to complete", limit, func() bool {
+		r, err := st.GetRun(context.Background(), runID)
+		return err == nil && r.Status == store.RunCompleted
+	})
+}

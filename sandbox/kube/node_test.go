@@ -1,0 +1,183 @@
+package kube
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/agentrunner/agentrunner/internal/dockertest"
+	"github.com/agentrunner/agentrunner/internal/kubetest"
+	"github.com/agentrunner/agentrunner/sandbox"
+)
+
+// nodeRig is the sandbox on a real node: the API server with the README's manifests, the
+// kubelet and containerd with the runner's and the test agent's images, the sandbox as the
+// daemon's service account with its exchange on the node's link to the host, and a canary
+// that answers whoever reaches it (the init container waits until its pod cannot).
+type nodeRig struct {
+	node   *kubetest.Node
+	admin  kubernetes.Interface
+	sb     *Sandbox
+	agent  string
+	canary string
+	// probe accepts connections on the host link on a port no policy allows: what a confined
+	// agent must not reach.
+	probe string
+}
+
+func newNodeRig(t testing.TB) *nodeRig {
+	t.Helper()
+	admin, daemon := liveCluster(t)
+	node := kubetest.Start(t).Node(t)
+	r := &nodeRig{node: node, admin: admin, agent: dockertest.TestAgentImage(t)}
+	node.Import(t, kubetest.RunnerImage(t), r.agent)
+	x := &Exchange{}
+	ln, err := net.Listen("tcp", net.JoinHostPort(node.HostIP, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: x}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	r.canary, r.probe = acceptAll(t, node.HostIP), acceptAll(t, node.HostIP)
+	r.sb, err = New(daemon, Options{Namespace: agentsNamespace, RunnerImage: kubetest.RunnerImageTag, Exchange: x,
+		ExchangeURL: "http://" + ln.Addr().String(), PolicyCanary: r.canary,
+		Owner:        sandbox.OwnerLabels(sandbox.DaemonOwner("node-test"), "store-1"),
+		NodeSelector: map[string]string{kubetest.RealNodeLabel: "true"}, StopGrace: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// acceptAll listens on host and accepts (and closes) every connection; it returns the address.
+func acceptAll(t testing.TB, host string) string {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// run prepares and runs one agent to its end and destroys what it made.
+func (r *nodeRig) run(t *testing.T, spec *sandbox.Spec) (*sandbox.Result, string) {
+	t.Helper()
+	h, err := r.sb.Prepare(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := r.sb.Destroy(t.Context(), h); err != nil {
+			t.Error(err)
+		}
+	}()
+	var logs strings.Builder
+	res, err := r.sb.Run(t.Context(), h, &logs)
+	if err != nil {
+		t.Fatalf("run: %v\nlogs: %s\n%s", err, logs.String(), r.node.Logs())
+	}
+	return res, logs.String()
+}
+
+func (r *nodeRig) spec(t testing.TB, job, network string, argv ...string) *sandbox.Spec {
+	s := liveSpec(t, job, network)
+	s.Image, s.PullPolicy, s.Argv = r.agent, sandbox.PullNever, append([]string{"/testagent"}, argv...)
+	s.Secrets = map[string]string{"AGENT_SECRET": "s3cr3t-value-of-the-test"}
+	s.Timeout = 2 * time.Minute
+	return s
+}
+
+// escapeReport is what the test agent's escape step prints.
+func escapeReport(t *testing.T, logs string) map[string]any {
+	t.Helper()
+	for _, line := range strings.Split(logs, "\n") {
+		if _, js, ok := strings.Cut(line, "ESCAPE "); ok {
+			rep := map[string]any{}
+			if err := json.Unmarshal([]byte(js), &rep); err != nil {
+				t.Fatalf("escape report %q: %v", js, err)
+			}
+			return rep
+		}
+	}
+	t.Fatalf("no escape report in the agent's log:\n%s", logs)
+	return nil
+}
+
+// On a real node (kubelet, containerd, runc), an agent with network none runs confined as on
+// Docker: no capabilities, no new privileges, a seccomp filter, a read-only root, uid 10001,
+// and no network but the exchange — the NetworkPolicy is enforced (kube-router) before the
+// agent starts (the init container waits on the canary). Its changes and outputs come back,
+// its log is followed from the kubelet, its secret is masked there.
+func TestOnARealNodeAnAgentRunsConfined(t *testing.T) {
+	r := newNodeRig(t)
+	spec := r.spec(t, "probe", sandbox.NetworkNone, "escape", "dial", r.probe, "dial", r.canary, "env",
+		"write", "new.txt=from a real pod", "output", "verdict=confined")
+	res, logs := r.run(t, spec)
+	if res.Outcome != sandbox.Success {
+		t.Fatalf("outcome %s (exit %d), want success\n%s", res.Outcome, res.ExitCode, logs)
+	}
+	rep := escapeReport(t, logs)
+	for key, want := range map[string]any{
+		"cap_eff": "0000000000000000", "no_new_privs": "1", "seccomp": "2", "uid": float64(10001), "gid": float64(10001),
+		"write_root": false, "write_etc": false, "write_usr": false, "write_proc_sys": false, "setuid": false,
+		"write_workspace": true, "write_out": true, "write_tmp": true, "net_ip": false, "docker_sock": false,
+	} {
+		if rep[key] != want {
+			t.Errorf("in the pod %s = %v, want %v", key, rep[key], want)
+		}
+	}
+	for _, addr := range []string{r.probe, r.canary} {
+		if !strings.Contains(logs, "DIAL "+addr+" => error") {
+			t.Errorf("the confined agent reached %s (a port no policy allows):\n%s", addr, logs)
+		}
+	}
+	if strings.Contains(logs, "s3cr3t-value-of-the-test") {
+		t.Error("the secret's value is in the followed log")
+	}
+	if !strings.Contains(logs, "AGENT_SECRET=") {
+		t.Errorf("the agent did not get its secret (env step):\n%s", logs)
+	}
+	if got, _ := os.ReadFile(filepath.Join(spec.WorkspaceDir, "new.txt")); string(got) != "from a real pod" {
+		t.Errorf("the daemon's workspace has new.txt %q", got)
+	}
+	got, _ := os.ReadFile(filepath.Join(spec.OutputDir, "outputs.json"))
+	var outputs map[string]string
+	if err := json.Unmarshal(got, &outputs); err != nil || outputs["verdict"] != "confined" {
+		t.Errorf("the daemon's output directory has outputs.json %q (%v)", got, err)
+	}
+}
+
+// An open agent gets no policy: it reaches what the confined one could not. Its exit code and
+// an out-of-memory kill come back as on Docker.
+func TestOnARealNodeOutcomesAreTheAgents(t *testing.T) {
+	r := newNodeRig(t)
+	res, logs := r.run(t, r.spec(t, "open", sandbox.NetworkOpen, "dial", r.probe, "exit", "3"))
+	if res.Outcome != sandbox.Failed || res.ExitCode != 3 {
+		t.Errorf("outcome %s exit %d, want failure 3\n%s", res.Outcome, res.ExitCode, logs)
+	}
+	if !strings.Contains(logs, "DIAL "+r.probe+" => ok") {
+		t.Errorf("an open agent could not reach the host:\n%s", logs)
+	}
+	oom := r.spec(t, "oom", sandbox.NetworkNone, "alloc", "512m")
+	oom.Resources.Memory = 64 << 20
+	if res, logs := r.run(t, oom); res.Outcome != sandbox.OOM {
+		t.Errorf("outcome %s exit %d, want %s\n%s", res.Outcome, res.ExitCode, sandbox.OOM, logs)
+	}
+}
