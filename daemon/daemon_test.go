@@ -181,6 +181,9 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
+			if lastStore == nil {
+				t.Fatalf("timed out after %s waiting for %s", timeout, what)
+			}
 			t.Fatalf("timed out after %s waiting for %s (%d runs completed)", timeout, what, len(completedRuns(t, lastStore)))
 		}
 		time.Sleep(20 * time.Millisecond)

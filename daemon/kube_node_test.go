@@ -68,7 +68,8 @@ func hostPort(t *testing.T, host string) string {
 }
 
 // realFanOut is n agents of one matrix, each a real container writing its report, and a
-// consolidating step after them; the agents first sleep for hold.
+// consolidating step after them; the agents first sleep for hold. Small requests, so that the
+// node (2 CPUs here) schedules them all at once.
 func realFanOut(n int, hold time.Duration) string {
 	shards := make([]string, n)
 	for i := range shards {
@@ -76,7 +77,7 @@ func realFanOut(n int, hold time.Duration) string {
 	}
 	return fmt.Sprintf(`name: fanout
 on: {dispatch: {}}
-defaults: {image: %s, pull-policy: never, timeout: 5m, network: none}
+defaults: {image: %s, pull-policy: never, timeout: 5m, network: none, resources: {cpus: 0.1, memory: 64m}}
 agents:
   audit:
     command: [/testagent, sleep, %s, write, audited.txt=yes, report, audited]
@@ -163,10 +164,21 @@ func TestKillNineWhileAgentsRunInRealPods(t *testing.T) {
 	proc.start()
 	runID := dispatch(t, st, proc.addr, "fanout")
 	sel := metav1.ListOptions{LabelSelector: kube.LabelRun + "=" + kube.LabelValue(runID)}
+	var seen string
+	defer func() {
+		if t.Failed() {
+			t.Logf("pods last seen: %s\n%s", seen, proc.logs())
+		}
+	}()
 	waitFor(t, "every agent's container to run", 2*time.Minute, func() bool {
 		pods, err := admin.CoreV1().Pods(agentsNamespace).List(context.Background(), sel)
 		if err != nil || len(pods.Items) != n {
+			seen = fmt.Sprintf("%d pods, %v", len(pods.Items), err)
 			return false
+		}
+		seen = ""
+		for _, p := range pods.Items {
+			seen += fmt.Sprintf("%s %s %+v; ", p.Name, p.Status.Phase, p.Status.ContainerStatuses)
 		}
 		for _, p := range pods.Items {
 			if len(p.Status.ContainerStatuses) == 0 || p.Status.ContainerStatuses[0].State.Running == nil {
