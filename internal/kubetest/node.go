@@ -52,6 +52,8 @@ type Node struct {
 	forward  net.Listener
 	machine  *machineLock
 	router   string
+	// madeLogDir: the kubelet's fixed /var/log/containers was not there before the node.
+	madeLogDir bool
 }
 
 var (
@@ -144,6 +146,9 @@ func (c *Cluster) startNode() (*Node, error) {
 			n.stop()
 		}
 	}()
+	if _, err := os.Stat(containerLogDir); os.IsNotExist(err) {
+		n.madeLogDir = true
+	}
 	if err := n.link(); err != nil {
 		return nil, err
 	}
@@ -468,7 +473,8 @@ func RunnerImage(t testing.TB) string {
 	t.Helper()
 	cli := dockertest.Client(t)
 	runnerImageOnce.Do(func() {
-		data, err := os.ReadFile(dockertest.BuildRunner(t))
+		// Stripped, as `make runner-image` builds it: each pod copies it once.
+		data, err := os.ReadFile(dockertest.BuildRunner(t, "-ldflags=-s -w"))
 		if err != nil {
 			runnerImageErr = err
 			return

@@ -108,6 +108,9 @@ func (n *Node) stop() {
 		_ = sh("ip", "netns", "del", n.netns)
 	}
 	removeLogLinks(n.dir)
+	if n.madeLogDir {
+		os.Remove(containerLogDir) // only if empty
+	}
 	if n.dir != "" {
 		os.RemoveAll(n.dir)
 	}
@@ -224,15 +227,17 @@ func removeCgroup(name string) {
 	}
 }
 
-// removeLogLinks removes the kubelet's links in /var/log/containers into the node's files
-// (that directory is fixed in the kubelet).
+// containerLogDir is where the kubelet links its containers' logs (fixed in the kubelet).
+const containerLogDir = "/var/log/containers"
+
+// removeLogLinks removes the kubelet's links in containerLogDir into the node's files.
 func removeLogLinks(dir string) {
 	if dir == "" {
 		return
 	}
-	entries, _ := os.ReadDir("/var/log/containers")
+	entries, _ := os.ReadDir(containerLogDir)
 	for _, e := range entries {
-		p := filepath.Join("/var/log/containers", e.Name())
+		p := filepath.Join(containerLogDir, e.Name())
 		if target, err := os.Readlink(p); err == nil && strings.HasPrefix(target, dir+"/") {
 			os.Remove(p)
 		}

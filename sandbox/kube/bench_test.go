@@ -119,11 +119,17 @@ func bareSpec(sb *Sandbox, spec *sandbox.Spec) corev1.PodSpec {
 // the one call kubectl makes, in the same run, alternating.
 func BenchmarkPodStartOnARealNode(b *testing.B) {
 	r := newNodeRig(b)
+	for _, network := range []string{sandbox.NetworkNone, sandbox.NetworkOpen} {
+		b.Run("network="+network, func(b *testing.B) { benchPodStart(b, r, network) })
+	}
+}
+
+func benchPodStart(b *testing.B, r *nodeRig, network string) {
 	admin := r.admin
 	ctx := context.Background()
 	var viaSandbox, bare []time.Duration
 	for i := range b.N * 10 {
-		spec := r.spec(b, fmt.Sprintf("start[%d]", i), sandbox.NetworkNone, "sleep", "5m")
+		spec := r.spec(b, fmt.Sprintf("start-%s[%d]", network, i), network, "sleep", "5m")
 		start := time.Now()
 		h, err := r.sb.Prepare(ctx, spec)
 		if err != nil {
@@ -139,7 +145,7 @@ func BenchmarkPodStartOnARealNode(b *testing.B) {
 		_ = r.sb.Destroy(ctx, h)
 		waitPodGone(b, admin, h.Name)
 
-		pod := barePod(r, fmt.Sprintf("bare-%d", i), spec)
+		pod := barePod(r, fmt.Sprintf("bare-%s-%d", network, i), spec)
 		start = time.Now()
 		if _, err := admin.CoreV1().Pods(agentsNamespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 			b.Fatal(err)

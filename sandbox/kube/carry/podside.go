@@ -61,7 +61,7 @@ func FetchMain(args []string) int {
 	}
 	var err error
 	if os.Getenv(EnvGate) != "" {
-		err = waitConfined(ctx, canary(os.Getenv(EnvGate)), time.Second, 2*time.Minute)
+		err = waitConfined(ctx, canary(os.Getenv(EnvGate)), gatePoll, 2*time.Minute)
 	}
 	if err == nil {
 		err = Fetch(ctx, os.Getenv(EnvURL), os.Getenv(EnvToken), podTrees)
@@ -161,15 +161,24 @@ func canary(gate string) string {
 	return net.JoinHostPort(host, port)
 }
 
+// gatePoll is how often the gate tries the canary: the agent starts at most this long after its
+// policy is in force. A try that gets no answer within gateDial counts as cut off: in a
+// cluster's own network a reachable canary answers far sooner, and policies that drop rather
+// than refuse cost this much once.
+const (
+	gatePoll = 100 * time.Millisecond
+	gateDial = time.Second
+)
+
 // waitConfined waits until addr can no longer be reached, the sign that the pod's network
-// policy is enforced, trying every interval for at most limit. No canary: nothing to wait for.
-func waitConfined(ctx context.Context, addr string, interval, limit time.Duration) error {
+// policy is enforced, trying every poll for at most limit. No canary: nothing to wait for.
+func waitConfined(ctx context.Context, addr string, poll, limit time.Duration) error {
 	if addr == "" {
 		return nil
 	}
 	deadline := time.Now().Add(limit)
 	for {
-		conn, err := (&net.Dialer{Timeout: interval}).DialContext(ctx, "tcp", addr)
+		conn, err := (&net.Dialer{Timeout: max(poll, gateDial)}).DialContext(ctx, "tcp", addr)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -183,7 +192,7 @@ func waitConfined(ctx context.Context, addr string, interval, limit time.Duratio
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(interval):
+		case <-time.After(poll):
 		}
 	}
 }
