@@ -183,7 +183,13 @@ func playPods(t testing.TB, cli kubernetes.Interface, hold bool) *podPlayer {
 }
 
 func (p *podPlayer) play(ctx context.Context, pod *corev1.Pod) {
+	// The API server may turn requests away while thousands of pods start (429): as a kubelet
+	// would, try again.
 	secret, err := p.cli.CoreV1().Secrets(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	for attempt := 0; apierrors.IsTooManyRequests(err) && attempt < 100; attempt++ {
+		time.Sleep(500 * time.Millisecond)
+		secret, err = p.cli.CoreV1().Secrets(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	}
 	if err != nil {
 		p.t.Errorf("pod %s: its Secret: %v", pod.Name, err)
 		return
@@ -227,8 +233,12 @@ func (p *podPlayer) play(ctx context.Context, pod *corev1.Pod) {
 		}
 		return
 	}
-	for attempt := 0; attempt < 20; attempt++ {
+	for attempt := 0; attempt < 100; attempt++ {
 		cur, err := p.cli.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		if apierrors.IsTooManyRequests(err) {
+			time.Sleep(500 * time.Millisecond)
+			continue
+		}
 		if err != nil {
 			return
 		}
@@ -238,7 +248,10 @@ func (p *podPlayer) play(ctx context.Context, pod *corev1.Pod) {
 			cur.Status.ContainerStatuses[i].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
 				ExitCode: 0, Reason: "Completed", StartedAt: now, FinishedAt: now}}
 		}
-		if _, err = p.cli.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{}); !apierrors.IsConflict(err) {
+		_, err = p.cli.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		if apierrors.IsTooManyRequests(err) {
+			time.Sleep(500 * time.Millisecond)
+		} else if !apierrors.IsConflict(err) {
 			break
 		}
 	}
@@ -362,7 +375,8 @@ func kwokFanOut(t testing.TB, n int) (elapsed time.Duration, rss int64) {
 				failed = append(failed, fmt.Sprintf("%s %s after %s: %s", j.ID, j.Outcome, j.Finished.Sub(j.Started), j.Error))
 			}
 		}
-		t.Fatalf("run %s with %d jobs, want success with %d; failed:\n%s", res.Conclusion, len(res.Jobs), n+1, strings.Join(failed, "\n"))
+		t.Fatalf("run %s with %d jobs, want success with %d; failed:\n%s\nreport:\n%.3000s\ndaemon:\n%s", res.Conclusion, len(res.Jobs), n+1,
+			strings.Join(failed, "\n"), res.Report, proc.logs())
 	}
 	for _, j := range res.Jobs {
 		if j.Outcome != result.Success || !strings.HasPrefix(j.Report, "played ") {

@@ -245,13 +245,19 @@ func (s *Sandbox) create(ctx context.Context, pj *podJob) (*corev1.Pod, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, polErr = s.cli.NetworkingV1().NetworkPolicies(ns).Create(ctx, j.networkPolicy(), metav1.CreateOptions{})
+			polErr = whenFree(ctx, func() error {
+				_, err := s.cli.NetworkingV1().NetworkPolicies(ns).Create(ctx, j.networkPolicy(), metav1.CreateOptions{})
+				return err
+			})
 			if apierrors.IsAlreadyExists(polErr) {
 				polErr = nil
 			}
 		}()
 	}
-	_, secErr = s.cli.CoreV1().Secrets(ns).Create(ctx, j.secret(pj.token), metav1.CreateOptions{})
+	secErr = whenFree(ctx, func() error {
+		_, err := s.cli.CoreV1().Secrets(ns).Create(ctx, j.secret(pj.token), metav1.CreateOptions{})
+		return err
+	})
 	if apierrors.IsAlreadyExists(secErr) {
 		oldSecret, secErr = s.cli.CoreV1().Secrets(ns).Get(ctx, j.name, metav1.GetOptions{})
 	}
@@ -269,7 +275,11 @@ func (s *Sandbox) create(ctx context.Context, pj *podJob) (*corev1.Pod, error) {
 		}
 		s.serve(pj, string(oldSecret.Data[secretTokenKey])) // the pod, if any, holds this one
 	}
-	pod, err := s.cli.CoreV1().Pods(ns).Create(ctx, j.pod(), metav1.CreateOptions{})
+	var pod *corev1.Pod
+	err := whenFree(ctx, func() (err error) {
+		pod, err = s.cli.CoreV1().Pods(ns).Create(ctx, j.pod(), metav1.CreateOptions{})
+		return err
+	})
 	if apierrors.IsAlreadyExists(err) {
 		pod, err = s.cli.CoreV1().Pods(ns).Get(ctx, j.name, metav1.GetOptions{})
 		if err == nil && (pod.Annotations[AnnotationJob] != spec.JobID || pod.Labels[LabelRun] != LabelValue(spec.RunID)) {
@@ -299,10 +309,16 @@ func (s *Sandbox) create(ctx context.Context, pj *podJob) (*corev1.Pod, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, polErr = s.cli.NetworkingV1().NetworkPolicies(ns).Patch(ctx, j.name, types.MergePatchType, []byte(owner), metav1.PatchOptions{})
+			polErr = whenFree(ctx, func() error {
+				_, err := s.cli.NetworkingV1().NetworkPolicies(ns).Patch(ctx, j.name, types.MergePatchType, []byte(owner), metav1.PatchOptions{})
+				return err
+			})
 		}()
 	}
-	_, secErr = s.cli.CoreV1().Secrets(ns).Patch(ctx, j.name, types.MergePatchType, []byte(owner), metav1.PatchOptions{})
+	secErr = whenFree(ctx, func() error {
+		_, err := s.cli.CoreV1().Secrets(ns).Patch(ctx, j.name, types.MergePatchType, []byte(owner), metav1.PatchOptions{})
+		return err
+	})
 	wg.Wait()
 	switch {
 	case secErr != nil:
@@ -386,9 +402,9 @@ func (s *Sandbox) deleteAll(ctx context.Context, name string) error {
 			errs = append(errs, err)
 		}
 	}
-	keep(s.cli.CoreV1().Pods(ns).Delete(ctx, name, opts))
-	keep(s.cli.CoreV1().Secrets(ns).Delete(ctx, name, opts))
-	keep(s.cli.NetworkingV1().NetworkPolicies(ns).Delete(ctx, name, opts))
+	keep(whenFree(ctx, func() error { return s.cli.CoreV1().Pods(ns).Delete(ctx, name, opts) }))
+	keep(whenFree(ctx, func() error { return s.cli.CoreV1().Secrets(ns).Delete(ctx, name, opts) }))
+	keep(whenFree(ctx, func() error { return s.cli.NetworkingV1().NetworkPolicies(ns).Delete(ctx, name, opts) }))
 	return errors.Join(errs...)
 }
 

@@ -13,8 +13,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/agentrunner/agentrunner/sandbox"
 	"github.com/agentrunner/agentrunner/sandbox/kube/carry"
@@ -555,5 +559,36 @@ func TestPodNamesAreValidStableAndDistinct(t *testing.T) {
 		if v := LabelValue(job); !isLabelValue(v) {
 			t.Errorf("LabelValue(%q) = %q: not a label value", job, v)
 		}
+	}
+}
+
+// An API server turning requests away for load (429) is waited out, not an agent's failure:
+// the pod is made once it takes them.
+func TestABusyAPIServerIsWaitedOut(t *testing.T) {
+	cli := fake.NewClientset()
+	refusals := 0
+	cli.PrependReactor("create", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if refusals < 3 {
+			refusals++
+			return true, nil, apierrors.NewTooManyRequests("busy", 1)
+		}
+		return false, nil, nil
+	})
+	r := newRigOn(t, cli, "d1")
+	h, err := r.sb.Prepare(t.Context(), testSpec(t))
+	if err != nil {
+		t.Fatalf("Prepare with a busy API server: %v", err)
+	}
+	if refusals != 3 {
+		t.Errorf("%d refusals, want 3 waited out", refusals)
+	}
+	r.pod(t, h.Name)
+	cli.PrependReactor("create", "secrets", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "secrets"}, "x", errors.New("no"))
+	})
+	spec := testSpec(t)
+	spec.JobID = "other"
+	if _, err := r.sb.Prepare(t.Context(), spec); err == nil || !strings.Contains(err.Error(), "forbidden") {
+		t.Errorf("a refusal that is not for load: %v, want it at once", err)
 	}
 }
