@@ -34,26 +34,13 @@ func nodeDaemon(t *testing.T, id, repoDir string, maxAgents int) (*daemonProc, s
 	node := c.Node(t)
 	node.Import(t, kubetest.RunnerImage(t), dockertest.TestAgentImage(t))
 	exchange := hostPort(t, node.HostIP)
-	canary, err := net.Listen("tcp", net.JoinHostPort(node.HostIP, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { canary.Close() })
-	go func() {
-		for {
-			c, err := canary.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	canary := node.AcceptAll(t)
 	proc, st := kubeDaemonWith(t, c, id, repoDir, maxAgents, fmt.Sprintf(`  runner-image: %s
   exchange-listen: %q
   exchange-url: "http://%s"
   policy-canary: %q
   node-selector: {%s: "true"}
-`, kubetest.RunnerImageTag, exchange, exchange, canary.Addr().String(), kubetest.RealNodeLabel))
+`, kubetest.RunnerImageTag, exchange, exchange, canary, kubetest.RealNodeLabel))
 	return proc, st, admin
 }
 

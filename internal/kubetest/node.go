@@ -487,3 +487,25 @@ func RunnerImage(t testing.TB) string {
 	}
 	return RunnerImageTag
 }
+
+// AcceptAll listens on the host's end of the node's link and accepts (and closes) every
+// connection until the test ends: an address pods reach unless their network policy cuts them
+// off (a policy canary, or a probe of what a confined agent must not reach).
+func (n *Node) AcceptAll(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(n.HostIP, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}

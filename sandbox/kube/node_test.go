@@ -46,7 +46,7 @@ func newNodeRig(t testing.TB) *nodeRig {
 	srv := &http.Server{Handler: x}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	r.canary, r.probe = acceptAll(t, node.HostIP), acceptAll(t, node.HostIP)
+	r.canary, r.probe = node.AcceptAll(t), node.AcceptAll(t)
 	r.sb, err = New(daemon, Options{Namespace: agentsNamespace, RunnerImage: kubetest.RunnerImageTag, Exchange: x,
 		ExchangeURL: "http://" + ln.Addr().String(), PolicyCanary: r.canary,
 		Owner:        sandbox.OwnerLabels(sandbox.DaemonOwner("node-test"), "store-1"),
@@ -55,25 +55,6 @@ func newNodeRig(t testing.TB) *nodeRig {
 		t.Fatal(err)
 	}
 	return r
-}
-
-// acceptAll listens on host and accepts (and closes) every connection; it returns the address.
-func acceptAll(t testing.TB, host string) string {
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 // run prepares and runs one agent to its end and destroys what it made.
