@@ -141,6 +141,18 @@ func (p *daemonProc) logs() string {
 	return string(b)
 }
 
+// warnings are the first max lines of the daemon's log at WARN or ERROR.
+func (p *daemonProc) warnings(max int) string {
+	b, _ := os.ReadFile(p.log.Name())
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if len(out) < max && (strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR")) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 func newDaemonProc(t testing.TB, config string) *daemonProc {
 	dir := t.TempDir()
 	addr := freePort(t)

@@ -384,7 +384,7 @@ func kwokFanOut(t testing.TB, n int) (elapsed time.Duration, rss int64) {
 		}
 	}
 	if started, _, _ := player.counts(); started != n+1 {
-		t.Errorf("%d pods ran, want %d", started, n+1)
+		t.Errorf("%d pods ran, want %d; the daemon's warnings:\n%s", started, n+1, proc.warnings(20))
 	}
 	proc.signal(syscall.SIGTERM)
 	assertNoPodsLeft(t, admin, runID)

@@ -181,6 +181,9 @@ func start() (*Cluster, error) {
 		"--authorization-mode=RBAC",
 		"--token-auth-file="+filepath.Join(dir, "tokens.csv"),
 		"--enable-priority-and-fairness=false",
+		// Thousands of pods at once on two cores: queue rather than turn requests away (the
+		// sandbox waits out a 429, but the tests' own clients need not).
+		"--max-requests-inflight=1000", "--max-mutating-requests-inflight=500",
 		// The real node's name resolves nowhere: logs are fetched from its address.
 		"--kubelet-preferred-address-types=InternalIP",
 	); err != nil {

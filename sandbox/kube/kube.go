@@ -259,7 +259,10 @@ func (s *Sandbox) create(ctx context.Context, pj *podJob) (*corev1.Pod, error) {
 		return err
 	})
 	if apierrors.IsAlreadyExists(secErr) {
-		oldSecret, secErr = s.cli.CoreV1().Secrets(ns).Get(ctx, j.name, metav1.GetOptions{})
+		secErr = whenFree(ctx, func() (err error) {
+			oldSecret, err = s.cli.CoreV1().Secrets(ns).Get(ctx, j.name, metav1.GetOptions{})
+			return err
+		})
 	}
 	wg.Wait()
 	switch {
@@ -281,7 +284,10 @@ func (s *Sandbox) create(ctx context.Context, pj *podJob) (*corev1.Pod, error) {
 		return err
 	})
 	if apierrors.IsAlreadyExists(err) {
-		pod, err = s.cli.CoreV1().Pods(ns).Get(ctx, j.name, metav1.GetOptions{})
+		err = whenFree(ctx, func() (err error) {
+			pod, err = s.cli.CoreV1().Pods(ns).Get(ctx, j.name, metav1.GetOptions{})
+			return err
+		})
 		if err == nil && (pod.Annotations[AnnotationJob] != spec.JobID || pod.Labels[LabelRun] != LabelValue(spec.RunID)) {
 			err = fmt.Errorf("pod %s exists and is not this job's", j.name)
 		}
@@ -521,7 +527,11 @@ func secretValues(m map[string]string) []string {
 func (s *Sandbox) watch(ctx context.Context, name string, f *follower) (state, error) {
 	pods := s.cli.CoreV1().Pods(s.opts.Namespace)
 	for {
-		pod, err := pods.Get(ctx, name, metav1.GetOptions{})
+		var pod *corev1.Pod
+		err := whenFree(ctx, func() (err error) {
+			pod, err = pods.Get(ctx, name, metav1.GetOptions{})
+			return err
+		})
 		if apierrors.IsNotFound(err) {
 			return state{done: true, infra: "the pod was deleted before its agent ended", retry: true}, nil
 		}
