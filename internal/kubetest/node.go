@@ -18,6 +18,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/docker/docker/client"
+
 	"github.com/agentrunner/agentrunner/internal/dockertest"
 )
 
@@ -75,7 +77,7 @@ func (c *Cluster) Node(t testing.TB) *Node {
 		pause := dockertest.StaticImage(t, "github.com/agentrunner/agentrunner/internal/kubetest/pause", PauseImage, "pause")
 		node, nodeErr = c.startNode()
 		if nodeErr == nil {
-			nodeErr = node.importImages(pause)
+			nodeErr = node.importImages(dockertest.Client(t), pause)
 		}
 		if nodeErr == nil {
 			nodeErr = node.waitReady(3 * time.Minute)
@@ -375,30 +377,25 @@ func (n *Node) waitContainerd(limit time.Duration) error {
 // pods run them with imagePullPolicy IfNotPresent or Never, with no registry.
 func (n *Node) Import(t testing.TB, images ...string) {
 	t.Helper()
-	if err := n.importImages(images...); err != nil {
+	if err := n.importImages(dockertest.Client(t), images...); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func (n *Node) importImages(images ...string) error {
-	save := exec.Command("docker", append([]string{"save"}, images...)...)
-	load := exec.Command("ctr", "--address", n.sock, "-n", "k8s.io", "images", "import", "--no-unpack=false", "-")
-	pipe, err := save.StdoutPipe()
+// importImages streams the images from Docker (its API, as every test does) into containerd.
+func (n *Node) importImages(cli client.APIClient, images ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	tarball, err := cli.ImageSave(ctx, images)
 	if err != nil {
-		return err
+		return fmt.Errorf("save %s from Docker: %w", strings.Join(images, " "), err)
 	}
-	load.Stdin = pipe
-	var saveErr, loadOut strings.Builder
-	save.Stderr, load.Stdout, load.Stderr = &saveErr, &loadOut, &loadOut
-	if err := save.Start(); err != nil {
-		return fmt.Errorf("docker save: %w", err)
-	}
-	loadErr := load.Run()
-	if err := save.Wait(); err != nil {
-		return fmt.Errorf("docker save %s: %v: %s", strings.Join(images, " "), err, saveErr.String())
-	}
-	if loadErr != nil {
-		return fmt.Errorf("ctr images import: %v: %s", loadErr, loadOut.String())
+	defer tarball.Close()
+	load := exec.CommandContext(ctx, "ctr", "--address", n.sock, "-n", "k8s.io", "images", "import", "-")
+	var out strings.Builder
+	load.Stdin, load.Stdout, load.Stderr = tarball, &out, &out
+	if err := load.Run(); err != nil {
+		return fmt.Errorf("ctr images import %s: %v: %s", strings.Join(images, " "), err, out.String())
 	}
 	return nil
 }
