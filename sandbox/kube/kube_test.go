@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -33,6 +35,15 @@ type rig struct {
 	sb  *Sandbox
 	x   *Exchange
 	url string
+	// podWatches counts the pod watches opened. The fake clientset's watches see only what
+	// changes after they open (a real API server replays from the resource version), so a
+	// test that changes a pod's status under Run waits for Run's watch first.
+	podWatches atomic.Int32
+}
+
+// watching waits until at least n pod watches were opened.
+func (r *rig) watching(n int32) bool {
+	return waitFor(func() bool { return r.podWatches.Load() >= n })
 }
 
 func newRig(t *testing.T, owner string, tune ...func(*Options)) *rig {
@@ -54,7 +65,20 @@ func newRigOn(t *testing.T, cli *fake.Clientset, owner string, tune ...func(*Opt
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &rig{cli: cli, sb: sb, x: x, url: srv.URL}
+	r := &rig{cli: cli, sb: sb, x: x, url: srv.URL}
+	cli.PrependWatchReactor("pods", func(a k8stesting.Action) (bool, watch.Interface, error) {
+		var opts metav1.ListOptions
+		if wa, ok := a.(k8stesting.WatchActionImpl); ok {
+			opts = wa.ListOptions
+		}
+		w, err := cli.Tracker().Watch(a.GetResource(), a.GetNamespace(), opts)
+		if err != nil {
+			return false, nil, err
+		}
+		r.podWatches.Add(1)
+		return true, w, nil
+	})
+	return r
 }
 
 func testSpec(t testing.TB) *sandbox.Spec {
@@ -417,7 +441,10 @@ func TestInfrastructureFailuresAreErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 			go func() {
-				time.Sleep(100 * time.Millisecond)
+				if !r.watching(1) {
+					t.Error("Run did not watch the pod")
+					return
+				}
 				if tc.delete {
 					_ = r.cli.CoreV1().Pods(ns).Delete(context.Background(), h.Name, metav1.DeleteOptions{})
 					return
@@ -456,6 +483,10 @@ func TestALostPodIsStartedAgain(t *testing.T) {
 				return serr == nil
 			}) {
 				t.Errorf("attempt %d: no new pod", attempt)
+				return
+			}
+			if !r.watching(int32(attempt)) {
+				t.Errorf("attempt %d: Run did not watch the pod", attempt)
 				return
 			}
 			token := r.podToken(t, h.Name)
@@ -500,12 +531,13 @@ func TestALostPodIsStartedAgain(t *testing.T) {
 	_ = r.sb.Destroy(t.Context(), h)
 }
 
+// waitFor polls cond for up to 30 seconds: on a loaded machine (CI runs packages side by
+// side, one of them thousands of pods) replacing a pod can take several.
 func waitFor(cond func() bool) bool {
-	for i := 0; i < 100; i++ {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if cond() {
 			return true
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	return false
 }
