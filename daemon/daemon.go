@@ -290,6 +290,10 @@ func (d *Daemon) rescueLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			// Our own leases first: on a machine so loaded that a heartbeat came late, the
+			// jobs this daemon is still working on must not count as abandoned — rescuing
+			// them would make it lease them again and stop its own attempts.
+			d.extendLeases(ctx)
 			d.rescue(ctx)
 			d.concludeAbandonedCancels(ctx)
 		}
@@ -324,32 +328,38 @@ func (d *Daemon) heartbeatLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		d.extendLeases(ctx)
+	}
+}
+
+// extendLeases heartbeats the leases of the jobs this daemon holds and stops the attempts of
+// those it lost or that were cancelled.
+func (d *Daemon) extendLeases(ctx context.Context) {
+	d.mu.Lock()
+	ids := make([]int64, 0, len(d.held))
+	for id := range d.held {
+		ids = append(ids, id)
+	}
+	d.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	lost, err := d.o.Store.Heartbeat(ctx, ids, d.o.Owner, d.o.LeaseTTL)
+	if err != nil {
+		d.log.Warn("heartbeat", "err", err)
+		return
+	}
+	for _, id := range lost {
+		var cause error = errLeaseLost
+		if j, err := d.o.Store.GetJob(ctx, id); err == nil && j.State == store.JobCancelled {
+			cause = &cancelledError{reason: j.LastError}
+		}
 		d.mu.Lock()
-		ids := make([]int64, 0, len(d.held))
-		for id := range d.held {
-			ids = append(ids, id)
-		}
+		a := d.held[id]
 		d.mu.Unlock()
-		if len(ids) == 0 {
-			continue
-		}
-		lost, err := d.o.Store.Heartbeat(ctx, ids, d.o.Owner, d.o.LeaseTTL)
-		if err != nil {
-			d.log.Warn("heartbeat", "err", err)
-			continue
-		}
-		for _, id := range lost {
-			var cause error = errLeaseLost
-			if j, err := d.o.Store.GetJob(ctx, id); err == nil && j.State == store.JobCancelled {
-				cause = &cancelledError{reason: j.LastError}
-			}
-			d.mu.Lock()
-			a := d.held[id]
-			d.mu.Unlock()
-			if a != nil {
-				d.log.Info("stopping a job", "job", id, "why", cause)
-				a.cancel(cause)
-			}
+		if a != nil {
+			d.log.Info("stopping a job", "job", id, "why", cause)
+			a.cancel(cause)
 		}
 	}
 }

@@ -510,6 +510,50 @@ func (s *stallStore) Heartbeat(ctx context.Context, ids []int64, owner string, t
 	return s.Store.Heartbeat(ctx, ids, owner, ttl)
 }
 
+// slowStore's heartbeats get through, but each only after slow: a database so loaded that
+// the leases it extends have expired by the time the next extension lands.
+type slowStore struct {
+	store.Store
+	slow atomic.Int64 // nanoseconds
+}
+
+func (s *slowStore) Heartbeat(ctx context.Context, ids []int64, owner string, ttl time.Duration) ([]int64, error) {
+	time.Sleep(time.Duration(s.slow.Load()))
+	return s.Store.Heartbeat(ctx, ids, owner, ttl)
+}
+
+// A daemon whose heartbeats come late does not rescue the job it is still running as if it
+// were abandoned (which would make it lease the job again and stop its own attempt): it
+// extends its own leases before it rescues any.
+func TestALateHeartbeatDoesNotStopTheDaemonsOwnRun(t *testing.T) {
+	st := &slowStore{Store: storetest.SQLite(t).Open(t)}
+	p := newFakePipeline(t, blockRoutine)
+	const ttl = 300 * time.Millisecond
+	startDaemon(t, st, p, "one", func(o *Options) { o.LeaseTTL = ttl })
+	recordDispatch(t, st, "first", "block")
+	id := RunID("first", "block")
+	select {
+	case <-p.started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the run did not start")
+	}
+	st.slow.Store(int64(2 * ttl))
+	select {
+	case <-p.started:
+		t.Fatal("the daemon took its own running job for abandoned and ran it again")
+	case <-time.After(10 * ttl):
+	}
+	st.slow.Store(0)
+	close(p.release)
+	waitFor(t, "the run to succeed", 20*time.Second, func() bool {
+		r, err := st.GetRun(context.Background(), id)
+		return err == nil && r.Status == store.RunCompleted && r.Conclusion == "success"
+	})
+	if n := p.calls(id); n != 1 {
+		t.Errorf("the run ran %d times, want once", n)
+	}
+}
+
 // A run whose lease expired while it was still running, and that the same daemon leased
 // again, is never run twice at once: the stale attempt is stopped and writes nothing, and the
 // new one starts after it ended.
