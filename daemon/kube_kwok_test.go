@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
@@ -120,14 +121,15 @@ type podPlayer struct {
 
 	mu      sync.Mutex
 	started map[string]bool // pods seen Running, by uid
-	created map[string]int  // pods created, by name (ADDED events)
+	created map[string]int  // pods created, by name (distinct uids seen)
+	uids    map[types.UID]bool
 	fetched int
 	ended   int
 	gone    []string // pods deleted before they could play their part
 }
 
 func playPods(t testing.TB, cli kubernetes.Interface, hold bool) *podPlayer {
-	p := &podPlayer{t: t, cli: cli, release: make(chan struct{}), started: map[string]bool{}, created: map[string]int{}}
+	p := &podPlayer{t: t, cli: cli, release: make(chan struct{}), started: map[string]bool{}, created: map[string]int{}, uids: map[types.UID]bool{}}
 	if !hold {
 		close(p.release)
 	}
@@ -152,32 +154,38 @@ func playPods(t testing.TB, cli kubernetes.Interface, hold bool) *podPlayer {
 	go func() {
 		defer wg.Done()
 		defer close(work)
+		// List, then watch from the list's version; a watch the API server ends with an error
+		// (its version too old, after a long stall under load) starts over with a list, so a
+		// pod that started meanwhile is not missed.
 		rv := ""
 		for ctx.Err() == nil {
+			if rv == "" {
+				list, err := cli.CoreV1().Pods(agentsNamespace).List(ctx, metav1.ListOptions{LabelSelector: kube.LabelRun})
+				if err != nil {
+					time.Sleep(200 * time.Millisecond)
+					continue
+				}
+				for i := range list.Items {
+					p.see(&list.Items[i], work)
+				}
+				rv = list.ResourceVersion
+			}
 			w, err := cli.CoreV1().Pods(agentsNamespace).Watch(ctx, metav1.ListOptions{LabelSelector: kube.LabelRun, ResourceVersion: rv})
 			if err != nil {
 				time.Sleep(200 * time.Millisecond)
 				continue
 			}
 			for ev := range w.ResultChan() {
-				pod, ok := ev.Object.(*corev1.Pod)
-				if !ok {
-					continue
+				if ev.Type == watch.Error {
+					rv = ""
+					break
 				}
-				rv = pod.ResourceVersion
-				p.mu.Lock()
-				if ev.Type == watch.Added {
-					p.created[pod.Name]++
-				}
-				fresh := pod.Status.Phase == corev1.PodRunning && pod.DeletionTimestamp == nil && !p.started[string(pod.UID)]
-				if fresh {
-					p.started[string(pod.UID)] = true
-				}
-				p.mu.Unlock()
-				if fresh {
-					work <- pod
+				if pod, ok := ev.Object.(*corev1.Pod); ok {
+					rv = pod.ResourceVersion
+					p.see(pod, work)
 				}
 			}
+			w.Stop()
 		}
 	}()
 	return p
@@ -262,6 +270,24 @@ func (p *podPlayer) play(ctx context.Context, pod *corev1.Pod) {
 	p.mu.Lock()
 	p.ended++
 	p.mu.Unlock()
+}
+
+// see notes a pod the first time its uid shows up (created), and hands it to work the first
+// time it is seen running.
+func (p *podPlayer) see(pod *corev1.Pod, work chan<- *corev1.Pod) {
+	p.mu.Lock()
+	if !p.uids[pod.UID] {
+		p.uids[pod.UID] = true
+		p.created[pod.Name]++
+	}
+	fresh := pod.Status.Phase == corev1.PodRunning && pod.DeletionTimestamp == nil && !p.started[string(pod.UID)]
+	if fresh {
+		p.started[string(pod.UID)] = true
+	}
+	p.mu.Unlock()
+	if fresh {
+		work <- pod
+	}
 }
 
 // deleted tells whether pod is gone or going (the daemon replaced or gave it up while the

@@ -171,10 +171,15 @@ func TestKillNineWhileAgentsRunInRealPods(t *testing.T) {
 			seen += fmt.Sprintf("%s %s %+v; ", p.Name, p.Status.Phase, p.Status.ContainerStatuses)
 		}
 		for _, p := range pods.Items {
-			if len(p.Status.ContainerStatuses) == 0 {
-				return false
+			var state *corev1.ContainerState
+			for _, c := range p.Status.ContainerStatuses {
+				if c.Name == "agent" {
+					state = &c.State
+				}
 			}
-			switch state := p.Status.ContainerStatuses[0].State; {
+			switch {
+			case state == nil:
+				return false
 			case state.Running != nil:
 				running++
 			case state.Terminated == nil:

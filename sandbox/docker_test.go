@@ -26,6 +26,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/agentrunner/agentrunner/internal/dockertest"
+	"github.com/agentrunner/agentrunner/internal/nettest"
 	"github.com/agentrunner/agentrunner/sandbox"
 )
 
@@ -257,20 +258,7 @@ func TestNetworkModeDecidesReachability(t *testing.T) {
 	t.Parallel()
 	// A listener on the host, reached through the default bridge's gateway: it proves that
 	// `none` really cuts the container off, while `open` reaches it (there is no internet here).
-	ln, err := net.Listen("tcp", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	ln := nettest.AcceptAll(t, "0.0.0.0:0")
 	addr := net.JoinHostPort(bridgeGateway(t), fmt.Sprint(ln.Addr().(*net.TCPAddr).Port))
 	sb := newDocker(t)
 	tests := []struct {

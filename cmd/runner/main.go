@@ -34,6 +34,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == carry.FetchCommand {
 		os.Exit(carry.FetchMain(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == carry.WaitCommand {
+		os.Exit(carry.WaitMain(os.Args[2:]))
+	}
 	if len(os.Args) > 1 && os.Args[1] == carry.AgentCommand {
 		os.Exit(carry.AgentMain(os.Args[2:]))
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/agentrunner/agentrunner/internal/dockertest"
+	"github.com/agentrunner/agentrunner/internal/nettest"
 )
 
 // PauseImage holds each pod's namespaces on the real node (internal/kubetest/pause): the
@@ -456,7 +457,7 @@ func (n *Node) startPolicyController(limit time.Duration) error {
 // Logs is the end of the node's processes' logs, for a failing test's message.
 func (n *Node) Logs() string { return n.procs.tail() }
 
-// RunnerImageTag is the runner image of the tests' pods (their init container's).
+// RunnerImageTag is the runner image of the tests' pods (their workspace container's).
 const RunnerImageTag = "agentrunner/kube-runner:test"
 
 var (
@@ -490,19 +491,5 @@ func RunnerImage(t testing.TB) string {
 // off (a policy canary, or a probe of what a confined agent must not reach).
 func (n *Node) AcceptAll(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(n.HostIP, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return ln.Addr().String()
+	return nettest.AcceptAll(t, net.JoinHostPort(n.HostIP, "0")).Addr().String()
 }

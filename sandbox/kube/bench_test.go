@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http/httptest"
 	"sort"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,9 +102,11 @@ func bareSpec(sb *Sandbox, spec *sandbox.Spec) corev1.PodSpec {
 }
 
 // BenchmarkPodStartOnARealNode measures, on the real node (kubelet, containerd, runc), the
-// time from asking for an agent to its container running: through the sandbox (its
-// NetworkPolicy, Secret, pod, the init container that waits for the policy and fills the
-// workspace from the exchange) against a bare pod of the same image and hardening created with
+// time from asking for an agent to its first line of output read back through the API server
+// (what a person watching sees; a container reported running is not yet an agent at work
+// when it waits for its network policy): through the sandbox (its
+// NetworkPolicy, Secret, pod, the workspace's container that waits for the policy and fills
+// the workspace from the exchange while its hook holds up the agent's) against a bare pod of the same image and hardening created with
 // the one call kubectl makes, in the same run, alternating.
 func BenchmarkPodStartOnARealNode(b *testing.B) {
 	r := newNodeRig(b)
@@ -116,7 +120,7 @@ func benchPodStart(b *testing.B, r *nodeRig, network string) {
 	ctx := context.Background()
 	var viaSandbox, bare []time.Duration
 	for i := range b.N * 10 {
-		spec := r.spec(b, fmt.Sprintf("start-%s[%d]", network, i), network, "sleep", "5m")
+		spec := r.spec(b, fmt.Sprintf("start-%s[%d]", network, i), network, "print", startedLine, "sleep", "5m")
 		start := time.Now()
 		h, err := r.sb.Prepare(ctx, spec)
 		if err != nil {
@@ -124,8 +128,13 @@ func benchPodStart(b *testing.B, r *nodeRig, network string) {
 		}
 		rctx, cancel := context.WithCancel(ctx)
 		ran := make(chan struct{})
-		go func() { defer close(ran); _, _ = r.sb.Run(rctx, h, io.Discard) }()
-		waitAgentRunning(b, admin, h.Name, 2*time.Minute)
+		out := &lineWatch{line: startedLine, seen: make(chan struct{})}
+		go func() { defer close(ran); _, _ = r.sb.Run(rctx, h, out) }()
+		select {
+		case <-out.seen:
+		case <-time.After(2 * time.Minute):
+			b.Fatalf("the agent of %s printed nothing within 2 minutes", h.Name)
+		}
 		viaSandbox = append(viaSandbox, time.Since(start))
 		cancel()
 		<-ran
@@ -138,6 +147,7 @@ func benchPodStart(b *testing.B, r *nodeRig, network string) {
 			b.Fatal(err)
 		}
 		waitAgentRunning(b, admin, pod.Name, 2*time.Minute)
+		waitLogLine(b, admin, pod.Name, startedLine)
 		bare = append(bare, time.Since(start))
 		zero := int64(0)
 		_ = admin.CoreV1().Pods(agentsNamespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
@@ -157,7 +167,7 @@ func benchPodStart(b *testing.B, r *nodeRig, network string) {
 func barePod(r *nodeRig, name string, spec *sandbox.Spec) *corev1.Pod {
 	j := &job{spec: spec, name: name, res: spec.Resources.Or(r.sb.opts.Resources), uid: 10001, gid: 10001, opts: &r.sb.opts}
 	ps := j.pod().Spec
-	agent := ps.Containers[0]
+	agent := *containerNamed(ps, agentContainer)
 	agent.Command, agent.Env = spec.Argv, nil
 	agent.VolumeMounts = []corev1.VolumeMount{{Name: volTmp, MountPath: "/tmp"}}
 	ps.InitContainers, ps.Containers = nil, []corev1.Container{agent}
@@ -165,13 +175,17 @@ func barePod(r *nodeRig, name string, spec *sandbox.Spec) *corev1.Pod {
 	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: ps}
 }
 
-// waitAgentRunning waits until the pod's agent container (its first) is reported running.
+// waitAgentRunning waits until the pod's agent container is reported running.
 func waitAgentRunning(b testing.TB, cli kubernetes.Interface, name string, limit time.Duration) {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		p, err := cli.CoreV1().Pods(agentsNamespace).Get(context.Background(), name, metav1.GetOptions{})
-		if err == nil && len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].State.Running != nil {
-			return
+		if err == nil {
+			for _, c := range p.Status.ContainerStatuses {
+				if c.Name == agentContainer && c.State.Running != nil {
+					return
+				}
+			}
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -187,4 +201,42 @@ func waitPodGone(b testing.TB, cli kubernetes.Interface, name string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	b.Fatalf("pod %s still there a minute after its deletion", name)
+}
+
+// startedLine is what the benchmark's agents print first.
+const startedLine = "agent-started"
+
+// lineWatch is an agent's log that tells when line first appears in it.
+type lineWatch struct {
+	line string
+	seen chan struct{}
+	buf  []byte
+	once sync.Once
+}
+
+func (w *lineWatch) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	if strings.Contains(string(w.buf), w.line) {
+		w.once.Do(func() { close(w.seen) })
+		w.buf = w.buf[:0]
+	}
+	return len(p), nil
+}
+
+// waitLogLine follows the agent container's log, as kubectl logs -f does, until line appears.
+func waitLogLine(b testing.TB, cli kubernetes.Interface, name, line string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rc, err := cli.CoreV1().Pods(agentsNamespace).GetLogs(name, &corev1.PodLogOptions{Container: agentContainer, Follow: true}).Stream(ctx)
+	if err != nil {
+		b.Fatalf("follow %s's log: %v", name, err)
+	}
+	defer rc.Close()
+	w := &lineWatch{line: line, seen: make(chan struct{})}
+	go func() { _, _ = io.Copy(w, rc) }()
+	select {
+	case <-w.seen:
+	case <-ctx.Done():
+		b.Fatalf("pod %s printed no %q within 2 minutes", name, line)
+	}
 }

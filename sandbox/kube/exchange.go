@@ -18,7 +18,7 @@ import (
 )
 
 // Exchange is the daemon's side of the pods' workspaces: a pod has no disk in common with
-// the daemon, so its init container fetches the job's workspace (and output directory) from
+// the daemon, so its first container fetches the job's workspace (and output directory) from
 // here, and its agent container hands the trees back here when the agent ends, each with the
 // job's own token. The daemon then finds the job's changes in its workspace as with Docker,
 // and takes them from there under the same rules (the patch, the size caps, the trust rules

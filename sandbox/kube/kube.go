@@ -39,7 +39,7 @@ type Options struct {
 	Namespace string
 	// Owner annotates every object with who made it (sandbox.OwnerLabels), for Sweep.
 	Owner map[string]string
-	// RunnerImage holds the static runner at /runner: the pods' init container fills the
+	// RunnerImage holds the static runner at /runner: the pods' first container fills the
 	// workspace with it and leaves a copy for the agent's container.
 	RunnerImage string
 	// Exchange serves the workspaces; ExchangeURL is how pods reach it (http://host:port).
@@ -60,7 +60,7 @@ type Options struct {
 	NodeSelector map[string]string
 	Tolerations  []corev1.Toleration
 	// PolicyCanary is an address (host:port) a pod reaches unless its NetworkPolicy is in
-	// force: the init container waits until it cannot, so an agent never starts before its
+	// force: the agent's container waits until it cannot, so an agent never starts before its
 	// confinement does (enforcement can lag a pod's start by seconds). Empty: the API server's
 	// Service (KUBERNETES_SERVICE_HOST), which pods reach through kube-proxy.
 	PolicyCanary string
@@ -187,7 +187,7 @@ func (s *Sandbox) validate(spec *sandbox.Spec) error {
 // Prepare makes the agent's NetworkPolicy, Secret and pod, in that order (the pod must never
 // run before its policy exists), then hands the first two to the pod as owner: deleting the
 // pod deletes them. A pod already there for the same run and job is attached to instead.
-// The pod starts at once; its init container waits for the workspace until Run says it is
+// The pod starts at once; its first container waits for the workspace until Run says it is
 // ready.
 func (s *Sandbox) Prepare(ctx context.Context, spec *sandbox.Spec) (*sandbox.Handle, error) {
 	if err := s.validate(spec); err != nil {

@@ -274,13 +274,18 @@ func TestThePodIsHardenedAndHoldsNoSecretValue(t *testing.T) {
 		}
 	}
 	gated := false
-	for _, e := range ps.InitContainers[0].Env {
+	fetch := containerNamed(ps, fetchContainer)
+	for _, e := range containerNamed(ps, agentContainer).Env {
 		gated = gated || e.Name == carry.EnvGate
 	}
 	if !gated {
-		t.Error("the init container does not wait for the network policy before the agent starts")
+		t.Error("the agent's container does not wait for the network policy before the agent starts")
 	}
-	agent := ps.Containers[0]
+	if len(ps.Containers) != 2 || ps.Containers[0].Name != fetchContainer || fetch.Lifecycle == nil || fetch.Lifecycle.PostStart == nil ||
+		strings.Join(fetch.Lifecycle.PostStart.Exec.Command, " ") != "/runner "+carry.WaitCommand {
+		t.Errorf("the workspace's container must come first and hold up the agent's with its postStart hook: %+v", ps.Containers)
+	}
+	agent := containerNamed(ps, agentContainer)
 	if got := strings.Join(agent.Command, " "); got != carry.RunnerPath+" "+carry.AgentCommand+" -- claude -p fix" {
 		t.Errorf("agent command %q", got)
 	}
@@ -623,4 +628,14 @@ func TestABusyAPIServerIsWaitedOut(t *testing.T) {
 	if _, err := r.sb.Prepare(t.Context(), spec); err == nil || !strings.Contains(err.Error(), "forbidden") {
 		t.Errorf("a refusal that is not for load: %v, want it at once", err)
 	}
+}
+
+// containerNamed is the pod's container called name; there must be one.
+func containerNamed(ps corev1.PodSpec, name string) *corev1.Container {
+	for i := range ps.Containers {
+		if ps.Containers[i].Name == name {
+			return &ps.Containers[i]
+		}
+	}
+	panic("no container " + name)
 }

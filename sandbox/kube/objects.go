@@ -137,13 +137,13 @@ func (j *job) pod() *corev1.Pod {
 		{Name: carry.EnvURL, Value: j.opts.ExchangeURL},
 		{Name: carry.EnvToken, ValueFrom: tokenRef},
 	}
-	fetchEnv := exchangeEnv
+	agentEnv := append(j.env(), exchangeEnv...)
 	if s.Network.Mode != sandbox.NetworkOpen {
 		gate := j.opts.PolicyCanary
 		if gate == "" {
 			gate = carry.GateService
 		}
-		fetchEnv = append(fetchEnv[:len(fetchEnv):len(fetchEnv)], corev1.EnvVar{Name: carry.EnvGate, Value: gate})
+		agentEnv = append(agentEnv, corev1.EnvVar{Name: carry.EnvGate, Value: gate})
 	}
 	deadline := int64((s.Timeout + j.opts.DeadlineMargin).Seconds())
 	grace := int64(j.opts.StopGrace.Seconds())
@@ -164,23 +164,27 @@ func (j *job) pod() *corev1.Pod {
 				FSGroup:        &j.gid,
 				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 			},
-			InitContainers: []corev1.Container{{
+			// The workspace's container comes first and holds up the agent's with its
+			// postStart hook until the workspace is filled (see package carry for why not an
+			// init container).
+			Containers: []corev1.Container{{
 				Name:            fetchContainer,
 				Image:           j.opts.RunnerImage,
 				ImagePullPolicy: corev1.PullIfNotPresent,
 				Command:         []string{"/runner", carry.FetchCommand},
-				Env:             fetchEnv,
+				Env:             exchangeEnv,
 				VolumeMounts:    mounts,
 				SecurityContext: sec,
 				Resources:       corev1.ResourceRequirements{Limits: smallLimits(), Requests: smallLimits()},
-			}},
-			Containers: []corev1.Container{{
+				Lifecycle: &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{
+					Exec: &corev1.ExecAction{Command: []string{"/runner", carry.WaitCommand}}}},
+			}, {
 				Name:            agentContainer,
 				Image:           s.Image,
 				ImagePullPolicy: pullPolicy(s.PullPolicy),
 				Command:         append([]string{carry.RunnerPath, carry.AgentCommand, "--"}, s.Argv...),
 				WorkingDir:      sandbox.WorkspacePath,
-				Env:             append(j.env(), exchangeEnv...),
+				Env:             agentEnv,
 				VolumeMounts:    mounts,
 				SecurityContext: sec,
 				Resources:       corev1.ResourceRequirements{Limits: limits, Requests: limits},
@@ -195,7 +199,7 @@ func (j *job) pod() *corev1.Pod {
 	}
 }
 
-// smallLimits bound the init container that fills the workspace.
+// smallLimits bound the container that fills the workspace.
 func smallLimits() corev1.ResourceList {
 	return corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse("500m"),

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,10 +47,15 @@ var hopeless = map[string]bool{
 // stateOf reads a pod's status: the state machine of one agent's pod.
 func stateOf(p *corev1.Pod) state {
 	var st state
-	for _, c := range p.Status.InitContainerStatuses {
+	// The workspace's container: an init container in pods made before it became the first
+	// of the pod's containers (a daemon may attach to those after an upgrade).
+	for _, c := range slices.Concat(p.Status.InitContainerStatuses, p.Status.ContainerStatuses) {
+		if c.Name != fetchContainer {
+			continue
+		}
 		if t := c.State.Terminated; t != nil && t.ExitCode != 0 {
 			st.done = true
-			st.infra = fmt.Sprintf("filling the workspace failed (init container exit %d, %s): %s", t.ExitCode, t.Reason, strings.TrimSpace(t.Message))
+			st.infra = fmt.Sprintf("filling the workspace failed (exit %d, %s): %s", t.ExitCode, t.Reason, strings.TrimSpace(t.Message))
 			return st
 		}
 		if w := c.State.Waiting; w != nil && hopeless[w.Reason] {

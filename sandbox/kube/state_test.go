@@ -37,7 +37,15 @@ func TestPodStatusesMapToOutcomes(t *testing.T) {
 		{"evicted", corev1.PodStatus{Phase: corev1.PodFailed, Reason: "Evicted", Message: "The node was low on resource: memory."}, true, "", "Evicted"},
 		{"node lost", corev1.PodStatus{Phase: corev1.PodUnknown}, true, "", "node lost"},
 		{"disrupted", corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue, Reason: "DeletionByTaintManager"}}}, true, "", "DeletionByTaintManager"},
-		{"fetch failed", corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: []corev1.ContainerStatus{{Name: fetchContainer, State: term(1, "Error")}}}, true, "", "filling the workspace failed"},
+		{"fetch failed (init container of an older daemon)", corev1.PodStatus{Phase: corev1.PodFailed, InitContainerStatuses: []corev1.ContainerStatus{{Name: fetchContainer, State: term(1, "Error")}}}, true, "", "filling the workspace failed"},
+		// The kubelet starts the agent's container after a failed hook; the agent's side refuses
+		// (125), and the workspace's failure is the pod's story, not the agent's.
+		{"fetch failed", corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{
+			{Name: agentContainer, State: term(125, "Error")}, {Name: fetchContainer, State: term(1, "Error")}}}, true, "", "filling the workspace failed"},
+		{"filled, agent running", corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{
+			{Name: agentContainer, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}, {Name: fetchContainer, State: term(0, "Completed")}}}, false, "", ""},
+		{"runner image missing", corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{
+			{Name: fetchContainer, State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull"}}}}}, true, "", "runner's image cannot start"},
 		{"config error", corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: agent(corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CreateContainerConfigError"}})}, true, "", "CreateContainerConfigError"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

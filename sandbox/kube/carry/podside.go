@@ -20,27 +20,53 @@ import (
 
 // Package carry moves a job's workspace between the daemon and the agent's pod on Kubernetes,
 // which share no disk: the trees as a tar stream both ends treat as hostile (archive.go), and
-// the pod's side, run by the runner's hidden subcommands (FetchCommand in the init container,
-// AgentCommand in the agent's container, from the copy the first leaves there). The daemon's
-// side is kube.Exchange.
+// the pod's side, run by the runner's hidden subcommands: FetchCommand in the pod's first
+// container, WaitCommand as that container's postStart hook, AgentCommand in the agent's
+// container, from the copy the first leaves there. The daemon's side is kube.Exchange.
+//
+// Why a hook and not an init container: the kubelet starts a pod's containers one after
+// another in one pass, and a container's postStart hook holds up the next; an init container
+// instead must be seen to exit, which the kubelet learns by relisting its runtime once a
+// second — two relists, about two seconds, added to every agent's start.
 
 // The commands, the routes of the exchange (the token in the Authorization header, never in a
 // URL that logs could keep), the environment that names them, and where the runner's copy goes.
 const (
 	FetchCommand   = "kube-fetch"
+	WaitCommand    = "kube-wait"
 	AgentCommand   = "kube-agent"
 	WorkspaceRoute = "/kube/v1/workspace" // GET: the trees
 	ChangesRoute   = "/kube/v1/changes"   // PUT: the trees as the agent left them
 	EnvURL         = "AGENTRUNNER_EXCHANGE_URL"
 	EnvToken       = "AGENTRUNNER_EXCHANGE_TOKEN"
-	// EnvGate, when set, makes the init container wait until the pod's NetworkPolicy is in
-	// force — enforcement can lag a pod's start by seconds — before the agent may start: it
-	// holds the canary, an address (host:port) the policy cuts off, or GateService.
+	// EnvGate, when set, makes the agent's side wait until the pod's NetworkPolicy is in
+	// force — enforcement can lag a pod's start by seconds — before it starts the agent: it
+	// holds the canary, an address (host:port) the policy cuts off, or GateService. It is the
+	// agent's container that waits, not the workspace's hook: a policy controller learns the
+	// pod's address from its status, which the kubelet publishes only after the hook returned.
 	EnvGate = "AGENTRUNNER_POLICY_GATE"
 	// GateService: the canary is the API server's Service (KUBERNETES_SERVICE_HOST and _PORT).
 	GateService = "kubernetes-service"
 	RunnerDir   = "/.agentrunner"
 	RunnerPath  = RunnerDir + "/runner"
+)
+
+// The markers the pod's side leaves beside the runner's copy: the workspace is filled (ready)
+// or could not be (failed, with why); the hook saw ready (started), so the fetching process may
+// end without cutting its hook short. Variables for the tests.
+var (
+	readyMarker   = RunnerDir + "/ready"
+	failedMarker  = RunnerDir + "/failed"
+	startedMarker = RunnerDir + "/started"
+)
+
+// How long each side waits for the other: the hook for the workspace (the gate's two minutes
+// and a fetch of a large one), the fetching process for its hook.
+var (
+	hookWait  = 30 * time.Minute
+	ackWait   = 2 * time.Minute
+	markPoll  = 10 * time.Millisecond
+	ackLinger = 500 * time.Millisecond
 )
 
 // podTrees are the trees as the pod mounts them.
@@ -50,7 +76,8 @@ var podTrees = map[string]string{"workspace": sandbox.WorkspacePath, "out": sand
 var podLimits = Limits{Bytes: 64 << 30, Entries: 2_000_000}
 
 // FetchMain fills the workspace and the output directory from the exchange and copies the
-// runner's executable where the agent's container runs it from; it returns the exit code.
+// runner's executable where the agent's container runs it from, marks the pod ready (or
+// failed), and waits for its hook to have seen it; it returns the exit code.
 func FetchMain(args []string) int {
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer cancel()
@@ -59,21 +86,77 @@ func FetchMain(args []string) int {
 			FetchCommand, EnvURL, EnvToken)
 		return 2
 	}
-	var err error
-	if os.Getenv(EnvGate) != "" {
-		err = waitConfined(ctx, canary(os.Getenv(EnvGate)), gatePoll, 2*time.Minute)
-	}
+	// Side by side: the agent's start waits for both.
+	copied := make(chan error, 1)
+	go func() { copied <- copySelf(RunnerPath) }()
+	err := errors.Join(Fetch(ctx, os.Getenv(EnvURL), os.Getenv(EnvToken), podTrees), <-copied)
 	if err == nil {
-		err = Fetch(ctx, os.Getenv(EnvURL), os.Getenv(EnvToken), podTrees)
-	}
-	if err == nil {
-		err = copySelf(RunnerPath)
+		err = mark(readyMarker, "")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "agentrunner: fill the workspace:", err)
+		_ = mark(failedMarker, err.Error())
 		return 1
 	}
+	// The hook runs inside this container: ending before it saw the marker would kill it.
+	if waitFile(ctx, startedMarker, ackWait) == nil {
+		time.Sleep(ackLinger)
+	}
 	return 0
+}
+
+// WaitMain is the first container's postStart hook: it returns once the workspace is filled,
+// which is when the kubelet goes on to start the agent's container; it fails if filling it
+// failed. The agent's side checks the marker again (AgentMain): the kubelet starts the next
+// container even after a hook failed.
+func WaitMain(args []string) int {
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer cancel()
+	ctx, stop := context.WithTimeout(ctx, hookWait)
+	defer stop()
+	for {
+		if _, err := os.Lstat(readyMarker); err == nil {
+			if err := mark(startedMarker, ""); err != nil {
+				fmt.Fprintln(os.Stderr, "agentrunner:", err)
+			}
+			return 0
+		}
+		if b, err := os.ReadFile(failedMarker); err == nil {
+			fmt.Fprintf(os.Stderr, "agentrunner: the workspace was not filled: %s\n", b)
+			return 1
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintf(os.Stderr, "agentrunner: the workspace was not filled within %s\n", hookWait)
+			return 1
+		case <-time.After(markPoll):
+		}
+	}
+}
+
+// mark writes a marker whole: written aside, then renamed into place.
+func mark(path, text string) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// waitFile waits until path exists, for at most limit.
+func waitFile(ctx context.Context, path string, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		if _, err := os.Lstat(path); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(markPoll):
+		}
+	}
 }
 
 // Fetch fills trees (prefix → directory) from the exchange at base.
@@ -137,7 +220,9 @@ func copySelf(dst string) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	// Whole or not at all: the agent's container runs what is at dst.
+	tmp := dst + ".tmp"
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
 	if err != nil {
 		return err
 	}
@@ -145,7 +230,10 @@ func copySelf(dst string) error {
 		out.Close()
 		return err
 	}
-	return out.Close()
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dst)
 }
 
 // canary is the address the gate names: its own, or the cluster's API server, whose service
@@ -169,6 +257,9 @@ const (
 	gatePoll = 100 * time.Millisecond
 	gateDial = time.Second
 )
+
+// gateLimit is how long the agent's side waits for the policy (a variable for the tests).
+var gateLimit = 2 * time.Minute
 
 // waitConfined waits until addr can no longer be reached, the sign that the pod's network
 // policy is enforced, trying every poll for at most limit. No canary: nothing to wait for.
@@ -197,8 +288,10 @@ func waitConfined(ctx context.Context, addr string, poll, limit time.Duration) e
 	}
 }
 
-// AgentMain runs the agent (args after "--"), passes SIGTERM on, and once it ended hands the
-// trees back to the exchange; it exits with the agent's code (128+signal when killed).
+// AgentMain runs the agent (args after "--") once the workspace is filled and the pod's
+// network policy is in force (EnvGate), passes SIGTERM on, and once the agent ended hands the
+// trees back to the exchange; it exits with the agent's code (128+signal when killed), 125
+// when the agent could not be started.
 func AgentMain(args []string) int {
 	if len(args) > 0 && args[0] == "--" {
 		args = args[1:]
@@ -211,6 +304,20 @@ func AgentMain(args []string) int {
 		fmt.Fprintf(os.Stderr, "agentrunner: %s runs inside an agent's pod on Kubernetes, where %s and %s are set; it is not meant to be run by hand\n",
 			AgentCommand, EnvURL, EnvToken)
 		return 2
+	}
+	// Not filled (the fetch failed, the hook gave up): the agent must not run.
+	if _, err := os.Lstat(readyMarker); err != nil {
+		fmt.Fprintln(os.Stderr, "agentrunner: the workspace was not filled; the agent does not start")
+		return 125
+	}
+	if gate := os.Getenv(EnvGate); gate != "" {
+		ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		err := waitConfined(ctx, canary(gate), gatePoll, gateLimit)
+		cancel()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "agentrunner:", err)
+			return 125
+		}
 	}
 	code := runAgent(args)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
