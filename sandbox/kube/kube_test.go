@@ -292,6 +292,16 @@ func TestThePodIsHardenedAndHoldsNoSecretValue(t *testing.T) {
 	if agent.Resources.Limits.Cpu().MilliValue() != 2000 || agent.Resources.Limits.Memory().Value() != 1<<30 {
 		t.Errorf("limits %v", agent.Resources.Limits)
 	}
+	// What the scheduler holds for the pod is the agent's own, give or take the workspace's
+	// container's token request (it ends once the agent started).
+	var cpu, mem int64
+	for _, c := range ps.Containers {
+		cpu += c.Resources.Requests.Cpu().MilliValue()
+		mem += c.Resources.Requests.Memory().Value()
+	}
+	if cpu > 2000+10 || mem > 1<<30+32<<20 {
+		t.Errorf("the pod requests %d millicores and %d bytes, want about the agent's 2000 and 1 GiB", cpu, mem)
+	}
 	env := map[string]corev1.EnvVar{}
 	for _, e := range agent.Env {
 		env[e.Name] = e

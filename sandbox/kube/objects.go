@@ -175,7 +175,7 @@ func (j *job) pod() *corev1.Pod {
 				Env:             exchangeEnv,
 				VolumeMounts:    mounts,
 				SecurityContext: sec,
-				Resources:       corev1.ResourceRequirements{Limits: smallLimits(), Requests: smallLimits()},
+				Resources:       corev1.ResourceRequirements{Limits: smallLimits(), Requests: smallRequests()},
 				Lifecycle: &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{
 					Exec: &corev1.ExecAction{Command: []string{"/runner", carry.WaitCommand}}}},
 			}, {
@@ -196,6 +196,18 @@ func (j *job) pod() *corev1.Pod {
 				{Name: volRunner, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: resource.NewQuantity(128<<20, resource.BinarySI)}}},
 			},
 		},
+	}
+}
+
+// smallRequests are what the container that fills the workspace asks the scheduler for: next
+// to nothing. It ends once the agent's container started, but a pod's requests are the sum
+// of its containers' for the pod's whole life, and an agent's pod must not hold half a core
+// more than its agent for minutes (thousands of pods: hundreds of cores). The pod's QoS class
+// is Burstable for it.
+func smallRequests() corev1.ResourceList {
+	return corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse("10m"),
+		corev1.ResourceMemory: resource.MustParse("32Mi"),
 	}
 }
 
