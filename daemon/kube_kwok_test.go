@@ -120,16 +120,16 @@ type podPlayer struct {
 	release chan struct{}
 
 	mu      sync.Mutex
-	started map[string]bool // pods seen Running, by uid
-	created map[string]int  // pods created, by name (distinct uids seen)
-	uids    map[types.UID]bool
+	started map[types.UID]bool // pods seen Running
+	seen    map[types.UID]bool // pods seen at all
+	created map[string]int     // pods created, by name (distinct uids seen)
 	fetched int
 	ended   int
 	gone    []string // pods deleted before they could play their part
 }
 
 func playPods(t testing.TB, cli kubernetes.Interface, hold bool) *podPlayer {
-	p := &podPlayer{t: t, cli: cli, release: make(chan struct{}), started: map[string]bool{}, created: map[string]int{}, uids: map[types.UID]bool{}}
+	p := &podPlayer{t: t, cli: cli, release: make(chan struct{}), started: map[types.UID]bool{}, seen: map[types.UID]bool{}, created: map[string]int{}}
 	if !hold {
 		close(p.release)
 	}
@@ -276,13 +276,13 @@ func (p *podPlayer) play(ctx context.Context, pod *corev1.Pod) {
 // time it is seen running.
 func (p *podPlayer) see(pod *corev1.Pod, work chan<- *corev1.Pod) {
 	p.mu.Lock()
-	if !p.uids[pod.UID] {
-		p.uids[pod.UID] = true
+	if !p.seen[pod.UID] {
+		p.seen[pod.UID] = true
 		p.created[pod.Name]++
 	}
-	fresh := pod.Status.Phase == corev1.PodRunning && pod.DeletionTimestamp == nil && !p.started[string(pod.UID)]
+	fresh := pod.Status.Phase == corev1.PodRunning && pod.DeletionTimestamp == nil && !p.started[pod.UID]
 	if fresh {
-		p.started[string(pod.UID)] = true
+		p.started[pod.UID] = true
 	}
 	p.mu.Unlock()
 	if fresh {

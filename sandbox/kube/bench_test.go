@@ -96,7 +96,6 @@ func bareSpec(sb *Sandbox, spec *sandbox.Spec) corev1.PodSpec {
 			cs[i].Env = env
 		}
 	}
-	strip(ps.InitContainers)
 	strip(ps.Containers)
 	return ps
 }
@@ -104,10 +103,10 @@ func bareSpec(sb *Sandbox, spec *sandbox.Spec) corev1.PodSpec {
 // BenchmarkPodStartOnARealNode measures, on the real node (kubelet, containerd, runc), the
 // time from asking for an agent to its first line of output read back through the API server
 // (what a person watching sees; a container reported running is not yet an agent at work
-// when it waits for its network policy): through the sandbox (its
-// NetworkPolicy, Secret, pod, the workspace's container that waits for the policy and fills
-// the workspace from the exchange while its hook holds up the agent's) against a bare pod of the same image and hardening created with
-// the one call kubectl makes, in the same run, alternating.
+// when it waits for its network policy): through the sandbox (its NetworkPolicy, Secret and
+// pod, whose workspace container fills the workspace from the exchange while its hook holds
+// up the agent's, which waits for the policy) against a bare pod of the same image and
+// hardening created with the one call kubectl makes, in the same run, alternating.
 func BenchmarkPodStartOnARealNode(b *testing.B) {
 	r := newNodeRig(b)
 	for _, network := range []string{sandbox.NetworkNone, sandbox.NetworkOpen} {
@@ -170,7 +169,7 @@ func barePod(r *nodeRig, name string, spec *sandbox.Spec) *corev1.Pod {
 	agent := *containerNamed(ps, agentContainer)
 	agent.Command, agent.Env = spec.Argv, nil
 	agent.VolumeMounts = []corev1.VolumeMount{{Name: volTmp, MountPath: "/tmp"}}
-	ps.InitContainers, ps.Containers = nil, []corev1.Container{agent}
+	ps.Containers = []corev1.Container{agent}
 	ps.Volumes = []corev1.Volume{ps.Volumes[2]}
 	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: ps}
 }

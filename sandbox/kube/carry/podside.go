@@ -60,8 +60,8 @@ var (
 	startedMarker = RunnerDir + "/started"
 )
 
-// How long each side waits for the other: the hook for the workspace (the gate's two minutes
-// and a fetch of a large one), the fetching process for its hook.
+// How long each side waits for the other: the hook for the workspace (the fetch of a large
+// one, from a daemon that may be restarting), the fetching process for its hook.
 var (
 	hookWait  = 30 * time.Minute
 	ackWait   = 2 * time.Minute
@@ -99,7 +99,7 @@ func FetchMain(args []string) int {
 		return 1
 	}
 	// The hook runs inside this container: ending before it saw the marker would kill it.
-	if waitFile(ctx, startedMarker, ackWait) == nil {
+	if pollUntil(ctx, ackWait, func() bool { return exists(startedMarker) }) == nil {
 		time.Sleep(ackLinger)
 	}
 	return 0
@@ -112,26 +112,18 @@ func FetchMain(args []string) int {
 func WaitMain(args []string) int {
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer cancel()
-	ctx, stop := context.WithTimeout(ctx, hookWait)
-	defer stop()
-	for {
-		if _, err := os.Lstat(readyMarker); err == nil {
-			if err := mark(startedMarker, ""); err != nil {
-				fmt.Fprintln(os.Stderr, "agentrunner:", err)
-			}
-			return 0
-		}
-		if b, err := os.ReadFile(failedMarker); err == nil {
-			fmt.Fprintf(os.Stderr, "agentrunner: the workspace was not filled: %s\n", b)
-			return 1
-		}
-		select {
-		case <-ctx.Done():
-			fmt.Fprintf(os.Stderr, "agentrunner: the workspace was not filled within %s\n", hookWait)
-			return 1
-		case <-time.After(markPoll):
-		}
+	if err := pollUntil(ctx, hookWait, func() bool { return exists(readyMarker) || exists(failedMarker) }); err != nil {
+		fmt.Fprintf(os.Stderr, "agentrunner: the workspace was not filled within %s\n", hookWait)
+		return 1
 	}
+	if b, err := os.ReadFile(failedMarker); err == nil {
+		fmt.Fprintf(os.Stderr, "agentrunner: the workspace was not filled: %s\n", b)
+		return 1
+	}
+	if err := mark(startedMarker, ""); err != nil {
+		fmt.Fprintln(os.Stderr, "agentrunner:", err)
+	}
+	return 0
 }
 
 // mark writes a marker whole: written aside, then renamed into place.
@@ -143,20 +135,23 @@ func mark(path, text string) error {
 	return os.Rename(tmp, path)
 }
 
-// waitFile waits until path exists, for at most limit.
-func waitFile(ctx context.Context, path string, limit time.Duration) error {
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+// pollUntil checks done every markPoll until it holds, for at most limit.
+func pollUntil(ctx context.Context, limit time.Duration, done func() bool) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	for {
-		if _, err := os.Lstat(path); err == nil {
-			return nil
-		}
+	for !done() {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(markPoll):
 		}
 	}
+	return nil
 }
 
 // Fetch fills trees (prefix → directory) from the exchange at base.
@@ -306,7 +301,7 @@ func AgentMain(args []string) int {
 		return 2
 	}
 	// Not filled (the fetch failed, the hook gave up): the agent must not run.
-	if _, err := os.Lstat(readyMarker); err != nil {
+	if !exists(readyMarker) {
 		fmt.Fprintln(os.Stderr, "agentrunner: the workspace was not filled; the agent does not start")
 		return 125
 	}

@@ -95,8 +95,8 @@ func TestTheHookHoldsTheAgentUntilTheWorkspaceIsFilled(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the hook did not return once the workspace was filled")
 	}
-	if err := waitFile(t.Context(), startedMarker, time.Second); err != nil {
-		t.Errorf("the hook did not say it saw the workspace filled: %v", err)
+	if !exists(startedMarker) {
+		t.Error("the hook did not say it saw the workspace filled")
 	}
 
 	markersIn(t)
