@@ -1,14 +1,20 @@
-// Package egress runs the egress proxy (package proxy, `runner proxy`) for one run on Docker:
-// it builds the proxy image from the runner's own static executable, creates the run's
-// internal network (no route out) and outside network, starts the proxy on both, and tells
-// the sandbox what an agent needs: the network to join and its environment (proxy variables,
-// model API base URLs pointing at the proxy's key endpoints, placeholder keys).
+// Package egress runs the egress proxy (package proxy, `runner proxy`) for one run and talks
+// to it over its control channel: the proxy's configuration (its keys among it) goes there
+// first, then each job's registration, and the job's refused destinations and spend come back.
+// It tells the sandbox what an agent needs: the network to join and its environment (proxy
+// variables, model API base URLs pointing at the proxy's key endpoints, placeholder keys).
 //
-// The real model API keys reach the proxy over its standard input (an attach stream), so they
-// are not in the proxy container's configuration (`docker inspect`), image or files, and never
-// in an agent container. Limits: they live in the proxy process's memory, where root on the
-// Docker host (or anyone with the Docker socket, which can exec into the proxy container) can
-// read them, and they cross the Docker API connection in clear text when that is plain TCP.
+// On Docker (Start, docker.go) it builds the proxy image from the runner's own static
+// executable, creates the run's internal network (no route out) and outside network and
+// starts the proxy on both; its control channel is the container's standard input and output
+// (an attach stream). Elsewhere (a pod on Kubernetes, package sandbox/kube) the proxy dials
+// the runner and Controlled speaks the same protocol over that connection.
+//
+// The real model API keys reach the proxy over its control channel only, so they are not in
+// the proxy container's configuration (`docker inspect`, a pod spec), image or files, and
+// never in an agent container. Limits: they live in the proxy process's memory, where root on
+// its host (or anyone with the Docker socket or a pod's exec rights) can read them, and they
+// cross the control channel in clear text when that is plain TCP.
 //
 // Every Docker object carries the label agentrunner.run=<run id>, so the sandbox's reaper
 // (sandbox.(*Docker).Reap) removes a crashed run's proxy container and networks.
@@ -24,22 +30,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/stdcopy"
-
 	"github.com/agentrunner/agentrunner/preset"
 	"github.com/agentrunner/agentrunner/proxy"
-	"github.com/agentrunner/agentrunner/sandbox"
 )
 
 // Labels and ports.
@@ -106,30 +103,32 @@ type RunSpec struct {
 	// package's tests). Only a runner built with the agentrunner_testonly tag accepts either:
 	// a production proxy refuses to start with them.
 	TestAllowOutside bool
-	testOnly         *proxy.TestOnly
+	// TestAllowPrefixes are CIDRs the proxy's address filter lets through, for a test's fake
+	// upstream on a private network it names itself (Kubernetes tests); the same build rule.
+	TestAllowPrefixes []string
+	testOnly          *proxy.TestOnly
 }
 
-// Egress is one run's running proxy and networks. Its methods are safe for concurrent use.
+// Egress is one run's running proxy. Its methods are safe for concurrent use.
 type Egress struct {
-	cli       client.APIClient
-	log       *slog.Logger
-	runID     string
-	internal  string // network names
-	outside   string
-	container string // proxy container id
-	proxyIP   string // on the internal network
-	keys      map[preset.Provider]bool
-	remote    map[string]bool // remote connectors by name
+	log      *slog.Logger
+	runID    string
+	internal string // Docker's network names ("" elsewhere)
+	outside  string
+	proxyIP  string // where agents reach it
+	keys     map[preset.Provider]bool
+	remote   map[string]bool // remote connectors by name
 
-	hijack  types.HijackedResponse
+	ctl     io.Writer // the proxy's control input
 	replies chan proxy.Reply
-	dead    chan struct{} // closed when the proxy's output ends
+	dead    chan struct{} // closed when the proxy's control output ends
 	ctlMu   sync.Mutex
 	broken  error
 
+	// stop ends the proxy and removes what it runs in.
+	stop      func(context.Context) error
 	closeOnce sync.Once
 	closeErr  error
-	logsDone  chan struct{}
 }
 
 // AgentConfig is what one agent container needs.
@@ -161,13 +160,11 @@ type Agent struct {
 	Direct []string
 }
 
-var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
-
-// Start builds (or reuses) the proxy image, creates the run's networks and starts the proxy.
-// On error everything it created is removed.
-func Start(ctx context.Context, cli client.APIClient, spec RunSpec) (_ *Egress, err error) {
+// newEgress checks spec and makes the proxy's configuration from it, and the Egress that
+// will control the proxy once it runs.
+func newEgress(spec *RunSpec) (*Egress, proxy.FileConfig, error) {
 	if spec.RunID == "" {
-		return nil, errors.New("start egress proxy: empty run id")
+		return nil, proxy.FileConfig{}, errors.New("start egress proxy: empty run id")
 	}
 	if spec.Logger == nil {
 		spec.Logger = slog.New(slog.DiscardHandler)
@@ -179,7 +176,7 @@ func Start(ctx context.Context, cli client.APIClient, spec RunSpec) (_ *Egress, 
 	keys := map[preset.Provider]bool{}
 	for _, k := range spec.Keys {
 		if keys[k.API.Provider] {
-			return nil, fmt.Errorf("start egress proxy for run %s: two keys for provider %s", spec.RunID, k.API.Provider)
+			return nil, fc, fmt.Errorf("start egress proxy for run %s: two keys for provider %s", spec.RunID, k.API.Provider)
 		}
 		keys[k.API.Provider] = true
 		fc.Keys = append(fc.Keys, proxy.KeyEndpoint{Provider: string(k.API.Provider), Upstream: k.API.Upstream, Header: k.API.KeyHeader, Key: k.Value})
@@ -187,23 +184,43 @@ func Start(ctx context.Context, cli client.APIClient, spec RunSpec) (_ *Egress, 
 	remote := map[string]bool{}
 	for _, c := range spec.Connectors {
 		if remote[c.Name] {
-			return nil, fmt.Errorf("start egress proxy for run %s: two connectors named %s", spec.RunID, c.Name)
+			return nil, fc, fmt.Errorf("start egress proxy for run %s: two connectors named %s", spec.RunID, c.Name)
 		}
 		remote[c.Name] = true
 		fc.Keys = append(fc.Keys, proxy.KeyEndpoint{Provider: ConnectorProvider(c.Name), Upstream: c.URL, Header: "authorization",
 			Key: c.Secret, Connector: true, Tools: c.Tools})
 	}
-	img := spec.Image
-	if img == "" {
-		if img, err = Image(ctx, cli, spec.Executable); err != nil {
-			return nil, err
+	if spec.testOnly != nil || len(spec.TestAllowPrefixes) > 0 {
+		t := proxy.TestOnly{}
+		if spec.testOnly != nil {
+			t = *spec.testOnly
 		}
+		t.AllowPrefixes = append(t.AllowPrefixes, spec.TestAllowPrefixes...)
+		fc.TestOnly = &t
 	}
-	base := RunBase(spec.RunID)
 	e := &Egress{
-		cli: cli, runID: spec.RunID, keys: keys, remote: remote,
+		runID: spec.RunID, keys: keys, remote: remote,
 		log:     spec.Logger.With("run_id", spec.RunID, "component", "egress"),
-		replies: make(chan proxy.Reply, 1), dead: make(chan struct{}), logsDone: make(chan struct{}),
+		replies: make(chan proxy.Reply, 1), dead: make(chan struct{}),
+		stop: func(context.Context) error { return nil },
+	}
+	return e, fc, nil
+}
+
+// Controlled makes the Egress of a proxy that runs elsewhere (a pod) and has dialed the
+// runner: conn is its control channel, proxyIP where agents reach it, and stop ends it and
+// removes what it runs in (Close calls it). Controlled sends the proxy its configuration and
+// waits until it is ready; on error it closes conn and calls stop.
+func Controlled(ctx context.Context, spec RunSpec, conn io.ReadWriteCloser, proxyIP string, stop func(context.Context) error) (_ *Egress, err error) {
+	e, fc, err := newEgress(&spec)
+	if err != nil {
+		conn.Close()
+		return nil, errors.Join(err, stop(context.WithoutCancel(ctx)))
+	}
+	e.proxyIP = proxyIP
+	e.stop = func(ctx context.Context) error {
+		conn.Close() // the end of its input is the proxy's signal to stop
+		return stop(ctx)
 	}
 	defer func() {
 		if err != nil {
@@ -212,135 +229,32 @@ func Start(ctx context.Context, cli client.APIClient, spec RunSpec) (_ *Egress, 
 			_ = e.Close(cctx)
 		}
 	}()
-	labels := map[string]string{}
-	for k, v := range spec.Owner {
-		labels[k] = v
+	if err := e.begin(ctx, conn, conn, fc, spec.StartTimeout); err != nil {
+		return nil, fmt.Errorf("egress proxy of run %s: %w", spec.RunID, err)
 	}
-	labels[LabelRun] = spec.RunID
-	if e.internal, err = e.createNetwork(ctx, base+"-int", true, labels); err != nil {
-		return nil, err
-	}
-	if e.outside, err = e.createNetwork(ctx, base+"-ext", false, labels); err != nil {
-		return nil, err
-	}
-	if ctx.Err() != nil {
-		return nil, context.Cause(ctx)
-	}
-	if spec.testOnly != nil || spec.TestAllowOutside {
-		t := proxy.TestOnly{}
-		if spec.testOnly != nil {
-			t = *spec.testOnly
-		}
-		if spec.TestAllowOutside {
-			n, err := cli.NetworkInspect(ctx, e.outside, network.InspectOptions{})
-			if err != nil {
-				return nil, fmt.Errorf("inspect network %s: %s", e.outside, sandbox.CleanDockerError(err))
-			}
-			for _, c := range n.IPAM.Config {
-				t.AllowPrefixes = append(t.AllowPrefixes, c.Subnet)
-			}
-		}
-		fc.TestOnly = &t
-	}
-	if err := e.startProxy(ctx, img, base+"-proxy", labels, fc, spec.StartTimeout); err != nil {
-		return nil, err
-	}
-	e.log.Info("egress proxy started", "container", base+"-proxy", "internal_network", e.internal, "proxy_ip", e.proxyIP)
 	return e, nil
 }
 
-func (e *Egress) createNetwork(ctx context.Context, name string, internal bool, labels map[string]string) (string, error) {
-	cctx, cancel := uncancelled(ctx)
-	defer cancel()
-	opts := network.CreateOptions{Driver: "bridge", Internal: internal, Labels: labels}
-	if internal {
-		// An internal network only stops traffic the host would forward. The host itself stays
-		// reachable through the bridge's address (the containers' default gateway), and with it
-		// every service the host listens on, on any of its addresses, a DNS server that
-		// forwards names outside among them. Without an address on the bridge the host is not
-		// a hop at all: the agents reach each other and the proxy, and nothing else.
-		opts.Options = map[string]string{"com.docker.network.bridge.inhibit_ipv4": "true"}
-	}
-	_, err := e.cli.NetworkCreate(cctx, name, opts)
-	if err != nil {
-		return "", fmt.Errorf("create network %s for run %s: %s", name, e.runID, sandbox.CleanDockerError(err))
-	}
-	return name, nil
-}
-
-// uncancelled is the context for creating a Docker object: the create is not abandoned when
-// ctx ends, since the engine would finish it anyway and leave an object nobody knows of.
-// Start checks ctx after each step and removes what exists.
-func uncancelled(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-}
-
-func (e *Egress) startProxy(ctx context.Context, img, name string, labels map[string]string, fc proxy.FileConfig, timeout time.Duration) error {
-	lbl := map[string]string{LabelRole: RoleProxy}
-	for k, v := range labels {
-		lbl[k] = v
-	}
-	id, err := CreateService(ctx, e.cli, name, Service{Image: img, User: "65534:65534", Labels: lbl, Network: e.internal, Memory: 512 << 20})
-	if err != nil {
-		return fmt.Errorf("create proxy container %s: %s", name, sandbox.CleanDockerError(err))
-	}
-	e.container = id
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
-	}
-	if err := e.cli.NetworkConnect(ctx, e.outside, e.container, nil); err != nil {
-		return fmt.Errorf("connect proxy container %s to network %s: %s", name, e.outside, sandbox.CleanDockerError(err))
-	}
-	var outR, errR io.Reader
-	e.hijack, outR, errR, err = Attach(ctx, e.cli, e.container)
-	if err != nil {
-		return fmt.Errorf("attach to proxy container %s: %s", name, sandbox.CleanDockerError(err))
-	}
-	go e.relayLogs(errR)
-	go e.readReplies(outR)
-	if err := e.cli.ContainerStart(ctx, e.container, container.StartOptions{}); err != nil {
-		return fmt.Errorf("start proxy container %s: %s", name, sandbox.CleanDockerError(err))
-	}
-	if err := json.NewEncoder(e.hijack.Conn).Encode(fc); err != nil {
-		return fmt.Errorf("send configuration to proxy container %s: %w", name, err)
+// begin sends the proxy its configuration on ctl and waits for its ready reply on replies.
+func (e *Egress) begin(ctx context.Context, ctl io.Writer, replies io.Reader, fc proxy.FileConfig, timeout time.Duration) error {
+	e.ctl = ctl
+	go e.readReplies(replies)
+	if err := json.NewEncoder(ctl).Encode(fc); err != nil {
+		return fmt.Errorf("send the proxy its configuration: %w", err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	rep, err := e.reply(wctx)
 	if err != nil {
-		return fmt.Errorf("wait for proxy container %s to be ready: %w", name, err)
+		return fmt.Errorf("wait for the proxy to be ready: %w", err)
 	}
 	if !rep.OK || !rep.Ready {
-		return fmt.Errorf("proxy container %s refused its configuration: %s", name, rep.Error)
-	}
-	if e.proxyIP, err = ServiceIP(ctx, e.cli, e.container, e.internal); err != nil {
-		return fmt.Errorf("proxy container %s: %w", name, err)
+		return fmt.Errorf("the proxy refused its configuration: %s", rep.Error)
 	}
 	return nil
 }
 
-// Attach attaches to a created container running one of the runner's own programs (the
-// proxy, a connector's bridge): its standard input is the returned connection's writer, its
-// standard output and error the two readers, which end when the container's output does.
-func Attach(ctx context.Context, cli client.APIClient, id string) (types.HijackedResponse, io.Reader, io.Reader, error) {
-	hj, err := cli.ContainerAttach(ctx, id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
-	if err != nil {
-		return hj, nil, nil, err
-	}
-	outR, outW := io.Pipe()
-	errR, errW := io.Pipe()
-	go func() {
-		_, err := stdcopy.StdCopy(outW, errW, hj.Reader)
-		outW.CloseWithError(err)
-		errW.CloseWithError(err)
-	}()
-	return hj, outR, errR, nil
-}
-
-// RunBase is the name prefix of the Docker objects made for run runID.
-func RunBase(runID string) string { return "agentrunner-" + unsafeName.ReplaceAllString(runID, "_") }
-
-// readReplies feeds the control replies (the proxy's stdout, one JSON object per line).
+// readReplies feeds the control replies (the proxy's output, one JSON object per line).
 func (e *Egress) readReplies(r io.Reader) {
 	defer close(e.dead)
 	dec := json.NewDecoder(r)
@@ -351,12 +265,6 @@ func (e *Egress) readReplies(r io.Reader) {
 		}
 		e.replies <- rep
 	}
-}
-
-// relayLogs copies the proxy's JSON log lines (its stderr) into the runner's logger.
-func (e *Egress) relayLogs(r io.Reader) {
-	defer close(e.logsDone)
-	RelayLogs(e.log, "proxy: ", r)
 }
 
 // RelayLogs copies the JSON log lines a runner process in a container writes (its stderr,
@@ -416,7 +324,7 @@ func (e *Egress) call(ctx context.Context, req proxy.Request) (proxy.Reply, erro
 	if e.broken != nil {
 		return proxy.Reply{}, e.broken
 	}
-	if err := json.NewEncoder(e.hijack.Conn).Encode(req); err != nil {
+	if err := json.NewEncoder(e.ctl).Encode(req); err != nil {
 		e.broken = fmt.Errorf("egress proxy of run %s: control channel: %w", e.runID, err)
 		return proxy.Reply{}, e.broken
 	}
@@ -431,11 +339,11 @@ func (e *Egress) call(ctx context.Context, req proxy.Request) (proxy.Reply, erro
 	return rep, nil
 }
 
-// Networks returns the run's internal network (agents) and outside network (the proxy's way
-// out).
+// Networks returns the run's internal Docker network (agents) and outside network (the
+// proxy's way out); both are empty for a proxy that runs elsewhere.
 func (e *Egress) Networks() (internal, outside string) { return e.internal, e.outside }
 
-// ProxyIP is the proxy's address on the internal network.
+// ProxyIP is the proxy's address where agents reach it (on Docker, the internal network).
 func (e *Egress) ProxyIP() string { return e.proxyIP }
 
 // AgentConfig registers a job with the proxy (its allow list and the key endpoints it may use)
@@ -530,44 +438,16 @@ func (e *Egress) Attempts(ctx context.Context, jobID string) ([]proxy.Attempt, e
 	return rep.Attempts, nil
 }
 
-// Close stops the proxy and removes its container and the run's networks. Agents must be gone
-// first (a network with containers cannot be removed). It is safe to call twice; later calls
-// return the first result. Call it with a context that is not the cancelled run's (e.g.
-// context.WithoutCancel plus a timeout).
+// Close stops the proxy and removes what it runs in (on Docker its container and the run's
+// networks; agents must be gone first, a network with containers cannot be removed). It is
+// safe to call twice; later calls return the first result. Call it with a context that is
+// not the cancelled run's (e.g. context.WithoutCancel plus a timeout).
 func (e *Egress) Close(ctx context.Context) error {
-	e.closeOnce.Do(func() { e.closeErr = e.close(ctx) })
+	e.closeOnce.Do(func() {
+		e.closeErr = e.stop(ctx)
+		if e.closeErr == nil {
+			e.log.Info("egress proxy removed")
+		}
+	})
 	return e.closeErr
-}
-
-func (e *Egress) close(ctx context.Context) error {
-	var errs []error
-	if e.hijack.Conn != nil {
-		// End of stdin is the proxy's signal to stop.
-		_ = e.hijack.CloseWrite()
-	}
-	if e.container != "" {
-		err := e.cli.ContainerRemove(ctx, e.container, container.RemoveOptions{Force: true, RemoveVolumes: true})
-		if err != nil && !cerrdefs.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("remove proxy container of run %s: %s", e.runID, sandbox.CleanDockerError(err)))
-		}
-	}
-	if e.hijack.Conn != nil {
-		e.hijack.Close()
-		select {
-		case <-e.logsDone:
-		case <-time.After(2 * time.Second):
-		}
-	}
-	for _, n := range []string{e.internal, e.outside} {
-		if n == "" {
-			continue
-		}
-		if err := e.cli.NetworkRemove(ctx, n); err != nil && !cerrdefs.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("remove network %s of run %s: %s", n, e.runID, sandbox.CleanDockerError(err)))
-		}
-	}
-	if len(errs) == 0 {
-		e.log.Info("egress proxy removed")
-	}
-	return errors.Join(errs...)
 }

@@ -276,7 +276,7 @@ func TestEgressEnforcesAllowListAndInjectsKeys(t *testing.T) {
 			t.Errorf("agent env %s holds the key", k)
 		}
 	}
-	info, err := cli.ContainerInspect(ctx, eg.container)
+	info, err := cli.ContainerInspect(ctx, RunBase(eg.runID)+"-proxy")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func TestEgressEnforcesAllowListAndInjectsKeys(t *testing.T) {
 	if bytes.Contains(raw, []byte(key)) {
 		t.Errorf("docker inspect of the proxy container shows the key")
 	}
-	if strings.Contains(containerLogs(t, cli, eg.container), key) {
+	if strings.Contains(containerLogs(t, cli, RunBase(eg.runID)+"-proxy"), key) {
 		t.Errorf("the proxy logged the key")
 	}
 }

@@ -45,11 +45,21 @@ type SpendLedger interface {
 	Record(ctx context.Context, usd float64) (left float64, err error)
 }
 
+// ProxyHost starts a run's egress proxy where the run's agents run, and its control channel.
+type ProxyHost interface {
+	StartProxy(ctx context.Context, spec egress.RunSpec) (*egress.Egress, error)
+}
+
 // Egress starts, per run that has allow-listed agents, the runner's egress proxy: agents sit
 // on an internal network whose only way out is the proxy, which enforces each agent's allow
 // list and adds the model API keys outside the sandbox.
 type Egress struct {
+	// Client is the Docker engine the proxy, its networks and the local connectors' sidecars
+	// run on, unless Host is set.
 	Client client.APIClient
+	// Host, when set, starts the proxy instead (a pod on Kubernetes: package sandbox/kube).
+	// Local connectors need Client: without it they are not offered.
+	Host ProxyHost
 	// Executable is the static runner binary the proxy image is built from ("" = this one).
 	Executable string
 	// Owner labels the proxy and its networks (sandbox.OwnerLabels).
@@ -146,11 +156,13 @@ func (e *Egress) BeginRun(ctx context.Context, runID string, scope RunScope) err
 	if !needsEgress(p) {
 		return nil
 	}
-	e.engineChecked.Do(func() {
-		if err := egress.CheckEngineDNS(ctx, e.Client); err != nil && e.Logger != nil {
-			e.Logger.Warn("docker engine and allow-listed agents", "err", err)
-		}
-	})
+	if e.Client != nil {
+		e.engineChecked.Do(func() {
+			if err := egress.CheckEngineDNS(ctx, e.Client); err != nil && e.Logger != nil {
+				e.Logger.Warn("docker engine and allow-listed agents", "err", err)
+			}
+		})
+	}
 	var keys []egress.Key
 	served := map[string]bool{}
 	for _, api := range apisOf(p) {
@@ -167,8 +179,21 @@ func (e *Egress) BeginRun(ctx context.Context, runID string, scope RunScope) err
 	}
 	r := &egressRun{served: served, budget: p.Budget, ledger: scope.Ledger, remote: map[string]bool{}, unavailable: map[string]string{}}
 	remote, locals := r.splitConnectors(p, secrets)
-	eg, err := egress.Start(ctx, e.Client, egress.RunSpec{RunID: runID, Keys: keys, Executable: e.Executable, Owner: e.Owner, Logger: e.Logger,
-		Budget: p.Budget, Prices: e.Prices, Connectors: remote, TestAllowOutside: e.TestAllowOutside})
+	if e.Client == nil {
+		for _, c := range locals {
+			r.unavailable[c.Name] = "a local connector runs as a sidecar container on a Docker host; this runner has none (give the connector a url:)"
+		}
+		locals = nil
+	}
+	spec := egress.RunSpec{RunID: runID, Keys: keys, Executable: e.Executable, Owner: e.Owner, Logger: e.Logger,
+		Budget: p.Budget, Prices: e.Prices, Connectors: remote, TestAllowOutside: e.TestAllowOutside}
+	var eg *egress.Egress
+	var err error
+	if e.Host != nil {
+		eg, err = e.Host.StartProxy(ctx, spec)
+	} else {
+		eg, err = egress.Start(ctx, e.Client, spec)
+	}
 	if err != nil {
 		return fmt.Errorf("start the egress proxy for allow-listed agents: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/agentrunner/agentrunner/proxy"
+	"github.com/agentrunner/agentrunner/sandbox/kube/carry"
 	"github.com/spf13/cobra"
 )
 
@@ -19,6 +20,7 @@ func init() { register(newProxyCmd) }
 // (package egress), users do not.
 func newProxyCmd(s *streams) *cobra.Command {
 	var configPath string
+	var dial bool
 	cmd := &cobra.Command{
 		Use:   "proxy",
 		Short: "Run the egress proxy (internal: the runner starts it in a container)",
@@ -28,21 +30,41 @@ func newProxyCmd(s *streams) *cobra.Command {
 			"It reads one JSON configuration object (listen addresses, key endpoints, jobs) from\n" +
 			"--config, or from standard input with --config - (the default), then answers control\n" +
 			"requests, one JSON object per line, on standard input and output; it logs JSON to\n" +
-			"standard error and stops when standard input ends.",
+			"standard error and stops when standard input ends.\n\n" +
+			"With --dial (its pod on Kubernetes) the configuration and the control requests come\n" +
+			"over a connection it opens to the runner's exchange instead: $" + carry.EnvURL + ",\n" +
+			"with the token in $" + carry.EnvToken + "; it stops when that connection ends.",
 		Hidden: true,
 		Args:   argsUsage(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runProxy(cmd, s, configPath)
+			return runProxy(cmd, s, configPath, dial)
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "-", "configuration file (JSON), - for standard input")
+	cmd.Flags().BoolVar(&dial, "dial", false, "take the configuration and control requests from the runner's exchange (a proxy pod on Kubernetes)")
 	return cmd
 }
 
-func runProxy(cmd *cobra.Command, s *streams, configPath string) error {
+func runProxy(cmd *cobra.Command, s *streams, configPath string, dial bool) error {
 	log := slog.New(slog.NewJSONHandler(s.Err, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	var in io.Reader = s.In
-	control := json.NewDecoder(s.In)
+	var out io.Writer = s.Out
+	if dial {
+		if configPath != "-" {
+			return usageError{errors.New("--dial takes the configuration from the exchange; drop --config")}
+		}
+		base, token := os.Getenv(carry.EnvURL), os.Getenv(carry.EnvToken)
+		if base == "" || token == "" {
+			return usageError{fmt.Errorf("--dial needs $%s and $%s (the runner sets them in the proxy's pod)", carry.EnvURL, carry.EnvToken)}
+		}
+		conn, err := carry.DialControl(cmd.Context(), base, token)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		in, out = conn, conn
+	}
+	control := json.NewDecoder(in)
 	if configPath != "-" {
 		f, err := os.Open(configPath)
 		if err != nil {
@@ -52,7 +74,7 @@ func runProxy(cmd *cobra.Command, s *streams, configPath string) error {
 		in = f
 	}
 	dec := control
-	if in != s.In {
+	if configPath != "-" {
 		dec = json.NewDecoder(in)
 	}
 	dec.DisallowUnknownFields()
@@ -62,11 +84,14 @@ func runProxy(cmd *cobra.Command, s *streams, configPath string) error {
 			err = errors.New("empty input")
 		}
 		where := configPath
-		if where == "-" {
+		switch {
+		case dial:
+			where = "the exchange"
+		case where == "-":
 			where = "standard input"
 		}
 		// The decoder's message never quotes the input, so a key cannot leak through it.
 		return usageError{fmt.Errorf("proxy configuration from %s: %s", where, strings.TrimPrefix(err.Error(), "json: "))}
 	}
-	return proxy.Serve(cmd.Context(), fc, log, control, s.Out)
+	return proxy.Serve(cmd.Context(), fc, log, control, out)
 }

@@ -501,7 +501,8 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 			return err
 		}
 		defer stop()
-		sb = &runner.Containers{Sandbox: pods}
+		// Allow-listed agents get their run's egress proxy as a pod beside them.
+		sb = &runner.Containers{Sandbox: pods, Egress: &runner.Egress{Host: pods, Logger: logger, Prices: c.prices()}}
 	default:
 		storeID, err := st.Identity(ctx)
 		if err != nil {

@@ -466,13 +466,15 @@ var (
 )
 
 // RunnerImage builds this tree's runner into a `FROM scratch` image at /runner, as `make
-// runner-image` does, once per test binary, and returns its tag.
+// runner-image` does, once per test binary, and returns its tag. It is built with the
+// agentrunner_testonly tag, so that the egress proxy's pod accepts a test's fake upstream on
+// the host's link (a production runner refuses the override).
 func RunnerImage(t testing.TB) string {
 	t.Helper()
 	cli := dockertest.Client(t)
 	runnerImageOnce.Do(func() {
 		// Stripped, as `make runner-image` builds it: each pod copies it once.
-		data, err := os.ReadFile(dockertest.BuildRunner(t, "-ldflags=-s -w"))
+		data, err := os.ReadFile(dockertest.BuildRunner(t, "-ldflags=-s -w", "-tags=agentrunner_testonly"))
 		if err != nil {
 			runnerImageErr = err
 			return

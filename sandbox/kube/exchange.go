@@ -20,13 +20,14 @@ import (
 // Exchange is the daemon's side of the pods' workspaces: a pod has no disk in common with
 // the daemon, so its first container fetches the job's workspace (and output directory) from
 // here, and its agent container hands the trees back here when the agent ends, each with the
-// job's own token. The daemon then finds the job's changes in its workspace as with Docker,
-// and takes them from there under the same rules (the patch, the size caps, the trust rules
-// are the engine's, unchanged). Nothing here holds a forge credential.
-// The routes are carry's.
+// job's own token; a run's egress proxy dials it for its control channel (control.go). The
+// daemon then finds the job's changes in its workspace as with Docker, and takes them from
+// there under the same rules (the patch, the size caps, the trust rules are the engine's,
+// unchanged). Nothing here holds a forge credential. The routes are carry's.
 type Exchange struct {
-	mu   sync.Mutex
-	jobs map[[32]byte]*exchangeJob // by the SHA-256 of their token
+	mu       sync.Mutex
+	jobs     map[[32]byte]*exchangeJob    // by the SHA-256 of their token
+	controls map[[32]byte]*controlSession // egress proxies' control channels, likewise
 }
 
 type exchangeJob struct {
@@ -79,6 +80,10 @@ func (x *Exchange) job(r *http.Request) *exchangeJob {
 
 // ServeHTTP serves the routes above.
 func (x *Exchange) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == carry.ControlRoute {
+		x.serveControl(w, r)
+		return
+	}
 	j := x.job(r)
 	if j == nil {
 		http.Error(w, "unknown or missing job token", http.StatusUnauthorized)

@@ -177,7 +177,9 @@ func (s *Sandbox) validate(spec *sandbox.Spec) error {
 	switch spec.Network.Mode {
 	case "", sandbox.NetworkNone, sandbox.NetworkOpen:
 	case sandbox.NetworkAllow:
-		return bad("Network", "allow-listed agents need the runner's egress proxy in the cluster, which the Kubernetes sandbox does not run yet; use network: none or open")
+		if spec.Network.Proxy == "" || len(spec.Network.ProxyEnv) == 0 {
+			return bad("Network", "an allow-listed agent needs its run's egress proxy (StartProxy, through the runner's egress), and has none")
+		}
 	default:
 		return bad("Network.Mode", "%q is not none, open or allow", spec.Network.Mode)
 	}
@@ -295,9 +297,12 @@ func (s *Sandbox) create(ctx context.Context, pj *podJob) (*corev1.Pod, error) {
 			s.opts.Exchange.unregister(pj.token)
 			return nil, &sandbox.InfraError{Op: "attach to pod", Object: fmt.Sprintf("for job %q", spec.JobID), Err: err}
 		}
-		if pod.DeletionTimestamp != nil {
+		if pod.DeletionTimestamp != nil || spec.Network.Mode == sandbox.NetworkAllow {
 			// Going (swept, or an earlier attempt's): not one to attach to, and its Secret and
-			// policy go with it. Once all are gone the name is free for a new pod.
+			// policy go with it. Once all are gone the name is free for a new pod. An
+			// allow-listed agent's pod is never attached to: its proxy was its run's earlier
+			// one, which ended with the control channel of the daemon that started it, so the
+			// agent could not reach out any more.
 			if err := s.deleteAll(ctx, j.name); err != nil {
 				return fail("delete the pod being deleted and its objects", err)
 			}

@@ -1,19 +1,25 @@
 package kube
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/agentrunner/agentrunner/egress"
 	"github.com/agentrunner/agentrunner/internal/dockertest"
 	"github.com/agentrunner/agentrunner/internal/kubetest"
+	"github.com/agentrunner/agentrunner/preset"
 	"github.com/agentrunner/agentrunner/sandbox"
 )
 
@@ -160,5 +166,88 @@ func TestOnARealNodeOutcomesAreTheAgents(t *testing.T) {
 	oom.Resources.Memory = 64 << 20
 	if res, logs := r.run(t, oom); res.Outcome != sandbox.OOM {
 		t.Errorf("outcome %s exit %d, want %s\n%s", res.Outcome, res.ExitCode, sandbox.OOM, logs)
+	}
+}
+
+// On a real node, an allow-listed agent reaches out only through its run's egress proxy pod:
+// an allowed host answers through it, one off the list is refused and recorded, the model
+// API's key endpoint adds the real key outside the agent (which holds a placeholder), and a
+// direct connection to the allowed host, bypassing the proxy, is cut off by the agent's
+// NetworkPolicy. The proxy's pod goes when the run's egress closes.
+func TestOnARealNodeAnAllowListedAgentGoesOutOnlyThroughItsProxy(t *testing.T) {
+	r := newNodeRig(t)
+	const key = "sk-ant-the-runs-real-key"
+	var seen sync.Map // path → the key header it came with
+	upstream := func() string {
+		ln, err := net.Listen("tcp", net.JoinHostPort(r.node.HostIP, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			seen.Store(req.URL.Path, req.Header.Get("x-api-key"))
+			fmt.Fprintf(w, "upstream saw %s\n", req.URL.Path)
+		})}
+		go func() { _ = srv.Serve(ln) }()
+		t.Cleanup(func() { _ = srv.Close() })
+		return ln.Addr().String()
+	}
+	allowed, offList := upstream(), upstream()
+	api := preset.API{Provider: "anthropic", Upstream: "http://" + allowed, KeyHeader: "x-api-key",
+		BaseURLEnv: []string{"ANTHROPIC_BASE_URL"}, KeyEnv: []string{"ANTHROPIC_API_KEY"}}
+	const runID = "allow-run"
+	eg, err := r.sb.StartProxy(t.Context(), egress.RunSpec{RunID: runID, Keys: []egress.Key{{API: api, Value: key}},
+		TestAllowPrefixes: []string{r.node.HostIP + "/32"}})
+	if err != nil {
+		t.Fatalf("start the proxy pod: %v\n%s", err, r.node.Logs())
+	}
+	defer func() {
+		if err := eg.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+		pods, _ := r.admin.CoreV1().Pods(agentsNamespace).List(context.Background(), metav1.ListOptions{LabelSelector: LabelRole + "=" + RoleProxy})
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil {
+				t.Errorf("proxy pod %s left after the run's egress closed", p.Name)
+			}
+		}
+	}()
+	spec := r.spec(t, "allowed", sandbox.NetworkAllow,
+		"fetch", "http://"+allowed+"/through-the-proxy",
+		"fetch", "http://"+offList+"/off-the-list",
+		"fetch", "$ANTHROPIC_BASE_URL/v1/messages",
+		"dial", allowed, "dial", r.probe)
+	spec.RunID = runID
+	spec.Network.Allow = []string{allowed}
+	cfg, err := eg.AgentConfig(t.Context(), egress.Agent{JobID: spec.JobID, Allow: spec.Network.Allow, APIs: []preset.API{api}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Network.Proxy, spec.Network.ProxyEnv = eg.ProxyIP(), cfg.Env
+	res, logs := r.run(t, spec)
+	if res.Outcome != sandbox.Success {
+		t.Fatalf("outcome %s (exit %d)\n%s", res.Outcome, res.ExitCode, logs)
+	}
+	for _, want := range []string{
+		"FETCH http://" + allowed + "/through-the-proxy => 200 upstream saw /through-the-proxy",
+		"FETCH $ANTHROPIC_BASE_URL/v1/messages => 200 upstream saw /v1/messages",
+		"DIAL " + allowed + " => error",
+		"DIAL " + r.probe + " => error",
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the agent's log lacks %q:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, "FETCH http://"+offList+"/off-the-list => 200") {
+		t.Errorf("a host off the allow list answered:\n%s", logs)
+	}
+	if got, _ := seen.Load("/v1/messages"); got != key {
+		t.Errorf("the model API got key %q, want the run's real one", got)
+	}
+	if _, ok := seen.Load("/off-the-list"); ok {
+		t.Error("the host off the list was reached")
+	}
+	blocked, err := eg.Blocked(t.Context(), spec.JobID)
+	if err != nil || len(blocked) == 0 || !strings.Contains(strings.Join(blocked, " "), offList) {
+		t.Errorf("blocked = %v, %v; want %s among them", blocked, err, offList)
 	}
 }

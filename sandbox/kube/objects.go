@@ -65,11 +65,11 @@ func (j *job) meta() metav1.ObjectMeta {
 	return metav1.ObjectMeta{Name: j.name, Namespace: j.opts.Namespace, Labels: j.labels(), Annotations: a}
 }
 
-// secret holds the job's secrets and its exchange token: the pod reads them by reference,
-// never as plain values in its spec.
+// secret holds the job's secrets, its proxy settings (which carry its proxy token) and its
+// exchange token: the pod reads them by reference, never as plain values in its spec.
 func (j *job) secret(token string) *corev1.Secret {
 	data := map[string][]byte{secretTokenKey: []byte(token)}
-	for k, v := range j.spec.Secrets {
+	for k, v := range j.secretEnv() {
 		data[k] = []byte(v)
 	}
 	m := j.meta()
@@ -78,9 +78,25 @@ func (j *job) secret(token string) *corev1.Secret {
 	return &corev1.Secret{ObjectMeta: m, Type: corev1.SecretTypeOpaque, Data: data}
 }
 
+// secretEnv is the agent's environment that comes from its Secret: its secrets, and with
+// allow its proxy settings over them, as the Docker sandbox orders them.
+func (j *job) secretEnv() map[string]string {
+	m := maps.Clone(j.spec.Secrets)
+	if m == nil {
+		m = map[string]string{}
+	}
+	if j.spec.Network.Mode == sandbox.NetworkAllow {
+		maps.Copy(m, j.spec.Network.ProxyEnv)
+	}
+	for _, k := range contractEnv {
+		delete(m, k)
+	}
+	return m
+}
+
 // networkPolicy confines the pod: with network none it may reach only the exchange (the
-// workspace in, the changes out); with allow, only the run's egress proxy besides. No ingress.
-// An open agent gets no policy.
+// workspace in, the changes out); with allow, only the run's egress proxy pod besides, on its
+// two ports. No ingress. An open agent gets no policy.
 func (j *job) networkPolicy() *networkingv1.NetworkPolicy {
 	tcp := corev1.ProtocolTCP
 	var egress []networkingv1.NetworkPolicyEgressRule
@@ -89,6 +105,12 @@ func (j *job) networkPolicy() *networkingv1.NetworkPolicy {
 		egress = append(egress, networkingv1.NetworkPolicyEgressRule{
 			To:    []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: cidr}}},
 			Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &port}},
+		})
+	}
+	if j.spec.Network.Mode == sandbox.NetworkAllow {
+		egress = append(egress, networkingv1.NetworkPolicyEgressRule{
+			To:    []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{LabelRun: LabelValue(j.spec.RunID), LabelRole: RoleProxy}}}},
+			Ports: proxyPorts(),
 		})
 	}
 	return &networkingv1.NetworkPolicy{
@@ -219,28 +241,31 @@ func smallLimits() corev1.ResourceList {
 	}
 }
 
+// contractEnv are the sandbox's own variables, which win over anything declared.
+var contractEnv = []string{"HOME", sandbox.EnvOutputDir, sandbox.EnvPrompt}
+
 // env is the agent's environment as in the Docker sandbox: what the routine declares, the
-// secrets by reference to the job's Secret, HOME, the output directory and the prompt.
+// secrets and proxy settings by reference to the job's Secret, HOME, the output directory and
+// the prompt.
 func (j *job) env() []corev1.EnvVar {
 	s := j.spec
 	plain := map[string]string{}
 	maps.Copy(plain, s.Env)
-	if s.Network.Mode == sandbox.NetworkAllow {
-		maps.Copy(plain, s.Network.ProxyEnv)
-	}
 	plain["HOME"] = "/tmp"
 	plain[sandbox.EnvOutputDir] = sandbox.OutputPath
+	delete(plain, sandbox.EnvPrompt)
 	if len(s.Prompt) <= maxEnvPrompt {
 		plain[sandbox.EnvPrompt] = s.Prompt
 	}
-	for k := range s.Secrets {
+	secret := j.secretEnv()
+	for k := range secret {
 		delete(plain, k)
 	}
 	var out []corev1.EnvVar
 	for _, k := range slices.Sorted(maps.Keys(plain)) {
 		out = append(out, corev1.EnvVar{Name: k, Value: plain[k]})
 	}
-	for _, k := range slices.Sorted(maps.Keys(s.Secrets)) {
+	for _, k := range slices.Sorted(maps.Keys(secret)) {
 		out = append(out, corev1.EnvVar{Name: k, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 			LocalObjectReference: corev1.LocalObjectReference{Name: j.name}, Key: k}}})
 	}
