@@ -32,6 +32,9 @@ type kubeConfig struct {
 	// PolicyCanary is an address (host:port) pods reach unless their NetworkPolicy is in force;
 	// an agent starts once its pod cannot (default: the API server's Service).
 	PolicyCanary string `yaml:"policy-canary"`
+	// RunnerInAgentImages: the agents' images carry the runner at /.agentrunner/runner, so
+	// each agent's pod is one container that fills its workspace itself and starts faster.
+	RunnerInAgentImages bool `yaml:"runner-in-agent-images"`
 	// NodeSelector and Tolerations place the agents' pods, e.g. on nodes set aside for them.
 	NodeSelector map[string]string `yaml:"node-selector"`
 	Tolerations  []toleration      `yaml:"tolerations"`
@@ -96,7 +99,7 @@ func (k kubeConfig) start(ctx context.Context, owner map[string]string, disk int
 	}
 	sb, err := kube.New(cli, kube.Options{Namespace: k.Namespace, Owner: owner, RunnerImage: k.RunnerImage, Exchange: x,
 		ExchangeURL: k.ExchangeURL, Resources: sandbox.Resources{Disk: disk}, Logger: logger,
-		NodeSelector: k.NodeSelector, Tolerations: k.tolerations(), PolicyCanary: k.PolicyCanary})
+		NodeSelector: k.NodeSelector, Tolerations: k.tolerations(), PolicyCanary: k.PolicyCanary, RunnerInAgentImages: k.RunnerInAgentImages})
 	if err != nil {
 		stop()
 		return nil, nil, err

@@ -89,10 +89,11 @@ func TestServeSettings(t *testing.T) {
 			name: "the kubernetes sandbox reads its block",
 			args: []string{"--config", writeFile(t, "sandbox: kubernetes\nkubernetes:\n  namespace: agents\n  runner-image: localhost/agentrunner/runner:1\n"+
 				"  exchange-listen: 0.0.0.0:8091\n  exchange-url: http://10.0.0.5:8091\n  node-selector: {pool: agents}\n"+
-				"  tolerations: [{key: dedicated, operator: Equal, value: agents, effect: NoSchedule}]\n")},
+				"  tolerations: [{key: dedicated, operator: Equal, value: agents, effect: NoSchedule}]\n  runner-in-agent-images: true\n")},
 			check: func(t *testing.T, c serveConfig) {
 				want := kubeConfig{Namespace: "agents", RunnerImage: "localhost/agentrunner/runner:1", ExchangeListen: "0.0.0.0:8091", ExchangeURL: "http://10.0.0.5:8091",
-					NodeSelector: map[string]string{"pool": "agents"}, Tolerations: []toleration{{Key: "dedicated", Operator: "Equal", Value: "agents", Effect: "NoSchedule"}}}
+					NodeSelector: map[string]string{"pool": "agents"}, Tolerations: []toleration{{Key: "dedicated", Operator: "Equal", Value: "agents", Effect: "NoSchedule"}},
+					RunnerInAgentImages: true}
 				if d := cmp.Diff(want, c.Kubernetes); c.Sandbox != "kubernetes" || d != "" {
 					t.Errorf("sandbox %s, kubernetes (-want +got):\n%s", c.Sandbox, d)
 				}

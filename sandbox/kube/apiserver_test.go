@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/agentrunner/agentrunner/egress"
 	"github.com/agentrunner/agentrunner/internal/kubetest"
 	"github.com/agentrunner/agentrunner/sandbox"
 )
@@ -73,12 +74,18 @@ func liveSpec(t testing.TB, job, network string) *sandbox.Spec {
 
 // On a real API server, as the daemon's service account with the README's RBAC: the pods the
 // sandbox makes pass validation and Pod Security "restricted" admission, with every network
-// mode; the Secret and the NetworkPolicy are owned by the pod; Destroy leaves nothing.
+// mode; the Secret and the NetworkPolicy are owned by the pod; Destroy leaves nothing. The
+// egress proxy's pod is admitted too (with no node it never dials in, and its start fails
+// saying so, not for a refusal), and leaves nothing either.
 func TestOnARealAPIServerTheSandboxsPodsAreAdmitted(t *testing.T) {
 	admin, daemon := liveCluster(t)
 	sb := liveSandbox(t, daemon, "d1")
-	for _, network := range []string{sandbox.NetworkNone, sandbox.NetworkOpen} {
-		h, err := sb.Prepare(t.Context(), liveSpec(t, "audit["+network+"]", network))
+	for _, network := range []string{sandbox.NetworkNone, sandbox.NetworkOpen, sandbox.NetworkAllow} {
+		spec := liveSpec(t, "audit["+network+"]", network)
+		if network == sandbox.NetworkAllow {
+			spec.Network.Proxy, spec.Network.ProxyEnv = "10.244.0.9", map[string]string{"HTTPS_PROXY": "http://tok:x@10.244.0.9:3128"}
+		}
+		h, err := sb.Prepare(t.Context(), spec)
 		if err != nil {
 			t.Fatalf("network %s: Prepare as the daemon's service account: %v", network, err)
 		}
@@ -94,7 +101,7 @@ func TestOnARealAPIServerTheSandboxsPodsAreAdmitted(t *testing.T) {
 		switch {
 		case network == sandbox.NetworkOpen && !apierrors.IsNotFound(err):
 			t.Errorf("an open agent got a network policy: %v", err)
-		case network == sandbox.NetworkNone && (err != nil || len(np.OwnerReferences) != 1 || np.OwnerReferences[0].UID != pod.UID):
+		case network != sandbox.NetworkOpen && (err != nil || len(np.OwnerReferences) != 1 || np.OwnerReferences[0].UID != pod.UID):
 			t.Errorf("the network policy is missing or not owned by the pod: %v", err)
 		}
 		if err := sb.Destroy(t.Context(), h); err != nil {
@@ -114,6 +121,14 @@ func TestOnARealAPIServerTheSandboxsPodsAreAdmitted(t *testing.T) {
 				t.Errorf("network %s: left after Destroy: %v", network, err)
 			}
 		}
+	}
+	_, err := sb.StartProxy(t.Context(), egress.RunSpec{RunID: "r-admitted-proxy", StartTimeout: time.Second})
+	if err == nil || !strings.Contains(err.Error(), "did not dial the exchange") {
+		t.Errorf("the proxy's start on a cluster without nodes: %v, want it admitted and waiting in vain", err)
+	}
+	sel := metav1.ListOptions{LabelSelector: LabelRole + "=" + RoleProxy}
+	if pods, err := admin.CoreV1().Pods(agentsNamespace).List(t.Context(), sel); err != nil || len(pods.Items) != 0 {
+		t.Errorf("proxy pods left: %v %v", pods, err)
 	}
 }
 

@@ -294,3 +294,51 @@ func TestAnAllowListedAgentReachesOnlyItsRunsProxy(t *testing.T) {
 		t.Errorf("an allow-listed agent without a proxy: %v", err)
 	}
 }
+
+// With agent images that carry the runner, an agent's pod is one container: the agent's
+// image runs its own runner, which fills the workspace itself (no copy of the runner, no
+// runner volume, no second container), hardened and gated as ever. When its agent's side
+// refuses (125) and the exchange never served the workspace, the job is the infrastructure's
+// failure, not the agent's: the agent never ran.
+func TestAnImageThatCarriesTheRunnerMakesAOneContainerPod(t *testing.T) {
+	r := newRig(t, "d1", func(o *Options) { o.RunnerInAgentImages = true })
+	spec := testSpec(t)
+	h, err := r.sb.Prepare(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.sb.Destroy(t.Context(), h)
+	ps := r.pod(t, h.Name).Spec
+	if len(ps.Containers) != 1 || len(ps.InitContainers) != 0 {
+		t.Fatalf("%d containers, %d init containers, want the agent's alone", len(ps.Containers), len(ps.InitContainers))
+	}
+	c := ps.Containers[0]
+	want := append([]string{carry.RunnerPath, carry.AgentCommand, carry.FetchFlag, "--"}, spec.Argv...)
+	if c.Name != agentContainer || c.Image != spec.Image || !slices.Equal(c.Command, want) {
+		t.Errorf("container %s %s %q, want the agent's image running %q", c.Name, c.Image, c.Command, want)
+	}
+	for _, m := range c.VolumeMounts {
+		if m.MountPath == carry.RunnerDir {
+			t.Errorf("%s is mounted over the image's own runner", carry.RunnerDir)
+		}
+	}
+	if len(ps.Volumes) != 3 || c.SecurityContext == nil || !*c.SecurityContext.ReadOnlyRootFilesystem {
+		t.Errorf("volumes %d, security %+v", len(ps.Volumes), c.SecurityContext)
+	}
+	var gated, token bool
+	for _, e := range c.Env {
+		gated = gated || e.Name == carry.EnvGate
+		token = token || (e.Name == carry.EnvToken && e.ValueFrom != nil)
+	}
+	if !gated || !token {
+		t.Errorf("gate %v, exchange token by reference %v", gated, token)
+	}
+
+	go func() {
+		r.watching(1)
+		r.setStatus(t, h.Name, terminated(125, "Error"))
+	}()
+	if _, err := r.sb.Run(t.Context(), h, &strings.Builder{}); err == nil || !strings.Contains(err.Error(), "never reached the pod") {
+		t.Errorf("Run = %v, want the workspace's failure", err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/agentrunner/agentrunner/sandbox/kube/carry"
 )
@@ -36,6 +37,9 @@ type exchangeJob struct {
 	// ready is closed once the workspace is filled (readyErr says if it could not be).
 	ready    chan struct{}
 	readyErr error
+	// fetched: the pod took the whole workspace. What the exchange saw, not what the pod
+	// says, tells a workspace that never arrived from an agent that failed.
+	fetched atomic.Bool
 	// handed is closed once the pod handed its trees back (handErr says if that failed).
 	handed  chan struct{}
 	handErr error
@@ -105,6 +109,7 @@ func (x *Exchange) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// The status is sent; a cut stream fails the pod's tar reader.
 			panic(http.ErrAbortHandler)
 		}
+		j.fetched.Store(true)
 	case r.URL.Path == carry.ChangesRoute && r.Method == http.MethodPut:
 		err := errors.New("the changes were handed back already")
 		j.once.Do(func() {

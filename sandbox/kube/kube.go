@@ -40,8 +40,13 @@ type Options struct {
 	// Owner annotates every object with who made it (sandbox.OwnerLabels), for Sweep.
 	Owner map[string]string
 	// RunnerImage holds the static runner at /runner: the pods' first container fills the
-	// workspace with it and leaves a copy for the agent's container.
+	// workspace with it and leaves a copy for the agent's container. The egress proxy's pods
+	// run it too.
 	RunnerImage string
+	// RunnerInAgentImages says the agents' images carry this runner at carry.RunnerPath
+	// (/.agentrunner/runner): each agent's pod is then one container, which fills its
+	// workspace itself, and starts about as fast as a bare pod of the image.
+	RunnerInAgentImages bool
 	// Exchange serves the workspaces; ExchangeURL is how pods reach it (http://host:port).
 	Exchange    *Exchange
 	ExchangeURL string
@@ -489,6 +494,11 @@ func (s *Sandbox) Run(ctx context.Context, h *sandbox.Handle, logs io.Writer) (*
 		dcancel()
 	}
 	f.finish(s.opts.StopGrace)
+	if st.outcome == sandbox.Failed && st.exitCode == 125 && !pj.attached && !pj.x.fetched.Load() {
+		// The agent's side refused to start the agent (its log says why) on a workspace that
+		// never reached the pod: the infrastructure's failure, not the agent's, which never ran.
+		st.infra = "the workspace never reached the pod, so the agent did not start (the job's log says why)"
+	}
 	if st.infra != "" {
 		return nil, infra("run pod", errors.New(st.infra))
 	}

@@ -169,6 +169,46 @@ func (j *job) pod() *corev1.Pod {
 	}
 	deadline := int64((s.Timeout + j.opts.DeadlineMargin).Seconds())
 	grace := int64(j.opts.StopGrace.Seconds())
+	volumes := []corev1.Volume{
+		{Name: volWorkspace, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: disk}}},
+		{Name: volOutput, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: out}}},
+		{Name: volTmp, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory, SizeLimit: tmp}}},
+		{Name: volRunner, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: resource.NewQuantity(128<<20, resource.BinarySI)}}},
+	}
+	agent := corev1.Container{
+		Name:            agentContainer,
+		Image:           s.Image,
+		ImagePullPolicy: pullPolicy(s.PullPolicy),
+		Command:         append([]string{carry.RunnerPath, carry.AgentCommand, "--"}, s.Argv...),
+		WorkingDir:      sandbox.WorkspacePath,
+		Env:             agentEnv,
+		VolumeMounts:    mounts,
+		SecurityContext: sec,
+		Resources:       corev1.ResourceRequirements{Limits: limits, Requests: limits},
+	}
+	var containers []corev1.Container
+	if j.opts.RunnerInAgentImages {
+		// One container: the image's own runner fills the workspace, no copy to leave.
+		agent.Command = append([]string{carry.RunnerPath, carry.AgentCommand, carry.FetchFlag, "--"}, s.Argv...)
+		agent.VolumeMounts = mounts[:3]
+		containers, volumes = []corev1.Container{agent}, volumes[:3]
+	} else {
+		// The workspace's container comes first and holds up the agent's with its postStart
+		// hook until the workspace is filled (see package carry for why not an init
+		// container).
+		containers = []corev1.Container{{
+			Name:            fetchContainer,
+			Image:           j.opts.RunnerImage,
+			ImagePullPolicy: corev1.PullIfNotPresent,
+			Command:         []string{"/runner", carry.FetchCommand},
+			Env:             exchangeEnv,
+			VolumeMounts:    mounts,
+			SecurityContext: sec,
+			Resources:       corev1.ResourceRequirements{Limits: smallLimits(), Requests: smallRequests()},
+			Lifecycle: &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{
+				Exec: &corev1.ExecAction{Command: []string{"/runner", carry.WaitCommand}}}},
+		}, agent}
+	}
 	return &corev1.Pod{
 		ObjectMeta: j.meta(),
 		Spec: corev1.PodSpec{
@@ -186,37 +226,8 @@ func (j *job) pod() *corev1.Pod {
 				FSGroup:        &j.gid,
 				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 			},
-			// The workspace's container comes first and holds up the agent's with its
-			// postStart hook until the workspace is filled (see package carry for why not an
-			// init container).
-			Containers: []corev1.Container{{
-				Name:            fetchContainer,
-				Image:           j.opts.RunnerImage,
-				ImagePullPolicy: corev1.PullIfNotPresent,
-				Command:         []string{"/runner", carry.FetchCommand},
-				Env:             exchangeEnv,
-				VolumeMounts:    mounts,
-				SecurityContext: sec,
-				Resources:       corev1.ResourceRequirements{Limits: smallLimits(), Requests: smallRequests()},
-				Lifecycle: &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{
-					Exec: &corev1.ExecAction{Command: []string{"/runner", carry.WaitCommand}}}},
-			}, {
-				Name:            agentContainer,
-				Image:           s.Image,
-				ImagePullPolicy: pullPolicy(s.PullPolicy),
-				Command:         append([]string{carry.RunnerPath, carry.AgentCommand, "--"}, s.Argv...),
-				WorkingDir:      sandbox.WorkspacePath,
-				Env:             agentEnv,
-				VolumeMounts:    mounts,
-				SecurityContext: sec,
-				Resources:       corev1.ResourceRequirements{Limits: limits, Requests: limits},
-			}},
-			Volumes: []corev1.Volume{
-				{Name: volWorkspace, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: disk}}},
-				{Name: volOutput, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: out}}},
-				{Name: volTmp, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory, SizeLimit: tmp}}},
-				{Name: volRunner, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: resource.NewQuantity(128<<20, resource.BinarySI)}}},
-			},
+			Containers: containers,
+			Volumes:    volumes,
 		},
 	}
 }

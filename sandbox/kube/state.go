@@ -44,6 +44,9 @@ var hopeless = map[string]bool{
 	"RunContainerError":          true,
 }
 
+// Termination reasons of a container whose command never ran (containerd's, Docker's).
+var couldNotStart = map[string]bool{"StartError": true, "ContainerCannotRun": true}
+
 // stateOf reads a pod's status: the state machine of one agent's pod.
 func stateOf(p *corev1.Pod) state {
 	var st state
@@ -74,6 +77,13 @@ func stateOf(p *corev1.Pod) state {
 		if w := c.State.Waiting; w != nil && hopeless[w.Reason] {
 			st.done = true
 			st.infra = fmt.Sprintf("the agent's container cannot start (%s): %s", w.Reason, w.Message)
+			return st
+		}
+		if t := c.State.Terminated; t != nil && couldNotStart[t.Reason] {
+			// The runtime could not start the container's command: nothing of the agent ran
+			// (an image without the runner where the pods expect it, for one).
+			st.done = true
+			st.infra = fmt.Sprintf("the agent's container could not start (%s): %s", t.Reason, strings.TrimSpace(t.Message))
 			return st
 		}
 		if t := c.State.Terminated; t != nil {

@@ -46,6 +46,9 @@ func TestPodStatusesMapToOutcomes(t *testing.T) {
 			{Name: agentContainer, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}, {Name: fetchContainer, State: term(0, "Completed")}}}, false, "", ""},
 		{"runner image missing", corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{
 			{Name: fetchContainer, State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull"}}}}}, true, "", "runner's image cannot start"},
+		// An agent image without the runner where a one-container pod expects it.
+		{"command never started", corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: agent(corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+			ExitCode: 128, Reason: "StartError", Message: `exec: "/.agentrunner/runner": stat /.agentrunner/runner: no such file or directory`}})}, true, "", "/.agentrunner/runner: no such file"},
 		{"config error", corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: agent(corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CreateContainerConfigError"}})}, true, "", "CreateContainerConfigError"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -25,7 +25,9 @@ const (
 // dial is retried as the workspace's fetch is.
 func DialControl(ctx context.Context, base, token string) (io.ReadWriteCloser, error) {
 	// HTTP/1.1 only: an upgrade is HTTP/1.1's.
-	tr := &http.Transport{Proxy: nil, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
+	tr := directTransport()
+	tr.ForceAttemptHTTP2 = false
+	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	cli := &http.Client{Transport: tr}
 	var conn io.ReadWriteCloser
 	err := retrying(ctx, "dial the runner's exchange for the proxy's control channel", func() (bool, error) {

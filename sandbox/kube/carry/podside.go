@@ -32,9 +32,11 @@ import (
 // The commands, the routes of the exchange (the token in the Authorization header, never in a
 // URL that logs could keep), the environment that names them, and where the runner's copy goes.
 const (
-	FetchCommand   = "kube-fetch"
-	WaitCommand    = "kube-wait"
-	AgentCommand   = "kube-agent"
+	FetchCommand = "kube-fetch"
+	WaitCommand  = "kube-wait"
+	AgentCommand = "kube-agent"
+	// FetchFlag makes AgentCommand fill the workspace itself (FetchAgentCommand's pods).
+	FetchFlag      = "--fetch"
 	WorkspaceRoute = "/kube/v1/workspace" // GET: the trees
 	ChangesRoute   = "/kube/v1/changes"   // PUT: the trees as the agent left them
 	EnvURL         = "AGENTRUNNER_EXCHANGE_URL"
@@ -162,7 +164,7 @@ func Fetch(ctx context.Context, base, token string, trees map[string]string) err
 			return false, err
 		}
 		req.Header.Set("Authorization", "Bearer "+token)
-		res, err := http.DefaultClient.Do(req)
+		res, err := exchangeClient.Do(req)
 		if err != nil {
 			return true, err
 		}
@@ -173,6 +175,17 @@ func Fetch(ctx context.Context, base, token string, trees map[string]string) err
 		}
 		return false, ReadTrees(res.Body, trees, podLimits)
 	})
+}
+
+// exchangeClient talks to the exchange directly, never through a proxy: an allow-listed
+// agent's environment names its run's egress proxy, which would refuse the exchange (it is on
+// no allow list) and which the agent's network policy lets it reach beside the exchange.
+var exchangeClient = &http.Client{Transport: directTransport()}
+
+func directTransport() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	return tr
 }
 
 // retryWindow is how long the pod's side keeps trying the exchange: long enough for a daemon
@@ -287,7 +300,14 @@ func waitConfined(ctx context.Context, addr string, poll, limit time.Duration) e
 // network policy is in force (EnvGate), passes SIGTERM on, and once the agent ended hands the
 // trees back to the exchange; it exits with the agent's code (128+signal when killed), 125
 // when the agent could not be started.
+//
+// With FetchFlag first (an agent image that carries the runner, so the pod is this one
+// container) it fills the workspace itself before anything else, instead of finding it filled.
 func AgentMain(args []string) int {
+	fetch := len(args) > 0 && args[0] == FetchFlag
+	if fetch {
+		args = args[1:]
+	}
 	if len(args) > 0 && args[0] == "--" {
 		args = args[1:]
 	}
@@ -300,24 +320,35 @@ func AgentMain(args []string) int {
 			AgentCommand, EnvURL, EnvToken)
 		return 2
 	}
-	// Not filled (the fetch failed, the hook gave up): the agent must not run.
-	if !exists(readyMarker) {
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer cancel()
+	// The fetch and the policy's gate at once: the exchange is reachable before the policy is
+	// in force and after.
+	filled := make(chan error, 1)
+	if fetch {
+		go func() { filled <- Fetch(ctx, os.Getenv(EnvURL), os.Getenv(EnvToken), podTrees) }()
+	} else if !exists(readyMarker) {
+		// Not filled (the fetch failed, the hook gave up): the agent must not run.
 		fmt.Fprintln(os.Stderr, "agentrunner: the workspace was not filled; the agent does not start")
 		return 125
+	} else {
+		filled <- nil
 	}
 	if gate := os.Getenv(EnvGate); gate != "" {
-		ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-		err := waitConfined(ctx, canary(gate), gatePoll, gateLimit)
-		cancel()
-		if err != nil {
+		if err := waitConfined(ctx, canary(gate), gatePoll, gateLimit); err != nil {
 			fmt.Fprintln(os.Stderr, "agentrunner:", err)
 			return 125
 		}
 	}
+	if err := <-filled; err != nil {
+		fmt.Fprintln(os.Stderr, "agentrunner: the workspace was not filled; the agent does not start:", err)
+		return 125
+	}
+	cancel()
 	code := runAgent(args)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if err := HandBack(ctx, os.Getenv(EnvURL), os.Getenv(EnvToken), podTrees); err != nil {
+	hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer hcancel()
+	if err := HandBack(hctx, os.Getenv(EnvURL), os.Getenv(EnvToken), podTrees); err != nil {
 		fmt.Fprintln(os.Stderr, "agentrunner: hand the workspace back:", err)
 	}
 	return code
@@ -371,7 +402,7 @@ func HandBack(ctx context.Context, base, token string, trees map[string]string) 
 		}
 		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("Content-Type", "application/x-tar")
-		res, err := http.DefaultClient.Do(req)
+		res, err := exchangeClient.Do(req)
 		if err != nil {
 			return true, err
 		}

@@ -1,6 +1,8 @@
 package carry
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -174,5 +176,59 @@ func TestAFailedFillIsMarkedForTheHook(t *testing.T) {
 	}
 	if _, err := os.Stat(readyMarker); err == nil {
 		t.Error("marked ready after a failed fetch")
+	}
+}
+
+// An agent image that carries the runner makes the pod one container: its agent's side fills
+// the workspace itself (beside the policy's gate), runs the agent on it and hands the trees
+// back; when the workspace cannot be had, the agent never runs.
+func TestTheAgentsSideFillsTheWorkspaceItselfWithFetch(t *testing.T) {
+	markersIn(t)
+	src, pod := map[string]string{"workspace": t.TempDir(), "out": t.TempDir()}, map[string]string{"workspace": t.TempDir(), "out": t.TempDir()}
+	back := map[string]string{"workspace": t.TempDir(), "out": t.TempDir()}
+	if err := os.WriteFile(filepath.Join(src["workspace"], "README.md"), []byte("from the daemon\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	trees := podTrees
+	podTrees = pod
+	t.Cleanup(func() { podTrees = trees })
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer tok" {
+			http.Error(w, "no", http.StatusForbidden)
+			return
+		}
+		switch r.URL.Path {
+		case WorkspaceRoute:
+			_ = WriteTrees(w, src, Limits{Bytes: 1 << 20, Entries: 100})
+		case ChangesRoute:
+			if err := ReadTrees(r.Body, back, Limits{Bytes: 1 << 20, Entries: 100}); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}))
+	defer srv.Close()
+	t.Setenv(EnvURL, srv.URL)
+	t.Setenv(EnvToken, "tok")
+	t.Setenv(EnvGate, "")
+	script := "grep -q 'from the daemon' " + filepath.Join(pod["workspace"], "README.md") + " && echo made > " + filepath.Join(pod["workspace"], "new.txt")
+	if code := AgentMain([]string{FetchFlag, "--", "sh", "-c", script}); code != 0 {
+		t.Fatalf("exit %d, want the agent's 0 (it found the daemon's workspace)", code)
+	}
+	if got, _ := os.ReadFile(filepath.Join(back["workspace"], "new.txt")); string(got) != "made\n" {
+		t.Errorf("handed back new.txt = %q", got)
+	}
+
+	w := retryWindow
+	retryWindow = 100 * time.Millisecond
+	t.Cleanup(func() { retryWindow = w })
+	t.Setenv(EnvToken, "wrong")
+	ran := filepath.Join(t.TempDir(), "ran")
+	if code := AgentMain([]string{FetchFlag, "--", "sh", "-c", "touch " + ran}); code != 125 {
+		t.Errorf("exit %d when the workspace could not be fetched, want 125", code)
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Error("the agent ran on a workspace that was never filled")
 	}
 }
