@@ -463,6 +463,9 @@ const RunnerImageTag = "agentrunner/kube-runner:test"
 var (
 	runnerImageOnce sync.Once
 	runnerImageErr  error
+	runnerExe       []byte
+	carryingMu      sync.Mutex
+	carrying        = map[string]string{} // base image → its image with the runner
 )
 
 // RunnerImage builds this tree's runner into a `FROM scratch` image at /runner, as `make
@@ -474,18 +477,41 @@ func RunnerImage(t testing.TB) string {
 	cli := dockertest.Client(t)
 	runnerImageOnce.Do(func() {
 		// Stripped, as `make runner-image` builds it: each pod copies it once.
-		data, err := os.ReadFile(dockertest.BuildRunner(t, "-ldflags=-s -w", "-tags=agentrunner_testonly"))
-		if err != nil {
-			runnerImageErr = err
+		runnerExe, runnerImageErr = os.ReadFile(dockertest.BuildRunner(t, "-ldflags=-s -w", "-tags=agentrunner_testonly"))
+		if runnerImageErr != nil {
 			return
 		}
 		runnerImageErr = dockertest.BuildImage(context.Background(), cli, RunnerImageTag, map[string]string{dockertest.LabelRun: "dockertest"},
-			map[string][]byte{"Dockerfile": []byte("FROM scratch\nCOPY runner /runner\nENTRYPOINT [\"/runner\"]\n"), "runner": data})
+			map[string][]byte{"Dockerfile": []byte("FROM scratch\nCOPY runner /runner\nENTRYPOINT [\"/runner\"]\n"), "runner": runnerExe})
 	})
 	if runnerImageErr != nil {
 		t.Fatalf("build the runner image: %v", runnerImageErr)
 	}
 	return RunnerImageTag
+}
+
+// CarryingImage is base with the runner of RunnerImage added at /.agentrunner/runner, as a
+// user's Dockerfile adds it for `runner-in-agent-images` (`COPY --from=<runner image> /runner
+// /.agentrunner/runner`); built once per test binary and base.
+func CarryingImage(t testing.TB, base string) string {
+	t.Helper()
+	RunnerImage(t)
+	carryingMu.Lock()
+	defer carryingMu.Unlock()
+	if tag := carrying[base]; tag != "" {
+		return tag
+	}
+	tag := base + "-carrying:test"
+	if i := strings.LastIndex(base, ":"); i > strings.LastIndex(base, "/") {
+		tag = base[:i] + "-carrying" + base[i:]
+	}
+	err := dockertest.BuildImage(context.Background(), dockertest.Client(t), tag, map[string]string{dockertest.LabelRun: "dockertest"},
+		map[string][]byte{"Dockerfile": []byte("FROM " + base + "\nCOPY runner /.agentrunner/runner\n"), "runner": runnerExe})
+	if err != nil {
+		t.Fatalf("build %s: %v", tag, err)
+	}
+	carrying[base] = tag
+	return tag
 }
 
 // AcceptAll listens on the host's end of the node's link and accepts (and closes) every

@@ -38,7 +38,7 @@ type nodeRig struct {
 	probe string
 }
 
-func newNodeRig(t testing.TB) *nodeRig {
+func newNodeRig(t testing.TB, tune ...func(*Options)) *nodeRig {
 	t.Helper()
 	admin, daemon := liveCluster(t)
 	node := kubetest.Start(t).Node(t)
@@ -53,10 +53,18 @@ func newNodeRig(t testing.TB) *nodeRig {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	r.canary, r.probe = node.AcceptAll(t), node.AcceptAll(t)
-	r.sb, err = New(daemon, Options{Namespace: agentsNamespace, RunnerImage: kubetest.RunnerImageTag, Exchange: x,
+	opts := Options{Namespace: agentsNamespace, RunnerImage: kubetest.RunnerImageTag, Exchange: x,
 		ExchangeURL: "http://" + ln.Addr().String(), PolicyCanary: r.canary,
 		Owner:        sandbox.OwnerLabels(sandbox.DaemonOwner("node-test"), "store-1"),
-		NodeSelector: map[string]string{kubetest.RealNodeLabel: "true"}, StopGrace: 2 * time.Second})
+		NodeSelector: map[string]string{kubetest.RealNodeLabel: "true"}, StopGrace: 2 * time.Second}
+	for _, f := range tune {
+		f(&opts)
+	}
+	if opts.RunnerInAgentImages {
+		r.agent = kubetest.CarryingImage(t, r.agent)
+		node.Import(t, r.agent)
+	}
+	r.sb, err = New(daemon, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,5 +257,27 @@ func TestOnARealNodeAnAllowListedAgentGoesOutOnlyThroughItsProxy(t *testing.T) {
 	blocked, err := eg.Blocked(t.Context(), spec.JobID)
 	if err != nil || len(blocked) == 0 || !strings.Contains(strings.Join(blocked, " "), offList) {
 		t.Errorf("blocked = %v, %v; want %s among them", blocked, err, offList)
+	}
+}
+
+// An agent image that carries the runner runs in a one-container pod on a real node: its own
+// runner fills the workspace, waits for the policy (the canary is cut off before the agent
+// starts), runs the agent confined as ever and hands its changes back.
+func TestOnARealNodeAnImageThatCarriesTheRunnerRunsAlone(t *testing.T) {
+	r := newNodeRig(t, func(o *Options) { o.RunnerInAgentImages = true })
+	spec := r.spec(t, "carried", sandbox.NetworkNone, "escape", "dial", r.canary, "write", "alone.txt=one container")
+	res, logs := r.run(t, spec)
+	if res.Outcome != sandbox.Success {
+		t.Fatalf("outcome %s (exit %d), want success\n%s", res.Outcome, res.ExitCode, logs)
+	}
+	rep := escapeReport(t, logs)
+	if rep["cap_eff"] != "0000000000000000" || rep["uid"] != float64(10001) || rep["write_root"] != false {
+		t.Errorf("not confined: %v", rep)
+	}
+	if !strings.Contains(logs, "DIAL "+r.canary+" => error") {
+		t.Errorf("the agent reached the canary: it started before its policy was in force\n%s", logs)
+	}
+	if got, _ := os.ReadFile(filepath.Join(spec.WorkspaceDir, "alone.txt")); string(got) != "one container" {
+		t.Errorf("the daemon's workspace has alone.txt %q", got)
 	}
 }
