@@ -53,11 +53,12 @@ func runProxy(cmd *cobra.Command, s *streams, configPath string, dial bool) erro
 		if configPath != "-" {
 			return usageError{errors.New("--dial takes the configuration from the exchange; drop --config")}
 		}
-		base, token := os.Getenv(carry.EnvURL), os.Getenv(carry.EnvToken)
-		if base == "" || token == "" {
-			return usageError{fmt.Errorf("--dial needs $%s and $%s (the runner sets them in the proxy's pod)", carry.EnvURL, carry.EnvToken)}
+		base, token, cert, proof := os.Getenv(carry.EnvURL), os.Getenv(carry.EnvToken), os.Getenv(carry.EnvControlCert), os.Getenv(carry.EnvControlProof)
+		if base == "" || token == "" || cert == "" || proof == "" {
+			return usageError{fmt.Errorf("--dial needs $%s, $%s, $%s and $%s (the runner sets them in the proxy's pod)",
+				carry.EnvURL, carry.EnvToken, carry.EnvControlCert, carry.EnvControlProof)}
 		}
-		conn, err := carry.DialControl(cmd.Context(), base, token)
+		conn, err := carry.DialControl(cmd.Context(), base, token, []byte(cert), proof)
 		if err != nil {
 			return err
 		}

@@ -86,7 +86,8 @@ func (k kubeConfig) start(ctx context.Context, owner map[string]string, disk int
 	if err != nil {
 		return nil, nil, fmt.Errorf("kubernetes.exchange-listen: %w", err)
 	}
-	srv := &http.Server{Handler: x, ReadHeaderTimeout: 10 * time.Second}
+	// Agents reach the exchange: idle connections they leave open are closed after a while.
+	srv := &http.Server{Handler: x, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("workspace exchange", "err", err)

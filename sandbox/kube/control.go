@@ -14,27 +14,54 @@ import (
 
 // controlSession waits for one egress proxy's pod to dial its control channel
 // (carry.ControlRoute). Its token is good for one connection: the session is forgotten once
-// a connection came, so nobody else can take the channel over with the same token.
+// a connection came, so nobody else can take the channel over with the same token. The
+// channel is TLS with id's certificate, taken only from the end that gives id's proof.
 type controlSession struct {
+	id   *carry.ControlIdentity
 	conn chan io.ReadWriteCloser
+	// gone: nobody waits any more; a connection that still comes is closed.
+	gone bool
 }
 
 // expectControl makes the exchange take one control connection from the holder of token.
-func (x *Exchange) expectControl(token string) *controlSession {
+func (x *Exchange) expectControl(token string) (*controlSession, error) {
+	id, err := carry.NewControlIdentity()
+	if err != nil {
+		return nil, err
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.controls == nil {
 		x.controls = map[[32]byte]*controlSession{}
 	}
-	c := &controlSession{conn: make(chan io.ReadWriteCloser, 1)}
+	c := &controlSession{id: id, conn: make(chan io.ReadWriteCloser, 1)}
 	x.controls[sha256.Sum256([]byte(token))] = c
-	return c
+	return c, nil
 }
 
-func (x *Exchange) forgetControl(token string) {
+// forgetControl ends c: its token no longer opens a channel, and a channel that came but was
+// not taken is closed.
+func (x *Exchange) forgetControl(token string, c *controlSession) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	delete(x.controls, sha256.Sum256([]byte(token)))
+	c.gone = true
+	select {
+	case conn := <-c.conn:
+		conn.Close()
+	default:
+	}
+}
+
+// deliver hands conn to whoever waits on c, or closes it when nobody does any more.
+func (x *Exchange) deliver(c *controlSession, conn io.ReadWriteCloser) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if c.gone {
+		conn.Close()
+		return
+	}
+	c.conn <- conn // the one connection a token opens: the buffer holds it
 }
 
 // takeControl returns and forgets the session of the request's token (nil: none).
@@ -77,7 +104,11 @@ func (x *Exchange) serveControl(w http.ResponseWriter, r *http.Request) {
 		conn.Close()
 		return
 	}
-	c.conn <- &upgraded{Conn: conn, r: brw.Reader}
+	secured, err := c.id.Accept(&upgraded{Conn: conn, r: brw.Reader}, 30*time.Second)
+	if err != nil {
+		return // someone with the token but without the proof; the proxy's own dial is refused now too
+	}
+	x.deliver(c, secured)
 }
 
 // upgraded is a hijacked connection whose first bytes may sit in the server's reader.

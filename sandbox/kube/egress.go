@@ -37,9 +37,9 @@ const (
 	RoleProxy = "egress-proxy"
 )
 
-// ProxyStartWait bounds the wait for the proxy's pod to dial in (its image on the node, its
+// proxyStartWait bounds the wait for the proxy's pod to dial in (its image on the node, its
 // scheduling) when the RunSpec sets no StartTimeout of its own.
-var ProxyStartWait = 2 * time.Minute
+var proxyStartWait = 2 * time.Minute
 
 var _ interface {
 	StartProxy(context.Context, egress.RunSpec) (*egress.Egress, error)
@@ -67,9 +67,12 @@ func (s *Sandbox) StartProxy(ctx context.Context, spec egress.RunSpec) (*egress.
 	}
 	p := &proxyPod{name: ProxyName(spec.RunID), runID: spec.RunID, opts: &s.opts}
 	token := NewToken()
-	session := s.opts.Exchange.expectControl(token)
+	session, err := s.opts.Exchange.expectControl(token)
+	if err != nil {
+		return nil, fmt.Errorf("start the egress proxy of run %s: %w", spec.RunID, err)
+	}
 	stop := func(ctx context.Context) error {
-		s.opts.Exchange.forgetControl(token)
+		s.opts.Exchange.forgetControl(token, session)
 		return s.deleteAll(ctx, p.name)
 	}
 	fail := func(op string, err error) (*egress.Egress, error) {
@@ -85,7 +88,7 @@ func (s *Sandbox) StartProxy(ctx context.Context, spec egress.RunSpec) (*egress.
 		return fail("create its network policy", err)
 	}
 	if err := whenFree(ctx, func() error {
-		_, err := s.cli.CoreV1().Secrets(ns).Create(ctx, p.secret(token), metav1.CreateOptions{})
+		_, err := s.cli.CoreV1().Secrets(ns).Create(ctx, p.secret(token, session.id), metav1.CreateOptions{})
 		return err
 	}); err != nil {
 		return fail("create its secret", err)
@@ -109,7 +112,7 @@ func (s *Sandbox) StartProxy(ctx context.Context, spec egress.RunSpec) (*egress.
 	}
 	wait := spec.StartTimeout
 	if wait <= 0 {
-		wait = ProxyStartWait
+		wait = proxyStartWait
 	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
@@ -137,6 +140,8 @@ func (s *Sandbox) awaitProxy(ctx context.Context, name string, session *controlS
 		switch {
 		case err == nil && (pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded):
 			err = fmt.Errorf("the proxy ended (%s): %s", pod.Status.Phase, proxyWhy(pod))
+		case err == nil && hopelessWait(pod) != "":
+			err = fmt.Errorf("the proxy's container cannot start: %s", hopelessWait(pod))
 		case err == nil && conn != nil && pod.Status.PodIP != "":
 			return conn, pod.Status.PodIP, nil
 		case err != nil && ctx.Err() == nil:
@@ -162,6 +167,16 @@ func (s *Sandbox) awaitProxy(ctx context.Context, name string, session *controlS
 		}
 		return nil, "", err
 	}
+}
+
+// hopelessWait is why the pod's container waits for what will never come ("": it does not).
+func hopelessWait(pod *corev1.Pod) string {
+	for _, c := range pod.Status.ContainerStatuses {
+		if w := c.State.Waiting; w != nil && hopeless[w.Reason] {
+			return w.Reason + ": " + w.Message
+		}
+	}
+	return ""
 }
 
 // proxyWhy is the end of the proxy container's state, for an error.
@@ -209,13 +224,21 @@ func (p *proxyPod) meta() metav1.ObjectMeta {
 	return metav1.ObjectMeta{Name: p.name, Namespace: p.opts.Namespace, Labels: l, Annotations: a}
 }
 
-func (p *proxyPod) secret(token string) *corev1.Secret {
+// secret holds what the proxy dials in with: the token of its upgrade, the certificate it
+// pins and the proof it gives inside TLS.
+func (p *proxyPod) secret(token string, id *carry.ControlIdentity) *corev1.Secret {
 	m := p.meta()
 	m.Labels = maps.Clone(m.Labels)
 	delete(m.Labels, LabelPod)
 	delete(m.Labels, LabelRole) // the agents' policies select the proxy by role: pods only
-	return &corev1.Secret{ObjectMeta: m, Type: corev1.SecretTypeOpaque, Data: map[string][]byte{secretTokenKey: []byte(token)}}
+	return &corev1.Secret{ObjectMeta: m, Type: corev1.SecretTypeOpaque, Data: map[string][]byte{
+		secretTokenKey: []byte(token), secretCertKey: id.CertPEM, secretProofKey: []byte(id.Proof)}}
 }
+
+const (
+	secretCertKey  = "agentrunner-control-cert"
+	secretProofKey = "agentrunner-control-proof"
+)
 
 // networkPolicy lets the run's own pods in, to the proxy's two ports, and the proxy out
 // anywhere: where it may go is its address filter's to decide, per agent.
@@ -247,10 +270,11 @@ func proxyPorts() []networkingv1.NetworkPolicyPort {
 
 // pod is the proxy's pod, hardened as an agent's (Pod Security "restricted"), as nobody.
 func (p *proxyPod) pod() *corev1.Pod {
-	no, yes := false, true
+	no := false
 	nobody := int64(65534)
-	tokenRef := &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-		LocalObjectReference: corev1.LocalObjectReference{Name: p.name}, Key: secretTokenKey}}
+	ref := func(key string) *corev1.EnvVarSource {
+		return &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: p.name}, Key: key}}
+	}
 	grace := int64(5)
 	return &corev1.Pod{
 		ObjectMeta: p.meta(),
@@ -261,12 +285,7 @@ func (p *proxyPod) pod() *corev1.Pod {
 			AutomountServiceAccountToken:  &no,
 			EnableServiceLinks:            &no,
 			TerminationGracePeriodSeconds: &grace,
-			SecurityContext: &corev1.PodSecurityContext{
-				RunAsNonRoot:   &yes,
-				RunAsUser:      &nobody,
-				RunAsGroup:     &nobody,
-				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-			},
+			SecurityContext:               restrictedPod(nobody, nobody, false),
 			Containers: []corev1.Container{{
 				Name:            "proxy",
 				Image:           p.opts.RunnerImage,
@@ -274,20 +293,15 @@ func (p *proxyPod) pod() *corev1.Pod {
 				Command:         []string{"/runner", "proxy", "--dial"},
 				Env: []corev1.EnvVar{
 					{Name: carry.EnvURL, Value: p.opts.ExchangeURL},
-					{Name: carry.EnvToken, ValueFrom: tokenRef},
+					{Name: carry.EnvToken, ValueFrom: ref(secretTokenKey)},
+					{Name: carry.EnvControlCert, ValueFrom: ref(secretCertKey)},
+					{Name: carry.EnvControlProof, ValueFrom: ref(secretProofKey)},
 				},
 				Ports: []corev1.ContainerPort{
 					{Name: "proxy", ContainerPort: egress.ProxyPort, Protocol: corev1.ProtocolTCP},
 					{Name: "keys", ContainerPort: egress.KeysPort, Protocol: corev1.ProtocolTCP},
 				},
-				SecurityContext: &corev1.SecurityContext{
-					RunAsNonRoot:             &yes,
-					AllowPrivilegeEscalation: &no,
-					Privileged:               &no,
-					ReadOnlyRootFilesystem:   &yes,
-					Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-					SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-				},
+				SecurityContext: restricted(nobody, nobody),
 				Resources: corev1.ResourceRequirements{
 					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
 					Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("512Mi")},

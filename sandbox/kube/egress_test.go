@@ -41,7 +41,12 @@ func (r *rig) playProxyPod(t *testing.T, runID, ip string) <-chan error {
 			return
 		}
 		r.setStatus(t, pod.Name, corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip})
-		conn, err := carry.DialControl(context.Background(), r.url, r.podToken(t, pod.Name))
+		sec, err := r.cli.CoreV1().Secrets(ns).Get(context.Background(), pod.Name, metav1.GetOptions{})
+		if err != nil {
+			done <- err
+			return
+		}
+		conn, err := carry.DialControl(context.Background(), r.url, string(sec.Data[secretTokenKey]), sec.Data[secretCertKey], string(sec.Data[secretProofKey]))
 		if err != nil {
 			done <- err
 			return
@@ -172,13 +177,19 @@ func objectsOf(t *testing.T, r *rig) (pods []corev1.Pod, secrets, policies int) 
 	return p.Items, len(s.Items), len(n.Items)
 }
 
-// The control route takes one connection per token: a second dial with the same token, a
-// guess, or a plain GET are refused.
+// The control route takes one connection per token, secured by TLS to the certificate the
+// daemon made for it and given the proxy's proof inside: a second dial with the same token, a
+// guess or a plain GET are refused; an end that has the token but not the proof gets no
+// channel; a proxy that meets an exchange without the pinned certificate gives up before
+// sending anything.
 func TestTheControlChannelOpensOnceForItsTokenOnly(t *testing.T) {
 	r := newRig(t, "d1")
 	token := NewToken()
-	session := r.x.expectControl(token)
-	conn, err := carry.DialControl(t.Context(), r.url, token)
+	session, err := r.x.expectControl(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := carry.DialControl(t.Context(), r.url, token, session.id.CertPEM, session.id.Proof)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,6 +229,35 @@ func TestTheControlChannelOpensOnceForItsTokenOnly(t *testing.T) {
 		if res.StatusCode != tc.want {
 			t.Errorf("%s: %s, want %d", tc.name, res.Status, tc.want)
 		}
+	}
+
+	// The token without the proof (someone who saw the upgrade go by).
+	token = NewToken()
+	if session, err = r.x.expectControl(token); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := carry.NewControlIdentity()
+	if c, err := carry.DialControl(t.Context(), r.url, token, session.id.CertPEM, other.Proof); err == nil {
+		defer c.Close()
+		_, _ = c.Read(make([]byte, 1)) // the daemon closes it
+	}
+	select {
+	case c := <-session.conn:
+		c.Close()
+		t.Error("a channel was handed over without the proof")
+	case <-time.After(500 * time.Millisecond):
+	}
+
+	// An exchange without the pinned certificate (someone posing as it).
+	token = NewToken()
+	if _, err = r.x.expectControl(token); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := carry.DialControl(t.Context(), r.url, token, other.CertPEM, other.Proof); err == nil || !strings.Contains(err.Error(), "not the runner's") {
+		if c != nil {
+			c.Close()
+		}
+		t.Errorf("a proxy went on with an exchange it cannot verify: %v", err)
 	}
 }
 
@@ -287,6 +327,23 @@ func TestAnAllowListedAgentReachesOnlyItsRunsProxy(t *testing.T) {
 	defer again.sb.Destroy(t.Context(), h2)
 	if again.sb.podJob(h2).attached || again.pod(t, name).Annotations["test/first"] != "" {
 		t.Error("an allow-listed agent's pod was attached to by the job claimed again")
+	}
+
+	// Only the Secret left (a daemon gone between the Secret and the pod): it holds an earlier
+	// proxy's settings, so it is made again, not reused.
+	_ = again.sb.Destroy(t.Context(), h2)
+	stale := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{LabelRun: "r1"},
+		Annotations: map[string]string{AnnotationJob: spec.JobID}}, Data: map[string][]byte{"HTTPS_PROXY": []byte("http://old:x@10.244.0.8:3128")}}
+	if _, err := r.cli.CoreV1().Secrets(ns).Create(t.Context(), stale, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h3, err := again.sb.Prepare(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.sb.Destroy(t.Context(), h3)
+	if s, _ := r.cli.CoreV1().Secrets(ns).Get(t.Context(), name, metav1.GetOptions{}); string(s.Data["HTTPS_PROXY"]) != spec.Network.ProxyEnv["HTTPS_PROXY"] {
+		t.Errorf("the leftover Secret was reused: HTTPS_PROXY %q", s.Data["HTTPS_PROXY"])
 	}
 
 	spec.Network.Proxy = ""

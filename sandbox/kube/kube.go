@@ -283,6 +283,17 @@ func (s *Sandbox) create(ctx context.Context, pj *podJob) (*corev1.Pod, error) {
 			return nil, &sandbox.InfraError{Op: "create secret", Object: fmt.Sprintf("for job %q", spec.JobID),
 				Err: fmt.Errorf("secret %s exists and is not this job's", j.name)}
 		}
+		if spec.Network.Mode == sandbox.NetworkAllow {
+			// Its proxy settings are an earlier proxy's, gone with its daemon: start afresh,
+			// as with such a pod below.
+			if err := s.deleteAll(ctx, j.name); err != nil {
+				return fail("delete an earlier attempt's objects", err)
+			}
+			if err := s.waitGone(ctx, j.name, true); err != nil {
+				return fail("wait for an earlier attempt's objects", err)
+			}
+			return s.create(ctx, pj)
+		}
 		s.serve(pj, string(oldSecret.Data[secretTokenKey])) // the pod, if any, holds this one
 	}
 	var pod *corev1.Pod

@@ -129,17 +129,8 @@ func (j *job) networkPolicy() *networkingv1.NetworkPolicy {
 // memory; a deadline the API server enforces even when no daemon is left to.
 func (j *job) pod() *corev1.Pod {
 	s := j.spec
-	no, yes := false, true
-	sec := &corev1.SecurityContext{
-		RunAsNonRoot:             &yes,
-		RunAsUser:                &j.uid,
-		RunAsGroup:               &j.gid,
-		AllowPrivilegeEscalation: &no,
-		Privileged:               &no,
-		ReadOnlyRootFilesystem:   &yes,
-		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-	}
+	no := false
+	sec := restricted(j.uid, j.gid)
 	limits := corev1.ResourceList{
 		corev1.ResourceCPU:    *resource.NewMilliQuantity(int64(j.res.CPUs*1000), resource.DecimalSI),
 		corev1.ResourceMemory: *resource.NewQuantity(j.res.Memory, resource.BinarySI),
@@ -219,17 +210,39 @@ func (j *job) pod() *corev1.Pod {
 			EnableServiceLinks:            &no,
 			ActiveDeadlineSeconds:         &deadline,
 			TerminationGracePeriodSeconds: &grace,
-			SecurityContext: &corev1.PodSecurityContext{
-				RunAsNonRoot:   &yes,
-				RunAsUser:      &j.uid,
-				RunAsGroup:     &j.gid,
-				FSGroup:        &j.gid,
-				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-			},
-			Containers: containers,
-			Volumes:    volumes,
+			SecurityContext:               restrictedPod(j.uid, j.gid, true),
+			Containers:                    containers,
+			Volumes:                       volumes,
 		},
 	}
+}
+
+// restricted is a container's hardening, what Pod Security "restricted" asks and more:
+// non-root as uid:gid, no privilege escalation, every capability dropped, seccomp
+// RuntimeDefault, a read-only root filesystem.
+func restricted(uid, gid int64) *corev1.SecurityContext {
+	no, yes := false, true
+	return &corev1.SecurityContext{
+		RunAsNonRoot:             &yes,
+		RunAsUser:                &uid,
+		RunAsGroup:               &gid,
+		AllowPrivilegeEscalation: &no,
+		Privileged:               &no,
+		ReadOnlyRootFilesystem:   &yes,
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+// restrictedPod is the pod's side of restricted; with volumes, its volumes are the group's.
+func restrictedPod(uid, gid int64, volumes bool) *corev1.PodSecurityContext {
+	yes := true
+	p := &corev1.PodSecurityContext{RunAsNonRoot: &yes, RunAsUser: &uid, RunAsGroup: &gid,
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}
+	if volumes {
+		p.FSGroup = &gid
+	}
+	return p
 }
 
 // smallRequests are what the container that fills the workspace asks the scheduler for: next

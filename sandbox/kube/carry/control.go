@@ -20,10 +20,11 @@ const (
 	ControlProtocol = "agentrunner-proxy-control"
 )
 
-// DialControl opens the proxy's control channel at the exchange base, with token; the
+// DialControl opens the proxy's control channel at the exchange base, with token, then
+// secures it with the pinned certificate and proves itself with proof (controltls.go); the
 // exchange refuses a token it does not know yet for a while (its daemon is starting), so the
 // dial is retried as the workspace's fetch is.
-func DialControl(ctx context.Context, base, token string) (io.ReadWriteCloser, error) {
+func DialControl(ctx context.Context, base, token string, certPEM []byte, proof string) (io.ReadWriteCloser, error) {
 	// HTTP/1.1 only: an upgrade is HTTP/1.1's.
 	tr := directTransport()
 	tr.ForceAttemptHTTP2 = false
@@ -55,5 +56,8 @@ func DialControl(ctx context.Context, base, token string) (io.ReadWriteCloser, e
 		conn = rwc
 		return false, nil
 	})
-	return conn, err
+	if err != nil {
+		return nil, err
+	}
+	return secure(ctx, conn, certPEM, proof)
 }
