@@ -66,8 +66,10 @@ type Options struct {
 	// ShutdownGrace is how long running agents may finish after shutdown starts (default 30s).
 	ShutdownGrace time.Duration
 	// Reap removes the leftovers of earlier runs the policy gives up (containers, networks,
-	// workspaces); called at start.
-	Reap func(ctx context.Context, p ReapPolicy) error
+	// workspaces); called at start, and every ReapEvery after with ReapPolicy.Periodic set
+	// (10m; negative: never), for what may go while runs go on (a finished run's pods).
+	Reap      func(ctx context.Context, p ReapPolicy) error
+	ReapEvery time.Duration
 	// NoSchedules turns the scheduler off.
 	NoSchedules bool
 	// ScheduleTick is how often schedules are checked (default 1s).
@@ -126,6 +128,9 @@ func New(o Options) (*Daemon, error) {
 	}
 	if o.ShutdownGrace <= 0 {
 		o.ShutdownGrace = 30 * time.Second
+	}
+	if o.ReapEvery == 0 {
+		o.ReapEvery = 10 * time.Minute
 	}
 	if o.ScheduleTick <= 0 {
 		o.ScheduleTick = time.Second
@@ -215,6 +220,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	spawn(func() { d.intakeLoop(ctx) })
 	spawn(func() { d.runLoop(ctx, work) })
 	spawn(func() { d.rescueLoop(ctx) })
+	if d.o.Reap != nil && d.o.ReapEvery > 0 {
+		spawn(func() { d.reapLoop(ctx) })
+	}
 	if !d.o.NoSchedules {
 		spawn(func() { d.sched.loop(ctx) })
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/agentrunner/agentrunner/sandbox"
 	"github.com/agentrunner/agentrunner/store"
@@ -17,6 +18,32 @@ type ReapPolicy struct {
 	Busy func(runID string) bool
 	// Remove decides for one Docker object (see Daemon.reapPolicy).
 	Remove func(sandbox.Leftover) bool
+	// Periodic: a sweep while this daemon runs, not at its start. Busy and Remove were read
+	// before the sweep lists anything, so a run leased since looks idle: a periodic sweep
+	// removes only what its run can never need again (a finished run's pods), never what a
+	// run about to start creates.
+	Periodic bool
+}
+
+// reapLoop sweeps every ReapEvery while the daemon runs.
+func (d *Daemon) reapLoop(ctx context.Context) {
+	t := time.NewTicker(d.o.ReapEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p, err := d.reapPolicy(ctx)
+			if err == nil {
+				p.Periodic = true
+				err = d.o.Reap(ctx, p)
+			}
+			if err != nil && ctx.Err() == nil {
+				d.log.Warn("periodic sweep of leftovers", "err", err)
+			}
+		}
+	}
 }
 
 // reapPolicy is what this daemon may remove at start, after it took back its own leases and

@@ -591,14 +591,16 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 		NoSchedules:   !c.Schedules,
 		Reap: func(ctx context.Context, p daemon.ReapPolicy) error {
 			var errs []error
-			if docker != nil {
+			if docker != nil && !p.Periodic {
 				if _, err := docker.Reap(ctx, p.Remove); err != nil {
 					errs = append(errs, err)
 				}
 			}
 			if pods != nil {
 				// A pod of a run not yet completed stays: the run will be taken up again
-				// (here or by another daemon) and its jobs attach to their pods.
+				// (here or by another daemon) and its jobs attach to their pods. A completed
+				// run's pods can go any time: periodically too, which gives the pods of a
+				// daemon that died after its run ended a time to live.
 				remove := func(l sandbox.Leftover) bool {
 					if !p.Remove(l) {
 						return false
@@ -609,6 +611,9 @@ func serve(ctx context.Context, s *streams, c serveConfig) error {
 				if _, err := pods.Sweep(ctx, remove); err != nil {
 					errs = append(errs, err)
 				}
+			}
+			if p.Periodic {
+				return errors.Join(errs...)
 			}
 			if _, err := wsm.Sweep(ctx, p.Busy); err != nil {
 				errs = append(errs, err)
