@@ -5,10 +5,10 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/agentrunner/agentrunner/internal/syncbuf"
 	"github.com/agentrunner/agentrunner/runner/plan"
 	"github.com/agentrunner/agentrunner/runner/result"
 )
@@ -191,7 +191,7 @@ func TestTerminalShowsTheLastTwentyLinesOfAFailedJob(t *testing.T) {
 // and the timers move, and stops doing so when the run has finished.
 func TestTerminalLiveViewRedrawsUntilTheRunFinishes(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf syncbuf.Buffer
 	term := NewTerminal(&buf, true)
 	term.tick = time.Millisecond
 	audit := instance("audit", "audit")
@@ -211,24 +211,6 @@ func TestTerminalLiveViewRedrawsUntilTheRunFinishes(t *testing.T) {
 	if len(buf.String()) != n {
 		t.Errorf("the view was redrawn after the run finished")
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe to read while the reporter writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // The summary shows what each job's workspace took on disk, and the run-wide notes (such as

@@ -16,7 +16,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 
 	"github.com/agentrunner/agentrunner/internal/dockertest"
 	"github.com/agentrunner/agentrunner/internal/nettest"
+	"github.com/agentrunner/agentrunner/internal/syncbuf"
 	"github.com/agentrunner/agentrunner/sandbox"
 )
 
@@ -61,24 +61,6 @@ func newSpec(t testing.TB, runID string, argv ...string) *sandbox.Spec {
 	}
 }
 
-// lockedBuffer is a log writer that the log goroutine and the test can share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // run prepares, runs and destroys spec, checking that the container is gone afterwards.
 func run(ctx context.Context, t testing.TB, sb *sandbox.Docker, spec *sandbox.Spec) (*sandbox.Result, string, error) {
 	t.Helper()
@@ -86,7 +68,7 @@ func run(ctx context.Context, t testing.TB, sb *sandbox.Docker, spec *sandbox.Sp
 	if err != nil {
 		return nil, "", err
 	}
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	res, runErr := sb.Run(ctx, h, &logs)
 	if err := sb.Destroy(ctx, h); err != nil {
 		t.Errorf("Destroy: %v", err)
@@ -350,7 +332,7 @@ func TestCancelStopsAndRemovesTheContainer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sb.Destroy(context.Background(), h) })
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	done := make(chan struct{})
 	var res *sandbox.Result
 	var runErr error
@@ -709,7 +691,7 @@ func TestAllowModeForwardsNoDNS(t *testing.T) {
 	if !slices.Equal(info.HostConfig.DNS, []string{sandbox.AllowDNS}) {
 		t.Errorf("DNS = %q, want only %s, the container's own loopback", info.HostConfig.DNS, sandbox.AllowDNS)
 	}
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	if _, err := sb.Run(t.Context(), h, &logs); err != nil {
 		t.Fatal(err)
 	}
@@ -793,7 +775,7 @@ func TestWorkspaceFilledWhileTheContainerIsCreated(t *testing.T) {
 		t.Fatalf("before the workspace is ready the container should be created, not started: %v %+v", err, info.State)
 	}
 	close(release)
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	res, err := sb.Run(ctx, h, &logs)
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker/api/types/volume"
 
 	"github.com/agentrunner/agentrunner/internal/dockertest"
+	"github.com/agentrunner/agentrunner/internal/syncbuf"
 	"github.com/agentrunner/agentrunner/sandbox"
 )
 
@@ -153,7 +154,7 @@ func TestOverlayLowerFilledWhileTheContainerIsCreated(t *testing.T) {
 	if v := volumesOf(t, runID); len(v) != 1 || v[0] != h.Name {
 		t.Errorf("volumes after Prepare = %v, want one named like the container (%s)", v, h.Name)
 	}
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	res, err := sb.Run(t.Context(), h, &logs)
 	if err != nil || res.Outcome != sandbox.Success {
 		t.Fatalf("Run = %+v, %v; logs:\n%s", res, err, logs.String())

@@ -71,7 +71,9 @@ func (s *Sandbox) StartProxy(ctx context.Context, spec egress.RunSpec) (*egress.
 	if err != nil {
 		return nil, fmt.Errorf("start the egress proxy of run %s: %w", spec.RunID, err)
 	}
+	logCtx, stopLog := context.WithCancel(context.WithoutCancel(ctx))
 	stop := func(ctx context.Context) error {
+		stopLog()
 		s.opts.Exchange.forgetControl(token, session)
 		return s.deleteAll(ctx, p.name)
 	}
@@ -121,8 +123,25 @@ func (s *Sandbox) StartProxy(ctx context.Context, spec egress.RunSpec) (*egress.
 		return fail("wait for its pod "+p.name, err)
 	}
 	s.log.Info("egress proxy pod dialed in", "run_id", spec.RunID, "pod", p.name, "ip", ip)
+	go s.relayProxyLog(logCtx, p.name, spec.RunID)
 	return egress.Controlled(ctx, spec, conn, ip, stop)
 }
+
+// relayProxyLog follows the proxy container's log (JSON lines) into the daemon's, as the
+// Docker proxy's is, until ctx ends; the pod's log goes with the pod.
+func (s *Sandbox) relayProxyLog(ctx context.Context, name, runID string) {
+	rc, err := s.cli.CoreV1().Pods(s.opts.Namespace).GetLogs(name, &corev1.PodLogOptions{Container: proxyContainer, Follow: true}).Stream(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("follow the egress proxy's log", "run_id", runID, "pod", name, "err", err)
+		}
+		return
+	}
+	defer rc.Close()
+	egress.RelayLogs(s.log.With("run_id", runID, "component", "egress"), "proxy: ", rc)
+}
+
+const proxyContainer = "proxy"
 
 // awaitProxy waits until the proxy's pod dialed the exchange and has its address published,
 // or failed.
@@ -287,7 +306,7 @@ func (p *proxyPod) pod() *corev1.Pod {
 			TerminationGracePeriodSeconds: &grace,
 			SecurityContext:               restrictedPod(nobody, nobody, false),
 			Containers: []corev1.Container{{
-				Name:            "proxy",
+				Name:            proxyContainer,
 				Image:           p.opts.RunnerImage,
 				ImagePullPolicy: corev1.PullIfNotPresent,
 				Command:         []string{"/runner", "proxy", "--dial"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/agentrunner/agentrunner/egress"
 	"github.com/agentrunner/agentrunner/internal/dockertest"
 	"github.com/agentrunner/agentrunner/internal/kubetest"
+	"github.com/agentrunner/agentrunner/internal/syncbuf"
 	"github.com/agentrunner/agentrunner/preset"
 	"github.com/agentrunner/agentrunner/sandbox"
 )
@@ -183,7 +185,8 @@ func TestOnARealNodeOutcomesAreTheAgents(t *testing.T) {
 // direct connection to the allowed host, bypassing the proxy, is cut off by the agent's
 // NetworkPolicy. The proxy's pod goes when the run's egress closes.
 func TestOnARealNodeAnAllowListedAgentGoesOutOnlyThroughItsProxy(t *testing.T) {
-	r := newNodeRig(t)
+	var daemonLog syncbuf.Buffer
+	r := newNodeRig(t, func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(&daemonLog, nil)) })
 	const key = "sk-ant-the-runs-real-key"
 	var seen sync.Map // path → the key header it came with
 	upstream := func() string {
@@ -257,6 +260,12 @@ func TestOnARealNodeAnAllowListedAgentGoesOutOnlyThroughItsProxy(t *testing.T) {
 	blocked, err := eg.Blocked(t.Context(), spec.JobID)
 	if err != nil || len(blocked) == 0 || !strings.Contains(strings.Join(blocked, " "), offList) {
 		t.Errorf("blocked = %v, %v; want %s among them", blocked, err, offList)
+	}
+	if !strings.Contains(daemonLog.String(), `msg="proxy: proxy ready"`) {
+		t.Errorf("the proxy's log did not reach the daemon's:\n%s", daemonLog.String())
+	}
+	if strings.Contains(daemonLog.String(), key) {
+		t.Error("the daemon's log holds the model key")
 	}
 }
 
