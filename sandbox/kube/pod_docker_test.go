@@ -23,9 +23,9 @@ import (
 )
 
 // The pod's side as real processes in real containers, hardened as the pod's are (read-only
-// root, no capabilities, uid 10001): the init container (the runner image's /runner
+// root, no capabilities, uid 10001): the workspace's container (the runner image's /runner
 // kube-fetch) fills the workspace from the exchange and leaves the runner for the agent's
-// container, whose kube-agent runs the agent (the test agent image, with no runner of its own)
+// container while its hook (kube-wait) waits for that, then the agent's kube-agent runs the agent (the test agent image, with no runner of its own)
 // and hands its changes back. The daemon's workspace then has the agent's file and outputs;
 // the agent's exit code is the container's.
 func TestThePodsContainersFillAndHandBackTheWorkspace(t *testing.T) {
@@ -62,9 +62,18 @@ func TestThePodsContainersFillAndHandBackTheWorkspace(t *testing.T) {
 	}
 	env := []string{carry.EnvURL + "=http://" + ln.Addr().String(), carry.EnvToken + "=" + token,
 		sandbox.EnvOutputDir + "=" + sandbox.OutputPath, "HOME=/tmp"}
+	// The workspace's container and, beside it as the kubelet runs it, its postStart hook.
+	hookDone := make(chan struct{})
+	var hookCode int
+	var hookLogs string
+	go func() {
+		defer close(hookDone)
+		hookCode, hookLogs = runHardened(t, cli, runID, runnerImage, []string{"/runner", carry.WaitCommand}, env, vols)
+	}()
 	code, logs := runHardened(t, cli, runID, runnerImage, []string{"/runner", carry.FetchCommand}, env, vols)
-	if code != 0 {
-		t.Fatalf("the init container exited %d:\n%s", code, logs)
+	<-hookDone
+	if code != 0 || hookCode != 0 {
+		t.Fatalf("the workspace's container exited %d, its hook %d:\n%s\n%s", code, hookCode, logs, hookLogs)
 	}
 	if got, _ := os.ReadFile(filepath.Join(vols[sandbox.WorkspacePath], "README.md")); string(got) != "hello\n" {
 		t.Fatalf("the pod's workspace has README.md %q", got)
@@ -89,7 +98,8 @@ func TestThePodsContainersFillAndHandBackTheWorkspace(t *testing.T) {
 
 // runHardened runs argv in image as a pod's container would run: read-only root filesystem,
 // every capability dropped, no new privileges, uid 10001, the given volumes; it returns the
-// exit code and the output, and removes the container.
+// exit code and the output, and removes the container. It may run on a goroutine of the test
+// (a failure is an Error and exit -1).
 func runHardened(t *testing.T, cli client.APIClient, runID, image string, argv, env []string, vols map[string]string) (int, string) {
 	t.Helper()
 	ctx := t.Context()
@@ -102,13 +112,15 @@ func runHardened(t *testing.T, cli client.APIClient, runID, image string, argv, 
 		&container.HostConfig{NetworkMode: "host", ReadonlyRootfs: true, CapDrop: []string{"ALL"}, SecurityOpt: []string{"no-new-privileges"},
 			Mounts: mounts, Tmpfs: map[string]string{"/tmp": "size=64m"}}, nil, nil, "")
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
+		return -1, ""
 	}
 	defer func() {
 		_ = cli.ContainerRemove(context.WithoutCancel(ctx), c.ID, container.RemoveOptions{Force: true})
 	}()
 	if err := cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
-		t.Fatal(err)
+		t.Error(err)
+		return -1, ""
 	}
 	var code int64
 	statusCh, errCh := cli.ContainerWait(ctx, c.ID, container.WaitConditionNotRunning)
@@ -116,11 +128,13 @@ func runHardened(t *testing.T, cli client.APIClient, runID, image string, argv, 
 	case st := <-statusCh:
 		code = st.StatusCode
 	case err := <-errCh:
-		t.Fatal(err)
+		t.Error(err)
+		return -1, ""
 	}
 	rc, err := cli.ContainerLogs(ctx, c.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true})
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
+		return -1, ""
 	}
 	defer rc.Close()
 	var buf bytes.Buffer
