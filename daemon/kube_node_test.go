@@ -32,7 +32,8 @@ func nodeDaemon(t *testing.T, id, repoDir string, maxAgents int) (*daemonProc, s
 	t.Helper()
 	c, admin := kwokCluster(t)
 	node := c.Node(t)
-	node.Import(t, kubetest.RunnerImage(t), dockertest.TestAgentImage(t))
+	runnerImage := kubetest.RunnerImage(t)
+	node.Import(t, runnerImage, dockertest.TestAgentImage(t))
 	exchange := hostPort(t, node.HostIP)
 	canary := node.AcceptAll(t)
 	proc, st := kubeDaemonWith(t, c, id, repoDir, maxAgents, fmt.Sprintf(`  runner-image: %s
@@ -40,7 +41,7 @@ func nodeDaemon(t *testing.T, id, repoDir string, maxAgents int) (*daemonProc, s
   exchange-url: "http://%s"
   policy-canary: %q
   node-selector: {%s: "true"}
-`, kubetest.RunnerImageTag, exchange, exchange, canary, kubetest.RealNodeLabel))
+`, runnerImage, exchange, exchange, canary, kubetest.RealNodeLabel))
 	return proc, st, admin
 }
 

@@ -457,63 +457,6 @@ func (n *Node) startPolicyController(limit time.Duration) error {
 // Logs is the end of the node's processes' logs, for a failing test's message.
 func (n *Node) Logs() string { return n.procs.tail() }
 
-// RunnerImageTag is the runner image of the tests' pods (their workspace container's).
-const RunnerImageTag = "agentrunner/kube-runner:test"
-
-var (
-	runnerImageOnce sync.Once
-	runnerImageErr  error
-	runnerExe       []byte
-	carryingMu      sync.Mutex
-	carrying        = map[string]string{} // base image → its image with the runner
-)
-
-// RunnerImage builds this tree's runner into a `FROM scratch` image at /runner, as `make
-// runner-image` does, once per test binary, and returns its tag. It is built with the
-// agentrunner_testonly tag, so that the egress proxy's pod accepts a test's fake upstream on
-// the host's link (a production runner refuses the override).
-func RunnerImage(t testing.TB) string {
-	t.Helper()
-	cli := dockertest.Client(t)
-	runnerImageOnce.Do(func() {
-		// Stripped, as `make runner-image` builds it: each pod copies it once.
-		runnerExe, runnerImageErr = os.ReadFile(dockertest.BuildRunner(t, "-ldflags=-s -w", "-tags=agentrunner_testonly"))
-		if runnerImageErr != nil {
-			return
-		}
-		runnerImageErr = dockertest.BuildImage(context.Background(), cli, RunnerImageTag, map[string]string{dockertest.LabelRun: "dockertest"},
-			map[string][]byte{"Dockerfile": []byte("FROM scratch\nCOPY runner /runner\nENTRYPOINT [\"/runner\"]\n"), "runner": runnerExe})
-	})
-	if runnerImageErr != nil {
-		t.Fatalf("build the runner image: %v", runnerImageErr)
-	}
-	return RunnerImageTag
-}
-
-// CarryingImage is base with the runner of RunnerImage added at /.agentrunner/runner, as a
-// user's Dockerfile adds it for `runner-in-agent-images` (`COPY --from=<runner image> /runner
-// /.agentrunner/runner`); built once per test binary and base.
-func CarryingImage(t testing.TB, base string) string {
-	t.Helper()
-	RunnerImage(t)
-	carryingMu.Lock()
-	defer carryingMu.Unlock()
-	if tag := carrying[base]; tag != "" {
-		return tag
-	}
-	tag := base + "-carrying:test"
-	if i := strings.LastIndex(base, ":"); i > strings.LastIndex(base, "/") {
-		tag = base[:i] + "-carrying" + base[i:]
-	}
-	err := dockertest.BuildImage(context.Background(), dockertest.Client(t), tag, map[string]string{dockertest.LabelRun: "dockertest"},
-		map[string][]byte{"Dockerfile": []byte("FROM " + base + "\nCOPY runner /.agentrunner/runner\n"), "runner": runnerExe})
-	if err != nil {
-		t.Fatalf("build %s: %v", tag, err)
-	}
-	carrying[base] = tag
-	return tag
-}
-
 // AcceptAll listens on the host's end of the node's link and accepts (and closes) every
 // connection until the test ends: an address pods reach unless their network policy cuts them
 // off (a policy canary, or a probe of what a confined agent must not reach).

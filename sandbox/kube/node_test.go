@@ -45,7 +45,8 @@ func newNodeRig(t testing.TB, tune ...func(*Options)) *nodeRig {
 	admin, daemon := liveCluster(t)
 	node := kubetest.Start(t).Node(t)
 	r := &nodeRig{node: node, admin: admin, agent: dockertest.TestAgentImage(t)}
-	node.Import(t, kubetest.RunnerImage(t), r.agent)
+	runnerImage := kubetest.RunnerImage(t)
+	node.Import(t, runnerImage, r.agent)
 	x := &Exchange{}
 	ln, err := net.Listen("tcp", net.JoinHostPort(node.HostIP, "0"))
 	if err != nil {
@@ -55,7 +56,7 @@ func newNodeRig(t testing.TB, tune ...func(*Options)) *nodeRig {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	r.canary, r.probe = node.AcceptAll(t), node.AcceptAll(t)
-	opts := Options{Namespace: agentsNamespace, RunnerImage: kubetest.RunnerImageTag, Exchange: x,
+	opts := Options{Namespace: agentsNamespace, RunnerImage: runnerImage, Exchange: x,
 		ExchangeURL: "http://" + ln.Addr().String(), PolicyCanary: r.canary,
 		Owner:        sandbox.OwnerLabels(sandbox.DaemonOwner("node-test"), "store-1"),
 		NodeSelector: map[string]string{kubetest.RealNodeLabel: "true"}, StopGrace: 2 * time.Second}
