@@ -116,6 +116,7 @@ func (s *Sandbox) StartProxy(ctx context.Context, spec egress.RunSpec) (*egress.
 	if wait <= 0 {
 		wait = proxyStartWait
 	}
+	s.log.Info("egress proxy pod created; waiting for it to dial in", "run_id", spec.RunID, "pod", p.name, "limit", wait)
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	conn, ip, err := s.awaitProxy(wctx, p.name, session)
