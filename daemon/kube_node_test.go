@@ -141,6 +141,38 @@ func TestKubernetesFanOutOnARealNode(t *testing.T) {
 	assertNoPodsLeft(t, admin, runID)
 }
 
+// An allow-listed agent through `runner serve` on a real node: the daemon starts the run's
+// egress proxy as a pod, the agent reaches out through it (a destination off its allow list is
+// refused there, and the job's result lists it), and the proxy's pod goes with the run.
+func TestKubernetesAllowListedAgentOnARealNode(t *testing.T) {
+	offList := "10.231.255.1:8443" // never dialed: the proxy refuses it by name first
+	repoDir, _ := gittest.Repo(t, map[string]string{".agents/egress.yaml": fmt.Sprintf(`name: egress
+on: {dispatch: {}}
+defaults: {image: %s, pull-policy: never, timeout: 5m, resources: {cpus: 0.1, memory: 64m}}
+agents:
+  fetcher:
+    network: {allow: ["api.github.com:443"]}
+    command: [/testagent, fetch, "http://%s/x", report, fetched]
+`, dockertest.TestAgentTag, offList)})
+	proc, st, admin := nodeDaemon(t, "node-egress", repoDir, 2)
+	proc.start()
+	runID := dispatch(t, st, proc.addr, "egress")
+	waitRunCompleted(t, st, runID, 4*time.Minute)
+	res := runResult(t, proc, runID)
+	if res.Conclusion != result.ConclusionSuccess || len(res.Jobs) != 1 {
+		t.Fatalf("run %s with %d jobs:\n%s\n%s", res.Conclusion, len(res.Jobs), res.Report, proc.logs())
+	}
+	j := res.Jobs[0]
+	if !strings.Contains(strings.Join(j.Blocked, " "), offList) {
+		t.Errorf("blocked %q, want %s refused by the run's proxy\n%s", j.Blocked, offList, proc.logs())
+	}
+	if !strings.Contains(proc.logs(), "egress proxy pod dialed in") {
+		t.Errorf("the daemon never started a proxy pod:\n%s", proc.logs())
+	}
+	proc.signal(syscall.SIGTERM)
+	assertNoPodsLeft(t, admin, runID)
+}
+
 // kill -9 of the daemon while its agents run in real pods: the daemon started again attaches to
 // the running pods (each created once), takes their changes when the agents end, and the run
 // succeeds.
