@@ -15,7 +15,6 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/agentrunner/agentrunner/egress"
@@ -102,14 +101,7 @@ func (s *Sandbox) StartProxy(ctx context.Context, spec egress.RunSpec) (*egress.
 	}); err != nil {
 		return fail("create its pod", err)
 	}
-	owner := fmt.Sprintf(`{"metadata":{"ownerReferences":[{"apiVersion":"v1","kind":"Pod","name":%q,"uid":%q}]}}`, pod.Name, pod.UID)
-	if err := whenFree(ctx, func() error {
-		_, err := s.cli.CoreV1().Secrets(ns).Patch(ctx, p.name, types.MergePatchType, []byte(owner), metav1.PatchOptions{})
-		if err == nil {
-			_, err = s.cli.NetworkingV1().NetworkPolicies(ns).Patch(ctx, p.name, types.MergePatchType, []byte(owner), metav1.PatchOptions{})
-		}
-		return err
-	}); err != nil {
+	if err := s.giveToPod(ctx, pod, true); err != nil {
 		return fail("hand its secret and policy to its pod", err)
 	}
 	wait := spec.StartTimeout
@@ -149,43 +141,33 @@ const proxyContainer = "proxy"
 func (s *Sandbox) awaitProxy(ctx context.Context, name string, session *controlSession) (io.ReadWriteCloser, string, error) {
 	var conn io.ReadWriteCloser
 	pods := s.cli.CoreV1().Pods(s.opts.Namespace)
-	for {
-		if conn == nil {
-			select {
-			case conn = <-session.conn:
-			default:
-			}
-		}
-		pod, err := pods.Get(ctx, name, metav1.GetOptions{})
-		switch {
-		case err == nil && (pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded):
-			err = fmt.Errorf("the proxy ended (%s): %s", pod.Status.Phase, proxyWhy(pod))
-		case err == nil && hopelessWait(pod) != "":
-			err = fmt.Errorf("the proxy's container cannot start: %s", hopelessWait(pod))
-		case err == nil && conn != nil && pod.Status.PodIP != "":
-			return conn, pod.Status.PodIP, nil
-		case err != nil && ctx.Err() == nil:
-			err = nil // the API server may be busy: ask again
-		}
-		if err == nil {
-			select {
-			case conn = <-session.conn:
-				continue
-			case <-ctx.Done():
-				err = ctx.Err()
-				if conn == nil {
-					err = fmt.Errorf("it did not dial the exchange (%v): is the runner image on the nodes, and does the pod reach %s?", err, s.opts.ExchangeURL)
-				} else {
-					err = fmt.Errorf("its address was not published (%v)", err)
-				}
-			case <-time.After(250 * time.Millisecond):
-				continue
-			}
-		}
+	fail := func(err error) (io.ReadWriteCloser, string, error) {
 		if conn != nil {
 			conn.Close()
 		}
 		return nil, "", err
+	}
+	for {
+		// A failed Get is asked again: the API server may be busy.
+		if pod, err := pods.Get(ctx, name, metav1.GetOptions{}); err == nil {
+			switch why := hopelessWait(pod); {
+			case pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded:
+				return fail(fmt.Errorf("the proxy ended (%s): %s", pod.Status.Phase, proxyWhy(pod)))
+			case why != "":
+				return fail(fmt.Errorf("the proxy's container cannot start: %s", why))
+			case conn != nil && pod.Status.PodIP != "":
+				return conn, pod.Status.PodIP, nil
+			}
+		}
+		select {
+		case conn = <-session.conn:
+		case <-time.After(250 * time.Millisecond):
+		case <-ctx.Done():
+			if conn == nil {
+				return fail(fmt.Errorf("it did not dial the exchange (%v): is the runner image on the nodes, and does the pod reach %s?", ctx.Err(), s.opts.ExchangeURL))
+			}
+			return fail(fmt.Errorf("its address was not published (%v)", ctx.Err()))
+		}
 	}
 }
 

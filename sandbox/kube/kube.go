@@ -284,11 +284,8 @@ func (s *Sandbox) create(ctx context.Context, pj *podJob) (*corev1.Pod, error) {
 		if spec.Network.Mode == sandbox.NetworkAllow {
 			// Its proxy settings are an earlier proxy's, gone with its daemon: start afresh,
 			// as with such a pod below.
-			if err := s.deleteAll(ctx, j.name); err != nil {
-				return fail("delete an earlier attempt's objects", err)
-			}
-			if err := s.waitGone(ctx, j.name, true); err != nil {
-				return fail("wait for an earlier attempt's objects", err)
+			if err := s.clear(ctx, pj); err != nil {
+				return fail("remove an earlier attempt's objects", err)
 			}
 			return s.create(ctx, pj)
 		}
@@ -317,11 +314,8 @@ func (s *Sandbox) create(ctx context.Context, pj *podJob) (*corev1.Pod, error) {
 			// allow-listed agent's pod is never attached to: its proxy was its run's earlier
 			// one, which ended with the control channel of the daemon that started it, so the
 			// agent could not reach out any more.
-			if err := s.deleteAll(ctx, j.name); err != nil {
-				return fail("delete the pod being deleted and its objects", err)
-			}
-			if err := s.waitGone(ctx, j.name, true); err != nil {
-				return fail("wait for the pod being deleted", err)
+			if err := s.clear(ctx, pj); err != nil {
+				return fail("remove the pod being deleted and its objects", err)
 			}
 			return s.create(ctx, pj)
 		}
@@ -329,27 +323,8 @@ func (s *Sandbox) create(ctx context.Context, pj *podJob) (*corev1.Pod, error) {
 	} else if err != nil {
 		return fail("create pod", err)
 	}
-	owner := fmt.Sprintf(`{"metadata":{"ownerReferences":[{"apiVersion":"v1","kind":"Pod","name":%q,"uid":%q}]}}`, pod.Name, pod.UID)
-	if spec.Network.Mode != sandbox.NetworkOpen {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			polErr = whenFree(ctx, func() error {
-				_, err := s.cli.NetworkingV1().NetworkPolicies(ns).Patch(ctx, j.name, types.MergePatchType, []byte(owner), metav1.PatchOptions{})
-				return err
-			})
-		}()
-	}
-	secErr = whenFree(ctx, func() error {
-		_, err := s.cli.CoreV1().Secrets(ns).Patch(ctx, j.name, types.MergePatchType, []byte(owner), metav1.PatchOptions{})
-		return err
-	})
-	wg.Wait()
-	switch {
-	case secErr != nil:
-		return fail("hand the secret to its pod", secErr)
-	case polErr != nil:
-		return fail("hand the network policy to its pod", polErr)
+	if err := s.giveToPod(ctx, pod, spec.Network.Mode != sandbox.NetworkOpen); err != nil {
+		return fail("hand the secret and the network policy to their pod", err)
 	}
 	return pod, nil
 }
@@ -357,11 +332,7 @@ func (s *Sandbox) create(ctx context.Context, pj *podJob) (*corev1.Pod, error) {
 // again replaces a pod the infrastructure lost (evicted, its node gone, deleted under the run)
 // with a new one on the same, untouched workspace: the old pod never handed anything back.
 func (s *Sandbox) again(ctx context.Context, pj *podJob) error {
-	s.opts.Exchange.unregister(pj.token)
-	if err := s.deleteAll(ctx, pj.job.name); err != nil {
-		return err
-	}
-	if err := s.waitGone(ctx, pj.job.name, true); err != nil {
+	if err := s.clear(ctx, pj); err != nil {
 		return err
 	}
 	pj.attached = false
@@ -370,6 +341,41 @@ func (s *Sandbox) again(ctx context.Context, pj *podJob) error {
 	}
 	pj.x.markReady(nil)
 	return nil
+}
+
+// clear removes the job's pod, Secret and policy and waits until they are gone, so that its
+// name is free for new ones; the exchange forgets the job's token.
+func (s *Sandbox) clear(ctx context.Context, pj *podJob) error {
+	s.opts.Exchange.unregister(pj.token)
+	if err := s.deleteAll(ctx, pj.job.name); err != nil {
+		return err
+	}
+	return s.waitGone(ctx, pj.job.name, true)
+}
+
+// giveToPod makes pod the owner of its Secret and, with policy, of its NetworkPolicy (both
+// of its name), so that deleting the pod deletes them.
+func (s *Sandbox) giveToPod(ctx context.Context, pod *corev1.Pod, policy bool) error {
+	ns := s.opts.Namespace
+	owner := []byte(fmt.Sprintf(`{"metadata":{"ownerReferences":[{"apiVersion":"v1","kind":"Pod","name":%q,"uid":%q}]}}`, pod.Name, pod.UID))
+	var polErr error
+	var wg sync.WaitGroup
+	if policy {
+		wg.Add(1)
+		go func() { // at once: each is a round trip an agent's start waits for
+			defer wg.Done()
+			polErr = whenFree(ctx, func() error {
+				_, err := s.cli.NetworkingV1().NetworkPolicies(ns).Patch(ctx, pod.Name, types.MergePatchType, owner, metav1.PatchOptions{})
+				return err
+			})
+		}()
+	}
+	secErr := whenFree(ctx, func() error {
+		_, err := s.cli.CoreV1().Secrets(ns).Patch(ctx, pod.Name, types.MergePatchType, owner, metav1.PatchOptions{})
+		return err
+	})
+	wg.Wait()
+	return errors.Join(secErr, polErr)
 }
 
 // waitGone waits until the pod called name (and, with secret, its Secret) no longer exists:
