@@ -33,7 +33,9 @@ func newProxyCmd(s *streams) *cobra.Command {
 			"standard error and stops when standard input ends.\n\n" +
 			"With --dial (its pod on Kubernetes) the configuration and the control requests come\n" +
 			"over a connection it opens to the runner's exchange instead: $" + carry.EnvURL + ",\n" +
-			"with the token in $" + carry.EnvToken + "; it stops when that connection ends.",
+			"with the token in $" + carry.EnvToken + ", secured by TLS to the certificate in\n" +
+			"$" + carry.EnvControlCert + " and the proof in $" + carry.EnvControlProof + "; it stops when\n" +
+			"that connection ends.",
 		Hidden: true,
 		Args:   argsUsage(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -35,7 +35,8 @@ const (
 	FetchCommand = "kube-fetch"
 	WaitCommand  = "kube-wait"
 	AgentCommand = "kube-agent"
-	// FetchFlag makes AgentCommand fill the workspace itself (FetchAgentCommand's pods).
+	// FetchFlag makes AgentCommand fill the workspace itself (one-container pods, whose
+	// agent image carries the runner).
 	FetchFlag      = "--fetch"
 	WorkspaceRoute = "/kube/v1/workspace" // GET: the trees
 	ChangesRoute   = "/kube/v1/changes"   // PUT: the trees as the agent left them
